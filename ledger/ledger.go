@@ -1,0 +1,140 @@
+// Package ledger maps callledger's domain events onto event-store records:
+// stream names, stable event type names, deterministic event IDs and the
+// payload encoding. Every writer and reader of the log goes through it, so
+// the mapping is defined once.
+package ledger
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventstore"
+)
+
+// Stream name prefixes. Projections subscribe to CallStreamPrefix only.
+const (
+	CallStreamPrefix       = "call-"
+	QuarantineStreamPrefix = "quarantine-"
+)
+
+// Event type names as stored. They are part of the storage format: never
+// rename one.
+const (
+	TypeCallStatusReported      = "CallStatusReported"
+	TypeDialCompleted           = "DialCompleted"
+	TypeRecordingStatusReported = "RecordingStatusReported"
+	TypeRequestQuarantined      = "RequestQuarantined"
+)
+
+// namespace is the UUIDv5 namespace of every callledger event ID. Changing it
+// would break deduplication against everything already stored.
+var namespace = uuid.MustParse("6f1d3c2e-5b0a-5e7c-9a43-0c1f7d4b8e21")
+
+// EventID derives the deterministic ID of a fact from its kind and canonical
+// content, so that a redelivery of the same fact maps to the same ID and the
+// store writes it once.
+func EventID(kind string, canonical []byte) uuid.UUID {
+	// NewSHA1 hashes namespace || data; prefixing the kind and a separator
+	// keeps kinds apart even when their contents coincide.
+	data := make([]byte, 0, len(kind)+1+len(canonical))
+	data = append(data, kind...)
+	data = append(data, 0)
+	data = append(data, canonical...)
+	return uuid.NewSHA1(namespace, data)
+}
+
+// CallStream names the stream that holds every event of one call leg.
+func CallStream(callSid string) string { return CallStreamPrefix + callSid }
+
+// QuarantineStream names the stream for signed requests of a kind that carry
+// no usable CallSid.
+func QuarantineStream(kind string) string { return QuarantineStreamPrefix + kind }
+
+// CallSidOf returns the CallSid of a call stream and whether stream is one.
+func CallSidOf(stream string) (string, bool) {
+	return strings.CutPrefix(stream, CallStreamPrefix)
+}
+
+// ValidCallSid reports whether s has the shape of a Twilio CallSid: "CA"
+// followed by 32 lowercase hexadecimal digits.
+func ValidCallSid(s string) bool {
+	if len(s) != 34 || s[0] != 'C' || s[1] != 'A' {
+		return false
+	}
+	for i := 2; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// TypeOf returns the stored type name of ev.
+func TypeOf(ev *callledgerv1.Event) (string, error) {
+	switch ev.GetBody().(type) {
+	case *callledgerv1.Event_CallStatusReported:
+		return TypeCallStatusReported, nil
+	case *callledgerv1.Event_DialCompleted:
+		return TypeDialCompleted, nil
+	case *callledgerv1.Event_RecordingStatusReported:
+		return TypeRecordingStatusReported, nil
+	case *callledgerv1.Event_RequestQuarantined:
+		return TypeRequestQuarantined, nil
+	default:
+		return "", fmt.Errorf("event %s has no known body: %w", ev.GetEventId(), eventstore.ErrInvalidArgument)
+	}
+}
+
+// ErrUndecodable reports a stored record that is not a callledger event.
+var ErrUndecodable = errors.New("undecodable event")
+
+// Encode turns ev into a record for the store: binary protobuf payload and a
+// small JSON metadata object that keeps a store's own UI readable.
+func Encode(ev *callledgerv1.Event) (eventstore.EventData, error) {
+	typ, err := TypeOf(ev)
+	if err != nil {
+		return eventstore.EventData{}, err
+	}
+	id, err := uuid.Parse(ev.GetEventId())
+	if err != nil {
+		return eventstore.EventData{}, fmt.Errorf("event id %q: %w", ev.GetEventId(), eventstore.ErrInvalidArgument)
+	}
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		return eventstore.EventData{}, fmt.Errorf("encode event %s: %w", id, err)
+	}
+	return eventstore.EventData{ID: id, Type: typ, Data: data, Metadata: metadata(ev)}, nil
+}
+
+// metadata renders {"callSid":…,"source":…,"receivedAt":…}. Every value is
+// plain ASCII without quotes or escapes (a validated SID, an enum name, an
+// RFC 3339 time), so appending is safe and cheaper than encoding/json.
+func metadata(ev *callledgerv1.Event) []byte {
+	b := make([]byte, 0, 128)
+	b = append(b, `{"callSid":"`...)
+	if ValidCallSid(ev.GetCallSid()) {
+		b = append(b, ev.GetCallSid()...)
+	}
+	b = append(b, `","source":"`...)
+	b = append(b, ev.GetSource().String()...)
+	b = append(b, `","receivedAt":"`...)
+	b = ev.GetReceivedAt().AsTime().UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `"}`...)
+	return b
+}
+
+// Decode parses a stored record back into an event.
+func Decode(rec eventstore.RecordedEvent) (*callledgerv1.Event, error) {
+	ev := &callledgerv1.Event{}
+	if err := proto.Unmarshal(rec.Data, ev); err != nil {
+		return nil, fmt.Errorf("decode %s@%d (%s): %w: %v", rec.Stream, rec.Revision, rec.Type, ErrUndecodable, err)
+	}
+	return ev, nil
+}
