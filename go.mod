@@ -42,7 +42,10 @@ require (
 	github.com/rogpeppe/go-internal v1.9.0 // indirect
 	github.com/twilio/twilio-go v1.31.0 // indirect
 	golang.org/x/exp v0.0.0-20230626212559-97b1e661b5df // indirect
+	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
 	golang.org/x/text v0.42.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20261019180522-ce908d29299b // indirect
+	google.golang.org/grpc v1.85.0 // indirect
 	pgregory.net/rapid v1.3.0 // indirect
 )
