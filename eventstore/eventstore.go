@@ -119,8 +119,8 @@ type AppendResult struct {
 	// NextRevision is the revision of the stream's last event after the append.
 	NextRevision uint64
 	// Position is the global position of the last of the appended events; when
-	// every event was a duplicate, that of the last original. A reader that
-	// has seen this position has seen every event of the append.
+	// every event was a duplicate, the highest position among the originals.
+	// A reader that has seen this position has seen every event of the append.
 	Position Position
 	// Duplicates lists, in input order, the IDs that were already in the
 	// stream (or repeated within the append). They were not written again.
@@ -157,7 +157,9 @@ type Batch struct {
 	// filtered subscription moving past events it skips).
 	Checkpoint Position
 	// CaughtUp is true once the subscription has read everything that was in
-	// the log when it started and is now live.
+	// the log when it started and is now live; it never turns false again.
+	// Adapters report it without waiting for a live event (in an empty batch
+	// if need be), so that a consumer can tell when it is current.
 	CaughtUp bool
 }
 
@@ -166,9 +168,11 @@ type Batch struct {
 // repeats across the hand-over.
 type Subscription interface {
 	// Next blocks until there is something to deliver, ctx ends, or the
-	// subscription fails. It returns ErrSubscriptionClosed after Close.
+	// subscription fails. It returns ErrSubscriptionClosed after Close. Next
+	// is not safe for concurrent use.
 	Next(ctx context.Context) (Batch, error)
-	// Close ends the subscription and releases its resources.
+	// Close ends the subscription and releases its resources; a Next waiting
+	// in another goroutine returns ErrSubscriptionClosed.
 	Close() error
 }
 
@@ -197,7 +201,8 @@ type Store interface {
 	// empty log), so that readers can tell how far behind they are.
 	Head(ctx context.Context) (Position, error)
 	// SubscribeAll follows the log from after position from (exclusive),
-	// catching up and then staying live.
+	// catching up and then staying live. ctx bounds the subscription's life:
+	// once it ends, Next returns an error wrapping ctx's error.
 	SubscribeAll(ctx context.Context, from Position, filter Filter) (Subscription, error)
 	// Close releases the store. Appends already acknowledged stay durable.
 	Close() error

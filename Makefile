@@ -1,0 +1,85 @@
+# callledger — build, test and generate. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := help
+MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
+
+# Pinned tool versions: `make proto` and `make lint` give the same result on
+# any machine that has Go.
+BUF_VERSION                := v1.57.0
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+STATICCHECK_VERSION        := v0.8.2
+
+TMP := .tmp
+BIN := $(abspath $(TMP)/bin)
+export PATH := $(BIN):$(PATH)
+GO ?= go
+
+# The ingest benchmark's knobs (see docs/BENCHMARKS.md).
+BENCH_DURATION ?= 20s
+BENCH_RATE     ?= 5000
+
+.PHONY: help
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: ## Run callledger serve with the embedded store in ./data
+	$(GO) run ./cmd/callledger serve
+
+.PHONY: build
+build: ## Build bin/callledger
+	$(GO) build -o bin/callledger ./cmd/callledger
+
+.PHONY: test
+test: ## Run every test (race detector on, fuzz seed corpora included)
+	$(GO) test -race -count=1 ./...
+
+.PHONY: proto
+proto: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## Regenerate api/ from proto/
+	buf format -w
+	buf generate
+
+.PHONY: checkgenerate
+checkgenerate: proto ## Fail when committed generated code is stale
+	@if [ -n "$$(git status --porcelain -- api proto)" ]; then \
+		echo "generated code is stale: run 'make proto' and commit the result" >&2; \
+		git status --porcelain -- api proto >&2; git diff --stat -- api proto >&2; exit 1; \
+	fi
+
+.PHONY: lint
+lint: $(BIN)/buf $(BIN)/staticcheck ## buf lint, gofmt, go vet, staticcheck
+	buf lint
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^api/')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
+	$(GO) vet ./...
+	staticcheck ./...
+
+.PHONY: bench
+bench: ## Run the Go micro-benchmarks
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+.PHONY: bench-ingest
+bench-ingest: ## Ingest benchmark with wrk: saturation and fixed rate (needs wrk)
+	./scripts/bench-ingest.sh $(BENCH_DURATION) $(BENCH_RATE)
+
+.PHONY: ci
+ci: checkgenerate lint test ## What .ci/run runs
+
+$(BIN)/buf: Makefile
+	GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+	@touch $@
+
+$(BIN)/protoc-gen-go: Makefile
+	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	@touch $@
+
+$(BIN)/protoc-gen-go-grpc: Makefile
+	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	@touch $@
+
+$(BIN)/staticcheck: Makefile
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@touch $@

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/peterbourgon/ff/v3/ffcli"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/services/webhook"
+	"github.com/callledger/callledger/twilio"
+)
+
+// serveConfig is everything `serve` can be told.
+type serveConfig struct {
+	dataDir         string
+	httpAddr        string
+	grpcAddr        string
+	publicURL       string
+	authToken       string
+	authToken2      string
+	maxInFlight     int
+	dialTwiML       string
+	shutdownTimeout time.Duration
+	log             logFlags
+}
+
+func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
+	var cfg serveConfig
+	fs := newFlagSet("serve", stderr)
+	fs.StringVar(&cfg.dataDir, "data-dir", "./data", "directory of the embedded event store and projections")
+	fs.StringVar(&cfg.httpAddr, "http-addr", "127.0.0.1:8080", "listen address of the Twilio webhooks and health probes")
+	fs.StringVar(&cfg.grpcAddr, "grpc-addr", "127.0.0.1:9090", "listen address of the gRPC services")
+	fs.StringVar(&cfg.publicURL, "public-url", "", "public base URL Twilio calls (e.g. https://hooks.example.com), which signatures are checked against; defaults to http://<http-addr> only in development mode")
+	fs.StringVar(&cfg.authToken, "auth-token", "", "Twilio auth token (primary); falls back to TWILIO_AUTH_TOKEN")
+	fs.StringVar(&cfg.authToken2, "auth-token-secondary", "", "Twilio secondary auth token, accepted during rotation; falls back to TWILIO_AUTH_TOKEN_SECONDARY")
+	fs.IntVar(&cfg.maxInFlight, "max-in-flight", webhook.DefaultMaxInFlight, "webhook appends in flight before new ones get 503")
+	fs.StringVar(&cfg.dialTwiML, "dial-twiml", webhook.DefaultDialTwiML, "TwiML answered to <Dial action> callbacks")
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a graceful shutdown waits for requests in flight")
+	cfg.log.register(fs)
+	return &ffcli.Command{
+		Name:       "serve",
+		ShortUsage: "callledger serve [flags]",
+		ShortHelp:  "serve Twilio webhooks and the gRPC services on the embedded store",
+		FlagSet:    fs,
+		Options:    ffOptions(),
+		Exec: func(ctx context.Context, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("serve takes no arguments, got %q", args)
+			}
+			logger, err := cfg.log.logger(stderr)
+			if err != nil {
+				return err
+			}
+			return serve(ctx, cfg, logger)
+		},
+	}
+}
+
+func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
+	if cfg.authToken == "" {
+		cfg.authToken = os.Getenv("TWILIO_AUTH_TOKEN")
+	}
+	if cfg.authToken2 == "" {
+		cfg.authToken2 = os.Getenv("TWILIO_AUTH_TOKEN_SECONDARY")
+	}
+	if err := os.MkdirAll(cfg.dataDir, 0o750); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	if cfg.authToken == "" {
+		if !isLoopback(cfg.httpAddr) {
+			return fmt.Errorf("no Twilio auth token: set TWILIO_AUTH_TOKEN (or --auth-token); "+
+				"without one, serve only binds a loopback address, and --http-addr %s is not one", cfg.httpAddr)
+		}
+		tok, err := devToken(cfg.dataDir)
+		if err != nil {
+			return err
+		}
+		cfg.authToken = tok
+		logger.Warn("DEVELOPMENT MODE: no Twilio auth token configured; webhooks are checked against a "+
+			"development token that only `callledger simulate` knows. Real Twilio traffic will be refused. "+
+			"Set TWILIO_AUTH_TOKEN and --public-url for production.",
+			"token_file", devTokenPath(cfg.dataDir))
+		if cfg.publicURL == "" {
+			cfg.publicURL = "http://" + cfg.httpAddr
+		}
+	}
+	if cfg.publicURL == "" {
+		return errors.New("--public-url is required with a Twilio auth token: Twilio signs the URL it calls " +
+			"(e.g. https://hooks.example.com), which the server cannot see behind a proxy")
+	}
+	tokens := []string{cfg.authToken}
+	if cfg.authToken2 != "" {
+		tokens = append(tokens, cfg.authToken2)
+	}
+	verifier, err := twilio.NewVerifier(cfg.publicURL, tokens...)
+	if err != nil {
+		return fmt.Errorf("--public-url: %w", err)
+	}
+
+	store, err := pebblestore.Open(filepath.Join(cfg.dataDir, "ledger"), pebblestore.Options{Logger: logger})
+	if err != nil {
+		return fmt.Errorf("open event store: %w", err)
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			logger.Error("close event store", "err", err)
+		}
+	}()
+
+	hooks, err := webhook.New(webhook.Config{
+		Verifier:    verifier,
+		Store:       store,
+		Logger:      logger,
+		MaxInFlight: cfg.maxInFlight,
+		DialTwiML:   cfg.dialTwiML,
+		Ready: func(ctx context.Context) error {
+			_, err := store.Head(ctx)
+			return err
+		},
+	})
+	if err != nil {
+		return err
+	}
+
+	httpLn, err := net.Listen("tcp", cfg.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen --http-addr: %w", err)
+	}
+	grpcLn, err := net.Listen("tcp", cfg.grpcAddr)
+	if err != nil {
+		httpLn.Close()
+		return fmt.Errorf("listen --grpc-addr: %w", err)
+	}
+
+	httpSrv := &http.Server{
+		Handler:           hooks,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      20 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	grpcSrv := grpc.NewServer()
+	healthSrv := health.NewServer()
+	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
+	reflection.Register(grpcSrv)
+
+	errc := make(chan error, 2)
+	go func() { errc <- httpSrv.Serve(httpLn) }()
+	go func() { errc <- grpcSrv.Serve(grpcLn) }()
+	logger.Info("callledger serving",
+		"http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(),
+		"public_url", cfg.publicURL, "data_dir", cfg.dataDir)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down: finishing requests in flight")
+	case serveErr = <-errc:
+		logger.Error("server stopped", "err", serveErr)
+	}
+
+	hooks.Drain()
+	healthSrv.Shutdown()
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutCtx); err != nil {
+		logger.Error("http shutdown", "err", err)
+	}
+	stopGRPC(shutCtx, grpcSrv)
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && !errors.Is(serveErr, grpc.ErrServerStopped) {
+		return serveErr
+	}
+	return nil
+}
+
+// stopGRPC stops gracefully, or at once when ctx ends first (streams such as
+// WatchCalls never end on their own).
+func stopGRPC(ctx context.Context, srv *grpc.Server) {
+	done := make(chan struct{})
+	go func() { srv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		srv.Stop()
+	}
+}
+
+// isLoopback reports whether addr binds a loopback interface only.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

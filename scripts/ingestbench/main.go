@@ -1,0 +1,122 @@
+// Command ingestbench prepares and checks the webhook ingest benchmark
+// (scripts/bench-ingest.sh): it writes pre-signed requests for wrk, serves a
+// no-op HTTP server as the ceiling, and counts what a run stored.
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/traffic"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: ingestbench gen|noop|count [flags]")
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "gen":
+		err = gen(os.Args[2:])
+	case "noop":
+		err = noop(os.Args[2:])
+	case "count":
+		err = count(os.Args[2:])
+	default:
+		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ingestbench:", err)
+		os.Exit(1)
+	}
+}
+
+// gen writes calls' worth of unique signed requests as raw HTTP/1.1, split
+// round-robin into one file per wrk thread, each record "<len>\n<bytes>".
+func gen(args []string) error {
+	fs := flag.NewFlagSet("gen", flag.ExitOnError)
+	out := fs.String("out", "", "output directory")
+	calls := fs.Int("calls", 100000, "call trees to generate")
+	threads := fs.Int("threads", 2, "wrk threads (one file each)")
+	token := fs.String("token", "bench-token", "auth token")
+	public := fs.String("public-url", "http://127.0.0.1:8080", "public URL to sign for")
+	host := fs.String("host", "127.0.0.1:8080", "Host header")
+	_ = fs.Parse(args)
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	reqs := traffic.Generate(traffic.Config{Calls: *calls, Seed: 1, PublicURL: *public, Token: *token, RetryRate: -1})
+	files := make([]*bufio.Writer, *threads)
+	for i := range files {
+		f, err := os.Create(filepath.Join(*out, "requests-"+strconv.Itoa(i)+".bin"))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		files[i] = bufio.NewWriterSize(f, 1<<20)
+	}
+	for i, r := range reqs {
+		raw := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: %s\r\n", r.Method, r.URI(), *host)
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				raw += k + ": " + v + "\r\n"
+			}
+		}
+		raw += "Content-Length: " + strconv.Itoa(len(r.Body)) + "\r\n\r\n" + string(r.Body)
+		w := files[i%len(files)]
+		fmt.Fprintf(w, "%d\n%s", len(raw), raw)
+	}
+	for _, w := range files {
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("%d requests in %d files\n", len(reqs), len(files))
+	return nil
+}
+
+// noop answers 204 to everything after reading the body: the ceiling of
+// what the load generator and Go's HTTP server reach on this machine.
+func noop(args []string) error {
+	fs := flag.NewFlagSet("noop", flag.ExitOnError)
+	addr := fs.String("addr", "127.0.0.1:18080", "listen address")
+	_ = fs.Parse(args)
+	return http.ListenAndServe(*addr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 4096)
+		for {
+			if _, err := r.Body.Read(buf); err != nil {
+				break
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+}
+
+// count prints the number of events a stopped server's store holds.
+func count(args []string) error {
+	fs := flag.NewFlagSet("count", flag.ExitOnError)
+	dir := fs.String("data-dir", "", "data directory")
+	_ = fs.Parse(args)
+	s, err := pebblestore.Open(filepath.Join(*dir, "ledger"), pebblestore.Options{})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	head, err := s.Head(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Println(uint64(head))
+	return nil
+}

@@ -1,0 +1,587 @@
+package twilio
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/ledger"
+)
+
+// Kind is the route a webhook arrived on. It decides how the request is
+// read and which event it becomes, and it is part of every event ID.
+type Kind string
+
+// The routes of DESIGN §6.
+const (
+	KindStatus    Kind = "status"    // call status callbacks
+	KindDial      Kind = "dial"      // <Dial action> callbacks
+	KindRecording Kind = "recording" // recording status callbacks
+	KindEvents    Kind = "events"    // Event Streams webhook sink
+)
+
+// Request is a verified webhook request, kept verbatim so that a future
+// projection can re-interpret it.
+type Request struct {
+	Method      string
+	URL         string      // as signed: Verifier.SignedURL(requestURI)
+	RawQuery    string      // the request URI's raw query, without '?'
+	ContentType string      // the Content-Type header
+	Header      http.Header // all received headers; Authorization, Proxy-Authorization and Cookie are never stored
+	Body        []byte      // raw bytes, exactly as received
+	RemoteAddr  string
+	ReceivedAt  time.Time // server clock
+}
+
+// Derived is one event to append and the stream it belongs to.
+type Derived struct {
+	Stream string
+	Event  *callledgerv1.Event
+}
+
+// Derive turns a verified request into the events to append, in delivery
+// order: one for a status, Dial action or recording callback, one per
+// CloudEvent of an Event Streams delivery. It never fails and never drops
+// anything: what cannot be filed under a call (no usable CallSid, a body
+// that does not parse, an unknown kind) becomes a RequestQuarantined event
+// in a quarantine stream. Event IDs are deterministic, so a retry derives
+// the same IDs. The events share req.Body and the header values: the caller
+// must not modify them afterwards.
+func Derive(kind Kind, req *Request) []Derived {
+	if req == nil {
+		req = &Request{}
+	}
+	switch kind {
+	case KindStatus, KindDial, KindRecording:
+		return []Derived{deriveForm(kind, req)}
+	case KindEvents:
+		return deriveEvents(req)
+	default:
+		return []Derived{quarantine(kind, req, verbatim(req), "unknown webhook kind", nil)}
+	}
+}
+
+// deriveForm derives the event of a form-encoded callback. Its ID covers the
+// parameters (the query of a GET, the body otherwise) in canonical order, so
+// an identical retry maps to the same ID whatever the order of the bytes.
+func deriveForm(kind Kind, req *Request) Derived {
+	// Room for a callback's parameters on the stack; more spill to the heap.
+	var pairsBuf [48]pair
+	var orderBuf [48]uint64
+	var (
+		decoded string
+		pairs   []pair
+		order   []uint64
+		bad     formProblem
+	)
+	if req.Method == http.MethodGet {
+		decoded, pairs, order, bad = parseParams(req.RawQuery, strings.Count(req.RawQuery, "&")+1, pairsBuf[:0], orderBuf[:0])
+	} else {
+		decoded, pairs, order, bad = parseParams(req.Body, bytes.Count(req.Body, []byte{'&'})+1, pairsBuf[:0], orderBuf[:0])
+	}
+	if !bad.ok() {
+		return quarantine(kind, req, verbatim(req), "parameters do not parse: "+bad.err().Error(), nil)
+	}
+	p := formFields(decoded, pairs, order)
+	reported := reportedAt(&p)
+	sid, found := p.get(fCallSid)
+	switch {
+	case !found:
+		return quarantine(kind, req, verbatim(req), "no CallSid", reported)
+	case sid == "":
+		return quarantine(kind, req, verbatim(req), "empty CallSid", reported)
+	case !ledger.ValidCallSid(sid):
+		return quarantine(kind, req, verbatim(req), "CallSid "+strconv.Quote(truncate(sid))+" is not a CallSid", reported)
+	}
+	ev := &callledgerv1.Event{
+		EventId:    ledger.EventID(string(kind), canonical(decoded, pairs, order)).String(),
+		CallSid:    sid,
+		Source:     sourceOf(kind),
+		ReceivedAt: receivedAt(req),
+		ReportedAt: reported,
+		Request:    verbatim(req),
+	}
+	switch kind {
+	case KindStatus:
+		ev.Body = &callledgerv1.Event_CallStatusReported{CallStatusReported: statusReported(&p)}
+	case KindDial:
+		ev.Body = &callledgerv1.Event_DialCompleted{DialCompleted: dialCompleted(&p)}
+	default:
+		ev.Body = &callledgerv1.Event_RecordingStatusReported{RecordingStatusReported: recordingReported(&p)}
+	}
+	return Derived{Stream: ledger.CallStream(sid), Event: ev}
+}
+
+// quarantine files a verified request that names no usable call. Its ID
+// covers the kind and the raw query and body, so a retry is still a no-op.
+func quarantine(kind Kind, req *Request, raw *callledgerv1.HttpRequest, reason string, reported *timestamppb.Timestamp) Derived {
+	stream := quarantineStream(kind)
+	content := appendField(nil, req.RawQuery)
+	content = appendField(content, req.Body)
+	return Derived{Stream: stream, Event: &callledgerv1.Event{
+		EventId:    ledger.EventID(stream, content).String(),
+		Source:     sourceOf(kind),
+		ReceivedAt: receivedAt(req),
+		ReportedAt: reported,
+		Body: &callledgerv1.Event_RequestQuarantined{RequestQuarantined: &callledgerv1.RequestQuarantined{
+			Kind:   validUTF8(string(kind)),
+			Reason: validUTF8(reason),
+		}},
+		Request: raw,
+	}}
+}
+
+// quarantineStream names the quarantine of kind; kinds this package does
+// not know share one, so that a caller's mistake cannot mint stream names.
+func quarantineStream(kind Kind) string {
+	switch kind {
+	case KindStatus, KindDial, KindRecording, KindEvents:
+		return ledger.QuarantineStream(string(kind))
+	default:
+		return ledger.QuarantineStream("unknown")
+	}
+}
+
+func sourceOf(kind Kind) callledgerv1.Source {
+	switch kind {
+	case KindStatus:
+		return callledgerv1.Source_SOURCE_STATUS_CALLBACK
+	case KindDial:
+		return callledgerv1.Source_SOURCE_DIAL_ACTION
+	case KindRecording:
+		return callledgerv1.Source_SOURCE_RECORDING_STATUS
+	case KindEvents:
+		return callledgerv1.Source_SOURCE_EVENT_STREAMS
+	default:
+		return callledgerv1.Source_SOURCE_UNSPECIFIED
+	}
+}
+
+func receivedAt(req *Request) *timestamppb.Timestamp {
+	if req.ReceivedAt.IsZero() {
+		return nil
+	}
+	return timestamppb.New(req.ReceivedAt)
+}
+
+// reportedAt is Twilio's Timestamp parameter, when it parses.
+func reportedAt(p *fields) *timestamppb.Timestamp {
+	if s, ok := p.get(fTimestamp); ok {
+		if t, err := ParseTimestamp(s); err == nil {
+			return timestamppb.New(t)
+		}
+	}
+	return nil
+}
+
+func statusReported(p *fields) *callledgerv1.CallStatusReported {
+	raw := p.value(fCallStatus)
+	return &callledgerv1.CallStatusReported{
+		Status:              callStatus(raw),
+		StatusRaw:           raw,
+		SequenceNumber:      p.optInt64(fSequenceNumber),
+		AccountSid:          p.value(fAccountSid),
+		ParentCallSid:       p.callSid(fParentCallSid),
+		Direction:           p.value(fDirection),
+		From:                p.value(fFrom),
+		To:                  p.value(fTo),
+		CallDurationSeconds: p.optInt64(fCallDuration),
+		DurationMinutes:     p.optInt64(fDuration),
+		SipResponseCode:     p.optInt32(fSipResponseCode),
+		AnsweredBy:          p.value(fAnsweredBy),
+		CallbackSource:      p.value(fCallbackSource),
+		RecordingSid:        p.value(fRecordingSid),
+		RecordingUrl:        p.value(fRecordingUrl),
+	}
+}
+
+func dialCompleted(p *fields) *callledgerv1.DialCompleted {
+	dialRaw, parentRaw := p.value(fDialCallStatus), p.value(fCallStatus)
+	dialStatus := callStatus(dialRaw)
+	if dialRaw == "answered" {
+		// A <Dial><Conference> reports "answered": the conference leg is up.
+		dialStatus = callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS
+	}
+	return &callledgerv1.DialCompleted{
+		DialCallSid:             p.callSid(fDialCallSid),
+		DialCallStatus:          dialStatus,
+		DialCallStatusRaw:       dialRaw,
+		DialCallDurationSeconds: p.optInt64(fDialCallDuration),
+		DialBridged:             p.optBool(fDialBridged),
+		ParentStatus:            callStatus(parentRaw),
+		ParentStatusRaw:         parentRaw,
+		AccountSid:              p.value(fAccountSid),
+		Direction:               p.value(fDirection),
+		From:                    p.value(fFrom),
+		To:                      p.value(fTo),
+		RecordingUrl:            p.value(fRecordingUrl),
+	}
+}
+
+func recordingReported(p *fields) *callledgerv1.RecordingStatusReported {
+	m := &callledgerv1.RecordingStatusReported{
+		RecordingSid:             p.value(fRecordingSid),
+		RecordingStatus:          p.value(fRecordingStatus),
+		RecordingUrl:             p.value(fRecordingUrl),
+		RecordingDurationSeconds: p.optInt64(fRecordingDuration),
+		RecordingChannels:        p.optInt32(fRecordingChannels),
+		RecordingSource:          p.value(fRecordingSource),
+		RecordingTrack:           p.value(fRecordingTrack),
+		AccountSid:               p.value(fAccountSid),
+		ErrorCode:                p.value(fErrorCode),
+	}
+	if s, ok := p.get(fRecordingStartTime); ok {
+		if t, err := ParseTimestamp(s); err == nil {
+			m.RecordingStartTime = timestamppb.New(t)
+		}
+	}
+	return m
+}
+
+// callStatus maps Twilio's CallStatus values; anything else, including
+// values Twilio may add, is UNSPECIFIED (the raw string is kept beside it).
+func callStatus(s string) callledgerv1.CallStatus {
+	switch s {
+	case "queued":
+		return callledgerv1.CallStatus_CALL_STATUS_QUEUED
+	case "initiated":
+		return callledgerv1.CallStatus_CALL_STATUS_INITIATED
+	case "ringing":
+		return callledgerv1.CallStatus_CALL_STATUS_RINGING
+	case "in-progress":
+		return callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS
+	case "completed":
+		return callledgerv1.CallStatus_CALL_STATUS_COMPLETED
+	case "busy":
+		return callledgerv1.CallStatus_CALL_STATUS_BUSY
+	case "failed":
+		return callledgerv1.CallStatus_CALL_STATUS_FAILED
+	case "no-answer":
+		return callledgerv1.CallStatus_CALL_STATUS_NO_ANSWER
+	case "canceled":
+		return callledgerv1.CallStatus_CALL_STATUS_CANCELED
+	default:
+		return callledgerv1.CallStatus_CALL_STATUS_UNSPECIFIED
+	}
+}
+
+// verbatim is the request as received, minus credentials and cookies.
+// Headers are sorted by name (values in received order), so that the stored
+// bytes do not depend on Go's map order.
+func verbatim(req *Request) *callledgerv1.HttpRequest {
+	names := make([]string, 0, len(req.Header))
+	n := 0
+	for name, values := range req.Header {
+		if secretHeader(name) || len(values) == 0 {
+			continue
+		}
+		names = append(names, name)
+		n += len(values)
+	}
+	slices.Sort(names)
+	lines := make([]callledgerv1.Header, n)
+	headers := make([]*callledgerv1.Header, 0, n)
+	for _, name := range names {
+		for _, value := range req.Header[name] {
+			h := &lines[len(headers)]
+			h.Name, h.Value = validUTF8(name), validUTF8(value)
+			headers = append(headers, h)
+		}
+	}
+	return &callledgerv1.HttpRequest{
+		Method:      validUTF8(req.Method),
+		Url:         escapeInvalidUTF8(req.URL),
+		ContentType: validUTF8(req.ContentType),
+		Body:        req.Body,
+		Headers:     headers,
+		RemoteAddr:  validUTF8(req.RemoteAddr),
+	}
+}
+
+// Proto3 string fields must hold valid UTF-8, or the event cannot be
+// encoded and a verified request could never be stored. Requests from
+// Twilio are ASCII; for anything else, these keep the event storable: the
+// body stays byte for byte in a bytes field.
+
+// validUTF8 replaces each run of invalid bytes in s with U+FFFD.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// escapeInvalidUTF8 percent-encodes each byte of a URL that is not part of
+// valid UTF-8: the URL keeps its meaning (a query decodes to the same
+// bytes), only its spelling changes.
+func escapeInvalidUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	const hexDigits = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteByte('%')
+			b.WriteByte(hexDigits[s[i]>>4])
+			b.WriteByte(hexDigits[s[i]&0xf])
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// secretHeader reports the headers never stored: credentials (Event
+// Streams sinks may use basic auth) and cookies.
+func secretHeader(name string) bool {
+	return strings.EqualFold(name, "Authorization") ||
+		strings.EqualFold(name, "Proxy-Authorization") ||
+		strings.EqualFold(name, "Cookie")
+}
+
+func truncate(s string) string {
+	const maxShown = 64
+	if len(s) > maxShown {
+		return s[:maxShown] + "…"
+	}
+	return s
+}
+
+// appendField appends s length-prefixed, so that concatenated fields are
+// unambiguous.
+func appendField[S ~string | ~[]byte](dst []byte, s S) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+// parseParams decodes a form of n settings (n from counting '&') as
+// url.ParseQuery does under its default parameter limit, into decoded (the
+// names and values back to back), the settings in request order, and order,
+// their indexes sorted by name (request order among equal names). pairs
+// and order are scratch space, reused by the result: the caller's stack
+// arrays hold a typical callback. (Plain slices rather than a struct keep
+// them there: escape analysis is not field-sensitive.)
+func parseParams[S ~string | ~[]byte](raw S, n int, pairs []pair, order []uint64) (decoded string, _ []pair, _ []uint64, _ formProblem) {
+	if n > defaultMaxParams {
+		return "", nil, nil, errTooManyParams
+	}
+	buf, pairs, bad := parseForm(make([]byte, 0, len(raw)), pairs[:0], raw)
+	if !bad.ok() {
+		return "", nil, nil, bad
+	}
+	order = sortByKey(buf, pairs, order)
+	return string(buf), pairs, order, formProblem{}
+}
+
+func keyOf(decoded string, q pair) string { return decoded[q.key.off:q.key.end] }
+func valOf(decoded string, q pair) string { return decoded[q.val.off:q.val.end] }
+
+// formFields picks, in one pass, the first value of each parameter the
+// events normalize, as url.Values.Get sees it.
+func formFields(decoded string, pairs []pair, order []uint64) fields {
+	var p fields
+	for i, o := range order {
+		q := pairs[o]
+		if i > 0 && keyOf(decoded, q) == keyOf(decoded, pairs[order[i-1]]) {
+			continue // a later value of the same name
+		}
+		if id := fieldOf(keyOf(decoded, q)); id != fNone {
+			p.vals[id], p.has[id] = validUTF8(valOf(decoded, q)), true
+		}
+	}
+	return p
+}
+
+// canonical encodes every parameter, sorted by name then value, each name
+// and value length-prefixed: the content of a callback's event ID.
+func canonical(decoded string, pairs []pair, order []uint64) []byte {
+	out := make([]byte, 0, len(decoded)+4*len(pairs))
+	var run []pair
+	for i := 0; i < len(order); {
+		first := pairs[order[i]]
+		j := i + 1
+		for j < len(order) && keyOf(decoded, pairs[order[j]]) == keyOf(decoded, first) {
+			j++
+		}
+		if j-i == 1 {
+			out = appendField(out, keyOf(decoded, first))
+			out = appendField(out, valOf(decoded, first))
+			i = j
+			continue
+		}
+		run = run[:0]
+		for _, o := range order[i:j] {
+			run = append(run, pairs[o])
+		}
+		slices.SortFunc(run, func(a, b pair) int { return strings.Compare(valOf(decoded, a), valOf(decoded, b)) })
+		for _, q := range run {
+			out = appendField(out, keyOf(decoded, q))
+			out = appendField(out, valOf(decoded, q))
+		}
+		i = j
+	}
+	return out
+}
+
+// field names a parameter that events normalize.
+type field int
+
+const (
+	fCallSid field = iota
+	fCallStatus
+	fSequenceNumber
+	fAccountSid
+	fParentCallSid
+	fDirection
+	fFrom
+	fTo
+	fCallDuration
+	fDuration
+	fSipResponseCode
+	fAnsweredBy
+	fCallbackSource
+	fRecordingSid
+	fRecordingUrl
+	fDialCallSid
+	fDialCallStatus
+	fDialCallDuration
+	fDialBridged
+	fRecordingStatus
+	fRecordingDuration
+	fRecordingChannels
+	fRecordingSource
+	fRecordingTrack
+	fRecordingStartTime
+	fErrorCode
+	fTimestamp
+	numFields
+	fNone field = -1
+)
+
+func fieldOf(name string) field {
+	switch name {
+	case "CallSid":
+		return fCallSid
+	case "CallStatus":
+		return fCallStatus
+	case "SequenceNumber":
+		return fSequenceNumber
+	case "AccountSid":
+		return fAccountSid
+	case "ParentCallSid":
+		return fParentCallSid
+	case "Direction":
+		return fDirection
+	case "From":
+		return fFrom
+	case "To":
+		return fTo
+	case "CallDuration":
+		return fCallDuration
+	case "Duration":
+		return fDuration
+	case "SipResponseCode":
+		return fSipResponseCode
+	case "AnsweredBy":
+		return fAnsweredBy
+	case "CallbackSource":
+		return fCallbackSource
+	case "RecordingSid":
+		return fRecordingSid
+	case "RecordingUrl":
+		return fRecordingUrl
+	case "DialCallSid":
+		return fDialCallSid
+	case "DialCallStatus":
+		return fDialCallStatus
+	case "DialCallDuration":
+		return fDialCallDuration
+	case "DialBridged":
+		return fDialBridged
+	case "RecordingStatus":
+		return fRecordingStatus
+	case "RecordingDuration":
+		return fRecordingDuration
+	case "RecordingChannels":
+		return fRecordingChannels
+	case "RecordingSource":
+		return fRecordingSource
+	case "RecordingTrack":
+		return fRecordingTrack
+	case "RecordingStartTime":
+		return fRecordingStartTime
+	case "ErrorCode":
+		return fErrorCode
+	case "Timestamp":
+		return fTimestamp
+	}
+	return fNone
+}
+
+// fields are the first values of the parameters events normalize.
+type fields struct {
+	vals [numFields]string
+	has  [numFields]bool
+}
+
+// fieldsOf picks the parameters events normalize from decoded name/value
+// pairs (Event Streams carries a callback's parameters as a JSON object).
+func fieldsOf(m map[string]string) fields {
+	var p fields
+	for k, v := range m {
+		if id := fieldOf(k); id != fNone {
+			p.vals[id], p.has[id] = validUTF8(v), true
+		}
+	}
+	return p
+}
+
+func (p *fields) get(id field) (string, bool) { return p.vals[id], p.has[id] }
+
+func (p *fields) value(id field) string { return p.vals[id] }
+
+// callSid returns the value of id when it is a CallSid: these fields link
+// calls together, and a malformed one must not create a call. The raw
+// value stays in the stored request.
+func (p *fields) callSid(id field) string {
+	if v := p.vals[id]; ledger.ValidCallSid(v) {
+		return v
+	}
+	return ""
+}
+
+// optInt64 returns the decimal value of id; unset when absent or not a
+// number (the raw request keeps it).
+func (p *fields) optInt64(id field) *int64 {
+	if n, err := strconv.ParseInt(p.vals[id], 10, 64); err == nil {
+		return proto.Int64(n)
+	}
+	return nil
+}
+
+func (p *fields) optInt32(id field) *int32 {
+	if n, err := strconv.ParseInt(p.vals[id], 10, 32); err == nil {
+		return proto.Int32(int32(n))
+	}
+	return nil
+}
+
+func (p *fields) optBool(id field) *bool {
+	if b, err := strconv.ParseBool(p.vals[id]); err == nil {
+		return proto.Bool(b)
+	}
+	return nil
+}

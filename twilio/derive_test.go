@@ -1,0 +1,656 @@
+package twilio_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/ledger"
+	"github.com/callledger/callledger/twilio"
+)
+
+// TestDeriveCorpus replays every request the corpus expects to be stored:
+// each lands in the stream of the CallSid the corpus names (or quarantine),
+// retries derive the IDs of their originals, and each call's stream ends up
+// with exactly own_events distinct events.
+func TestDeriveCorpus(t *testing.T) {
+	t.Parallel()
+	reqs, expected := corpus(t)
+	idsBySeq := map[int][]string{}
+	streams := map[string]map[string]bool{} // stream -> event IDs
+	for _, r := range reqs {
+		if r.Kind == "forged" {
+			continue
+		}
+		kind := r.kind(t)
+		ds := twilio.Derive(kind, r.request())
+		checkDerived(t, kind, r.request(), ds)
+		want := ledger.CallStream(r.CallSid)
+		if r.Kind == "quarantine" {
+			want = ledger.QuarantineStream(string(kind))
+		}
+		var ids []string
+		for _, d := range ds {
+			if d.Stream != want {
+				t.Errorf("seq %d (%s): stream %q, want %q", r.Seq, r.Scenario, d.Stream, want)
+			}
+			if streams[d.Stream] == nil {
+				streams[d.Stream] = map[string]bool{}
+			}
+			streams[d.Stream][d.Event.GetEventId()] = true
+			ids = append(ids, d.Event.GetEventId())
+		}
+		idsBySeq[r.Seq] = ids
+		if r.DupOf != nil {
+			orig, ok := idsBySeq[*r.DupOf]
+			if !ok {
+				t.Fatalf("seq %d: dup_of %d comes later or is forged", r.Seq, *r.DupOf)
+			}
+			if !slices.Equal(ids, orig) {
+				t.Errorf("seq %d retries seq %d but derives IDs %v, want %v", r.Seq, *r.DupOf, ids, orig)
+			}
+		}
+	}
+	calls := 0
+	for _, e := range expected {
+		got := len(streams[ledger.CallStream(e.CallSid)])
+		if got != e.OwnEvents {
+			t.Errorf("call %s: %d distinct events, want own_events %d", e.CallSid, got, e.OwnEvents)
+		}
+		if e.OwnEvents > 0 {
+			calls++
+		}
+	}
+	for stream := range streams {
+		if sid, ok := ledger.CallSidOf(stream); ok && !slices.ContainsFunc(expected, func(e expectedCall) bool { return e.CallSid == sid }) {
+			t.Errorf("stream %s is not a call of expected.jsonl", stream)
+		}
+	}
+	if calls == 0 {
+		t.Fatal("no call with events in expected.jsonl")
+	}
+}
+
+// checkDerived asserts what holds for every Derive result: at least one
+// event, valid deterministic UUIDv5 IDs, a stream that is a valid call or
+// the kind's quarantine, the verbatim request, and an encodable event.
+func checkDerived(t *testing.T, kind twilio.Kind, req *twilio.Request, ds []twilio.Derived) {
+	t.Helper()
+	if len(ds) == 0 {
+		t.Fatalf("Derive(%s) returned no event", kind)
+	}
+	again := twilio.Derive(kind, req)
+	if len(again) != len(ds) {
+		t.Fatalf("Derive is not deterministic: %d events, then %d", len(ds), len(again))
+	}
+	seen := map[string]bool{}
+	for i, d := range ds {
+		ev := d.Event
+		if ev == nil {
+			t.Fatalf("event %d is nil", i)
+		}
+		id, err := uuid.Parse(ev.GetEventId())
+		if err != nil || id.Version() != 5 {
+			t.Errorf("event %d: ID %q is not a UUIDv5 (%v)", i, ev.GetEventId(), err)
+		}
+		if again[i].Event.GetEventId() != ev.GetEventId() || again[i].Stream != d.Stream {
+			t.Errorf("event %d: derived %s/%s, then %s/%s", i, d.Stream, ev.GetEventId(), again[i].Stream, again[i].Event.GetEventId())
+		}
+		if seen[d.Stream+" "+ev.GetEventId()] {
+			t.Errorf("event %d: ID %s twice in %s", i, ev.GetEventId(), d.Stream)
+		}
+		seen[d.Stream+" "+ev.GetEventId()] = true
+		if sid, ok := ledger.CallSidOf(d.Stream); ok {
+			if !ledger.ValidCallSid(sid) || ev.GetCallSid() != sid {
+				t.Errorf("event %d: stream %q with call_sid %q", i, d.Stream, ev.GetCallSid())
+			}
+			if ev.GetRequestQuarantined() != nil {
+				t.Errorf("event %d: quarantine body in call stream %s", i, d.Stream)
+			}
+		} else {
+			q := ev.GetRequestQuarantined()
+			if want := quarantineOf(kind); d.Stream != want || q == nil || q.GetKind() != validUTF8(string(kind)) || q.GetReason() == "" || ev.GetCallSid() != "" {
+				t.Errorf("event %d: stream %q, body %v, call_sid %q; want %s with kind and reason", i, d.Stream, q, ev.GetCallSid(), want)
+			}
+		}
+		if r := ev.GetRequest(); r == nil || !bytes.Equal(r.GetBody(), req.Body) || r.GetMethod() != validUTF8(req.Method) || r.GetUrl() != escapedURL(req.URL) {
+			t.Errorf("event %d: request not kept verbatim", i)
+		}
+		if _, err := ledger.Encode(ev); err != nil {
+			t.Errorf("event %d: %v", i, err)
+		}
+	}
+}
+
+// validUTF8 and escapedURL are what Derive stores for strings that are not
+// UTF-8 (proto3 strings must be): U+FFFD, or %XX in URLs.
+func validUTF8(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+
+func escapedURL(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			fmt.Fprintf(&b, "%%%02X", s[i])
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+func quarantineOf(kind twilio.Kind) string {
+	switch kind {
+	case twilio.KindStatus, twilio.KindDial, twilio.KindRecording, twilio.KindEvents:
+		return ledger.QuarantineStream(string(kind))
+	}
+	return ledger.QuarantineStream("unknown")
+}
+
+func ts(s string) *timestamppb.Timestamp {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		panic(err)
+	}
+	return timestamppb.New(t)
+}
+
+const account = "ACf42e06a462aa0c13b95dd4c7a152f73b"
+
+// TestDeriveGolden pins the normalized fields of representative corpus
+// requests.
+func TestDeriveGolden(t *testing.T) {
+	t.Parallel()
+	esID := func(id string) string { return ledger.EventID("events", []byte(id)).String() }
+	tests := []struct {
+		name   string
+		seq    int
+		stream string
+		want   []*callledgerv1.Event // event_id left empty: checked apart for form kinds
+	}{
+		{"completed status with SequenceNumber, CallDuration, SipResponseCode", 1, "call-CAc088e8a85c1fb7af418617ca34e416b5", []*callledgerv1.Event{{
+			CallSid: "CAc088e8a85c1fb7af418617ca34e416b5", Source: callledgerv1.Source_SOURCE_STATUS_CALLBACK,
+			ReceivedAt: timestamppb.New(receivedAt), ReportedAt: ts("2026-03-26T16:01:53Z"),
+			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
+				Status: callledgerv1.CallStatus_CALL_STATUS_COMPLETED, StatusRaw: "completed", SequenceNumber: proto.Int64(3),
+				AccountSid: account, Direction: "outbound-api", From: "+14155550191", To: "+13035550109",
+				CallDurationSeconds: proto.Int64(227), DurationMinutes: proto.Int64(4), SipResponseCode: proto.Int32(200),
+				CallbackSource: "call-progress-events",
+			}},
+		}}},
+		{"child leg, one-digit day", 0, "call-CA617a3082904c476f6d86589e0768edb4", []*callledgerv1.Event{{
+			CallSid: "CA617a3082904c476f6d86589e0768edb4", Source: callledgerv1.Source_SOURCE_STATUS_CALLBACK,
+			ReceivedAt: timestamppb.New(receivedAt), ReportedAt: ts("2026-03-01T04:07:50Z"),
+			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
+				Status: callledgerv1.CallStatus_CALL_STATUS_INITIATED, StatusRaw: "initiated", SequenceNumber: proto.Int64(0),
+				AccountSid: account, ParentCallSid: "CA237be4912f7dd6b12047c7ad798c50ca", Direction: "outbound-dial",
+				From: "+16175550176", To: "sip:agent71@callcenter.sip.twilio.com", CallbackSource: "call-progress-events",
+			}},
+		}}},
+		{"dial action", 12, "call-CA90911190a716c66c0546b9dac0f8dbf6", []*callledgerv1.Event{{
+			CallSid: "CA90911190a716c66c0546b9dac0f8dbf6", Source: callledgerv1.Source_SOURCE_DIAL_ACTION,
+			ReceivedAt: timestamppb.New(receivedAt),
+			Body: &callledgerv1.Event_DialCompleted{DialCompleted: &callledgerv1.DialCompleted{
+				DialCallSid: "CA640e6d337221529cf514ee884cd5d36f", DialCallStatus: callledgerv1.CallStatus_CALL_STATUS_NO_ANSWER,
+				DialCallStatusRaw: "no-answer", DialCallDurationSeconds: proto.Int64(0), DialBridged: proto.Bool(false),
+				ParentStatus: callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS, ParentStatusRaw: "in-progress",
+				AccountSid: account, Direction: "inbound", From: "anonymous", To: "+14155550191",
+			}},
+		}}},
+		{"recording", 86, "call-CA3d6d6a91b4e8375767af8ac36c1246d1", []*callledgerv1.Event{{
+			CallSid: "CA3d6d6a91b4e8375767af8ac36c1246d1", Source: callledgerv1.Source_SOURCE_RECORDING_STATUS,
+			ReceivedAt: timestamppb.New(receivedAt),
+			Body: &callledgerv1.Event_RecordingStatusReported{RecordingStatusReported: &callledgerv1.RecordingStatusReported{
+				RecordingSid: "REb0f28e3f8bebf8a406ec9922a07da8af", RecordingStatus: "in-progress",
+				RecordingUrl:      "https://api.twilio.com/2010-04-01/Accounts/" + account + "/Recordings/REb0f28e3f8bebf8a406ec9922a07da8af",
+				RecordingChannels: proto.Int32(2), RecordingSource: "DialVerb", RecordingStartTime: ts("2026-03-02T15:33:21Z"),
+				AccountSid: account, ErrorCode: "0",
+			}},
+		}}},
+		{"GET status callback", 70, "call-CAd45c97f42881cdd16aba658ed77c464f", []*callledgerv1.Event{{
+			CallSid: "CAd45c97f42881cdd16aba658ed77c464f", Source: callledgerv1.Source_SOURCE_STATUS_CALLBACK,
+			ReceivedAt: timestamppb.New(receivedAt), ReportedAt: ts("2026-03-01T05:08:35Z"),
+			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
+				Status: callledgerv1.CallStatus_CALL_STATUS_INITIATED, StatusRaw: "initiated", SequenceNumber: proto.Int64(0),
+				AccountSid: "AC6d9126624276254e46e24386bb76fe7d", Direction: "outbound-api", From: "+12125550196", To: "+12125550123",
+				CallbackSource: "call-progress-events",
+			}},
+		}}},
+		{"Event Streams, data as a JSON string", 49, "call-CA181d8c998daf92d89fdfc48423e0688c", []*callledgerv1.Event{{
+			EventId: esID("NO6d1d6432a7945e3b2180a6994daa2df5"),
+			CallSid: "CA181d8c998daf92d89fdfc48423e0688c", Source: callledgerv1.Source_SOURCE_EVENT_STREAMS,
+			ReceivedAt: timestamppb.New(receivedAt), ReportedAt: ts("2026-03-19T13:41:37Z"),
+			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
+				Status: callledgerv1.CallStatus_CALL_STATUS_INITIATED, StatusRaw: "initiated", SequenceNumber: proto.Int64(0),
+				AccountSid: account, Direction: "outbound-api", From: "+12125550197", To: "+13125550107",
+				CallbackSource: "call-progress-events",
+			}},
+			CloudEvent: &callledgerv1.CloudEvent{
+				Id: "NO6d1d6432a7945e3b2180a6994daa2df5", Type: "com.twilio.voice.status-callback.call.initiated",
+				Source: "/2010-04-01/Accounts/" + account + "/Calls/CA181d8c998daf92d89fdfc48423e0688c.json",
+				Time:   "2026-03-19T13:41:37.175Z", Dataschema: "https://events-schemas.twilio.com/Voice.WebhookEvent/2",
+			},
+		}}},
+		{"Event Streams, two events", 127, "call-CAa4a265686fcd9e952f291f5fab786273", []*callledgerv1.Event{{
+			EventId: esID("NOeb9cc115b6a3039c7bad6024af69c7e9"),
+			CallSid: "CAa4a265686fcd9e952f291f5fab786273", Source: callledgerv1.Source_SOURCE_EVENT_STREAMS,
+			ReceivedAt: timestamppb.New(receivedAt), ReportedAt: ts("2026-03-10T13:52:48Z"),
+			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
+				Status: callledgerv1.CallStatus_CALL_STATUS_RINGING, StatusRaw: "ringing", SequenceNumber: proto.Int64(1),
+				AccountSid: account, Direction: "outbound-api", From: "+14155550198", To: "+13125550140",
+				CallbackSource: "call-progress-events",
+			}},
+			CloudEvent: &callledgerv1.CloudEvent{
+				Id: "NOeb9cc115b6a3039c7bad6024af69c7e9", Type: "com.twilio.voice.status-callback.call.ringing",
+				Source: "/2010-04-01/Accounts/" + account + "/Calls/CAa4a265686fcd9e952f291f5fab786273.json",
+				Time:   "2026-03-10T13:52:49.002Z", Dataschema: "https://events-schemas.twilio.com/Voice.WebhookEvent/2",
+			},
+		}, {
+			EventId: esID("NO53aeeb5edfeb5f2e9eeb78f36c562c12"),
+			CallSid: "CAa4a265686fcd9e952f291f5fab786273", Source: callledgerv1.Source_SOURCE_EVENT_STREAMS,
+			ReceivedAt: timestamppb.New(receivedAt), ReportedAt: ts("2026-03-10T13:52:54Z"),
+			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
+				Status: callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS, StatusRaw: "in-progress", SequenceNumber: proto.Int64(2),
+				AccountSid: account, Direction: "outbound-api", From: "+14155550198", To: "+13125550140",
+				CallbackSource: "call-progress-events",
+			}},
+			CloudEvent: &callledgerv1.CloudEvent{
+				Id: "NO53aeeb5edfeb5f2e9eeb78f36c562c12", Type: "com.twilio.voice.status-callback.call.answered",
+				Source: "/2010-04-01/Accounts/" + account + "/Calls/CAa4a265686fcd9e952f291f5fab786273.json",
+				Time:   "2026-03-10T13:52:55.054Z", Dataschema: "https://events-schemas.twilio.com/Voice.WebhookEvent/2",
+			},
+		}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := bySeq(t, tt.seq)
+			req := c.request()
+			ds := twilio.Derive(c.kind(t), req)
+			if len(ds) != len(tt.want) {
+				t.Fatalf("%d events, want %d", len(ds), len(tt.want))
+			}
+			var elems []json.RawMessage
+			if c.kind(t) == twilio.KindEvents {
+				if err := json.Unmarshal(req.Body, &elems); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i, d := range ds {
+				if d.Stream != tt.stream {
+					t.Errorf("event %d: stream %q, want %q", i, d.Stream, tt.stream)
+				}
+				got := proto.CloneOf(d.Event)
+				if r := got.GetRequest(); r == nil || r.GetUrl() != corpusPublicURL+c.uri() || string(r.GetBody()) != c.Body ||
+					r.GetMethod() != c.Method || r.GetContentType() != c.ContentType || r.GetRemoteAddr() != req.RemoteAddr ||
+					len(r.GetHeaders()) != len(c.Headers) {
+					t.Errorf("event %d: request %v is not the verbatim request", i, prototext.Format(r))
+				}
+				if i > 0 && d.Event.GetRequest() == ds[0].Event.GetRequest() {
+					t.Errorf("event %d shares its request message with event 0", i)
+				}
+				got.Request = nil
+				if elems != nil {
+					if !bytes.Equal(got.GetCloudEvent().GetRaw(), elems[i]) {
+						t.Errorf("event %d: cloud_event.raw = %s, want the array element %s", i, got.GetCloudEvent().GetRaw(), elems[i])
+					}
+					got.CloudEvent.Raw = nil
+				}
+				want := tt.want[i]
+				if want.EventId == "" {
+					if _, err := uuid.Parse(got.GetEventId()); err != nil {
+						t.Errorf("event %d: event_id %q: %v", i, got.GetEventId(), err)
+					}
+					got.EventId = ""
+				}
+				if !proto.Equal(got, want) {
+					t.Errorf("event %d:\n got %v\nwant %v", i, prototext.Format(got), prototext.Format(want))
+				}
+			}
+		})
+	}
+}
+
+// form derives a form callback of kind with body, POSTed.
+func form(kind twilio.Kind, body string) []twilio.Derived {
+	return twilio.Derive(kind, &twilio.Request{
+		Method: http.MethodPost, URL: corpusPublicURL + "/twilio/voice/" + string(kind),
+		ContentType: "application/x-www-form-urlencoded", Body: []byte(body), ReceivedAt: receivedAt,
+	})
+}
+
+const sid = "CA0123456789abcdef0123456789abcdef"
+
+func TestDeriveEventIDs(t *testing.T) {
+	t.Parallel()
+	id := func(kind twilio.Kind, body string) string {
+		ds := form(kind, body)
+		if len(ds) != 1 {
+			t.Fatalf("%d events", len(ds))
+		}
+		return ds[0].Event.GetEventId()
+	}
+	base := "CallSid=" + sid + "&CallStatus=ringing&SequenceNumber=1"
+	same := []struct{ name, a, b string }{
+		{"parameter order", base, "SequenceNumber=1&CallStatus=ringing&CallSid=" + sid},
+		{"encoding", base + "&From=%2B1415", base + "&From=%2b1415"},
+		{"order of repeated values", base + "&X=1&X=2", base + "&X=2&X=1"},
+		{"empty settings", base, "&" + base + "&&"},
+	}
+	for _, tt := range same {
+		if a, b := id(twilio.KindStatus, tt.a), id(twilio.KindStatus, tt.b); a != b {
+			t.Errorf("%s changes the ID: %s vs %s", tt.name, a, b)
+		}
+	}
+	differ := []struct{ name, a, b string }{
+		{"a value", base, strings.Replace(base, "ringing", "completed", 1)},
+		{"an extra parameter", base, base + "&Extra="},
+		{"a repeated value", base, base + "&CallStatus=ringing"},
+		{"the split between name and value", base + "&Ab=c", base + "&A=bc"},
+	}
+	for _, tt := range differ {
+		if a, b := id(twilio.KindStatus, tt.a), id(twilio.KindStatus, tt.b); a == b {
+			t.Errorf("%s does not change the ID %s", tt.name, a)
+		}
+	}
+	if id(twilio.KindStatus, base) == id(twilio.KindDial, base) {
+		t.Error("the kind does not change the ID")
+	}
+	// A GET carries the same parameters in its query: same fact, same ID.
+	get := twilio.Derive(twilio.KindStatus, &twilio.Request{Method: http.MethodGet, RawQuery: base, URL: corpusPublicURL + "/s?" + base})
+	if got := get[0].Event.GetEventId(); got != id(twilio.KindStatus, base) {
+		t.Errorf("GET ID %s differs from the POST's", got)
+	}
+}
+
+func TestDeriveNormalization(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		kind twilio.Kind
+		body string
+		want proto.Message // the event's body
+	}{
+		{"unknown status kept raw", twilio.KindStatus, "CallSid=" + sid + "&CallStatus=on-hold",
+			&callledgerv1.CallStatusReported{Status: callledgerv1.CallStatus_CALL_STATUS_UNSPECIFIED, StatusRaw: "on-hold"}},
+		{"numbers that do not parse stay unset", twilio.KindStatus,
+			"CallSid=" + sid + "&CallStatus=completed&SequenceNumber=x&CallDuration=+&Duration=1.5&SipResponseCode=99999999999",
+			&callledgerv1.CallStatusReported{Status: callledgerv1.CallStatus_CALL_STATUS_COMPLETED, StatusRaw: "completed"}},
+		{"first value of a repeated name", twilio.KindStatus, "CallSid=" + sid + "&CallStatus=busy&CallStatus=completed&SequenceNumber=4&SequenceNumber=1",
+			&callledgerv1.CallStatusReported{Status: callledgerv1.CallStatus_CALL_STATUS_BUSY, StatusRaw: "busy", SequenceNumber: proto.Int64(4)}},
+		{"malformed ParentCallSid is no link", twilio.KindStatus, "CallSid=" + sid + "&CallStatus=ringing&ParentCallSid=CA123&AnsweredBy=human&RecordingSid=RE1&RecordingUrl=u",
+			&callledgerv1.CallStatusReported{Status: callledgerv1.CallStatus_CALL_STATUS_RINGING, StatusRaw: "ringing", AnsweredBy: "human", RecordingSid: "RE1", RecordingUrl: "u"}},
+		{"all statuses", twilio.KindStatus, "CallSid=" + sid + "&CallStatus=queued",
+			&callledgerv1.CallStatusReported{Status: callledgerv1.CallStatus_CALL_STATUS_QUEUED, StatusRaw: "queued"}},
+		{"conference dial answered", twilio.KindDial, "CallSid=" + sid + "&CallStatus=in-progress&DialCallStatus=answered&DialBridged=true&RecordingUrl=r",
+			&callledgerv1.DialCompleted{DialCallStatus: callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS, DialCallStatusRaw: "answered",
+				DialBridged: proto.Bool(true), ParentStatus: callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS, ParentStatusRaw: "in-progress", RecordingUrl: "r"}},
+		{"canceled dial", twilio.KindDial, "CallSid=" + sid + "&DialCallSid=CA0123456789abcdef0123456789abcde0&DialCallStatus=canceled&DialCallDuration=0",
+			&callledgerv1.DialCompleted{DialCallSid: "CA0123456789abcdef0123456789abcde0", DialCallStatus: callledgerv1.CallStatus_CALL_STATUS_CANCELED,
+				DialCallStatusRaw: "canceled", DialCallDurationSeconds: proto.Int64(0)}},
+		{"absent recording", twilio.KindRecording, "CallSid=" + sid + "&RecordingStatus=absent&ErrorCode=13617&RecordingDuration=0&RecordingTrack=both&RecordingStartTime=garbage",
+			&callledgerv1.RecordingStatusReported{RecordingStatus: "absent", ErrorCode: "13617", RecordingDurationSeconds: proto.Int64(0), RecordingTrack: "both"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ds := form(tt.kind, tt.body)
+			checkDerived(t, tt.kind, &twilio.Request{Method: http.MethodPost, URL: corpusPublicURL + "/twilio/voice/" + string(tt.kind),
+				ContentType: "application/x-www-form-urlencoded", Body: []byte(tt.body), ReceivedAt: receivedAt}, ds)
+			var got proto.Message
+			switch b := ds[0].Event.GetBody().(type) {
+			case *callledgerv1.Event_CallStatusReported:
+				got = b.CallStatusReported
+			case *callledgerv1.Event_DialCompleted:
+				got = b.DialCompleted
+			case *callledgerv1.Event_RecordingStatusReported:
+				got = b.RecordingStatusReported
+			default:
+				t.Fatalf("body %T", b)
+			}
+			if !proto.Equal(got, tt.want) {
+				t.Errorf("\n got %v\nwant %v", prototext.Format(got), prototext.Format(tt.want))
+			}
+			if ds[0].Event.GetReportedAt() != nil {
+				t.Errorf("reported_at %v without a Timestamp", ds[0].Event.GetReportedAt())
+			}
+		})
+	}
+}
+
+func TestDeriveQuarantine(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		kind   twilio.Kind
+		method string
+		query  string
+		body   string
+		reason string // a substring of the reason
+	}{
+		{"no CallSid", twilio.KindStatus, "POST", "", "CallStatus=completed", "no CallSid"},
+		{"empty CallSid", twilio.KindDial, "POST", "", "CallSid=&DialCallStatus=busy", "empty CallSid"},
+		{"malformed CallSid", twilio.KindStatus, "POST", "", "CallSid=CA0123456789ABCDEF0123456789abcdef", "not a CallSid"},
+		{"conference recording", twilio.KindRecording, "POST", "", "ConferenceSid=CF1&RecordingSid=RE1", "no CallSid"},
+		{"semicolon", twilio.KindStatus, "POST", "", "CallSid=" + sid + ";CallStatus=busy", "semicolon"},
+		{"bad escape", twilio.KindStatus, "POST", "", "CallSid=" + sid + "&From=%zz", "escape"},
+		{"GET without parameters", twilio.KindStatus, "GET", "", "", "no CallSid"},
+		{"GET with a bad query", twilio.KindStatus, "GET", "CallSid=" + sid + "&x=%", "", "escape"},
+		{"JSON on a form route", twilio.KindStatus, "POST", "bodySHA256=x", `{"CallSid":"` + sid + `"}`, "no CallSid"},
+		{"too many parameters", twilio.KindStatus, "POST", "", "CallSid=" + sid + strings.Repeat("&", 10000), "more parameters"},
+		{"unknown kind", twilio.Kind("conference"), "POST", "", "CallSid=" + sid, "unknown"},
+		{"empty kind", twilio.Kind(""), "POST", "", "CallSid=" + sid, "unknown"},
+		{"events: not JSON", twilio.KindEvents, "POST", "", "CallSid=" + sid, "JSON"},
+		{"events: an object", twilio.KindEvents, "POST", "", `{"id":"x"}`, "JSON"},
+		{"events: empty array", twilio.KindEvents, "POST", "", `[]`, "no CloudEvents"},
+		{"events: null", twilio.KindEvents, "POST", "", `null`, "no CloudEvents"},
+		{"events: GET", twilio.KindEvents, "GET", "", "", "JSON"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			req := &twilio.Request{Method: tt.method, RawQuery: tt.query, URL: "https://ledger.test/x?" + tt.query, Body: []byte(tt.body)}
+			ds := twilio.Derive(tt.kind, req)
+			checkDerived(t, tt.kind, req, ds)
+			if len(ds) != 1 {
+				t.Fatalf("%d events, want 1", len(ds))
+			}
+			if q := ds[0].Event.GetRequestQuarantined(); q == nil || !strings.Contains(q.GetReason(), tt.reason) {
+				t.Errorf("quarantined as %v, want a reason with %q", q, tt.reason)
+			}
+			// A retry is a no-op; another body is another event.
+			req2 := *req
+			req2.Body = append([]byte(tt.body), ' ')
+			if other := twilio.Derive(tt.kind, &req2); other[0].Event.GetEventId() == ds[0].Event.GetEventId() {
+				t.Error("a different body derives the same quarantine ID")
+			}
+		})
+	}
+	if ds := twilio.Derive(twilio.KindStatus, nil); len(ds) != 1 || ds[0].Event.GetRequestQuarantined() == nil {
+		t.Errorf("Derive(nil request) = %v, want one quarantined event", ds)
+	}
+}
+
+// cloudEvent renders one Event Streams event; data is inserted verbatim.
+func cloudEvent(id, typ, data string) string {
+	return fmt.Sprintf(`{"specversion":"1.0","type":%q,"source":"/x","id":%q,"time":"2026-03-10T13:52:49.002Z","data":%s}`, typ, id, data)
+}
+
+func voiceData(sid, timestamp string, params string) string {
+	return fmt.Sprintf(`{"sid":%q,"timestamp":%q,"request":{"method":"POST","url":"u","parameters":{%s}}}`, sid, timestamp, params)
+}
+
+func TestDeriveEventStreams(t *testing.T) {
+	t.Parallel()
+	const ringing = "com.twilio.voice.status-callback.call.ringing"
+	okData := voiceData(sid, "2026-03-10T13:52:48.421Z", `"CallSid":"`+sid+`","CallStatus":"ringing","Timestamp":"Tue, 10 Mar 2026 13:52:47 +0000"`)
+	tests := []struct {
+		name     string
+		body     string
+		streams  []string
+		reported []string // RFC 3339 or ""
+		reasons  []string // for quarantined events, a substring of the reason
+	}{
+		{"Timestamp parameter first", "[" + cloudEvent("E1", ringing, okData) + "]",
+			[]string{"call-" + sid}, []string{"2026-03-10T13:52:47Z"}, nil},
+		{"then data.timestamp", "[" + cloudEvent("E1", ringing, voiceData(sid, "2026-03-10T13:52:48.421Z", `"CallStatus":"ringing"`)) + "]",
+			[]string{"call-" + sid}, []string{"2026-03-10T13:52:48.421Z"}, nil},
+		{"then the CloudEvent time", "[" + cloudEvent("E1", ringing, voiceData(sid, "", `"CallStatus":"ringing","Timestamp":"soon"`)) + "]",
+			[]string{"call-" + sid}, []string{"2026-03-10T13:52:49.002Z"}, nil},
+		{"deprecated type", "[" + cloudEvent("E1", "com.twilio.voice.webhook.status-callback.call.completed", okData) + "]",
+			[]string{"call-" + sid}, []string{"2026-03-10T13:52:47Z"}, nil},
+		{"non-string parameters", "[" + cloudEvent("E1", ringing, voiceData(sid, "", `"SequenceNumber":7,"CallStatus":null,"X":{"a":1}`)) + "]",
+			[]string{"call-" + sid}, []string{"2026-03-10T13:52:49.002Z"}, nil},
+		{"the same id twice is one event", "[" + cloudEvent("E1", ringing, okData) + "," + cloudEvent("E1", ringing, okData) + "]",
+			[]string{"call-" + sid}, []string{"2026-03-10T13:52:47Z"}, nil},
+		{"unknown type beside a good one", "[" + cloudEvent("E1", ringing, okData) + "," + cloudEvent("E2", "com.twilio.voice.twiml.call.redirected", okData) + "]",
+			[]string{"call-" + sid, "quarantine-events"}, []string{"2026-03-10T13:52:47Z", "2026-03-10T13:52:49.002Z"}, []string{"", "is not a voice status callback"}},
+		{"invalid sid", "[" + cloudEvent("E1", ringing, voiceData("CA1", "", "")) + "]",
+			[]string{"quarantine-events"}, []string{"2026-03-10T13:52:49.002Z"}, []string{"data.sid"}},
+		{"no id", "[" + cloudEvent("", ringing, okData) + "]",
+			[]string{"quarantine-events"}, []string{"2026-03-10T13:52:49.002Z"}, []string{"no id"}},
+		{"no data", "[" + cloudEvent("E1", ringing, "null") + "]",
+			[]string{"quarantine-events"}, []string{"2026-03-10T13:52:49.002Z"}, []string{"data"}},
+		{"data string is not JSON", "[" + cloudEvent("E1", ringing, `"{oops"`) + "]",
+			[]string{"quarantine-events"}, []string{"2026-03-10T13:52:49.002Z"}, []string{"data"}},
+		{"element is not an object", `[42]`, []string{"quarantine-events"}, []string{""}, []string{"not a CloudEvent"}},
+		{"id is a number", `[{"id":5}]`, []string{"quarantine-events"}, []string{""}, []string{"not a CloudEvent"}},
+		{"100 identical elements are one", "[1" + strings.Repeat(",1", 99) + "]", []string{"quarantine-events"}, []string{""}, []string{"not a CloudEvent"}},
+		{"101 elements are quarantined whole", "[1" + strings.Repeat(",1", 100) + "]", []string{"quarantine-events"}, []string{""}, []string{"101 CloudEvents"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			req := &twilio.Request{Method: http.MethodPost, URL: corpusPublicURL + "/twilio/events", Body: []byte(tt.body), ReceivedAt: receivedAt}
+			ds := twilio.Derive(twilio.KindEvents, req)
+			checkDerived(t, twilio.KindEvents, req, ds)
+			if len(ds) != len(tt.streams) {
+				t.Fatalf("%d events, want %d", len(ds), len(tt.streams))
+			}
+			for i, d := range ds {
+				if d.Stream != tt.streams[i] {
+					t.Errorf("event %d: stream %s, want %s", i, d.Stream, tt.streams[i])
+				}
+				var want *timestamppb.Timestamp
+				if tt.reported[i] != "" {
+					want = ts(tt.reported[i])
+				}
+				if !proto.Equal(d.Event.GetReportedAt(), want) {
+					t.Errorf("event %d: reported_at %v, want %v", i, d.Event.GetReportedAt(), want)
+				}
+				if q := d.Event.GetRequestQuarantined(); q != nil && !strings.Contains(q.GetReason(), tt.reasons[i]) {
+					t.Errorf("event %d: reason %q, want %q in it", i, q.GetReason(), tt.reasons[i])
+				}
+				if q := d.Event.GetRequestQuarantined(); (q == nil || !strings.Contains(q.GetReason(), "CloudEvents in one")) && d.Event.GetCloudEvent().GetRaw() == nil {
+					t.Errorf("event %d: no raw CloudEvent", i)
+				}
+			}
+		})
+	}
+	// Redelivery of one CloudEvent in another array keeps its ID.
+	one := twilio.Derive(twilio.KindEvents, &twilio.Request{Body: []byte("[" + cloudEvent("E1", ringing, okData) + "]")})
+	two := twilio.Derive(twilio.KindEvents, &twilio.Request{Body: []byte("[" + cloudEvent("E0", ringing, okData) + ",\n " + cloudEvent("E1", ringing, okData) + "]")})
+	if one[0].Event.GetEventId() != two[1].Event.GetEventId() || one[0].Event.GetEventId() != ledger.EventID("events", []byte("E1")).String() {
+		t.Errorf("redelivered CloudEvent E1: IDs %s and %s", one[0].Event.GetEventId(), two[1].Event.GetEventId())
+	}
+	if st := one[0].Event.GetCallStatusReported(); st.GetSequenceNumber() != 0 || st.SequenceNumber != nil {
+		t.Errorf("sequence number %v without one in the parameters", st.SequenceNumber)
+	}
+}
+
+func TestDeriveHeaders(t *testing.T) {
+	t.Parallel()
+	h := http.Header{
+		"X-Twilio-Signature":  {"sig"},
+		"Authorization":       {"Basic dXNlcjpwYXNz"},
+		"Proxy-Authorization": {"Basic eA=="},
+		"Cookie":              {"session=1"},
+		"cookie":              {"raw=1"}, // not canonical: still a cookie
+		"Accept":              {"*/*"},
+		"X-Multi":             {"b", "a"},
+		"Empty":               {},
+	}
+	req := &twilio.Request{Method: http.MethodPost, Header: h, Body: []byte("CallSid=" + sid)}
+	for _, d := range twilio.Derive(twilio.KindStatus, req) {
+		var got []string
+		for _, hd := range d.Event.GetRequest().GetHeaders() {
+			got = append(got, hd.GetName()+": "+hd.GetValue())
+		}
+		want := []string{"Accept: */*", "X-Multi: b", "X-Multi: a", "X-Twilio-Signature: sig"}
+		if !slices.Equal(got, want) {
+			t.Errorf("headers %q, want %q", got, want)
+		}
+	}
+}
+
+func TestParseTimestamp(t *testing.T) {
+	t.Parallel()
+	want := time.Date(2026, 3, 1, 4, 7, 50, 0, time.UTC)
+	for _, s := range []string{
+		"Sun, 1 Mar 2026 04:07:50 +0000",
+		"Sun, 01 Mar 2026 04:07:50 +0000",
+		"Sat, 28 Feb 2026 23:07:50 -0500",
+		"1 Mar 2026 04:07:50 +0000",
+		"Sun, 1 Mar 2026 04:07:50 GMT",
+		"Sun, 1 Mar 2026 04:07:50 +0000 (UTC)",
+	} {
+		got, err := twilio.ParseTimestamp(s)
+		if err != nil || !got.Equal(want) || got.Location() != time.UTC {
+			t.Errorf("ParseTimestamp(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "2026-03-01T04:07:50Z", "Sun, 32 Mar 2026 04:07:50 +0000", "Sun, 1 Mar 2026 25:07:50 +0000", "yesterday"} {
+		if _, err := twilio.ParseTimestamp(s); !errors.Is(err, twilio.ErrInvalidTimestamp) {
+			t.Errorf("ParseTimestamp(%q) = %v, want ErrInvalidTimestamp", s, err)
+		}
+	}
+}
+
+// TestDeriveInvalidUTF8 keeps requests that are not UTF-8 storable: proto3
+// refuses to encode invalid UTF-8 in string fields, and an event that
+// cannot be encoded is a verified request lost.
+func TestDeriveInvalidUTF8(t *testing.T) {
+	t.Parallel()
+	get := &twilio.Request{
+		Method: http.MethodGet, RawQuery: "CallSid=" + sid + "&CallStatus=ringing&From=\xf0%FF", URL: "https://ledger.test/s?CallSid=" + sid + "&CallStatus=ringing&From=\xf0%FF",
+		Header: http.Header{"X-Obs-Text": {"caf\xe9"}}, ContentType: "text/\xff", RemoteAddr: "\xfe",
+	}
+	ds := twilio.Derive(twilio.KindStatus, get)
+	checkDerived(t, twilio.KindStatus, get, ds)
+	ev := ds[0].Event
+	if got, want := ev.GetRequest().GetUrl(), "https://ledger.test/s?CallSid="+sid+"&CallStatus=ringing&From=%F0%FF"; got != want {
+		t.Errorf("url %q, want %q", got, want)
+	}
+	if got := ev.GetCallStatusReported().GetFrom(); got != "\uFFFD" {
+		t.Errorf("From %q, want U+FFFD", got)
+	}
+	if got := ev.GetRequest().GetHeaders()[0].GetValue(); got != "caf\uFFFD" {
+		t.Errorf("header value %q", got)
+	}
+	post := &twilio.Request{Method: http.MethodPost, Body: []byte("CallSid=" + sid + "&DialCallStatus=%C3%28")}
+	ds = twilio.Derive(twilio.KindDial, post)
+	checkDerived(t, twilio.KindDial, post, ds)
+	if got := ds[0].Event.GetDialCompleted().GetDialCallStatusRaw(); got != "\uFFFD(" {
+		t.Errorf("DialCallStatus %q", got)
+	}
+	if !bytes.Equal(ds[0].Event.GetRequest().GetBody(), post.Body) {
+		t.Error("body not kept byte for byte")
+	}
+	bad := &twilio.Request{Method: http.MethodPost, Body: []byte("x")}
+	ds = twilio.Derive(twilio.Kind("\xff"), bad)
+	checkDerived(t, twilio.Kind("\xff"), bad, ds)
+}
