@@ -17,7 +17,7 @@ const typicalStatus = 1
 // request; both accept it.
 func BenchmarkVerify(b *testing.B) {
 	r := bySeq(b, typicalStatus)
-	uri, body, sig := r.uri(), []byte(r.Body), r.Headers["X-Twilio-Signature"]
+	uri, body, sig := r.URI(), []byte(r.Body), r.Headers["X-Twilio-Signature"]
 	b.Run("callledger", func(b *testing.B) {
 		v := mustVerifier(b, corpusPublicURL, corpusToken)
 		b.ReportAllocs()
@@ -44,7 +44,7 @@ func BenchmarkVerify(b *testing.B) {
 // BenchmarkDeriveStatus measures the event derivation of the webhook hot
 // path on the same status callback.
 func BenchmarkDeriveStatus(b *testing.B) {
-	req := bySeq(b, typicalStatus).request()
+	req := requestOf(bySeq(b, typicalStatus))
 	b.ReportAllocs()
 	b.SetBytes(int64(len(req.Body)))
 	for b.Loop() {

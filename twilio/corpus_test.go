@@ -1,57 +1,28 @@
 package twilio_test
 
 import (
-	"bufio"
-	"encoding/json"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/callledger/callledger/internal/corpus"
 	"github.com/callledger/callledger/twilio"
 )
 
 // The capture corpus (testdata/twilio/README.md) and how it was signed.
 const (
-	corpusToken     = "visible-test-token"
-	corpusPublicURL = "https://ledger.test"
+	corpusToken     = corpus.Token
+	corpusPublicURL = corpus.PublicURL
 )
 
-// capture is one line of requests.jsonl.
-type capture struct {
-	Scenario    string            `json:"scenario"`
-	Seq         int               `json:"seq"`
-	Method      string            `json:"method"`
-	Path        string            `json:"path"`
-	Query       string            `json:"query"`
-	ContentType string            `json:"content_type"`
-	Headers     map[string]string `json:"headers"`
-	Body        string            `json:"body"`
-	ExpectHTTP  int               `json:"expect_http"`
-	Tree        int               `json:"tree"`
-	Kind        string            `json:"kind"`
-	CallSid     string            `json:"call_sid"`
-	DupOf       *int              `json:"dup_of"`
-}
+type (
+	capture      = corpus.Request
+	expectedCall = corpus.Expected
+)
 
-// expectedCall is one line of expected.jsonl (the fields this package can
-// check: the rest is the projection's business).
-type expectedCall struct {
-	CallSid   string `json:"call_sid"`
-	OwnEvents int    `json:"own_events"`
-}
-
-func (c capture) uri() string {
-	if c.Query == "" {
-		return c.Path
-	}
-	return c.Path + "?" + c.Query
-}
-
-// kind is the route the request was sent to.
-func (c capture) kind(t testing.TB) twilio.Kind {
+// kindOf is the route the request was sent to.
+func kindOf(t testing.TB, c capture) twilio.Kind {
 	t.Helper()
 	switch c.Path {
 	case "/twilio/voice/status":
@@ -71,15 +42,15 @@ func (c capture) kind(t testing.TB) twilio.Kind {
 // beyond received_at.
 var receivedAt = time.Date(2026, 3, 30, 12, 0, 0, 0, time.UTC)
 
-// request is the Request the HTTP adapter builds for c.
-func (c capture) request() *twilio.Request {
+// requestOf is the Request the HTTP adapter builds for c.
+func requestOf(c capture) *twilio.Request {
 	h := http.Header{}
 	for k, v := range c.Headers {
 		h.Add(k, v)
 	}
 	return &twilio.Request{
 		Method:      c.Method,
-		URL:         corpusPublicURL + c.uri(),
+		URL:         corpusPublicURL + c.URI(),
 		RawQuery:    c.Query,
 		ContentType: c.ContentType,
 		Header:      h,
@@ -96,14 +67,13 @@ var corpusOnce struct {
 	err      error
 }
 
-// corpus loads the capture corpus once per test binary.
-func corpus(t testing.TB) ([]capture, []expectedCall) {
+// loadCorpus loads the capture corpus once per test binary.
+func loadCorpus(t testing.TB) ([]capture, []expectedCall) {
 	t.Helper()
 	corpusOnce.Do(func() {
-		dir := filepath.Join("..", "testdata", "twilio")
-		corpusOnce.requests, corpusOnce.err = loadJSONL[capture](filepath.Join(dir, "requests.jsonl"))
+		corpusOnce.requests, corpusOnce.err = corpus.Requests()
 		if corpusOnce.err == nil {
-			corpusOnce.expected, corpusOnce.err = loadJSONL[expectedCall](filepath.Join(dir, "expected.jsonl"))
+			corpusOnce.expected, corpusOnce.err = corpus.ExpectedCalls()
 		}
 	})
 	if corpusOnce.err != nil {
@@ -115,29 +85,10 @@ func corpus(t testing.TB) ([]capture, []expectedCall) {
 	return corpusOnce.requests, corpusOnce.expected
 }
 
-func loadJSONL[T any](path string) ([]T, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []T
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var v T
-		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, sc.Err()
-}
-
 // bySeq returns the corpus request with sequence number seq.
 func bySeq(t testing.TB, seq int) capture {
 	t.Helper()
-	reqs, _ := corpus(t)
+	reqs, _ := loadCorpus(t)
 	for _, r := range reqs {
 		if r.Seq == seq {
 			return r

@@ -28,16 +28,16 @@ import (
 // with exactly own_events distinct events.
 func TestDeriveCorpus(t *testing.T) {
 	t.Parallel()
-	reqs, expected := corpus(t)
+	reqs, expected := loadCorpus(t)
 	idsBySeq := map[int][]string{}
 	streams := map[string]map[string]bool{} // stream -> event IDs
 	for _, r := range reqs {
 		if r.Kind == "forged" {
 			continue
 		}
-		kind := r.kind(t)
-		ds := twilio.Derive(kind, r.request())
-		checkDerived(t, kind, r.request(), ds)
+		kind := kindOf(t, r)
+		ds := twilio.Derive(kind, requestOf(r))
+		checkDerived(t, kind, requestOf(r), ds)
 		want := ledger.CallStream(r.CallSid)
 		if r.Kind == "quarantine" {
 			want = ledger.QuarantineStream(string(kind))
@@ -279,13 +279,13 @@ func TestDeriveGolden(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			c := bySeq(t, tt.seq)
-			req := c.request()
-			ds := twilio.Derive(c.kind(t), req)
+			req := requestOf(c)
+			ds := twilio.Derive(kindOf(t, c), req)
 			if len(ds) != len(tt.want) {
 				t.Fatalf("%d events, want %d", len(ds), len(tt.want))
 			}
 			var elems []json.RawMessage
-			if c.kind(t) == twilio.KindEvents {
+			if kindOf(t, c) == twilio.KindEvents {
 				if err := json.Unmarshal(req.Body, &elems); err != nil {
 					t.Fatal(err)
 				}
@@ -295,7 +295,7 @@ func TestDeriveGolden(t *testing.T) {
 					t.Errorf("event %d: stream %q, want %q", i, d.Stream, tt.stream)
 				}
 				got := proto.CloneOf(d.Event)
-				if r := got.GetRequest(); r == nil || r.GetUrl() != corpusPublicURL+c.uri() || string(r.GetBody()) != c.Body ||
+				if r := got.GetRequest(); r == nil || r.GetUrl() != corpusPublicURL+c.URI() || string(r.GetBody()) != c.Body ||
 					r.GetMethod() != c.Method || r.GetContentType() != c.ContentType || r.GetRemoteAddr() != req.RemoteAddr ||
 					len(r.GetHeaders()) != len(c.Headers) {
 					t.Errorf("event %d: request %v is not the verbatim request", i, prototext.Format(r))

@@ -83,13 +83,13 @@ func TestPublishedTestVector(t *testing.T) {
 
 func TestVerifyCorpus(t *testing.T) {
 	t.Parallel()
-	reqs, _ := corpus(t)
+	reqs, _ := loadCorpus(t)
 	v := mustVerifier(t, corpusPublicURL, corpusToken)
 	for _, r := range reqs {
 		t.Run(fmt.Sprintf("seq%03d-%s", r.Seq, r.Kind), func(t *testing.T) {
 			t.Parallel()
 			sig := r.Headers["X-Twilio-Signature"]
-			err := v.Verify(r.uri(), []byte(r.Body), sig)
+			err := v.Verify(r.URI(), []byte(r.Body), sig)
 			switch {
 			case r.ExpectHTTP != 403 && err != nil:
 				t.Errorf("Verify = %v, want nil", err)
@@ -98,7 +98,7 @@ func TestVerifyCorpus(t *testing.T) {
 			case r.ExpectHTTP == 403 && sig != "" && !errors.Is(err, twilio.ErrSignatureInvalid):
 				t.Errorf("Verify = %v, want ErrSignatureInvalid", err)
 			}
-			if ref := twilioGo(corpusToken, v.SignedURL(r.uri()), []byte(r.Body), sig); ref != (err == nil) {
+			if ref := twilioGo(corpusToken, v.SignedURL(r.URI()), []byte(r.Body), sig); ref != (err == nil) {
 				t.Errorf("Verify = %v but twilio-go says %v", err, ref)
 			}
 		})

@@ -79,7 +79,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	if err := os.MkdirAll(cfg.dataDir, 0o750); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
-	if cfg.authToken == "" {
+	devMode := cfg.authToken == ""
+	if devMode {
 		if !isLoopback(cfg.httpAddr) {
 			return fmt.Errorf("no Twilio auth token: set TWILIO_AUTH_TOKEN (or --auth-token); "+
 				"without one, serve only binds a loopback address, and --http-addr %s is not one", cfg.httpAddr)
@@ -93,13 +94,26 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 			"development token that only `callledger simulate` knows. Real Twilio traffic will be refused. "+
 			"Set TWILIO_AUTH_TOKEN and --public-url for production.",
 			"token_file", devTokenPath(cfg.dataDir))
-		if cfg.publicURL == "" {
-			cfg.publicURL = "http://" + cfg.httpAddr
-		}
 	}
-	if cfg.publicURL == "" {
+	if cfg.publicURL == "" && !devMode {
 		return errors.New("--public-url is required with a Twilio auth token: Twilio signs the URL it calls " +
 			"(e.g. https://hooks.example.com), which the server cannot see behind a proxy")
+	}
+	httpLn, err := net.Listen("tcp", cfg.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen --http-addr: %w", err)
+	}
+	grpcLn, err := net.Listen("tcp", cfg.grpcAddr)
+	if err != nil {
+		httpLn.Close()
+		return fmt.Errorf("listen --grpc-addr: %w", err)
+	}
+	defer httpLn.Close()
+	defer grpcLn.Close()
+	if cfg.publicURL == "" {
+		// Development mode: the server signs for itself as it is reached
+		// locally, on the port it actually got.
+		cfg.publicURL = "http://" + httpLn.Addr().String()
 	}
 	tokens := []string{cfg.authToken}
 	if cfg.authToken2 != "" {
@@ -135,15 +149,6 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return err
 	}
 
-	httpLn, err := net.Listen("tcp", cfg.httpAddr)
-	if err != nil {
-		return fmt.Errorf("listen --http-addr: %w", err)
-	}
-	grpcLn, err := net.Listen("tcp", cfg.grpcAddr)
-	if err != nil {
-		httpLn.Close()
-		return fmt.Errorf("listen --grpc-addr: %w", err)
-	}
 
 	httpSrv := &http.Server{
 		Handler:           hooks,

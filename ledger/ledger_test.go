@@ -1,0 +1,116 @@
+package ledger_test
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/ledger"
+)
+
+func TestEventIDIsDeterministicAndKindScoped(t *testing.T) {
+	t.Parallel()
+	a := ledger.EventID("status", []byte("CallSid=CA1"))
+	if b := ledger.EventID("status", []byte("CallSid=CA1")); a != b {
+		t.Errorf("same fact, different IDs: %s %s", a, b)
+	}
+	if c := ledger.EventID("dial", []byte("CallSid=CA1")); a == c {
+		t.Error("different kinds with the same content share an ID")
+	}
+	// The separator keeps "ab"+"c" apart from "a"+"bc".
+	if ledger.EventID("ab", []byte("c")) == ledger.EventID("a", []byte("bc")) {
+		t.Error("kind and content boundaries collide")
+	}
+	if a.Version() != 5 {
+		t.Errorf("event IDs are UUID version %d, want 5", a.Version())
+	}
+}
+
+func TestValidCallSid(t *testing.T) {
+	t.Parallel()
+	for sid, want := range map[string]bool{
+		"CA0123456789abcdef0123456789abcdef":  true,
+		"CA0123456789ABCDEF0123456789abcdef":  false, // Twilio SIDs are lowercase hex
+		"CA0123456789abcdef0123456789abcde":   false,
+		"CA0123456789abcdef0123456789abcdef0": false,
+		"CF0123456789abcdef0123456789abcdef":  false,
+		"":                                    false,
+	} {
+		if got := ledger.ValidCallSid(sid); got != want {
+			t.Errorf("ValidCallSid(%q) = %v, want %v", sid, got, want)
+		}
+	}
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	t.Parallel()
+	received := time.Date(2026, 3, 1, 4, 7, 50, 123, time.UTC)
+	ev := &callledgerv1.Event{
+		EventId:    ledger.EventID("status", []byte("x")).String(),
+		CallSid:    "CA0123456789abcdef0123456789abcdef",
+		Source:     callledgerv1.Source_SOURCE_STATUS_CALLBACK,
+		ReceivedAt: timestamppb.New(received),
+		Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
+			Status: callledgerv1.CallStatus_CALL_STATUS_RINGING, StatusRaw: "ringing",
+		}},
+		Request: &callledgerv1.HttpRequest{Method: "POST", Body: []byte("CallStatus=ringing")},
+	}
+	rec, err := ledger.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Type != ledger.TypeCallStatusReported || rec.ID.String() != ev.GetEventId() {
+		t.Errorf("record type %q id %s", rec.Type, rec.ID)
+	}
+	var meta map[string]string
+	if err := json.Unmarshal(rec.Metadata, &meta); err != nil {
+		t.Fatalf("metadata %s is not JSON: %v", rec.Metadata, err)
+	}
+	if meta["callSid"] != ev.GetCallSid() || meta["source"] != "SOURCE_STATUS_CALLBACK" || meta["receivedAt"] != "2026-03-01T04:07:50.000000123Z" {
+		t.Errorf("metadata %v", meta)
+	}
+	back, err := ledger.Decode(eventstore.RecordedEvent{Data: rec.Data, Type: rec.Type})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(back, ev) {
+		t.Errorf("round trip changed the event:\n%v\n%v", back, ev)
+	}
+}
+
+func TestEncodeRefusesIncompleteEvents(t *testing.T) {
+	t.Parallel()
+	for name, ev := range map[string]*callledgerv1.Event{
+		"no body": {EventId: ledger.EventID("k", nil).String()},
+		"no id":   {Body: &callledgerv1.Event_RequestQuarantined{RequestQuarantined: &callledgerv1.RequestQuarantined{}}},
+	} {
+		if _, err := ledger.Encode(ev); !errors.Is(err, eventstore.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)
+		}
+	}
+}
+
+func TestDecodeRejectsGarbage(t *testing.T) {
+	t.Parallel()
+	if _, err := ledger.Decode(eventstore.RecordedEvent{Data: []byte{0xff, 0xff, 0xff}}); !errors.Is(err, ledger.ErrUndecodable) {
+		t.Errorf("Decode(garbage) = %v, want ErrUndecodable", err)
+	}
+}
+
+func TestStreams(t *testing.T) {
+	t.Parallel()
+	sid := "CA0123456789abcdef0123456789abcdef"
+	got, ok := ledger.CallSidOf(ledger.CallStream(sid))
+	if !ok || got != sid {
+		t.Errorf("CallSidOf(CallStream(sid)) = %q, %v", got, ok)
+	}
+	if _, ok := ledger.CallSidOf(ledger.QuarantineStream("status")); ok {
+		t.Error("a quarantine stream was taken for a call stream")
+	}
+}
