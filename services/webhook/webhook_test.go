@@ -21,7 +21,7 @@ import (
 	"github.com/callledger/callledger/twilio"
 )
 
-func openStore(t *testing.T) *pebblestore.Store {
+func openStore(t testing.TB) *pebblestore.Store {
 	t.Helper()
 	s, err := pebblestore.Open(t.TempDir(), pebblestore.Options{})
 	if err != nil {

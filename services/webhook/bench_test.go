@@ -1,0 +1,51 @@
+package webhook_test
+
+import (
+	"bytes"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/callledger/callledger/services/webhook"
+	"github.com/callledger/callledger/traffic"
+	"github.com/callledger/callledger/twilio"
+)
+
+// BenchmarkIngest measures the whole webhook path in-process — verify,
+// derive, encode, group-committed fsync'd append — without the network, so
+// it shows the server's own cost per webhook. Every request is unique.
+func BenchmarkIngest(b *testing.B) {
+	store := openStore(b)
+	v, err := twilio.NewVerifier("https://hooks.example.com", "tok")
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := webhook.New(webhook.Config{Verifier: v, Store: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	reqs := traffic.Generate(traffic.Config{
+		Calls: b.N/5 + 100, Seed: 1, PublicURL: "https://hooks.example.com", Token: "tok", RetryRate: -1,
+		Start: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
+	})
+	var next atomic.Int64
+	b.SetParallelism(128) // many requests in flight, as many Twilio connections would be
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			r := reqs[int(next.Add(1)-1)%len(reqs)]
+			req := httptest.NewRequest(r.Method, r.URI(), bytes.NewReader(r.Body))
+			req.Header = r.Header
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code/100 != 2 {
+				b.Errorf("answer %d", w.Code)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "webhooks/s")
+	st := store.Stats()
+	b.ReportMetric(float64(st.Events)/float64(max(st.Commits, 1)), "events/fsync")
+}
