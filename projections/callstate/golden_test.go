@@ -1,0 +1,257 @@
+package callstate_test
+
+import (
+	"crypto/md5"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/datadriven"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/projections/callstate"
+)
+
+// TestGolden runs the files in testdata/fold: each case lists callbacks in
+// arrival order and the calls they must fold into, one per scenario of the
+// capture corpus. A case also folds its events reversed and in 50 random
+// orders with duplicates; any difference fails it. Regenerate with
+// -rewrite after a deliberate change, and read the diff.
+//
+// Event lines (legs are named by alias; times are hh:mm:ss on 2026-03-01):
+//
+//	status <leg> <CallStatus> [parent=<leg>] [seq=N] [at=hh:mm:ss] [duration=N] [sip=N] [via=events id=<CloudEvent id>]
+//	dial <parent> <child> <DialCallStatus> [duration=N] [parent-status=<CallStatus>] [at=hh:mm:ss]
+//	recording <leg> <recording> <RecordingStatus> [duration=N] [at=hh:mm:ss]
+//
+// A line repeated word for word is a retry: the same event ID.
+func TestGolden(t *testing.T) {
+	t.Parallel()
+	datadriven.Walk(t, "testdata/fold", func(t *testing.T, path string) {
+		datadriven.RunTest(t, path, func(t *testing.T, td *datadriven.TestData) string {
+			if td.Cmd != "fold" {
+				t.Fatalf("%s: unknown command %q", td.Pos, td.Cmd)
+			}
+			events, aliases := parseEvents(t, td.Input)
+			want := render(foldAll(t, events), aliases)
+			rng := rand.New(rand.NewPCG(1, uint64(len(events))))
+			orders := [][]*callledgerv1.Event{reversed(events)}
+			for range 50 {
+				orders = append(orders, shuffleWithDuplicates(rng, events))
+			}
+			for _, order := range orders {
+				if got := render(foldAll(t, order), aliases); got != want {
+					return fmt.Sprintf("ORDER-DEPENDENT:\nin order:\n%s\nanother order:\n%s", want, got)
+				}
+			}
+			return want
+		})
+	})
+}
+
+func foldAll(t *testing.T, events []*callledgerv1.Event) *callstate.Memory {
+	mem := callstate.NewMemory()
+	for i, ev := range events {
+		if err := callstate.Apply(mem, ev, uint64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return mem
+}
+
+func reversed(events []*callledgerv1.Event) []*callledgerv1.Event {
+	out := slices.Clone(events)
+	slices.Reverse(out)
+	return out
+}
+
+func shuffleWithDuplicates(rng *rand.Rand, events []*callledgerv1.Event) []*callledgerv1.Event {
+	out := slices.Clone(events)
+	for range rng.IntN(len(events) + 1) {
+		out = append(out, events[rng.IntN(len(events))])
+	}
+	rng.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	return out
+}
+
+// sidOf maps an alias to a stable CallSid.
+func sidOf(alias string) string {
+	sum := md5.Sum([]byte(alias))
+	return "CA" + hex.EncodeToString(sum[:])
+}
+
+func parseEvents(t *testing.T, input string) ([]*callledgerv1.Event, map[string]string) {
+	aliases := map[string]string{} // sid → alias
+	leg := func(alias string) string {
+		sid := sidOf(alias)
+		aliases[sid] = alias
+		return sid
+	}
+	var events []*callledgerv1.Event
+	for n, line := range strings.Split(strings.TrimSpace(input), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		words := strings.Fields(line)
+		args := map[string]string{}
+		var pos []string
+		for _, w := range words[1:] {
+			if k, v, ok := strings.Cut(w, "="); ok {
+				args[k] = v
+			} else {
+				pos = append(pos, w)
+			}
+		}
+		for k := range args {
+			if !slices.Contains(allowedArgs[words[0]], k) {
+				t.Fatalf("line %q: unknown argument %q", line, k)
+			}
+		}
+		at := baseTime.Add(time.Duration(n) * time.Second)
+		if s, ok := args["at"]; ok {
+			tod, err := time.Parse("15:04:05", s)
+			if err != nil {
+				t.Fatalf("line %q: at: %v", line, err)
+			}
+			at = baseTime.Add(tod.Sub(tod.Truncate(24 * time.Hour)))
+		}
+		ev := &callledgerv1.Event{
+			EventId:    uuid.NewSHA1(uuid.NameSpaceURL, []byte(line)).String(),
+			ReceivedAt: timestamppb.New(at.Add(500 * time.Millisecond)),
+		}
+		need := func(k int) {
+			if len(pos) != k {
+				t.Fatalf("line %q: want %d words after %s", line, k, words[0])
+			}
+		}
+		switch words[0] {
+		case "status":
+			need(2)
+			ev.CallSid = leg(pos[0])
+			ev.Source = callledgerv1.Source_SOURCE_STATUS_CALLBACK
+			ev.ReportedAt = timestamppb.New(at)
+			st, raw := status(pos[1])
+			rep := &callledgerv1.CallStatusReported{Status: st, StatusRaw: raw, CallDurationSeconds: optInt(t, args, "duration")}
+			if p, ok := args["parent"]; ok {
+				rep.ParentCallSid = leg(p)
+			}
+			if s := optInt(t, args, "sip"); s != nil {
+				sip := int32(*s)
+				rep.SipResponseCode = &sip
+			}
+			if args["via"] == "events" {
+				ev.Source = callledgerv1.Source_SOURCE_EVENT_STREAMS
+				ev.EventId = uuid.NewSHA1(uuid.NameSpaceURL, []byte("ce:"+args["id"])).String()
+			}
+			ev.Body = &callledgerv1.Event_CallStatusReported{CallStatusReported: rep}
+		case "dial":
+			need(3)
+			ev.CallSid = leg(pos[0])
+			ev.Source = callledgerv1.Source_SOURCE_DIAL_ACTION
+			st, raw := status(pos[2])
+			ps, praw := status(cmp(args["parent-status"], "in-progress"))
+			ev.Body = &callledgerv1.Event_DialCompleted{DialCompleted: &callledgerv1.DialCompleted{
+				DialCallSid: leg(pos[1]), DialCallStatus: st, DialCallStatusRaw: raw,
+				DialCallDurationSeconds: optInt(t, args, "duration"), ParentStatus: ps, ParentStatusRaw: praw,
+			}}
+		case "recording":
+			need(3)
+			ev.CallSid = leg(pos[0])
+			ev.Source = callledgerv1.Source_SOURCE_RECORDING_STATUS
+			sum := md5.Sum([]byte(pos[1]))
+			ev.Body = &callledgerv1.Event_RecordingStatusReported{RecordingStatusReported: &callledgerv1.RecordingStatusReported{
+				RecordingSid: "RE" + hex.EncodeToString(sum[:]), RecordingStatus: pos[2],
+				RecordingDurationSeconds: optInt(t, args, "duration"),
+			}}
+		default:
+			t.Fatalf("line %q: unknown event %q", line, words[0])
+		}
+		events = append(events, ev)
+	}
+	return events, aliases
+}
+
+var allowedArgs = map[string][]string{
+	"status":    {"parent", "seq", "at", "duration", "sip", "via", "id"},
+	"dial":      {"duration", "parent-status", "at"},
+	"recording": {"duration", "at"},
+}
+
+func cmp(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func status(raw string) (callledgerv1.CallStatus, string) {
+	enum := "CALL_STATUS_" + strings.ToUpper(strings.ReplaceAll(raw, "-", "_"))
+	return callledgerv1.CallStatus(callledgerv1.CallStatus_value[enum]), raw
+}
+
+func optInt(t *testing.T, args map[string]string, key string) *int64 {
+	s, ok := args[key]
+	if !ok {
+		return nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatalf("%s=%s: %v", key, s, err)
+	}
+	return &n
+}
+
+// render prints every call, by alias, with the fields a reader checks.
+func render(mem *callstate.Memory, aliases map[string]string) string {
+	name := func(sid string) string {
+		if a, ok := aliases[sid]; ok {
+			return a
+		}
+		return sid
+	}
+	var lines []string
+	for _, sid := range mem.Sids() {
+		rec, _ := mem.Get(sid)
+		c := callstate.View(rec)
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s: %s", name(sid), strings.TrimPrefix(c.GetStatus().String(), "CALL_STATUS_"))
+		if c.GetTerminal() {
+			b.WriteString(" terminal")
+		}
+		if c.GetPlaceholder() {
+			b.WriteString(" placeholder")
+		}
+		if c.GetStatusSource() != callledgerv1.Source_SOURCE_UNSPECIFIED {
+			fmt.Fprintf(&b, " by=%s", strings.ToLower(strings.TrimPrefix(c.GetStatusSource().String(), "SOURCE_")))
+		}
+		if c.DurationSeconds != nil {
+			fmt.Fprintf(&b, " duration=%d", c.GetDurationSeconds())
+		}
+		if p := c.GetParentCallSid(); p != "" {
+			fmt.Fprintf(&b, " parent=%s", name(p))
+		}
+		if kids := c.GetChildCallSids(); len(kids) > 0 {
+			var ks []string
+			for _, k := range kids {
+				ks = append(ks, name(k))
+			}
+			slices.Sort(ks)
+			fmt.Fprintf(&b, " children=%s", strings.Join(ks, ","))
+		}
+		fmt.Fprintf(&b, " root=%s events=%d", name(c.GetRootCallSid()), c.GetEventCount())
+		if n := len(c.GetRecordings()); n > 0 {
+			fmt.Fprintf(&b, " recordings=%d", n)
+		}
+		lines = append(lines, b.String())
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n") + "\n"
+}

@@ -1,0 +1,242 @@
+package callstate_test
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"pgregory.net/rapid"
+
+	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/projections/callstate"
+)
+
+// minChecks is how many random call trees CI folds in every order; run
+// with -rapid.checks=N (or RAPID_CHECKS) for more.
+const minChecks = 10000
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	set := os.Getenv("RAPID_CHECKS") != ""
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "rapid.checks" })
+	if !set {
+		if err := flag.Set("rapid.checks", fmt.Sprint(minChecks)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+var (
+	terminals    = []callledgerv1.CallStatus{5, 6, 7, 8, 9}
+	early        = []callledgerv1.CallStatus{2, 3, 4} // initiated, ringing, in-progress
+	baseTime     = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	terminalRaws = map[callledgerv1.CallStatus]string{5: "completed", 6: "busy", 7: "failed", 8: "no-answer", 9: "canceled"}
+)
+
+// treeGen draws the events of one random call tree: a root that may never
+// call back, up to three dialled children (some silent, some without their
+// terminal callback), a grandchild now and then, Event Streams copies,
+// unknown statuses, Dial actions and recordings.
+type treeGen struct {
+	t      *rapid.T
+	events []*callledgerv1.Event
+	next   int
+}
+
+func (g *treeGen) sid(label string) string {
+	g.next++
+	return fmt.Sprintf("CA%032x", rapid.Uint64Range(1, 1<<62).Draw(g.t, label)+uint64(g.next)<<56)
+}
+
+func (g *treeGen) id() string {
+	g.next++
+	return uuid.NewSHA1(uuid.NameSpaceOID, []byte(fmt.Sprint(g.next, rapid.Int().Draw(g.t, "id")))).String()
+}
+
+func (g *treeGen) at(label string) time.Time {
+	return baseTime.Add(time.Duration(rapid.IntRange(0, 3600).Draw(g.t, label)) * time.Second)
+}
+
+func (g *treeGen) add(ev *callledgerv1.Event) {
+	if ev.ReceivedAt == nil {
+		ev.ReceivedAt = timestamppb.New(ev.GetReportedAt().AsTime().Add(time.Duration(rapid.IntRange(0, 5000).Draw(g.t, "delay")) * time.Millisecond))
+	}
+	g.events = append(g.events, ev)
+}
+
+func (g *treeGen) status(sid, parent string, st callledgerv1.CallStatus, raw string, withDuration bool) {
+	at := g.at("at")
+	rep := &callledgerv1.CallStatusReported{Status: st, StatusRaw: raw, ParentCallSid: parent, AccountSid: "AC1", Direction: "outbound-dial", From: "+1", To: "+2"}
+	if withDuration {
+		d := int64(rapid.IntRange(0, 900).Draw(g.t, "duration"))
+		rep.CallDurationSeconds = &d
+	}
+	src := callledgerv1.Source_SOURCE_STATUS_CALLBACK
+	for copyN := 0; ; copyN++ {
+		g.add(&callledgerv1.Event{
+			EventId: g.id(), CallSid: sid, Source: src, ReportedAt: timestamppb.New(at),
+			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: proto.Clone(rep).(*callledgerv1.CallStatusReported)},
+		})
+		// Event Streams may carry a copy, as an event of its own.
+		if copyN > 0 || !rapid.Bool().Draw(g.t, "es-copy") {
+			return
+		}
+		src = callledgerv1.Source_SOURCE_EVENT_STREAMS
+	}
+}
+
+// leg draws the own callbacks of one leg: any subset of the early
+// statuses, maybe an unknown status, maybe a terminal one.
+func (g *treeGen) leg(sid, parent string) {
+	for _, st := range early {
+		if rapid.Bool().Draw(g.t, "early") {
+			g.status(sid, parent, st, st.String(), false)
+		}
+	}
+	if rapid.IntRange(0, 9).Draw(g.t, "unknown") == 0 {
+		g.status(sid, parent, callledgerv1.CallStatus_CALL_STATUS_UNSPECIFIED, "paused", false)
+	}
+	for n := rapid.IntRange(0, 2).Draw(g.t, "terminals"); n > 0; n-- { // 2: a conflicting report
+		st := rapid.SampledFrom(terminals).Draw(g.t, "terminal")
+		g.status(sid, parent, st, terminalRaws[st], true)
+	}
+}
+
+func (g *treeGen) dial(parent, child string) {
+	st := rapid.SampledFrom(terminals).Draw(g.t, "dial-status")
+	d := int64(rapid.IntRange(0, 900).Draw(g.t, "dial-duration"))
+	g.add(&callledgerv1.Event{
+		EventId: g.id(), CallSid: parent, Source: callledgerv1.Source_SOURCE_DIAL_ACTION,
+		ReceivedAt: timestamppb.New(g.at("dial-at")),
+		Body: &callledgerv1.Event_DialCompleted{DialCompleted: &callledgerv1.DialCompleted{
+			DialCallSid: child, DialCallStatus: st, DialCallStatusRaw: terminalRaws[st], DialCallDurationSeconds: &d,
+			ParentStatus: callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS, ParentStatusRaw: "in-progress",
+		}},
+	})
+}
+
+func (g *treeGen) recording(sid string) {
+	re := fmt.Sprintf("RE%032x", rapid.Uint64().Draw(g.t, "recording"))
+	for _, st := range []string{"in-progress", "completed"} {
+		if rapid.Bool().Draw(g.t, "recording-callback") {
+			d := int64(rapid.IntRange(0, 900).Draw(g.t, "recording-duration"))
+			g.add(&callledgerv1.Event{
+				EventId: g.id(), CallSid: sid, Source: callledgerv1.Source_SOURCE_RECORDING_STATUS,
+				ReceivedAt: timestamppb.New(g.at("recording-at")),
+				Body: &callledgerv1.Event_RecordingStatusReported{RecordingStatusReported: &callledgerv1.RecordingStatusReported{
+					RecordingSid: re, RecordingStatus: st, RecordingDurationSeconds: &d,
+				}},
+			})
+		}
+	}
+}
+
+func drawTree(t *rapid.T) []*callledgerv1.Event {
+	g := &treeGen{t: t}
+	root := g.sid("root")
+	if rapid.Bool().Draw(t, "root-calls-back") {
+		g.leg(root, "")
+	}
+	for n := rapid.IntRange(0, 3).Draw(t, "children"); n > 0; n-- {
+		child := g.sid("child")
+		if rapid.IntRange(0, 3).Draw(t, "silent-child") > 0 {
+			g.leg(child, root)
+		}
+		if rapid.Bool().Draw(t, "dial-action") {
+			g.dial(root, child)
+		}
+		if rapid.IntRange(0, 5).Draw(t, "grandchild") == 0 {
+			g.leg(g.sid("grandchild"), child)
+		}
+	}
+	for n := rapid.IntRange(0, 2).Draw(t, "recordings"); n > 0; n-- {
+		g.recording(root)
+	}
+	return g.events
+}
+
+// fold applies events in order and returns the records, last_position
+// cleared: it is the one field that says where, not what.
+func fold(t *rapid.T, events []*callledgerv1.Event) map[string]*statev1.CallRecord {
+	mem := callstate.NewMemory()
+	for i, ev := range events {
+		if err := callstate.Apply(mem, ev, uint64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := map[string]*statev1.CallRecord{}
+	for _, sid := range mem.Sids() {
+		rec, _ := mem.Get(sid)
+		rec = proto.Clone(rec).(*statev1.CallRecord)
+		rec.LastPosition = 0
+		out[sid] = rec
+	}
+	return out
+}
+
+// TestFoldIsOrderInsensitiveAndIdempotent: every permutation of a call
+// tree's events, with random duplicates, folds into the same records.
+func TestFoldIsOrderInsensitiveAndIdempotent(t *testing.T) {
+	t.Parallel()
+	rapid.Check(t, func(t *rapid.T) {
+		events := drawTree(t)
+		want := fold(t, events)
+
+		shuffled := rapid.Permutation(events).Draw(t, "order")
+		for n := rapid.IntRange(0, len(events)).Draw(t, "duplicates"); n > 0; n-- {
+			dup := rapid.SampledFrom(events).Draw(t, "duplicate")
+			at := rapid.IntRange(0, len(shuffled)).Draw(t, "duplicate-at")
+			shuffled = append(shuffled[:at], append([]*callledgerv1.Event{dup}, shuffled[at:]...)...)
+		}
+		got := fold(t, shuffled)
+
+		if len(got) != len(want) {
+			t.Fatalf("%d calls in order, %d shuffled", len(want), len(got))
+		}
+		for sid, w := range want {
+			if !proto.Equal(got[sid], w) {
+				t.Fatalf("call %s differs by order:\nin order: %v\nshuffled: %v\nviews:\n%v\n%v",
+					sid, w, got[sid], callstate.View(w), callstate.View(got[sid]))
+			}
+		}
+		checkInvariants(t, want)
+	})
+}
+
+// checkInvariants holds for any set of events: links agree both ways, the
+// root is where parents lead, placeholders have no own events.
+func checkInvariants(t *rapid.T, recs map[string]*statev1.CallRecord) {
+	for sid, r := range recs {
+		c := callstate.View(r)
+		if p := c.GetParentCallSid(); p != "" {
+			parent, ok := recs[p]
+			if !ok {
+				t.Fatalf("%s names parent %s, which has no record", sid, p)
+			}
+			if c.GetRootCallSid() != parent.GetRootCallSid() {
+				t.Fatalf("%s has root %s, its parent %s has %s", sid, c.GetRootCallSid(), p, parent.GetRootCallSid())
+			}
+		} else if c.GetRootCallSid() != sid {
+			t.Fatalf("root %s has root_call_sid %s", sid, c.GetRootCallSid())
+		}
+		for _, child := range c.GetChildCallSids() {
+			if _, ok := recs[child]; !ok {
+				t.Fatalf("%s names child %s, which has no record", sid, child)
+			}
+		}
+		if c.GetPlaceholder() != (c.GetEventCount() == 0) {
+			t.Fatalf("%s: placeholder %v with %d own events", sid, c.GetPlaceholder(), c.GetEventCount())
+		}
+		if c.GetTerminal() && c.DurationSeconds == nil && c.GetStatusSource() != callledgerv1.Source_SOURCE_DIAL_ACTION {
+			t.Fatalf("%s: terminal by %s without a duration", sid, c.GetStatusSource())
+		}
+	}
+}
