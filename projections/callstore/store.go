@@ -1,0 +1,381 @@
+package callstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"google.golang.org/protobuf/proto"
+
+	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
+	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/ledger"
+	"github.com/callledger/callledger/projections/callstate"
+)
+
+// Version is the version of the call-state projection this code builds.
+// Bump it when the fold changes what it derives: serve then builds the new
+// version beside the old one.
+const Version = 1
+
+// Errors callers branch on.
+var (
+	// ErrNotFound: no call with that SID is known.
+	ErrNotFound = errors.New("call not found")
+	// ErrBadPageToken: the page token is malformed or was issued for
+	// another filter.
+	ErrBadPageToken = errors.New("invalid page token")
+	// ErrSlowConsumer: a watcher fell so far behind that its buffer filled.
+	ErrSlowConsumer = errors.New("watcher too slow: changes overflowed its buffer")
+	// ErrClosed: the store is closed.
+	ErrClosed = errors.New("call store closed")
+	// ErrVersion: the directory was built by another projection version.
+	ErrVersion = errors.New("call store built by another projection version")
+)
+
+const (
+	prefixCall   = 'c'
+	prefixTime   = 't'
+	prefixActive = 'a'
+)
+
+var (
+	keyCheckpoint = []byte("mcheckpoint")
+	keyVersion    = []byte("mversion")
+)
+
+// Options tune a Store; the zero value is fine.
+type Options struct {
+	Logger *slog.Logger
+	// WatchBuffer is how many changes a watcher may have pending before it
+	// is ended with ErrSlowConsumer (default 4096).
+	WatchBuffer int
+}
+
+// Store is the call-state read model.
+type Store struct {
+	db   *pebble.DB
+	log  *slog.Logger
+	opts Options
+
+	// applyMu serializes Apply and orders it with Watch registration, so a
+	// watcher's snapshot and its change feed meet exactly at one position.
+	applyMu  sync.Mutex
+	applied  atomic.Uint64
+	notifyMu sync.Mutex
+	notify   chan struct{} // closed and replaced after each Apply
+	watchers map[*Watcher]struct{}
+	closed   atomic.Bool
+}
+
+// Open opens (creating it if needed) the read model in dir.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.WatchBuffer <= 0 {
+		opts.WatchBuffer = 4096
+	}
+	po := &pebble.Options{
+		Logger:             quietLogger{log: opts.Logger},
+		FormatMajorVersion: pebble.FormatNewest,
+		CacheSize:          256 << 20,
+		MemTableSize:       32 << 20,
+	}
+	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("open call store in %s: %w", dir, err)
+	}
+	s := &Store{db: db, log: opts.Logger, opts: opts, notify: make(chan struct{}), watchers: map[*Watcher]struct{}{}}
+	if err := s.checkVersion(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open call store in %s: %w", dir, err)
+	}
+	cp, err := readCheckpoint(db)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open call store in %s: %w", dir, err)
+	}
+	s.applied.Store(uint64(cp))
+	return s, nil
+}
+
+func (s *Store) checkVersion() error {
+	v, closer, err := s.db.Get(keyVersion)
+	if errors.Is(err, pebble.ErrNotFound) {
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], Version)
+		return s.db.Set(keyVersion, b[:], pebble.Sync)
+	}
+	if err != nil {
+		return fmt.Errorf("read version: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 8 || binary.BigEndian.Uint64(v) != Version {
+		return fmt.Errorf("%w: directory has %x, code builds %d", ErrVersion, v, Version)
+	}
+	return nil
+}
+
+// getter reads a key from the database or one of its snapshots.
+type getter interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+}
+
+func readCheckpoint(r getter) (eventstore.Position, error) {
+	v, closer, err := r.Get(keyCheckpoint)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return eventstore.Start, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read checkpoint: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("checkpoint of %d bytes", len(v))
+	}
+	return eventstore.Position(binary.BigEndian.Uint64(v)), nil
+}
+
+// Checkpoint returns the position of the last applied event.
+func (s *Store) Checkpoint(context.Context) (eventstore.Position, error) {
+	return eventstore.Position(s.applied.Load()), nil
+}
+
+// Close closes the store; watchers end with ErrClosed.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	for w := range s.watchers {
+		w.end(ErrClosed)
+	}
+	s.wake()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close call store: %w", err)
+	}
+	return nil
+}
+
+// Apply folds a subscription batch into the read model and records its
+// checkpoint, atomically; then it tells waiters and watchers.
+func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if uint64(batch.Checkpoint) <= s.applied.Load() && len(batch.Events) == 0 {
+		return nil
+	}
+	tx := &batchTx{s: s, b: s.db.NewBatch(), recs: map[string]*entry{}}
+	defer tx.b.Close()
+	for _, rec := range batch.Events {
+		if uint64(rec.Position) <= s.applied.Load() {
+			continue // already applied (a resubscription overlapping the checkpoint)
+		}
+		if _, ok := ledger.CallSidOf(rec.Stream); !ok {
+			continue
+		}
+		ev, err := ledger.Decode(rec)
+		if err != nil {
+			// An event the fold cannot read changes nothing; stopping here
+			// would stop the projection for good.
+			s.log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
+			continue
+		}
+		if err := callstate.Apply(tx, ev, uint64(rec.Position)); err != nil {
+			return fmt.Errorf("apply %s@%d: %w", rec.Stream, rec.Revision, err)
+		}
+	}
+	cp := max(uint64(batch.Checkpoint), s.applied.Load())
+	changed, err := tx.write(cp)
+	if err != nil {
+		return err
+	}
+	if err := tx.b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("commit call store batch: %w", err)
+	}
+	s.applied.Store(cp)
+	s.publish(changed, eventstore.Position(cp))
+	s.wake()
+	return nil
+}
+
+func (s *Store) wake() {
+	s.notifyMu.Lock()
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.notifyMu.Unlock()
+}
+
+// WaitFor blocks until the read model has applied pos, ctx ends, or the
+// store closes.
+func (s *Store) WaitFor(ctx context.Context, pos eventstore.Position) error {
+	for {
+		s.notifyMu.Lock()
+		ch := s.notify
+		s.notifyMu.Unlock()
+		if s.applied.Load() >= uint64(pos) {
+			return nil
+		}
+		if s.closed.Load() {
+			return ErrClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for position %d (applied %d): %w", pos, s.applied.Load(), ctx.Err())
+		}
+	}
+}
+
+// entry is a record the current batch touched, with the index keys it had
+// before, so they can be replaced.
+type entry struct {
+	rec       *statev1.CallRecord
+	oldTime   []byte // nil when the call is new
+	oldActive []byte // nil when it was not active
+	dirty     bool
+}
+
+// batchTx is the callstate.Tx of one Apply: reads go to the batch's own
+// records first, then to the database.
+type batchTx struct {
+	s    *Store
+	b    *pebble.Batch
+	recs map[string]*entry
+	// order of first Put, for deterministic writes
+	order []string
+}
+
+func (t *batchTx) Get(sid string) (*statev1.CallRecord, error) {
+	if e, ok := t.recs[sid]; ok {
+		return e.rec, nil
+	}
+	rec, err := getRecord(t.s.db, sid)
+	if err != nil || rec == nil {
+		return nil, err
+	}
+	e := &entry{rec: rec, oldTime: timeKey(prefixTime, rec), oldActive: activeKey(rec)}
+	t.recs[sid] = e
+	return rec, nil
+}
+
+func (t *batchTx) Put(rec *statev1.CallRecord) error {
+	e, ok := t.recs[rec.GetCallSid()]
+	if !ok {
+		e = &entry{}
+		t.recs[rec.GetCallSid()] = e
+	}
+	e.rec = rec
+	if !e.dirty {
+		e.dirty = true
+		t.order = append(t.order, rec.GetCallSid())
+	}
+	return nil
+}
+
+// write puts every changed record, its index keys and the checkpoint into
+// the batch, and returns the changed calls.
+func (t *batchTx) write(checkpoint uint64) ([]changedCall, error) {
+	changed := make([]changedCall, 0, len(t.order))
+	for _, sid := range t.order {
+		e := t.recs[sid]
+		data, err := proto.Marshal(e.rec)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s: %w", sid, err)
+		}
+		if err := t.b.Set(callKey(sid), data, nil); err != nil {
+			return nil, err
+		}
+		if err := t.reindex(e.oldTime, timeKey(prefixTime, e.rec)); err != nil {
+			return nil, err
+		}
+		if err := t.reindex(e.oldActive, activeKey(e.rec)); err != nil {
+			return nil, err
+		}
+		changed = append(changed, changedCall{call: callstate.View(e.rec), wasActive: e.oldActive != nil})
+	}
+	var cp [8]byte
+	binary.BigEndian.PutUint64(cp[:], checkpoint)
+	if err := t.b.Set(keyCheckpoint, cp[:], nil); err != nil {
+		return nil, err
+	}
+	return changed, nil
+}
+
+func (t *batchTx) reindex(old, cur []byte) error {
+	if string(old) == string(cur) {
+		return nil
+	}
+	if old != nil {
+		if err := t.b.Delete(old, nil); err != nil {
+			return err
+		}
+	}
+	if cur != nil {
+		return t.b.Set(cur, nil, nil)
+	}
+	return nil
+}
+
+func callKey(sid string) []byte { return append([]byte{prefixCall}, sid...) }
+
+// timeKey is the index key of rec under prefix: complemented start time,
+// then the SID.
+func timeKey(prefix byte, rec *statev1.CallRecord) []byte {
+	k := make([]byte, 0, 9+len(rec.GetCallSid()))
+	k = append(k, prefix)
+	k = binary.BigEndian.AppendUint64(k, ^uint64(rec.GetStartTime().AsTime().UnixNano()))
+	return append(k, rec.GetCallSid()...)
+}
+
+func activeKey(rec *statev1.CallRecord) []byte {
+	if !callstate.Active(callstate.View(rec)) {
+		return nil
+	}
+	return timeKey(prefixActive, rec)
+}
+
+func getRecord(g getter, sid string) (*statev1.CallRecord, error) {
+	v, closer, err := g.Get(callKey(sid))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", sid, err)
+	}
+	defer closer.Close()
+	rec := &statev1.CallRecord{}
+	if err := proto.Unmarshal(v, rec); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", sid, err)
+	}
+	return rec, nil
+}
+
+// quietLogger routes Pebble's logging to slog at debug level.
+type quietLogger struct{ log *slog.Logger }
+
+func (l quietLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "component", "callstore-pebble")
+}
+
+func (l quietLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "callstore-pebble")
+}
+
+func (l quietLogger) Fatalf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "callstore-pebble")
+	panic(fmt.Sprintf(format, args...))
+}
