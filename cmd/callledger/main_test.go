@@ -31,12 +31,13 @@ func TestMain(m *testing.M) {
 
 // server is a `callledger serve` child process.
 type server struct {
-	cmd     *exec.Cmd
-	httpURL string
-	dataDir string
+	cmd      *exec.Cmd
+	httpURL  string
+	grpcAddr string
+	dataDir  string
 }
 
-var servingLine = regexp.MustCompile(`msg="callledger serving" http=(\S+)`)
+var servingLine = regexp.MustCompile(`msg="callledger serving" http=(\S+) grpc=(\S+)`)
 
 // startServer runs `serve` in a child process on ephemeral ports and waits
 // until it listens. env adds to the environment.
@@ -53,22 +54,22 @@ func startServer(t *testing.T, dataDir string, env []string, args ...string) *se
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := make(chan string, 1)
+	addr := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			if m := servingLine.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
+				addr <- m
 			}
 		}
 		close(addr)
 	}()
 	select {
-	case a, ok := <-addr:
+	case m, ok := <-addr:
 		if !ok {
 			t.Fatal("server exited before listening")
 		}
-		return &server{cmd: cmd, httpURL: "http://" + a, dataDir: dataDir}
+		return &server{cmd: cmd, httpURL: "http://" + m[1], grpcAddr: m[2], dataDir: dataDir}
 	case <-time.After(30 * time.Second):
 		t.Fatal("server did not start within 30s")
 	}

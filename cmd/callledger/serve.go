@@ -18,7 +18,13 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/ledger"
+	"github.com/callledger/callledger/projections"
+	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/services/query"
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/twilio"
 )
@@ -134,6 +140,24 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		}
 	}()
 
+	calls, err := callstore.Open(projectionDir(cfg.dataDir), callstore.Options{Logger: logger})
+	if err != nil {
+		return fmt.Errorf("open call-state read model: %w", err)
+	}
+	defer func() {
+		if err := calls.Close(); err != nil {
+			logger.Error("close call-state read model", "err", err)
+		}
+	}()
+	runner := projections.NewRunner(store, calls, eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPrefix}}, logger)
+	runCtx, stopRunner := context.WithCancel(context.WithoutCancel(ctx))
+	runnerDone := make(chan struct{})
+	go func() {
+		defer close(runnerDone)
+		_ = runner.Run(runCtx)
+	}()
+	defer func() { stopRunner(); <-runnerDone }()
+
 	hooks, err := webhook.New(webhook.Config{
 		Verifier:    verifier,
 		Store:       store,
@@ -162,6 +186,27 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv)
+	queries, err := query.New(query.Config{Calls: calls, History: store, Logger: logger})
+	if err != nil {
+		return err
+	}
+	queries.Register(grpcSrv)
+	// The query service reports SERVING once the projection has caught up
+	// with the log, so a balancer does not send reads to a stale replica.
+	queryService := callledgerv1.CallQueryService_ServiceDesc.ServiceName
+	healthSrv.SetServingStatus(queryService, healthpb.HealthCheckResponse_NOT_SERVING)
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for !runner.CaughtUp() {
+			select {
+			case <-t.C:
+			case <-runCtx.Done():
+				return
+			}
+		}
+		healthSrv.SetServingStatus(queryService, healthpb.HealthCheckResponse_SERVING)
+	}()
 
 	errc := make(chan error, 2)
 	go func() { errc <- httpSrv.Serve(httpLn) }()
@@ -190,6 +235,12 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return serveErr
 	}
 	return nil
+}
+
+// projectionDir is where the call-state read model of this code's
+// projection version lives.
+func projectionDir(dataDir string) string {
+	return filepath.Join(dataDir, "projections", "callstate", fmt.Sprintf("v%d", callstore.Version))
 }
 
 // stopGRPC stops gracefully, or at once when ctx ends first (streams such as

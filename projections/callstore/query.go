@@ -25,9 +25,11 @@ const MaxTreeLegs = 1000
 // Tree returns the call sid and every leg of its tree (root first, then by
 // CallSid), and the position they were read at.
 func (s *Store) Tree(ctx context.Context, sid string) (*callledgerv1.Call, []*callledgerv1.Call, eventstore.Position, error) {
-	if s.closed.Load() {
-		return nil, nil, 0, ErrClosed
+	done, err := s.reading()
+	if err != nil {
+		return nil, nil, 0, err
 	}
+	defer done()
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
 	pos, err := readCheckpoint(snap)
@@ -146,9 +148,11 @@ func decodeToken(f Filter, token string) ([]byte, error) {
 // by CallSid), after the position a page token marks; and the token of
 // the next page, empty after the last.
 func (s *Store) List(ctx context.Context, f Filter, limit int, token string) ([]*callledgerv1.Call, string, eventstore.Position, error) {
-	if s.closed.Load() {
-		return nil, "", 0, ErrClosed
+	done, err := s.reading()
+	if err != nil {
+		return nil, "", 0, err
 	}
+	defer done()
 	var after []byte
 	if token != "" {
 		var err error
@@ -281,6 +285,11 @@ func listChildren(snap *pebble.Snapshot, f Filter, limit int, after []byte) ([]*
 
 // Get returns one call without its tree.
 func (s *Store) Get(ctx context.Context, sid string) (*callledgerv1.Call, error) {
+	done, err := s.reading()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	rec, err := getRecord(s.db, sid)
 	if err != nil {
 		return nil, err
@@ -294,6 +303,11 @@ func (s *Store) Get(ctx context.Context, sid string) (*callledgerv1.Call, error)
 // Records calls fn with every stored record, in CallSid order: for
 // comparing read models (rebuild = live) and for export.
 func (s *Store) Records(ctx context.Context, fn func(*statev1.CallRecord) error) error {
+	done, err := s.reading()
+	if err != nil {
+		return err
+	}
+	defer done()
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixCall}, UpperBound: []byte{prefixCall + 1}})
 	if err != nil {
 		return err

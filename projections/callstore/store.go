@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections/callstate"
@@ -73,6 +74,20 @@ type Store struct {
 	notify   chan struct{} // closed and replaced after each Apply
 	watchers map[*Watcher]struct{}
 	closed   atomic.Bool
+	// life fences reads from Close: every read holds it shared and checks
+	// closed; Close takes it exclusively, so the database is never closed
+	// under a read, and reads that come later get ErrClosed.
+	life sync.RWMutex
+}
+
+// reading enters a read; the caller must call the returned func when done.
+func (s *Store) reading() (func(), error) {
+	s.life.RLock()
+	if s.closed.Load() {
+		s.life.RUnlock()
+		return nil, ErrClosed
+	}
+	return s.life.RUnlock, nil
 }
 
 // Open opens (creating it if needed) the read model in dir.
@@ -152,11 +167,13 @@ func (s *Store) Checkpoint(context.Context) (eventstore.Position, error) {
 
 // Close closes the store; watchers end with ErrClosed.
 func (s *Store) Close() error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	s.life.Lock()
+	defer s.life.Unlock()
 	if s.closed.Swap(true) {
 		return nil
 	}
-	s.applyMu.Lock()
-	defer s.applyMu.Unlock()
 	for w := range s.watchers {
 		w.end(ErrClosed)
 	}
@@ -170,11 +187,11 @@ func (s *Store) Close() error {
 // Apply folds a subscription batch into the read model and records its
 // checkpoint, atomically; then it tells waiters and watchers.
 func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	s.applyMu.Lock()
-	defer s.applyMu.Unlock()
 	if uint64(batch.Checkpoint) <= s.applied.Load() && len(batch.Events) == 0 {
 		return nil
 	}
@@ -244,8 +261,9 @@ func (s *Store) WaitFor(ctx context.Context, pos eventstore.Position) error {
 // before, so they can be replaced.
 type entry struct {
 	rec       *statev1.CallRecord
-	oldTime   []byte // nil when the call is new
-	oldActive []byte // nil when it was not active
+	old       *callledgerv1.Call // the call before this batch; nil when new
+	oldTime   []byte             // nil when the call is new
+	oldActive []byte             // nil when it was not active
 	dirty     bool
 }
 
@@ -267,7 +285,8 @@ func (t *batchTx) Get(sid string) (*statev1.CallRecord, error) {
 	if err != nil || rec == nil {
 		return nil, err
 	}
-	e := &entry{rec: rec, oldTime: timeKey(prefixTime, rec), oldActive: activeKey(rec)}
+	// The fold changes rec in place: keep what watchers need of the past.
+	e := &entry{rec: rec, old: callstate.View(rec), oldTime: timeKey(prefixTime, rec), oldActive: activeKey(rec)}
 	t.recs[sid] = e
 	return rec, nil
 }
@@ -305,7 +324,7 @@ func (t *batchTx) write(checkpoint uint64) ([]changedCall, error) {
 		if err := t.reindex(e.oldActive, activeKey(e.rec)); err != nil {
 			return nil, err
 		}
-		changed = append(changed, changedCall{call: callstate.View(e.rec), wasActive: e.oldActive != nil})
+		changed = append(changed, changedCall{call: callstate.View(e.rec), old: e.old})
 	}
 	var cp [8]byte
 	binary.BigEndian.PutUint64(cp[:], checkpoint)

@@ -9,7 +9,6 @@ import (
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/projections/callstate"
 )
 
 // Change is a call as it became at a position.
@@ -19,17 +18,19 @@ type Change struct {
 }
 
 // Watcher follows the calls matching a filter: first a snapshot at
-// Position, then every change after it. Its buffer is bounded: a consumer
-// that falls behind is ended with ErrSlowConsumer instead of growing
-// memory without bound.
+// Position, then every change after it — including the change that makes a
+// call stop matching (a ringing call answered, under a ringing-only
+// filter), so a client can drop it. Its buffer is bounded: a consumer that
+// falls behind is ended with ErrSlowConsumer instead of growing memory
+// without bound.
 type Watcher struct {
 	s      *Store
 	filter Filter
 	pos    eventstore.Position
-	snap   *pebble.Snapshot
 	ch     chan Change
 
 	mu   sync.Mutex
+	snap *pebble.Snapshot // until read or ended
 	err  error
 	done bool
 }
@@ -38,9 +39,11 @@ type Watcher struct {
 func (s *Store) Watch(ctx context.Context, f Filter) (*Watcher, error) {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
-	if s.closed.Load() {
-		return nil, ErrClosed
+	done, err := s.reading()
+	if err != nil {
+		return nil, err
 	}
+	defer done()
 	w := &Watcher{s: s, filter: f, ch: make(chan Change, s.opts.WatchBuffer), snap: s.db.NewSnapshot()}
 	pos, err := readCheckpoint(w.snap)
 	if err != nil {
@@ -58,15 +61,10 @@ func (w *Watcher) Position() eventstore.Position { return w.pos }
 // Snapshot calls fn with every matching call as of Position, newest start
 // first, then releases the snapshot. Call it once, before reading changes.
 func (w *Watcher) Snapshot(ctx context.Context, fn func(*callledgerv1.Call) error) error {
-	snap := w.snap
-	if snap == nil {
-		return fmt.Errorf("snapshot already read")
-	}
-	w.snap = nil
-	defer snap.Close()
+	defer w.releaseSnapshot()
 	var after []byte
 	for {
-		page, last, more, err := w.page(ctx, snap, after)
+		page, last, more, err := w.readPage(ctx, after)
 		if err != nil {
 			return err
 		}
@@ -82,11 +80,37 @@ func (w *Watcher) Snapshot(ctx context.Context, fn func(*callledgerv1.Call) erro
 	}
 }
 
-func (w *Watcher) page(ctx context.Context, snap *pebble.Snapshot, after []byte) ([]*callledgerv1.Call, []byte, bool, error) {
+// readPage reads one page of the snapshot, fenced from Close: fn runs
+// between pages, outside the fence, so a slow consumer never holds up a
+// shutdown.
+func (w *Watcher) readPage(ctx context.Context, after []byte) ([]*callledgerv1.Call, []byte, bool, error) {
+	done, err := w.s.reading()
+	if err != nil {
+		return nil, nil, false, err
+	}
+	defer done()
+	w.mu.Lock()
+	snap := w.snap
+	w.mu.Unlock()
+	if snap == nil {
+		if err := w.Err(); err != nil {
+			return nil, nil, false, err
+		}
+		return nil, nil, false, fmt.Errorf("watcher snapshot already read or closed")
+	}
 	if w.filter.ParentCallSid != "" {
 		return listChildren(snap, w.filter, 1000, after)
 	}
 	return listIndex(ctx, snap, w.filter, 1000, after)
+}
+
+func (w *Watcher) releaseSnapshot() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.snap != nil {
+		w.snap.Close()
+		w.snap = nil
+	}
 }
 
 // Changes delivers the changes after Position. It is closed when the
@@ -106,16 +130,17 @@ func (w *Watcher) Close() {
 	w.s.applyMu.Lock()
 	defer w.s.applyMu.Unlock()
 	w.end(nil)
+}
+
+// end closes the channel and releases the snapshot, once; the caller holds
+// applyMu (and, from Store.Close, the database is still open).
+func (w *Watcher) end(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.snap != nil {
 		w.snap.Close()
 		w.snap = nil
 	}
-}
-
-// end closes the channel once; the caller holds applyMu.
-func (w *Watcher) end(err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.done {
 		return
 	}
@@ -129,7 +154,7 @@ func (w *Watcher) end(err error) {
 func (s *Store) publish(changed []changedCall, pos eventstore.Position) {
 	for w := range s.watchers {
 		for _, c := range changed {
-			if !w.filter.Match(c.call) && !w.endedActive(c) {
+			if !w.filter.Match(c.call) && (c.old == nil || !w.filter.Match(c.old)) {
 				continue
 			}
 			select {
@@ -144,20 +169,10 @@ func (s *Store) publish(changed []changedCall, pos eventstore.Position) {
 	}
 }
 
-// changedCall is a call an Apply changed, and whether it was active
-// before.
+// changedCall is a call an Apply changed, and what it was before (nil for
+// a new call): a watcher hears of a call that matched before or matches
+// now.
 type changedCall struct {
-	call      *callledgerv1.Call
-	wasActive bool
-}
-
-// endedActive: a call that just stopped being active no longer matches an
-// active-only filter, but its watchers must still hear that it ended.
-func (w *Watcher) endedActive(c changedCall) bool {
-	if !w.filter.ActiveOnly || !c.wasActive || callstate.Active(c.call) {
-		return false
-	}
-	f := w.filter
-	f.ActiveOnly = false
-	return f.Match(c.call)
+	call *callledgerv1.Call
+	old  *callledgerv1.Call
 }
