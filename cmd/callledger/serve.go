@@ -173,7 +173,6 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return err
 	}
 
-
 	httpSrv := &http.Server{
 		Handler:           hooks,
 		ReadHeaderTimeout: 5 * time.Second,
