@@ -43,7 +43,7 @@ type stack struct {
 	maxSeen eventstore.Position // highest Callledger-Position answered
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t testing.TB) *stack {
 	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
 	events, err := pebblestore.Open(t.TempDir(), pebblestore.Options{Logger: quiet})

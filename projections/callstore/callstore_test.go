@@ -25,7 +25,7 @@ type log struct {
 	pos uint64
 }
 
-func (l *log) status(t *testing.T, call, parent string, st callledgerv1.CallStatus, at time.Time) eventstore.RecordedEvent {
+func (l *log) status(t testing.TB, call, parent string, st callledgerv1.CallStatus, at time.Time) eventstore.RecordedEvent {
 	t.Helper()
 	l.pos++
 	ev := &callledgerv1.Event{

@@ -23,20 +23,18 @@ import (
 const MaxTreeLegs = 1000
 
 // Tree returns the call sid and every leg of its tree (root first, then by
-// CallSid), and the position they were read at.
+// CallSid), and a position the answer is at least as recent as. Legs are
+// read one by one, not from one snapshot: each is at least as recent as
+// the position, which is what read-your-writes needs, and GetCall, the
+// hottest query, saves a snapshot and a read per call.
 func (s *Store) Tree(ctx context.Context, sid string) (*callledgerv1.Call, []*callledgerv1.Call, eventstore.Position, error) {
 	done, err := s.reading()
 	if err != nil {
 		return nil, nil, 0, err
 	}
 	defer done()
-	snap := s.db.NewSnapshot()
-	defer snap.Close()
-	pos, err := readCheckpoint(snap)
-	if err != nil {
-		return nil, nil, 0, err
-	}
-	rec, err := getRecord(snap, sid)
+	pos := eventstore.Position(s.applied.Load())
+	rec, err := getRecord(s.db, sid)
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -46,7 +44,7 @@ func (s *Store) Tree(ctx context.Context, sid string) (*callledgerv1.Call, []*ca
 	call := callstate.View(rec)
 	legs := []*callledgerv1.Call{call}
 	if root := call.GetRootCallSid(); root != sid || len(call.GetChildCallSids()) > 0 {
-		legs, err = tree(snap, root, rec)
+		legs, err = tree(s.db, root, rec, call)
 		if err != nil {
 			return nil, nil, 0, err
 		}
@@ -55,8 +53,8 @@ func (s *Store) Tree(ctx context.Context, sid string) (*callledgerv1.Call, []*ca
 }
 
 // tree collects the legs below root, breadth first; known is one record
-// already read.
-func tree(g getter, root string, known *statev1.CallRecord) ([]*callledgerv1.Call, error) {
+// already read, and knownView its view.
+func tree(g getter, root string, known *statev1.CallRecord, knownView *callledgerv1.Call) ([]*callledgerv1.Call, error) {
 	var out []*callledgerv1.Call
 	seen := map[string]bool{}
 	queue := []string{root}
@@ -67,17 +65,17 @@ func tree(g getter, root string, known *statev1.CallRecord) ([]*callledgerv1.Cal
 			continue
 		}
 		seen[sid] = true
-		rec := known
+		c := knownView
 		if sid != known.GetCallSid() {
-			var err error
-			if rec, err = getRecord(g, sid); err != nil {
+			rec, err := getRecord(g, sid)
+			if err != nil {
 				return nil, err
 			}
 			if rec == nil {
 				continue
 			}
+			c = callstate.View(rec)
 		}
-		c := callstate.View(rec)
 		out = append(out, c)
 		queue = append(queue, c.GetChildCallSids()...)
 	}

@@ -1,0 +1,239 @@
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/internal/corpus"
+	"github.com/callledger/callledger/ledger"
+	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/services/query"
+	"github.com/callledger/callledger/services/webhook"
+	"github.com/callledger/callledger/traffic"
+)
+
+// BenchmarkAckToVisible measures how long after a webhook's 2xx its effect
+// is visible to clients: through a WatchCalls stream that is already open
+// (the change carrying the webhook's position arrives), and through GetCall
+// with min_position set to the answer's Callledger-Position. One webhook at
+// a time, each a new fact; every acknowledgement is fsync-durable.
+func BenchmarkAckToVisible(b *testing.B) {
+	s := newStack(b)
+	ctx := context.Background()
+	watch, err := s.client.WatchCalls(ctx, &callledgerv1.WatchCallsRequest{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if m, err := watch.Recv(); err != nil || !m.GetCaughtUp() {
+		b.Fatalf("watch start: %v %v", m, err)
+	}
+	type arrival struct {
+		pos eventstore.Position
+		at  time.Time
+	}
+	changes := make(chan arrival, 1024)
+	go func() {
+		for {
+			m, err := watch.Recv()
+			if err != nil {
+				close(changes)
+				return
+			}
+			changes <- arrival{eventstore.Position(m.GetPosition()), time.Now()}
+		}
+	}()
+	// Every request is a new fact: at least b.N of them (under 5 per call).
+	reqs := traffic.Generate(traffic.Config{Calls: b.N/2 + 10, Seed: 1, PublicURL: corpus.PublicURL, Token: corpus.Token, RetryRate: -1})
+	watchLat := make([]time.Duration, 0, b.N)
+	getLat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		r := reqs[i]
+		req, _ := http.NewRequest(r.Method, s.http.URL+r.URI(), bytes.NewReader(r.Body))
+		req.Header = r.Header.Clone()
+		resp, err := s.http.Client().Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		acked := time.Now()
+		pos, err := strconv.ParseUint(resp.Header.Get(webhook.PositionHeader), 10, 64)
+		if err != nil {
+			b.Fatalf("answer %d without a position", resp.StatusCode)
+		}
+		if _, err := s.client.GetCall(ctx, &callledgerv1.GetCallRequest{CallSid: r.CallSid, MinPosition: pos}); err != nil {
+			b.Fatal(err)
+		}
+		getLat = append(getLat, time.Since(acked))
+		// The watcher timestamps arrivals itself; a change can even
+		// arrive before the HTTP client has read the answer (latency 0).
+		for a := range changes {
+			if uint64(a.pos) >= pos {
+				watchLat = append(watchLat, max(0, a.at.Sub(acked)))
+				break
+			}
+		}
+	}
+	b.StopTimer()
+	report(b, "watch", watchLat)
+	report(b, "getcall", getLat)
+}
+
+func report(b *testing.B, what string, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), what+"-p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), what+"-p99-µs")
+}
+
+// readModel returns a read model holding n calls, built straight through
+// the fold (one completed call with one answered child for every two
+// calls), as the runner would build it.
+func readModel(b *testing.B, n int) (*callstore.Store, []string) {
+	sids := make([]string, n)
+	for i := range sids {
+		sids[i] = fmt.Sprintf("CA%032x", i+1)
+	}
+	s, err := callstore.Open(b.TempDir(), callstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var pos uint64
+	batch := make([]eventstore.RecordedEvent, 0, 4096)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if err := s.Apply(context.Background(), eventstore.Batch{Events: batch, Checkpoint: batch[len(batch)-1].Position}); err != nil {
+			b.Fatal(err)
+		}
+		batch = batch[:0]
+	}
+	for i, sid := range sids {
+		parent := ""
+		if i%2 == 1 {
+			parent = sids[i-1]
+		}
+		d := int64(30 + i%600)
+		ev := &callledgerv1.Event{
+			EventId: uuid.NewString(), CallSid: sid, Source: callledgerv1.Source_SOURCE_STATUS_CALLBACK,
+			ReceivedAt: timestamppb.New(base.Add(time.Duration(i) * time.Second)), ReportedAt: timestamppb.New(base.Add(time.Duration(i) * time.Second)),
+			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
+				Status: callledgerv1.CallStatus_CALL_STATUS_COMPLETED, StatusRaw: "completed", ParentCallSid: parent,
+				AccountSid: "AC00000000000000000000000000000001", Direction: "outbound-api", From: "+14155550100", To: "+14155550101",
+				CallDurationSeconds: &d,
+			}},
+		}
+		rec, err := ledger.Encode(ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pos++
+		batch = append(batch, eventstore.RecordedEvent{ID: rec.ID, Type: rec.Type, Stream: ledger.CallStream(sid), Position: eventstore.Position(pos), Data: rec.Data})
+		if len(batch) == cap(batch) {
+			flush()
+		}
+	}
+	flush()
+	return s, sids
+}
+
+var getCallSizes = flag.String("getcall.sizes", "10000,100000,1000000", "read-model sizes BenchmarkGetCall builds, comma-separated")
+
+// BenchmarkGetCall measures GetCall over gRPC on loopback against read
+// models of growing size: throughput with 32 concurrent callers, and p99.
+// Every call belongs to a two-leg tree, so each answer carries both legs.
+func BenchmarkGetCall(b *testing.B) {
+	history, err := pebblestore.Open(b.TempDir(), pebblestore.Options{}) // GetCall never reads it
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer history.Close()
+	for _, size := range strings.Split(*getCallSizes, ",") {
+		n, err := strconv.Atoi(size)
+		if err != nil {
+			b.Fatalf("-getcall.sizes: %v", err)
+		}
+		// Built once per size, outside the timed runs.
+		calls, sids := readModel(b, n)
+		b.Run(fmt.Sprintf("calls=%d", n), func(b *testing.B) {
+			qs, err := query.New(query.Config{Calls: calls, History: history})
+			if err != nil {
+				b.Fatal(err)
+			}
+			g := grpc.NewServer()
+			qs.Register(g)
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			go func() { _ = g.Serve(lis) }()
+			defer g.Stop()
+			// Several clients, each with its own connection, as several
+			// internal services would call: one HTTP/2 connection
+			// serializes on its reader and writer.
+			var clients []callledgerv1.CallQueryServiceClient
+			for range 4 {
+				conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer conn.Close()
+				clients = append(clients, callledgerv1.NewCallQueryServiceClient(conn))
+			}
+
+			var mu sync.Mutex
+			var lat []time.Duration
+			var seed atomic.Uint64
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				n := seed.Add(1)
+				rng := rand.New(rand.NewPCG(n, 7))
+				client := clients[int(n)%len(clients)]
+				local := make([]time.Duration, 0, 1024)
+				for pb.Next() {
+					start := time.Now()
+					resp, err := client.GetCall(context.Background(), &callledgerv1.GetCallRequest{CallSid: sids[rng.IntN(len(sids))]})
+					if err != nil || len(resp.GetLegs()) != 2 {
+						b.Errorf("GetCall: %v, %d legs", err, len(resp.GetLegs()))
+						return
+					}
+					local = append(local, time.Since(start))
+				}
+				mu.Lock()
+				lat = append(lat, local...)
+				mu.Unlock()
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
+			report(b, "getcall", lat)
+		})
+	}
+}

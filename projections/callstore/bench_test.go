@@ -1,0 +1,45 @@
+package callstore_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/projections/callstore"
+)
+
+// BenchmarkTree measures the read path of GetCall without the transport:
+// one two-leg tree out of 100,000 calls.
+func BenchmarkTree(b *testing.B) {
+	s, err := callstore.Open(b.TempDir(), callstore.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	l := &log{}
+	const n = 100_000
+	batch := make([]eventstore.RecordedEvent, 0, 1000)
+	for i := range n {
+		parent := ""
+		if i%2 == 1 {
+			parent = sid(i - 1)
+		}
+		batch = append(batch, l.status(b, sid(i), parent, completed, t0.Add(time.Duration(i)*time.Second)))
+		if len(batch) == cap(batch) {
+			if err := s.Apply(context.Background(), eventstore.Batch{Events: batch, Checkpoint: batch[len(batch)-1].Position}); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		if _, legs, _, err := s.Tree(context.Background(), sid(i%n)); err != nil || len(legs) != 2 {
+			b.Fatalf("%v %d", err, len(legs))
+		}
+		i += 7919
+	}
+}
