@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
@@ -128,6 +129,58 @@ func metadata(ev *callledgerv1.Event) []byte {
 	b = ev.GetReceivedAt().AsTime().UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `"}`...)
 	return b
+}
+
+// DecodeFacts parses a stored record without its verbatim request and
+// CloudEvent envelope: the normalized facts are all a projection folds,
+// and skipping the raw HTTP request (most of the bytes, and most of the
+// allocations: one per header) makes rebuilds several times faster.
+func DecodeFacts(rec eventstore.RecordedEvent) (*callledgerv1.Event, error) {
+	facts, err := stripVerbatim(rec.Data)
+	if err != nil {
+		return nil, fmt.Errorf("decode %s@%d (%s): %w: %v", rec.Stream, rec.Revision, rec.Type, ErrUndecodable, err)
+	}
+	ev := &callledgerv1.Event{}
+	if err := proto.Unmarshal(facts, ev); err != nil {
+		return nil, fmt.Errorf("decode %s@%d (%s): %w: %v", rec.Stream, rec.Revision, rec.Type, ErrUndecodable, err)
+	}
+	return ev, nil
+}
+
+// Field numbers of Event that DecodeFacts skips.
+const (
+	fieldRequest    = 20
+	fieldCloudEvent = 21
+)
+
+// stripVerbatim returns data without the top-level request and
+// cloud_event fields, reusing data when it holds neither.
+func stripVerbatim(data []byte) ([]byte, error) {
+	var out []byte
+	rest, start := data, 0
+	for off := 0; len(rest) > 0; {
+		num, typ, n := protowire.ConsumeTag(rest)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, rest[n:])
+		if m < 0 {
+			return nil, protowire.ParseError(m)
+		}
+		if num == fieldRequest || num == fieldCloudEvent {
+			if out == nil {
+				out = make([]byte, 0, len(data))
+			}
+			out = append(out, data[start:off]...)
+			start = off + n + m
+		}
+		off += n + m
+		rest = rest[n+m:]
+	}
+	if out == nil {
+		return data, nil
+	}
+	return append(out, data[start:]...), nil
 }
 
 // Decode parses a stored record back into an event.

@@ -114,3 +114,51 @@ func TestStreams(t *testing.T) {
 		t.Error("a quarantine stream was taken for a call stream")
 	}
 }
+
+func TestDecodeFactsEqualsDecodeWithoutVerbatim(t *testing.T) {
+	t.Parallel()
+	ev := &callledgerv1.Event{
+		EventId: ledger.EventID("events", []byte("ce")).String(), CallSid: "CA0123456789abcdef0123456789abcdef",
+		Source: callledgerv1.Source_SOURCE_EVENT_STREAMS, ReceivedAt: timestamppb.Now(),
+		Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
+			Status: callledgerv1.CallStatus_CALL_STATUS_COMPLETED, StatusRaw: "completed"}},
+		Request:    &callledgerv1.HttpRequest{Method: "POST", Body: []byte("[{}]"), Headers: []*callledgerv1.Header{{Name: "A", Value: "b"}}},
+		CloudEvent: &callledgerv1.CloudEvent{Id: "ce", Raw: []byte("{}")},
+	}
+	rec, err := ledger.Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	facts, err := ledger.DecodeFacts(eventstore.RecordedEvent{Data: rec.Data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := proto.Clone(ev).(*callledgerv1.Event)
+	want.Request, want.CloudEvent = nil, nil
+	if !proto.Equal(facts, want) {
+		t.Errorf("DecodeFacts:\n%v\nwant\n%v", facts, want)
+	}
+	if _, err := ledger.DecodeFacts(eventstore.RecordedEvent{Data: []byte{0xa2, 0x01, 0xff}}); !errors.Is(err, ledger.ErrUndecodable) {
+		t.Errorf("truncated field: %v, want ErrUndecodable", err)
+	}
+}
+
+func FuzzDecodeFacts(f *testing.F) {
+	ev := &callledgerv1.Event{EventId: "x", CallSid: "CA1", Request: &callledgerv1.HttpRequest{Method: "GET"}}
+	data, _ := proto.Marshal(ev)
+	f.Add(data)
+	f.Add([]byte{0xa2, 0x01, 0x02, 0x0a, 0x00})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		facts, err := ledger.DecodeFacts(eventstore.RecordedEvent{Data: data})
+		full, ferr := ledger.Decode(eventstore.RecordedEvent{Data: data})
+		if ferr == nil && err != nil {
+			t.Fatalf("Decode accepts what DecodeFacts refuses: %v", err)
+		}
+		if err == nil && ferr == nil {
+			full.Request, full.CloudEvent = nil, nil
+			if !proto.Equal(facts, full) {
+				t.Fatalf("DecodeFacts %v, Decode without verbatim %v", facts, full)
+			}
+		}
+	})
+}

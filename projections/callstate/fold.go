@@ -7,9 +7,8 @@
 // times (first initiated, first ringing, ...), or the winner of a fixed
 // total order over reports (the terminal status: own status callback >
 // Event Streams > parent's Dial action > reconciliation, then the later
-// report, then the larger event ID). Merging a report twice, or in any
-// order, gives the same record. The one exception is last_position, which
-// records where in the log the record last changed.
+// report, then the larger event ID), or a maximum (last_position). Merging
+// a report twice, or in any order, gives the same record.
 package callstate
 
 import (
@@ -264,7 +263,9 @@ func (f *fold) rootOf(r *statev1.CallRecord) (string, error) {
 func (f *fold) flush() error {
 	for _, sid := range f.dirty {
 		r := f.recs[sid]
-		r.LastPosition = f.pos
+		// The largest position, not the latest applied: a rebuild may fold
+		// in any order and must still agree with the live projection.
+		r.LastPosition = max(r.LastPosition, f.pos)
 		if err := f.tx.Put(r); err != nil {
 			return fmt.Errorf("store %s: %w", sid, err)
 		}
