@@ -2,8 +2,6 @@ package pebblestore
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
@@ -122,7 +120,7 @@ func (s *Store) enqueue(ctx context.Context, req *appendReq) error {
 // until Close closes the queue and everything queued has been answered.
 func (s *Store) run() {
 	defer close(s.done)
-	g := newGroup()
+	g := newGroup(s.opts.StreamCacheSize, func() (uint64, error) { return durableApplied(s.index) })
 	var reqs []*appendReq
 	for {
 		req, ok := <-s.reqs
@@ -147,60 +145,109 @@ func (s *Store) run() {
 	}
 }
 
-// group is the committer's per-group state, reused across groups.
+// group is the committer's state: the stream cache, which outlives
+// groups, and the per-group overlay and scratch space, reused across
+// groups.
 type group struct {
-	heads map[string]streamHead   // streams touched by this group
-	ids   map[dedupKey]eventPlace // events written by this group
-	key   []byte                  // scratch for keys
-	dup   []bool                  // scratch: which events of a request are duplicates
-	seen  map[uuid.UUID]struct{}  // scratch: IDs of a large request
-	// writeErr is the first failure to add to the batch. The batch is then
-	// incomplete, so the whole group fails and nothing is committed.
+	cache *streamCache
+	// streams holds the streams the current group touched: their state
+	// before the group and the group's writes to them. Requests of one
+	// group see each other's writes through it; the cache learns them
+	// only once the group is durable.
+	streams map[string]*pending
+	free    []*pending             // recycled pending entries
+	key     []byte                 // scratch for keys
+	dup     []bool                 // scratch: which events of a request are duplicates
+	seen    map[uuid.UUID]struct{} // scratch: IDs of a large request
+	replies []appendReply
+	// writeErr is the first failure to add to a batch. The batches are
+	// then incomplete, so the whole group fails and nothing is committed.
 	writeErr error
 }
 
-type streamHead struct {
-	rev    uint64
-	exists bool // the stream has at least one event
-	onDisk bool // the stream had events before this group
+// pending is a stream touched by the current group.
+type pending struct {
+	base   streamState // committed state; base.ids is shared with the cache, read only
+	head   uint64      // the last revision after the group's writes so far
+	exists bool
+	// added holds the events the group wrote to the stream, in revision
+	// order from base.head+1 (or 0 for a new stream).
+	added []idPos
 }
 
-type dedupKey struct {
-	stream string
-	id     uuid.UUID
-}
-
-type eventPlace struct{ rev, pos uint64 }
-
-// reset empties the group's maps, dropping ones a large group grew: clear
-// costs as much as the map is big, and most groups are small.
-func (g *group) reset() {
-	const keep = 4096
-	if len(g.heads) > keep || len(g.ids) > keep {
-		*g = group{key: g.key, dup: g.dup, seen: g.seen}
-		g.heads = make(map[string]streamHead)
-		g.ids = make(map[dedupKey]eventPlace)
-		return
+func newGroup(cacheSize int, durable func() (uint64, error)) *group {
+	return &group{
+		cache:   newStreamCache(cacheSize, durable),
+		streams: make(map[string]*pending),
 	}
-	clear(g.heads)
-	clear(g.ids)
+}
+
+// reset empties the overlay, keeping its entries for reuse.
+func (g *group) reset() {
+	for _, p := range g.streams {
+		*p = pending{added: p.added[:0]}
+		g.free = append(g.free, p)
+	}
+	if len(g.streams) > 4096 {
+		// clear costs as much as the map is big, and most groups are small.
+		g.streams = make(map[string]*pending)
+		g.free = g.free[:0]
+	} else {
+		clear(g.streams)
+	}
 	g.writeErr = nil
 }
 
-func newGroup() *group {
-	return &group{
-		heads: make(map[string]streamHead),
-		ids:   make(map[dedupKey]eventPlace),
+// settle moves the states of the streams the group touched into the
+// cache; called only once everything the group wrote is durable and in the
+// index.
+func (g *group) settle(scan int) error {
+	var err error
+	for stream, p := range g.streams {
+		if !p.exists {
+			continue // nothing to remember: the stream is created by a write
+		}
+		st := streamState{head: p.head, last: p.base.last, exists: true, ids: p.base.ids}
+		if n := len(p.added); n > 0 {
+			st.last = p.added[n-1].pos
+		}
+		rev := uint64(0)
+		if p.base.exists {
+			rev = p.base.head + 1
+		}
+		for _, e := range p.added {
+			if rev >= uint64(scan) {
+				break
+			}
+			if st.ids == nil {
+				// Calls have 2–10 events: room for most in one allocation.
+				st.ids = make([]idPos, 0, min(8, scan))
+			}
+			// The cache's entry holds base.ids with this length; appending
+			// past it is invisible to that entry, which put replaces.
+			st.ids = append(st.ids, e)
+			rev++
+		}
+		if perr := g.cache.put(stream, st); err == nil {
+			err = perr
+		}
 	}
+	return err
 }
 
-// commitGroup processes reqs in order, writes one batch, syncs it, and only
-// then publishes the new head and replies.
+// commitGroup processes reqs in order, writes one batch to the log and one
+// to the index, syncs the log, and only then publishes the new head and
+// replies.
 func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 	if s.opts.beforeGroup != nil {
 		s.opts.beforeGroup()
 	}
-	replies := make([]appendReply, len(reqs))
+	replies := g.replies[:0]
+	for range reqs {
+		replies = append(replies, appendReply{})
+	}
+	g.replies = replies
+	defer clear(replies)
 	if s.broken.Load() {
 		for i := range reqs {
 			replies[i].err = fmt.Errorf("append %s: %w", reqs[i].stream, errBroken)
@@ -210,19 +257,24 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 	}
 	g.reset()
 
-	b := s.db.NewBatch()
+	lb, ib := s.db.NewBatch(), s.index.NewBatch()
 	defer func() {
-		if err := b.Close(); err != nil {
-			s.log.Error("release batch", "err", err)
+		for _, b := range []*pebble.Batch{lb, ib} {
+			if err := b.Close(); err != nil {
+				s.log.Error("release batch", "err", err)
+			}
 		}
 	}()
 	head := s.head.Load()
 	next := head + 1
 	created := time.Now().UnixNano()
 	for i, req := range reqs {
-		replies[i].res, replies[i].err = s.apply(g, b, req, &next, created)
+		replies[i].res, replies[i].err = s.apply(g, lb, ib, req, &next, created)
 	}
 	s.appends.Add(uint64(len(reqs)))
+	if !lb.Empty() {
+		g.write(setApplied(ib, next-1))
+	}
 
 	if g.writeErr != nil {
 		s.log.Error("group commit abandoned", "appends", len(reqs), "err", g.writeErr)
@@ -232,8 +284,17 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 		s.reply(reqs, replies)
 		return
 	}
-	if !b.Empty() {
-		if err := s.commitBatch(b); err != nil {
+	if !lb.Empty() {
+		err := s.commitBatch(lb)
+		if err == nil {
+			// The log is durable; the index follows it, without a WAL of
+			// its own. Should this fail, the events are in the log but not
+			// acknowledged: Open indexes them and a retry finds them.
+			if err = ib.Commit(pebble.NoSync); err != nil {
+				err = fmt.Errorf("index: %w", err)
+			}
+		}
+		if err != nil {
 			s.broken.Store(true)
 			s.log.Error("group commit failed; refusing further appends until the store is reopened",
 				"appends", len(reqs), "err", err)
@@ -245,9 +306,15 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 		}
 		s.commits.Add(1)
 		s.events.Add(next - 1 - head)
-		if next-1 > head {
-			s.publish(next - 1)
-		}
+	}
+	if err := g.settle(s.opts.scanIDs); err != nil {
+		// The group is durable and its answers stand, but the cache can no
+		// longer vouch for what it dropped: stop writing until a reopen.
+		s.broken.Store(true)
+		s.log.Error("stream cache failed; refusing further appends until the store is reopened", "err", err)
+	}
+	if next-1 > head {
+		s.publish(next - 1)
 	}
 	s.reply(reqs, replies)
 }
@@ -266,10 +333,10 @@ func (s *Store) reply(reqs []*appendReq, replies []appendReply) {
 }
 
 // apply judges one request against the store plus the group's earlier
-// writes and, if it succeeds, adds its writes to b. next is the position
-// the next written event gets.
-func (s *Store) apply(g *group, b *pebble.Batch, req *appendReq, next *uint64, created int64) (eventstore.AppendResult, error) {
-	h, err := s.streamHead(g, req.stream)
+// writes and, if it succeeds, adds its writes to the log batch lb and the
+// index batch ib. next is the position the next written event gets.
+func (s *Store) apply(g *group, lb, ib *pebble.Batch, req *appendReq, next *uint64, created int64) (eventstore.AppendResult, error) {
+	p, err := s.pending(g, req.stream)
 	if err != nil {
 		return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", req.stream, err)
 	}
@@ -300,14 +367,14 @@ func (s *Store) apply(g *group, b *pebble.Batch, req *appendReq, next *uint64, c
 				}
 			}
 		}
-		if !isDup && h.exists {
-			place, found, err := s.lookupID(g, h, req.stream, id)
+		if !isDup && p.exists {
+			pos, found, err := s.lookupID(g, p, req.stream, id)
 			if err != nil {
 				return eventstore.AppendResult{}, fmt.Errorf("append %s: %w", req.stream, err)
 			}
 			if found {
 				isDup = true
-				origMax = max(origMax, place.pos)
+				origMax = max(origMax, pos)
 			}
 		}
 		dup = append(dup, isDup)
@@ -320,17 +387,17 @@ func (s *Store) apply(g *group, b *pebble.Batch, req *appendReq, next *uint64, c
 	g.dup = dup
 
 	if fresh == 0 {
-		return eventstore.AppendResult{NextRevision: h.rev, Position: eventstore.Position(origMax), Duplicates: dups}, nil
+		return eventstore.AppendResult{NextRevision: p.head, Position: eventstore.Position(origMax), Duplicates: dups}, nil
 	}
-	if !req.expected.Check(h.rev, h.exists) {
+	if !req.expected.Check(p.head, p.exists) {
 		return eventstore.AppendResult{}, &eventstore.WrongExpectedVersionError{
-			Stream: req.stream, Expected: req.expected, Actual: h.rev, Exists: h.exists,
+			Stream: req.stream, Expected: req.expected, Actual: p.head, Exists: p.exists,
 		}
 	}
 
 	rev := uint64(0)
-	if h.exists {
-		rev = h.rev + 1
+	if p.exists {
+		rev = p.head + 1
 	}
 	var pos uint64
 	for i := range req.events {
@@ -341,83 +408,62 @@ func (s *Store) apply(g *group, b *pebble.Batch, req *appendReq, next *uint64, c
 		pos = *next
 		*next++
 		g.key = eventKey(g.key[:0], pos)
-		op := b.SetDeferred(len(g.key), encodedLen(req.stream, ev.Type, ev.Metadata, ev.Data, rev, created))
+		op := lb.SetDeferred(len(g.key), encodedLen(req.stream, ev.Type, ev.Metadata, ev.Data, rev, created))
 		copy(op.Key, g.key)
 		appendRecord(op.Value[:0], ev.ID, rev, created, req.stream, ev.Type, ev.Metadata, ev.Data)
 		g.write(op.Finish())
-		var v [idValueLen]byte
-		g.key = streamKey(g.key[:0], req.stream, rev)
-		g.write(b.Set(g.key, binary.BigEndian.AppendUint64(v[:0], pos), nil))
-		g.key = idKey(g.key[:0], req.stream, ev.ID)
-		g.write(b.Set(g.key, idValue(v[:0], rev, pos), nil))
-		g.ids[dedupKey{req.stream, ev.ID}] = eventPlace{rev: rev, pos: pos}
+		g.write(indexEvent(ib, &g.key, req.stream, rev, pos, ev.ID, s.opts.scanIDs))
+		p.added = append(p.added, idPos{id: ev.ID, pos: pos})
 		rev++
 	}
-	last := rev - 1
-	var v [8]byte
-	g.key = headKey(g.key[:0], req.stream)
-	g.write(b.Set(g.key, binary.BigEndian.AppendUint64(v[:0], last), nil))
-	g.heads[req.stream] = streamHead{rev: last, exists: true, onDisk: h.onDisk}
-	return eventstore.AppendResult{NextRevision: last, Position: eventstore.Position(pos), Duplicates: dups}, nil
+	p.head, p.exists = rev-1, true
+	return eventstore.AppendResult{NextRevision: p.head, Position: eventstore.Position(pos), Duplicates: dups}, nil
 }
 
-// write records the first error of adding to the batch.
+// write records the first error of adding to a batch.
 func (g *group) write(err error) {
 	if err != nil && g.writeErr == nil {
 		g.writeErr = fmt.Errorf("add to batch: %w", err)
 	}
 }
 
-// streamHead returns the stream's head as of the group's earlier writes.
-func (s *Store) streamHead(g *group, stream string) (streamHead, error) {
-	if h, ok := g.heads[stream]; ok {
-		return h, nil
+// pending returns the stream's entry in the group's overlay, creating it
+// from the cache or, on a miss, from the index.
+func (s *Store) pending(g *group, stream string) (*pending, error) {
+	if p, ok := g.streams[stream]; ok {
+		return p, nil
 	}
-	g.key = headKey(g.key[:0], stream)
-	v, closer, err := s.db.Get(g.key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		h := streamHead{}
-		g.heads[stream] = h
-		return h, nil
+	st, ok := g.cache.get(stream)
+	if !ok {
+		var err error
+		if st, err = loadStream(s.index, stream, s.opts.scanIDs, &g.key); err != nil {
+			return nil, err
+		}
 	}
-	if err != nil {
-		return streamHead{}, fmt.Errorf("read head: %w", err)
+	var p *pending
+	if n := len(g.free); n > 0 {
+		p, g.free = g.free[n-1], g.free[:n-1]
+	} else {
+		p = new(pending)
 	}
-	rev, err := parseU64(v)
-	if cerr := closer.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return streamHead{}, fmt.Errorf("read head: %w", err)
-	}
-	h := streamHead{rev: rev, exists: true, onDisk: true}
-	g.heads[stream] = h
-	return h, nil
+	p.base, p.head, p.exists = st, st.head, st.exists
+	g.streams[stream] = p
+	return p, nil
 }
 
-// lookupID finds an event ID in the stream: first among the group's
-// writes, then, if the stream existed before the group, on disk.
-func (s *Store) lookupID(g *group, h streamHead, stream string, id uuid.UUID) (eventPlace, bool, error) {
-	if p, ok := g.ids[dedupKey{stream, id}]; ok {
-		return p, true, nil
+// lookupID finds an event ID in the stream: among the group's writes, the
+// stream's first events and, in a long stream, the dedup index.
+func (s *Store) lookupID(g *group, p *pending, stream string, id uuid.UUID) (uint64, bool, error) {
+	for i := range p.added {
+		if p.added[i].id == id {
+			return p.added[i].pos, true, nil
+		}
 	}
-	if !h.onDisk {
-		return eventPlace{}, false, nil
+	if pos, ok := p.base.find(id); ok {
+		return pos, true, nil
 	}
-	g.key = idKey(g.key[:0], stream, id)
-	v, closer, err := s.db.Get(g.key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return eventPlace{}, false, nil
+	if !p.base.exists || p.base.head < uint64(s.opts.scanIDs) {
+		return 0, false, nil // every committed event of the stream was in base.ids
 	}
-	if err != nil {
-		return eventPlace{}, false, fmt.Errorf("read dedup index: %w", err)
-	}
-	rev, pos, err := parseIDValue(v)
-	if cerr := closer.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return eventPlace{}, false, fmt.Errorf("read dedup index: %w", err)
-	}
-	return eventPlace{rev: rev, pos: pos}, true, nil
+	return lookupIDKey(s.index, stream, id, &g.key)
 }

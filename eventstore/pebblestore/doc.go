@@ -9,7 +9,7 @@
 // request, drains whatever else is queued (up to Options.MaxGroupAppends) and
 // processes the group in arrival order: stream head and dedup lookups, the
 // expected-state check, then revisions and global positions. The group is
-// written as ONE Pebble batch committed with pebble.Sync; only after the
+// written as ONE batch to the log committed with pebble.Sync; only after the
 // fsync returns does the committer publish the new head, reply to every
 // caller of the group and wake subscribers. Nothing is acknowledged from
 // memory.
@@ -46,17 +46,34 @@
 // mismatch writes nothing. Dedup is by ID only: the payload of a duplicate is
 // not compared with the original's.
 //
-// # Key layout
+// # Two databases: the log and its index
 //
-//	e<pos u64 BE>                → event record
-//	s<stream>\x00<rev u64 BE>    → pos u64 BE          (stream index)
-//	h<stream>                    → head revision u64 BE
-//	i<stream>\x00<event id 16B>  → rev u64 BE, pos u64 BE (dedup index)
-//	vformat                      → layout version (1)
+// The store directory holds two Pebble databases. The log (the directory
+// itself) holds only the events, keyed by position, and is the source of
+// truth: every group is one batch committed with pebble.Sync. Its keys are
+// written in increasing order, so its flushed tables never overlap and move
+// down the LSM without being rewritten. The index (the index/ directory)
+// holds the stream and dedup entries; it runs without a WAL and each group
+// writes its entries there with NoSync after the log's fsync, together with
+// the position it covers (mapplied). A crash can lose only a suffix of the
+// index, which Open re-derives from the log past mapplied; deleting index/
+// rebuilds it whole. This halves the bytes fsynced per event and keeps the
+// index's compactions away from the log.
 //
-// Stream names cannot hold NUL ([eventstore.ValidateStreamName]), so the
-// separator keeps one stream's keys from being a prefix of another's. On
-// Open the head position is recovered by seeking the last e key.
+//	log:   e<pos u64 BE>                → event record
+//	       _format                      → layout version (2)
+//	index: s<stream>\x00<rev u64 BE>    → pos u64 BE, event ID
+//	       i<stream>\x00<event id 16B>  → rev u64 BE, pos u64 BE (revisions ≥ 32 only)
+//	       mapplied, mformat, mscanids   → covered position, layout, scan length
+//
+// A stream's first 32 event IDs are found by scanning its s keys (a call has
+// 2–10 events, so one index key per event); longer streams also get i keys
+// so dedup stays a point lookup. The committer caches recently written
+// streams (Options.StreamCacheSize). Stream names cannot hold NUL
+// ([eventstore.ValidateStreamName]), so the separator keeps one stream's
+// keys from being a prefix of another's. On Open the head position is
+// recovered by seeking the last e key. A directory in the single-database
+// layout of version 1 is migrated on Open.
 //
 // # Record encoding
 //

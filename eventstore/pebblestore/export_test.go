@@ -17,6 +17,27 @@ func WithCommit(opts Options, commit func(*pebble.Batch) error) Options {
 	return opts
 }
 
+// WithScanIDs returns opts with n replacing scanIDs, so that tests reach
+// the dedup index of long streams with short ones.
+func WithScanIDs(opts Options, n int) Options {
+	opts.scanIDs = n
+	return opts
+}
+
+// WithReindex returns opts with a re-index batch of n events and a hook
+// called after each batch with the position the index then reaches.
+func WithReindex(opts Options, n int, after func(applied uint64)) Options {
+	opts.reindexBatch = n
+	opts.afterRebuild = after
+	return opts
+}
+
+// IndexDir is the index database's directory inside the store directory.
+const IndexDir = indexDir
+
+// FlushIndex flushes the index's memtables to its tables.
+func FlushIndex(s *Store) error { return s.index.Flush() }
+
 // QueueLen reports how many appends wait for the committer.
 func QueueLen(s *Store) int { return len(s.reqs) }
 
@@ -25,4 +46,22 @@ func Closing(s *Store) bool {
 	s.sendMu.RLock()
 	defer s.sendMu.RUnlock()
 	return s.closing
+}
+
+// WriteAmp is the store's write amplification: the bytes both databases
+// wrote (WAL, flushes, compactions) over the bytes appended to the log.
+func WriteAmp(s *Store) float64 {
+	var in, written uint64
+	for _, db := range []*pebble.DB{s.db, s.index} {
+		m := db.Metrics()
+		t := m.Total()
+		in += m.WAL.BytesIn + t.TableBytesIngested
+		written += t.TableBytesFlushed + t.TableBytesCompacted + t.BlobBytesFlushed + t.BlobBytesCompacted
+	}
+	return float64(written) / float64(max(in, 1))
+}
+
+// PebbleMetrics renders both databases' metrics.
+func PebbleMetrics(s *Store) string {
+	return "log:\n" + s.db.Metrics().String() + "\nindex:\n" + s.index.Metrics().String()
 }

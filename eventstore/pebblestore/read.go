@@ -38,7 +38,7 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64, limi
 }
 
 func (s *Store) readStream(ctx context.Context, stream string, from uint64, limit int, head uint64) (out []eventstore.RecordedEvent, err error) {
-	idx, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{
+	idx, err := s.index.NewIterWithContext(ctx, &pebble.IterOptions{
 		LowerBound: streamKey(nil, stream, from),
 		UpperBound: streamKeyEnd(nil, stream),
 	})
@@ -73,7 +73,7 @@ func (s *Store) readStream(ctx context.Context, stream string, from uint64, limi
 		if err != nil {
 			return nil, err
 		}
-		pos, err := parseU64(v)
+		pos, id, err := parseStreamValue(v)
 		if err != nil {
 			return nil, fmt.Errorf("stream index at revision %d: %w", rev, err)
 		}
@@ -95,8 +95,8 @@ func (s *Store) readStream(ctx context.Context, stream string, from uint64, limi
 		if err := decodeRecord(v, &r); err != nil {
 			return nil, fmt.Errorf("event at position %d: %w", pos, err)
 		}
-		if r.revision != rev || string(r.stream) != stream {
-			return nil, fmt.Errorf("event at position %d is %q@%d, index says %q@%d: %w", pos, r.stream, r.revision, stream, rev, ErrCorrupt)
+		if r.revision != rev || string(r.stream) != stream || r.id != id {
+			return nil, fmt.Errorf("event at position %d is %s in %q@%d, index says %s in %q@%d: %w", pos, r.id, r.stream, r.revision, id, stream, rev, ErrCorrupt)
 		}
 		if out == nil {
 			out = make([]eventstore.RecordedEvent, 0, min(limit, 64))
@@ -113,14 +113,14 @@ func (s *Store) readStream(ctx context.Context, stream string, from uint64, limi
 	}
 	// Nothing from `from` on: an empty answer if the stream exists (its
 	// first event is committed), ErrStreamNotFound otherwise.
-	v, closer, err := s.db.Get(streamKey(nil, stream, 0))
+	v, closer, err := s.index.Get(streamKey(nil, stream, 0))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, eventstore.ErrStreamNotFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	pos, err := parseU64(v)
+	pos, _, err := parseStreamValue(v)
 	if cerr := closer.Close(); err == nil {
 		err = cerr
 	}

@@ -13,16 +13,37 @@ import (
 // them. It is never retryable: the store directory needs attention.
 var ErrCorrupt = errors.New("pebblestore: corrupt data")
 
-// Key prefixes. Each kind of key gets one byte so that the kinds occupy
-// disjoint, ordered ranges of the keyspace and a range scan never crosses
-// from one kind into another.
+// Keys of the log database: the events, and the layout version. The
+// version key sorts before every event key, so that the log's keys are
+// written in increasing order: its flushed tables then never overlap and
+// Pebble moves them down the LSM instead of rewriting them.
 const (
-	prefixEvent   = 'e' // e<pos u64 BE>                 → event record
-	prefixHead    = 'h' // h<stream>                     → head revision u64 BE
-	prefixID      = 'i' // i<stream>\x00<event id 16B>   → revision u64 BE, position u64 BE
-	prefixStream  = 's' // s<stream>\x00<rev u64 BE>      → position u64 BE
-	keyFormat     = "vformat"
-	formatVersion = 1
+	prefixEvent   = 'e' // e<pos u64 BE> → event record
+	keyFormat     = "_format"
+	formatVersion = 2
+	// keyFormatV1 held the version of the single-database layout of
+	// earlier versions (1), whose index keys (prefixes h, i and s) lived
+	// beside the events. Open migrates it: it deletes those keys and the
+	// old version key, and rebuilds the index database from the log.
+	keyFormatV1 = "vformat"
+	formatV1    = 1
+)
+
+// Keys of the index database. Each kind of key gets one byte so that the
+// kinds occupy disjoint, ordered ranges of the keyspace and a range scan
+// never crosses from one kind into another.
+const (
+	prefixID     = 'i' // i<stream>\x00<event id 16B> → rev u64 BE, pos u64 BE (revisions ≥ scanIDs only)
+	prefixStream = 's' // s<stream>\x00<rev u64 BE>   → pos u64 BE, event id 16B
+	// keyIndexFormat holds the index layout version.
+	keyIndexFormat     = "mformat"
+	indexFormatVersion = 1
+	// keyScanIDs holds the index's scanIDs: the revision from which
+	// events have an i key. It is fixed when the index is created.
+	keyScanIDs = "mscanids"
+	// keyApplied holds the position of the last event the index covers:
+	// every event up to it is indexed, none after it.
+	keyApplied = "mapplied"
 )
 
 // recordVersion is the first byte of every event record, so that a future
@@ -30,8 +51,11 @@ const (
 const recordVersion = 1
 
 const (
-	eventKeyLen = 1 + 8
-	idValueLen  = 16
+	eventKeyLen     = 1 + 8
+	idValueLen      = 16
+	streamValueLen  = 8 + 16
+	legacyLowerKind = 'h' // first and last key prefixes of the v1 index
+	legacyUpperKind = 's'
 )
 
 // eventKey appends the key of the event at pos to dst.
@@ -46,12 +70,6 @@ func eventKeyPos(key []byte) (uint64, error) {
 		return 0, fmt.Errorf("event key %x: %w", key, ErrCorrupt)
 	}
 	return binary.BigEndian.Uint64(key[1:]), nil
-}
-
-// headKey appends the key of stream's head revision to dst.
-func headKey(dst []byte, stream string) []byte {
-	dst = append(dst, prefixHead)
-	return append(dst, stream...)
 }
 
 // idKey appends the key of the dedup entry for id in stream to dst. The NUL
@@ -82,6 +100,21 @@ func streamKeyEnd(dst []byte, stream string) []byte {
 	dst = append(dst, prefixStream)
 	dst = append(dst, stream...)
 	return append(dst, 1)
+}
+
+// streamValue encodes a stream index entry: where the event is, and its ID,
+// so that the IDs of a short stream can be read with its index.
+func streamValue(dst []byte, pos uint64, id uuid.UUID) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, pos)
+	return append(dst, id[:]...)
+}
+
+func parseStreamValue(v []byte) (pos uint64, id uuid.UUID, err error) {
+	if len(v) != streamValueLen {
+		return 0, uuid.UUID{}, fmt.Errorf("stream index entry of %d bytes: %w", len(v), ErrCorrupt)
+	}
+	copy(id[:], v[8:])
+	return binary.BigEndian.Uint64(v), id, nil
 }
 
 // idValue encodes a dedup entry: where the original event is.

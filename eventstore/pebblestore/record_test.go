@@ -129,4 +129,15 @@ func TestKeys(t *testing.T) {
 	if _, err := eventKeyPos([]byte("e123")); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("short event key: %v, want ErrCorrupt", err)
 	}
+	// The log's keys are written in increasing order only if its version
+	// key sorts before every event key.
+	if bytes.Compare([]byte(keyFormat), eventKey(nil, 0)) >= 0 {
+		t.Errorf("layout version key %q does not sort before the event keys", keyFormat)
+	}
+	// The index's own keys are outside every stream's ranges.
+	for _, k := range []string{keyApplied, keyIndexFormat} {
+		if k[0] == prefixStream || k[0] == prefixID {
+			t.Errorf("index key %q inside the stream or dedup keys", k)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,16 +41,24 @@ type Options struct {
 	// SubscriptionBatchSize bounds the events of one subscription batch.
 	// Default: 512.
 	SubscriptionBatchSize int
-	// Pebble, when set, may adjust Pebble's options before the database
-	// opens (cache size, memtable size, …) without this package growing a
-	// knob for each. It must not change the comparer or merger. Pebble
-	// charges memtables against the block cache: keep CacheSize several
-	// times MemTableSize (defaults: 128 MiB and 16 MiB).
-	Pebble func(*pebble.Options)
+	// StreamCacheSize bounds the streams whose head revision and event IDs
+	// the committer keeps in memory, so that appends to recently written
+	// streams (a call's webhooks arrive within minutes) need no index
+	// lookup. Default: 100,000 (a few tens of MiB for call streams).
+	StreamCacheSize int
+	// Pebble, when set, may adjust the options of the store's two Pebble
+	// databases before they open (memtable size, compaction, …) without
+	// this package growing a knob for each; db is "log" or "index". It
+	// must not change the comparer, the merger, the block cache or
+	// DisableWAL.
+	Pebble func(db string, o *pebble.Options)
 
 	// Test hooks, set only by this package's tests.
-	beforeGroup func()                    // called by the committer before it processes a group
-	commit      func(*pebble.Batch) error // replaces batch.Commit(pebble.Sync)
+	beforeGroup  func()                    // called by the committer before it processes a group
+	commit       func(*pebble.Batch) error // replaces batch.Commit(pebble.Sync) of the log
+	scanIDs      int                       // replaces the constant scanIDs when > 0
+	reindexBatch int                       // events per batch when re-indexing; default 4096
+	afterRebuild func(applied uint64)      // called after each batch of a re-index
 }
 
 func (o Options) withDefaults() Options {
@@ -68,6 +77,15 @@ func (o Options) withDefaults() Options {
 	if o.SubscriptionBatchSize <= 0 {
 		o.SubscriptionBatchSize = 512
 	}
+	if o.StreamCacheSize <= 0 {
+		o.StreamCacheSize = 100_000
+	}
+	if o.scanIDs <= 0 {
+		o.scanIDs = scanIDs
+	}
+	if o.reindexBatch <= 0 {
+		o.reindexBatch = 4096
+	}
 	return o
 }
 
@@ -85,7 +103,8 @@ type Stats struct {
 // Store is the Pebble-backed event store. It is safe for concurrent use.
 type Store struct {
 	fsCloser io.Closer
-	db       *pebble.DB
+	db       *pebble.DB // the log: events by position, synced at every commit
+	index    *pebble.DB // stream and dedup indexes, rebuilt from the log on Open
 	log      *slog.Logger
 	opts     Options
 
@@ -109,8 +128,8 @@ type Store struct {
 	notify       chan struct{}
 	notifyClosed bool
 
-	// dbMu keeps readers and db.Close apart: Pebble panics on use after
-	// Close, so readers hold the read side while they touch the db.
+	// dbMu keeps readers and the databases' Close apart: Pebble panics on
+	// use after Close, so readers hold the read side while they touch them.
 	dbMu     sync.RWMutex
 	dbClosed bool
 
@@ -126,11 +145,19 @@ var ErrLocked = errors.New("pebblestore: directory in use by another process")
 
 // Open opens (creating it if needed) the store in dir. Only one Store may
 // have a directory open at a time; Pebble's lock file enforces it.
+//
+// The log database lives in dir and the index database in dir/index. Open
+// brings the index up to date with the log before it returns (after a crash
+// the index may lack the last events; see the package documentation), and
+// migrates a store of the earlier single-database layout.
 func Open(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	log := opts.Logger.With("component", "pebblestore")
-	po, fsCloser := pebbleOptions(opts, log)
-	db, err := pebble.Open(dir, po)
+	fs, fsCloser := diskFS(opts, log)
+	cache := pebble.NewCache(cacheSize)
+	defer cache.Unref() // each database holds its own reference
+
+	db, err := pebble.Open(dir, logOptions(opts, log, fs, cache))
 	if err != nil {
 		_ = fsCloser.Close() // stops the disk-health goroutine; it has nothing to report
 		if errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held by current process") {
@@ -140,17 +167,30 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open event store in %s: %w", dir, err)
 	}
-	head, err := prepare(db)
-	if err != nil {
-		if cerr := db.Close(); cerr != nil {
-			log.Error("close pebble after a failed open", "dir", dir, "err", cerr)
+	fail := func(err error, dbs ...*pebble.DB) (*Store, error) {
+		for _, d := range dbs {
+			if cerr := d.Close(); cerr != nil {
+				log.Error("close pebble after a failed open", "dir", dir, "err", cerr)
+			}
 		}
 		_ = fsCloser.Close()
 		return nil, fmt.Errorf("open event store in %s: %w", dir, err)
 	}
+	head, err := prepare(db, log)
+	if err != nil {
+		return fail(err, db)
+	}
+	index, err := pebble.Open(filepath.Join(dir, indexDir), indexOptions(opts, log, fs, cache))
+	if err != nil {
+		return fail(fmt.Errorf("open index: %w", err), db)
+	}
+	if opts.scanIDs, err = catchUpIndex(db, index, head, opts, log); err != nil {
+		return fail(err, index, db)
+	}
 	s := &Store{
 		fsCloser: fsCloser,
 		db:       db,
+		index:    index,
 		log:      log,
 		opts:     opts,
 		reqs:     make(chan *appendReq, opts.QueueSize),
@@ -163,70 +203,139 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// pebbleOptions returns Pebble's options and the closer of the
-// disk-health-checking filesystem wrapper, which the store closes after the
-// database (Pebble only closes the wrapper it makes itself).
-func pebbleOptions(opts Options, log *slog.Logger) (*pebble.Options, io.Closer) {
-	po := &pebble.Options{
-		Logger:             pebbleLogger{log: log.With("component", "pebble")},
-		FormatMajorVersion: pebble.FormatNewest,
-		// Pebble charges memtables against the block cache, so the cache
-		// must be well above the memtable size or it caches nothing.
-		CacheSize:    128 << 20,
-		MemTableSize: 16 << 20,
-		EventListener: &pebble.EventListener{
-			BackgroundError: func(err error) {
-				log.Error("pebble background error", "err", err)
-			},
-			DiskSlow: func(info pebble.DiskSlowInfo) {
-				log.Warn("disk slow", "info", info.String())
-			},
-			WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
-				log.Warn("pebble write stall", "reason", info.Reason)
-			},
-			WriteStallEnd: func() {
-				log.Info("pebble write stall ended")
-			},
-		},
-	}
-	// Dedup and head lookups are point gets, mostly of keys that do not
-	// exist (new calls); Bloom filters answer those without reading blocks.
-	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
-	if opts.Pebble != nil {
-		opts.Pebble(po)
-	}
-	if po.FS == nil {
-		po.FS = vfs.Default
-	}
-	// Report writes (fsyncs above all) that hang, which would otherwise
-	// show only as appends timing out.
-	var closer io.Closer
-	po.FS, closer = vfs.WithDiskHealthChecks(po.FS, 5*time.Second, nil, func(info vfs.DiskSlowInfo) {
-		po.EventListener.DiskSlow(info)
+// indexDir is the index database's directory inside the store directory.
+const indexDir = "index"
+
+// cacheSize is the block cache the two databases share. Pebble charges
+// memtables against it, so it must be well above their sum or it caches
+// nothing.
+const cacheSize = 256 << 20
+
+// diskFS wraps the default filesystem so that writes (fsyncs above all)
+// that hang are reported, which would otherwise show only as appends
+// timing out. The store closes the returned closer after both databases
+// (Pebble only closes the wrapper it makes itself).
+func diskFS(opts Options, log *slog.Logger) (vfs.FS, io.Closer) {
+	listener := eventListener(log)
+	return vfs.WithDiskHealthChecks(vfs.Default, 5*time.Second, nil, func(info vfs.DiskSlowInfo) {
+		listener.DiskSlow(info)
 	})
-	return po, closer
 }
 
-// prepare checks the layout version (writing it in a new store) and
-// returns the position of the last event.
-func prepare(db *pebble.DB) (uint64, error) {
-	v, closer, err := db.Get([]byte(keyFormat))
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
+func eventListener(log *slog.Logger) *pebble.EventListener {
+	return &pebble.EventListener{
+		BackgroundError: func(err error) {
+			log.Error("pebble background error", "err", err)
+		},
+		DiskSlow: func(info pebble.DiskSlowInfo) {
+			log.Warn("disk slow", "info", info.String())
+		},
+		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
+			log.Warn("pebble write stall", "reason", info.Reason)
+		},
+		WriteStallEnd: func() {
+			log.Info("pebble write stall ended")
+		},
+	}
+}
+
+// logOptions are the log database's options. Its keys are written in
+// increasing order, so flushed tables never overlap and Pebble moves them
+// down the LSM without rewriting them: the log is written twice (WAL and
+// flush) and compacted never. Nothing reads it by point lookups, so its
+// tables carry no Bloom filters.
+func logOptions(opts Options, log *slog.Logger, fs vfs.FS, cache *pebble.Cache) *pebble.Options {
+	dbLog := log.With("component", "pebble", "db", "log")
+	po := &pebble.Options{
+		Logger:             pebbleLogger{log: dbLog},
+		EventListener:      eventListener(dbLog),
+		FormatMajorVersion: pebble.FormatNewest,
+		FS:                 fs,
+		Cache:              cache,
+		MemTableSize:       32 << 20,
+	}
+	// One table per flush: the log's tables never overlap, so Pebble only
+	// ever moves them, and fewer, larger tables make fewer moves.
+	po.TargetFileSizes[0] = 64 << 20
+	// MinLZ on amd64 (Snappy elsewhere): it compresses webhook payloads
+	// about as well as Snappy for less CPU, at flush and at read.
+	po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
+	if opts.Pebble != nil {
+		opts.Pebble("log", po)
+	}
+	po.FS, po.Cache = fs, cache
+	return po
+}
+
+// indexOptions are the index database's options. It has no WAL: the log is
+// the record of every commit, and Open re-indexes whatever the index lost
+// in a crash (at most its memtables), so the index never costs an fsync or
+// a WAL write. Dedup and head lookups are point gets, mostly of keys that
+// do not exist (new calls); Bloom filters answer those without reading
+// blocks.
+func indexOptions(opts Options, log *slog.Logger, fs vfs.FS, cache *pebble.Cache) *pebble.Options {
+	dbLog := log.With("component", "pebble", "db", "index")
+	po := &pebble.Options{
+		Logger:             pebbleLogger{log: dbLog},
+		EventListener:      eventListener(dbLog),
+		FormatMajorVersion: pebble.FormatNewest,
+		FS:                 fs,
+		Cache:              cache,
+		MemTableSize:       16 << 20,
+	}
+	po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	if opts.Pebble != nil {
+		opts.Pebble("index", po)
+	}
+	po.FS, po.Cache, po.DisableWAL = fs, cache, true
+	return po
+}
+
+// prepare checks the log's layout version (writing it in a new store,
+// migrating a v1 store) and returns the position of the last event.
+func prepare(db *pebble.DB, log *slog.Logger) (uint64, error) {
+	version, err := getVersion(db, keyFormat)
+	if err != nil {
+		return 0, err
+	}
+	if version == -1 {
+		if version, err = getVersion(db, keyFormatV1); err != nil {
+			return 0, err
+		}
+	}
+	switch version {
+	case formatVersion:
+	case -1:
 		if err := db.Set([]byte(keyFormat), []byte{formatVersion}, pebble.Sync); err != nil {
 			return 0, fmt.Errorf("write layout version: %w", err)
 		}
-	case err != nil:
-		return 0, fmt.Errorf("read layout version: %w", err)
+	case formatV1:
+		// The index moves to its own database, which Open rebuilds from
+		// the log; the old index keys go, in the same batch as the new
+		// version so that a crash leaves one layout or the other.
+		log.Info("migrating the store to layout version 2: the index is rebuilt from the log")
+		b := db.NewBatch()
+		err := b.DeleteRange([]byte{legacyLowerKind}, []byte{legacyUpperKind + 1}, nil)
+		if err == nil {
+			err = b.Delete([]byte(keyFormatV1), nil)
+		}
+		if err == nil {
+			err = b.Set([]byte(keyFormat), []byte{formatVersion}, nil)
+		}
+		if err == nil {
+			err = b.Commit(pebble.Sync)
+		}
+		if cerr := b.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return 0, fmt.Errorf("migrate layout version 1: %w", err)
+		}
 	default:
-		ok := len(v) == 1 && v[0] == formatVersion
-		got := fmt.Sprintf("%x", v)
-		if err := closer.Close(); err != nil {
-			return 0, fmt.Errorf("read layout version: %w", err)
-		}
-		if !ok {
-			return 0, fmt.Errorf("layout version %s, want %d: %w", got, formatVersion, ErrCorrupt)
-		}
+		return 0, fmt.Errorf("layout version %d, want %d: %w", version, formatVersion, ErrCorrupt)
 	}
 
 	it, err := db.NewIter(&pebble.IterOptions{
@@ -302,7 +411,22 @@ func (s *Store) Close() error {
 
 		s.dbMu.Lock()
 		s.dbClosed = true
-		err := s.db.Close()
+		// The index has no WAL: flush it so that the next Open need not
+		// re-index. Without the flush nothing is lost, Open just works
+		// longer, so a store that stopped writing after a failed commit
+		// skips it.
+		var err error
+		if !s.broken.Load() {
+			if err = s.index.Flush(); err != nil {
+				err = fmt.Errorf("flush index: %w", err)
+			}
+		}
+		if cerr := s.index.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("close index: %w", cerr)
+		}
+		if cerr := s.db.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("close log: %w", cerr)
+		}
 		s.dbMu.Unlock()
 		if cerr := s.fsCloser.Close(); err == nil {
 			err = cerr
@@ -329,6 +453,29 @@ func (s *Store) publish(head uint64) {
 	close(s.notify)
 	s.notify = make(chan struct{})
 	s.notifyMu.Unlock()
+}
+
+// getVersion reads a one-byte layout version; -1 when key is absent.
+func getVersion(db *pebble.DB, key string) (int, error) {
+	v, closer, err := db.Get([]byte(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return -1, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read layout version: %w", err)
+	}
+	version := -2
+	if len(v) == 1 {
+		version = int(v[0])
+	}
+	got := fmt.Sprintf("%x", v)
+	if err := closer.Close(); err != nil {
+		return 0, fmt.Errorf("read layout version: %w", err)
+	}
+	if version < 0 {
+		return 0, fmt.Errorf("layout version %s: %w", got, ErrCorrupt)
+	}
+	return version, nil
 }
 
 // pebbleLogger routes Pebble's logging to slog, informational messages at
