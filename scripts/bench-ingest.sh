@@ -2,7 +2,7 @@
 # Webhook ingest benchmark (docs/BENCHMARKS.md). Usage: bench-ingest.sh [duration] [rate]
 #   1. ceiling: wrk against a no-op Go HTTP server, same requests, same settings;
 #   2. saturation: wrk against `callledger serve` (every 2xx fsync-durable);
-#   3. fixed rate: wrk paced to about <rate> requests/s, latency percentiles.
+#   3. fixed rate: <rate> requests/s, open loop (vegeta), latency percentiles.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-20s}
@@ -52,9 +52,9 @@ run_wrk "$CONNS" "$DURATION"
 stop_ledger
 echo "unique events stored: $("$WORK/ingestbench" count -data-dir "$WORK/data")"
 
-echo "## fixed rate: about $RATE requests/s"
+echo "## fixed rate: $RATE requests/s, open loop"
 start_ledger
-PACE_CONNS=$(( RATE / 100 ))   # each connection: one request every ~10 ms
-WRK_PACE_MS=10 run_wrk "$PACE_CONNS" "$DURATION"
+"$WORK/ingestbench" rate -target "http://127.0.0.1:$PORT" -public-url "http://127.0.0.1:$PORT" -token "$TOKEN" \
+  -rate "$RATE" -duration "$DURATION" -calls "$CALLS"
 stop_ledger
 echo "unique events stored: $("$WORK/ingestbench" count -data-dir "$WORK/data")"

@@ -1,9 +1,7 @@
 -- wrk script for the ingest benchmark: each thread cycles through its own
 -- file of pre-signed raw HTTP requests written by `ingestbench gen`.
--- Argument: <request dir>. WRK_PACE_MS, when set, makes every connection
--- wait that long between requests (a fixed-rate run).
+-- Argument: <request dir>.
 local counter = 0
-local pace = tonumber(os.getenv("WRK_PACE_MS") or "0")
 
 function setup(thread)
   thread:set("id", counter)
@@ -29,12 +27,6 @@ function request()
   i = i + 1
   if i > #reqs then i = 1 end
   return reqs[i]
-end
-
-if pace > 0 then
-  function delay()
-    return pace
-  end
 end
 
 function done(summary, latency, requests)

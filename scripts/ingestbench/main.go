@@ -1,6 +1,7 @@
 // Command ingestbench prepares and checks the webhook ingest benchmark
 // (scripts/bench-ingest.sh): it writes pre-signed requests for wrk, serves a
-// no-op HTTP server as the ceiling, and counts what a run stored.
+// no-op HTTP server as the ceiling, sends signed requests at a fixed rate
+// (open loop, through vegeta) and counts what a run stored.
 package main
 
 import (
@@ -12,7 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/traffic"
@@ -20,7 +24,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: ingestbench gen|noop|count [flags]")
+		fmt.Fprintln(os.Stderr, "usage: ingestbench gen|noop|rate|count [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -29,6 +33,8 @@ func main() {
 		err = gen(os.Args[2:])
 	case "noop":
 		err = noop(os.Args[2:])
+	case "rate":
+		err = fixedRate(os.Args[2:])
 	case "count":
 		err = count(os.Args[2:])
 	default:
@@ -99,6 +105,41 @@ func noop(args []string) error {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	}))
+}
+
+// fixedRate sends unique signed requests at a fixed rate for a duration
+// and prints the acknowledgement latency percentiles. It is open loop: a
+// slow answer does not delay the next request (as a closed-loop generator
+// like wrk would), so the latencies are those Twilio would see at that rate.
+func fixedRate(args []string) error {
+	fs := flag.NewFlagSet("rate", flag.ExitOnError)
+	target := fs.String("target", "http://127.0.0.1:18080", "base URL of the server")
+	rate := fs.Int("rate", 5000, "requests per second")
+	duration := fs.Duration("duration", 20*time.Second, "how long to send")
+	calls := fs.Int("calls", 100000, "call trees to generate (requests cycle when exhausted)")
+	token := fs.String("token", "bench-token", "auth token")
+	public := fs.String("public-url", "http://127.0.0.1:18080", "public URL to sign for")
+	_ = fs.Parse(args)
+	reqs := traffic.Generate(traffic.Config{Calls: *calls, Seed: 2, PublicURL: *public, Token: *token, RetryRate: -1})
+	if len(reqs) == 0 {
+		return fmt.Errorf("no requests generated")
+	}
+	var next atomic.Uint64 // vegeta's workers call the targeter concurrently
+	targeter := func(t *vegeta.Target) error {
+		r := reqs[(next.Add(1)-1)%uint64(len(reqs))]
+		t.Method, t.URL, t.Body, t.Header = r.Method, *target+r.URI(), r.Body, r.Header
+		return nil
+	}
+	attacker := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.HTTP2(false), vegeta.Timeout(10*time.Second))
+	var m vegeta.Metrics
+	for res := range attacker.Attack(targeter, vegeta.Rate{Freq: *rate, Per: time.Second}, *duration, "ingest") {
+		m.Add(res)
+	}
+	m.Close()
+	fmt.Printf("RESULT rate=%d sent=%.0f/s ok=%.0f/s success=%.4f p50=%s p90=%s p99=%s max=%s codes=%v errors=%d\n",
+		*rate, m.Rate, m.Throughput, m.Success, m.Latencies.P50, m.Latencies.P90, m.Latencies.P99, m.Latencies.Max,
+		m.StatusCodes, len(m.Errors))
+	return nil
 }
 
 // count prints the number of events a stopped server's store holds.
