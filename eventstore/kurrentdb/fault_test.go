@@ -247,10 +247,14 @@ func TestUnreachableServer(t *testing.T) {
 	if _, err := s.Head(deadline(t)); !errors.Is(err, eventstore.ErrUnavailable) {
 		t.Errorf("head of a stopped server: %v, want ErrUnavailable", err)
 	}
+	if err := s.Ping(deadline(t)); !errors.Is(err, eventstore.ErrUnavailable) {
+		t.Errorf("ping of a stopped server: %v, want ErrUnavailable", err)
+	}
 
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, "ping after the restart", func() error { return s.Ping(deadline(t)) })
 	after := ev("after")
 	eventually(t, "append after the restart", func() error {
 		_, err := s.Append(deadline(t), "call-a", eventstore.Revision(0), after)
