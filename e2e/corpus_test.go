@@ -20,12 +20,30 @@ import (
 // each request one to three times, from several goroutines at once; every
 // answer must be the captured one. Then every call of expected.jsonl, read
 // over gRPC at the highest position answered, must be in its expected
-// state, and every SID only forged requests name must be unknown.
+// state, every SID only forged requests name must be unknown, and the
+// projection must have applied every event of the log exactly once. It
+// runs on every backend.
 func TestCorpusEndToEnd(t *testing.T) {
 	t.Parallel()
 	reqs, exp, abs := mustCorpus(t)
-	s := newStack(t)
+	for _, b := range backends {
+		t.Run(string(b), func(t *testing.T) {
+			t.Parallel()
+			s := newStackOn(t, b)
+			sends := shuffledWithRetries(t, reqs)
+			s.deliverAll(t, sends)
+			if t.Failed() {
+				t.FailNow()
+			}
+			t.Logf("%d requests sent (%d distinct); highest position %d", len(sends), len(reqs), s.seen())
+			s.checkCorpus(t, exp, abs)
+		})
+	}
+}
 
+// shuffledWithRetries returns every request one to three times, shuffled:
+// Twilio's retries and its disorder.
+func shuffledWithRetries(t *testing.T, reqs []corpus.Request) []corpus.Request {
 	seed := rand.Uint64()
 	t.Logf("shuffle seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, seed))
@@ -36,7 +54,11 @@ func TestCorpusEndToEnd(t *testing.T) {
 		}
 	}
 	rng.Shuffle(len(sends), func(i, j int) { sends[i], sends[j] = sends[j], sends[i] })
+	return sends
+}
 
+// deliverAll delivers sends from eight goroutines, checking every answer.
+func (s *stack) deliverAll(t *testing.T, sends []corpus.Request) {
 	work := make(chan corpus.Request)
 	var wg sync.WaitGroup
 	for range 8 {
@@ -51,11 +73,13 @@ func TestCorpusEndToEnd(t *testing.T) {
 	}
 	close(work)
 	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-	t.Logf("%d requests sent (%d distinct); highest position %d", len(sends), len(reqs), s.seen())
+}
 
+// checkCorpus checks, after the whole corpus was delivered, every call of
+// expected.jsonl and its legs and history over gRPC, that forged SIDs are
+// unknown, and that the projection applied the log exactly once.
+func (s *stack) checkCorpus(t *testing.T, exp []corpus.Expected, abs []corpus.Absent) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), failBound)
 	defer cancel()
 	byRoot := map[string][]string{}
@@ -95,6 +119,7 @@ func TestCorpusEndToEnd(t *testing.T) {
 			t.Errorf("forged %s: ListCallEvents %v with %d events, want an empty history", a.CallSid, err, len(events.GetEvents()))
 		}
 	}
+	s.sink.checkExactlyOnce(ctx, t, s.events)
 }
 
 // checkExpected compares a served call with its line of expected.jsonl.

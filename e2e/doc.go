@@ -1,8 +1,11 @@
 // Package e2e holds callledger's end-to-end tests: the webhook HTTP handler
-// and the gRPC query service on loopback listeners, on one real Pebble
-// event store, with the call-state read model fed by the projection runner,
-// exactly as serve wires them. The shared Twilio capture corpus is sent
-// over HTTP and the state it must produce is read back over gRPC.
+// and the gRPC query service on loopback listeners, on a real event store
+// (the embedded Pebble store, and KurrentDB through its adapter on the
+// in-process stand-in of kurrentdbtest), with the call-state read model fed
+// by the projection runner, exactly as serve wires them. The shared Twilio
+// capture corpus is sent over HTTP and the state it must produce is read
+// back over gRPC; on KurrentDB, faults are injected under the running
+// service.
 //
 // The package has no code of its own, only tests.
 package e2e

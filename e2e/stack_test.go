@@ -19,6 +19,8 @@ import (
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/eventstore/kurrentdb"
+	"github.com/callledger/callledger/eventstore/kurrentdb/kurrentdbtest"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/corpus"
 	"github.com/callledger/callledger/ledger"
@@ -33,32 +35,79 @@ import (
 // outcome.
 const failBound = 20 * time.Second
 
+// backend is an event store the stack runs on.
+type backend string
+
+const (
+	// embedded is the Pebble store, serve's default.
+	embedded backend = "pebble"
+	// kurrentDB is the KurrentDB adapter on the in-process stand-in.
+	kurrentDB backend = "kurrentdb"
+)
+
+// backends are every store serve can run on: tests of the whole service
+// run on each.
+var backends = []backend{embedded, kurrentDB}
+
 // stack is callledger on loopback: webhooks over HTTP and queries over
 // gRPC, on one event store, with the read model fed by the runner.
 type stack struct {
 	http   *httptest.Server
 	client callledgerv1.CallQueryServiceClient
+	events eventstore.Store
+	sink   *recordingSink
+
+	// On the kurrentDB backend, the stand-in server and the adapter, for
+	// fault injection and the adapter's counters.
+	kdb    *kurrentdbtest.Server
+	kstore *kurrentdb.Store
 
 	mu      sync.Mutex
 	maxSeen eventstore.Position // highest Callledger-Position answered
 }
 
-func newStack(t testing.TB) *stack {
+// newStack runs the stack on the embedded store.
+func newStack(t testing.TB) *stack { return newStackOn(t, embedded) }
+
+// newStackOn runs the stack on backend b, wired as serve wires it.
+func newStackOn(t testing.TB, b backend) *stack {
 	t.Helper()
 	quiet := slog.New(slog.DiscardHandler)
-	events, err := pebblestore.Open(t.TempDir(), pebblestore.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
+	s := &stack{}
+	switch b {
+	case embedded:
+		events, err := pebblestore.Open(t.TempDir(), pebblestore.Options{Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.events = events
+	case kurrentDB:
+		kdb, err := kurrentdbtest.Start(kurrentdbtest.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(kdb.Close) // registered first: runs after the store's Close
+		ctx, cancel := context.WithTimeout(context.Background(), failBound)
+		defer cancel()
+		kstore, err := kurrentdb.Open(ctx, kdb.ConnString(), kurrentdb.Options{Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.events, s.kdb, s.kstore = kstore, kdb, kstore
+	default:
+		t.Fatalf("unknown backend %q", b)
 	}
+	events := s.events
 	t.Cleanup(func() { events.Close() })
 	calls, err := callstore.Open(t.TempDir(), callstore.Options{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { calls.Close() })
+	s.sink = newRecordingSink(calls)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	runner := projections.NewRunner(events, calls, eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPrefix}}, quiet)
+	runner := projections.NewRunner(events, s.sink, eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPrefix}}, quiet)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -70,7 +119,7 @@ func newStack(t testing.TB) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hooks, err := webhook.New(webhook.Config{Verifier: verifier, Store: events, Logger: quiet})
+	hooks, err := webhook.New(webhook.Config{Verifier: verifier, Store: events, Logger: quiet, Ready: ready(events)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +144,30 @@ func newStack(t testing.TB) *stack {
 	}
 	t.Cleanup(func() { conn.Close() })
 
-	return &stack{http: httpSrv, client: callledgerv1.NewCallQueryServiceClient(conn)}
+	s.http, s.client = httpSrv, callledgerv1.NewCallQueryServiceClient(conn)
+	return s
+}
+
+// ready is serve's readiness check: a cheap read of the store.
+func ready(events eventstore.Store) func(context.Context) error {
+	if p, ok := events.(interface{ Ping(context.Context) error }); ok {
+		return p.Ping
+	}
+	return func(ctx context.Context) error {
+		_, err := events.Head(ctx)
+		return err
+	}
+}
+
+// readyz returns the status code of the stack's GET /readyz.
+func (s *stack) readyz() (int, error) {
+	resp, err := s.http.Client().Get(s.http.URL + "/readyz")
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }
 
 // send delivers a captured request unchanged, as Twilio would, and returns

@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -25,13 +25,15 @@ import (
 func eventsCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs := newFlagSet("events", stderr)
 	dataDir := fs.String("data-dir", "./data", "data directory of a stopped server")
+	storeURL := fs.String("store", "", storeFlagUsage)
 	return &ffcli.Command{
 		Name:       "events",
-		ShortUsage: "callledger events <CallSid> [--data-dir DIR]",
+		ShortUsage: "callledger events <CallSid> [--data-dir DIR | --store esdb://...]",
 		ShortHelp:  "print the events of one call, one JSON object per line",
-		LongHelp: "Reads the embedded event store directly, so it works offline on the data\n" +
-			"directory of a stopped server. A quarantine stream can be named instead of a\n" +
-			"CallSid (quarantine-status, quarantine-events, ...).",
+		LongHelp: "Reads the event store directly. The embedded store works offline on the data\n" +
+			"directory of a stopped server; with --store it reads KurrentDB, also while\n" +
+			"servers are running. A quarantine stream can be named instead of a CallSid\n" +
+			"(quarantine-status, quarantine-events, ...).",
 		FlagSet: fs,
 		Options: ffOptions(),
 		Exec: func(ctx context.Context, args []string) error {
@@ -40,7 +42,7 @@ func eventsCommand(stdout, stderr io.Writer) *ffcli.Command {
 				return err
 			}
 			if len(pos) != 1 {
-				return errors.New("usage: callledger events <CallSid> [--data-dir DIR]")
+				return errors.New("usage: callledger events <CallSid> [--data-dir DIR | --store esdb://...]")
 			}
 			stream := pos[0]
 			if !strings.HasPrefix(stream, ledger.QuarantineStreamPrefix) {
@@ -49,7 +51,8 @@ func eventsCommand(stdout, stderr io.Writer) *ffcli.Command {
 				}
 				stream = ledger.CallStream(stream)
 			}
-			store, err := pebblestore.Open(filepath.Join(*dataDir, "ledger"), pebblestore.Options{})
+			logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			store, err := openStore(ctx, *storeURL, *dataDir, logger)
 			if errors.Is(err, pebblestore.ErrLocked) {
 				return fmt.Errorf("%w: stop the server using %s first, or copy the directory", err, *dataDir)
 			}

@@ -20,7 +20,6 @@ import (
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
@@ -32,6 +31,7 @@ import (
 // serveConfig is everything `serve` can be told.
 type serveConfig struct {
 	dataDir         string
+	store           string
 	httpAddr        string
 	grpcAddr        string
 	publicURL       string
@@ -47,6 +47,7 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	var cfg serveConfig
 	fs := newFlagSet("serve", stderr)
 	fs.StringVar(&cfg.dataDir, "data-dir", "./data", "directory of the embedded event store and projections")
+	fs.StringVar(&cfg.store, "store", "", storeFlagUsage)
 	fs.StringVar(&cfg.httpAddr, "http-addr", "127.0.0.1:8080", "listen address of the Twilio webhooks and health probes")
 	fs.StringVar(&cfg.grpcAddr, "grpc-addr", "127.0.0.1:9090", "listen address of the gRPC services")
 	fs.StringVar(&cfg.publicURL, "public-url", "", "public base URL Twilio calls (e.g. https://hooks.example.com), which signatures are checked against; defaults to http://<http-addr> only in development mode")
@@ -59,7 +60,7 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	return &ffcli.Command{
 		Name:       "serve",
 		ShortUsage: "callledger serve [flags]",
-		ShortHelp:  "serve Twilio webhooks and the gRPC services on the embedded store",
+		ShortHelp:  "serve Twilio webhooks and the gRPC services",
 		FlagSet:    fs,
 		Options:    ffOptions(),
 		Exec: func(ctx context.Context, args []string) error {
@@ -130,9 +131,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return fmt.Errorf("--public-url: %w", err)
 	}
 
-	store, err := pebblestore.Open(filepath.Join(cfg.dataDir, "ledger"), pebblestore.Options{Logger: logger})
+	store, err := openStore(ctx, cfg.store, cfg.dataDir, logger)
 	if err != nil {
-		return fmt.Errorf("open event store: %w", err)
+		return err
 	}
 	defer func() {
 		if err := store.Close(); err != nil {
@@ -164,10 +165,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		Logger:      logger,
 		MaxInFlight: cfg.maxInFlight,
 		DialTwiML:   cfg.dialTwiML,
-		Ready: func(ctx context.Context) error {
-			_, err := store.Head(ctx)
-			return err
-		},
+		Ready:       storeReady(store),
 	})
 	if err != nil {
 		return err
@@ -212,7 +210,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	go func() { errc <- grpcSrv.Serve(grpcLn) }()
 	logger.Info("callledger serving",
 		"http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(),
-		"public_url", cfg.publicURL, "data_dir", cfg.dataDir)
+		"public_url", cfg.publicURL, "data_dir", cfg.dataDir, "store", storeKind(cfg.store))
 
 	var serveErr error
 	select {

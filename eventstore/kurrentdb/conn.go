@@ -13,7 +13,8 @@ import (
 
 // conn owns the v4 client and replaces it when it stops being usable.
 //
-// The v4 client has three traps that shape this type (reference §2, §8):
+// The v4 client (v4.2.0, read in its source) has three traps that shape
+// this type:
 //   - after a failed discovery it closes itself for good: every later call
 //     answers ErrorCodeConnectionClosed, so it must be rebuilt;
 //   - its connection goroutine is reached through an unbuffered channel

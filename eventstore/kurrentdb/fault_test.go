@@ -16,7 +16,7 @@ import (
 
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/kurrentdb"
-	"github.com/callledger/callledger/eventstore/kurrentdb/internal/standin"
+	"github.com/callledger/callledger/eventstore/kurrentdb/kurrentdbtest"
 	"github.com/callledger/callledger/eventstore/storetest"
 )
 
@@ -149,7 +149,7 @@ func sameIDs(a, b []eventstore.RecordedEvent) bool {
 // while writers append and the server writes its own events: the
 // subscriber sees every matching event once, in order.
 func TestSubscriptionSurvivesDrops(t *testing.T) {
-	srv := startServer(t, standin.Options{})
+	srv := startServer(t, kurrentdbtest.Options{})
 	s := openClosed(t, srv.ConnString(), kurrentdb.Options{SubscriptionBatchSize: 7})
 	for i := range 30 {
 		mustAppend(t, s, fmt.Sprintf("call-pre-%d", i%3), eventstore.Any(), ev("pre"))
@@ -213,7 +213,7 @@ const fastDiscovery = "&maxDiscoverAttempts=2&discoveryInterval=10"
 // context's deadline; once the server is back, the same store appends
 // again and its subscription resumes without loss or repeat.
 func TestUnreachableServer(t *testing.T) {
-	srv := startServer(t, standin.Options{})
+	srv := startServer(t, kurrentdbtest.Options{})
 	s := openClosed(t, srv.ConnString()+fastDiscovery, kurrentdb.Options{})
 	before := mustAppend(t, s, "call-a", eventstore.NoStream(), ev("before"))
 	r := subscribe(t, s, eventstore.Start, eventstore.Filter{})
@@ -247,10 +247,14 @@ func TestUnreachableServer(t *testing.T) {
 	if _, err := s.Head(deadline(t)); !errors.Is(err, eventstore.ErrUnavailable) {
 		t.Errorf("head of a stopped server: %v, want ErrUnavailable", err)
 	}
+	if err := s.Ping(deadline(t)); !errors.Is(err, eventstore.ErrUnavailable) {
+		t.Errorf("ping of a stopped server: %v, want ErrUnavailable", err)
+	}
 
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, "ping after the restart", func() error { return s.Ping(deadline(t)) })
 	after := ev("after")
 	eventually(t, "append after the restart", func() error {
 		_, err := s.Append(deadline(t), "call-a", eventstore.Revision(0), after)
@@ -269,7 +273,7 @@ func TestUnreachableServer(t *testing.T) {
 // state it cannot leave (closed for good after a failed discovery); the
 // store replaces it and carries on without a restart.
 func TestRecoversFromPermanentlyClosedClient(t *testing.T) {
-	srv := startServer(t, standin.Options{})
+	srv := startServer(t, kurrentdbtest.Options{})
 	s := openClosed(t, srv.ConnString()+fastDiscovery, kurrentdb.Options{})
 	mustAppend(t, s, "call-a", eventstore.NoStream(), ev("a"))
 
@@ -297,13 +301,13 @@ func TestRecoversFromPermanentlyClosedClient(t *testing.T) {
 // it names, and succeeds there.
 func TestNotLeader(t *testing.T) {
 	t.Run("leader elsewhere", func(t *testing.T) {
-		follower := startServer(t, standin.Options{})
-		leader := startServer(t, standin.Options{})
+		follower := startServer(t, kurrentdbtest.Options{})
+		leader := startServer(t, kurrentdbtest.Options{})
 		s := openClosed(t, follower.ConnString(), kurrentdb.Options{})
-		follower.NotLeaderNext(1, leader.Addr(), standin.MethodAppend)
+		follower.NotLeaderNext(1, leader.Addr(), kurrentdbtest.MethodAppend)
 		e := ev("x")
 		mustAppend(t, s, "call-nl", eventstore.NoStream(), e)
-		if f, l := follower.Calls(standin.MethodAppend), leader.Calls(standin.MethodAppend); f != 1 || l != 1 {
+		if f, l := follower.Calls(kurrentdbtest.MethodAppend), leader.Calls(kurrentdbtest.MethodAppend); f != 1 || l != 1 {
 			t.Errorf("appends served: follower %d, leader %d; want 1 and 1", f, l)
 		}
 		got, err := s.ReadStream(deadline(t), "call-nl", 0, 10)
@@ -312,10 +316,10 @@ func TestNotLeader(t *testing.T) {
 		}
 	})
 	t.Run("reads and appends", func(t *testing.T) {
-		srv := startServer(t, standin.Options{})
+		srv := startServer(t, kurrentdbtest.Options{})
 		s := openClosed(t, srv.ConnString(), kurrentdb.Options{})
-		srv.NotLeaderNext(2, srv.Addr(), standin.MethodRead)
-		srv.NotLeaderNext(1, srv.Addr(), standin.MethodAppend)
+		srv.NotLeaderNext(2, srv.Addr(), kurrentdbtest.MethodRead)
+		srv.NotLeaderNext(1, srv.Addr(), kurrentdbtest.MethodAppend)
 		mustAppend(t, s, "call-nl", eventstore.NoStream(), ev("x"))
 		if got, err := s.ReadStream(deadline(t), "call-nl", 0, 10); err != nil || len(got) != 1 {
 			t.Errorf("read: %d events, %v", len(got), err)
@@ -326,14 +330,14 @@ func TestNotLeader(t *testing.T) {
 // TestWrongExpectedVersionRace makes two stores (two processes) race for
 // one revision: the server lets exactly one write, and the other re-reads.
 func TestWrongExpectedVersionRace(t *testing.T) {
-	srv := startServer(t, standin.Options{})
+	srv := startServer(t, kurrentdbtest.Options{})
 	a := openClosed(t, srv.ConnString(), kurrentdb.Options{})
 	b := openClosed(t, srv.ConnString(), kurrentdb.Options{})
 	first := ev("first")
 	mustAppend(t, a, "call-race", eventstore.NoStream(), first)
 
 	race := func(expected eventstore.StreamState, ea, eb eventstore.EventData) (resA, resB eventstore.AppendResult, errA, errB error) {
-		release := srv.Stall(standin.MethodAppend)
+		release := srv.Stall(kurrentdbtest.MethodAppend)
 		var wg sync.WaitGroup
 		wg.Add(2)
 		go func() { defer wg.Done(); resA, errA = a.Append(deadline(t), "call-race", expected, ea) }()
@@ -412,11 +416,11 @@ func TestWrongExpectedVersionRace(t *testing.T) {
 // append without a position, so the loser re-reads and reports the event
 // as a duplicate.
 func TestSameEventRaceLegacyServer(t *testing.T) {
-	srv := startServer(t, standin.Options{LegacyIdempotentReply: true})
+	srv := startServer(t, kurrentdbtest.Options{LegacyIdempotentReply: true})
 	a := openClosed(t, srv.ConnString(), kurrentdb.Options{})
 	b := openClosed(t, srv.ConnString(), kurrentdb.Options{})
 	e := ev("same")
-	release := srv.Stall(standin.MethodAppend)
+	release := srv.Stall(kurrentdbtest.MethodAppend)
 	results := make([]eventstore.AppendResult, 2)
 	errs := make([]error, 2)
 	var wg sync.WaitGroup
@@ -450,7 +454,7 @@ func TestSameEventRaceLegacyServer(t *testing.T) {
 // TestStalledServer: a server that accepts calls and never answers turns
 // into ErrUnavailable after OperationTimeout, not a hung caller.
 func TestStalledServer(t *testing.T) {
-	srv := startServer(t, standin.Options{})
+	srv := startServer(t, kurrentdbtest.Options{})
 	s := openClosed(t, srv.ConnString(), kurrentdb.Options{OperationTimeout: 200 * time.Millisecond})
 	release := srv.Stall()
 	ctx := deadline(t)
@@ -468,7 +472,7 @@ func TestStalledServer(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
-	srv := startServer(t, standin.Options{})
+	srv := startServer(t, kurrentdbtest.Options{})
 	cases := []struct {
 		name, conn string
 		want       error
@@ -493,7 +497,7 @@ func TestOpenErrors(t *testing.T) {
 		})
 	}
 	t.Run("server down", func(t *testing.T) {
-		down := startServer(t, standin.Options{})
+		down := startServer(t, kurrentdbtest.Options{})
 		down.Stop()
 		ctx := deadline(t)
 		_, err := kurrentdb.Open(ctx, down.ConnString(), kurrentdb.Options{Logger: testLogger(t)})
@@ -515,7 +519,7 @@ func TestOpenErrors(t *testing.T) {
 // types, the $streamDeleted of a tombstone) are not the ledger's, but the
 // checkpoint still moves past them.
 func TestSystemEventsHidden(t *testing.T) {
-	srv := startServer(t, standin.Options{})
+	srv := startServer(t, kurrentdbtest.Options{})
 	s := openClosed(t, srv.ConnString(), kurrentdb.Options{IdleCheckpointInterval: 50 * time.Millisecond})
 	if h, err := s.Head(deadline(t)); err != nil || h != eventstore.Start {
 		t.Errorf("head of a fresh server: %d, %v; want Start", h, err)
@@ -552,7 +556,7 @@ func TestSystemEventsHidden(t *testing.T) {
 }
 
 func TestInvalidArguments(t *testing.T) {
-	srv := startServer(t, standin.Options{})
+	srv := startServer(t, kurrentdbtest.Options{})
 	s := openClosed(t, srv.ConnString(), kurrentdb.Options{})
 	big := ev("big")
 	big.Data = make([]byte, 2<<20) // over the server's 1 MiB maximum append size
@@ -578,7 +582,7 @@ func TestInvalidArguments(t *testing.T) {
 // TestCloseEndsSubscriptions: closing the store wakes a waiting Next with
 // ErrUnavailable (the subscriber may resume on a reopened store).
 func TestCloseEndsSubscriptions(t *testing.T) {
-	srv := startServer(t, standin.Options{})
+	srv := startServer(t, kurrentdbtest.Options{})
 	s := open(t, srv.ConnString(), kurrentdb.Options{})
 	mustAppend(t, s, "call-a", eventstore.NoStream(), ev("a"))
 	r := subscribe(t, s, eventstore.Start, eventstore.Filter{})

@@ -13,7 +13,7 @@ import (
 
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/kurrentdb"
-	"github.com/callledger/callledger/eventstore/kurrentdb/internal/standin"
+	"github.com/callledger/callledger/eventstore/kurrentdb/kurrentdbtest"
 	"github.com/callledger/callledger/eventstore/storetest"
 )
 
@@ -21,7 +21,7 @@ import (
 // fresh server, and reopening is a new client on the same server.
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Opener {
-		srv := startServer(t, standin.Options{})
+		srv := startServer(t, kurrentdbtest.Options{})
 		return func(t *testing.T) eventstore.Store {
 			return open(t, srv.ConnString(), kurrentdb.Options{})
 		}
@@ -32,7 +32,7 @@ func TestConformance(t *testing.T) {
 // namespace of one shared server, as against a real server: each backing
 // sees its own streams only, while the log interleaves them all.
 func TestConformanceSharedServer(t *testing.T) {
-	srv := startServer(t, standin.Options{})
+	srv := startServer(t, kurrentdbtest.Options{})
 	runNamespaced(t, srv.ConnString(), "shared")
 }
 
@@ -41,7 +41,7 @@ func TestConformanceSharedServer(t *testing.T) {
 // without a position.
 func TestConformanceLegacyServer(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Opener {
-		srv := startServer(t, standin.Options{NoServerFeatures: true, LegacyIdempotentReply: true})
+		srv := startServer(t, kurrentdbtest.Options{NoServerFeatures: true, LegacyIdempotentReply: true})
 		return func(t *testing.T) eventstore.Store {
 			return open(t, srv.ConnString(), kurrentdb.Options{})
 		}
@@ -72,9 +72,9 @@ func runNamespaced(t *testing.T, conn, run string) {
 	})
 }
 
-func startServer(t testing.TB, opts standin.Options) *standin.Server {
+func startServer(t testing.TB, opts kurrentdbtest.Options) *kurrentdbtest.Server {
 	t.Helper()
-	srv, err := standin.Start(opts)
+	srv, err := kurrentdbtest.Start(opts)
 	if err != nil {
 		t.Fatalf("start stand-in: %v", err)
 	}

@@ -164,18 +164,38 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 		s.stop()
 		return nil, fmt.Errorf("kurrentdb: %w: %w", err, eventstore.ErrInvalidArgument)
 	}
-	pctx, cancel := s.opCtx(ctx)
-	_, err = call(s, pctx, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
-		return s.readAllPage(ctx, c, esdb.Backwards, esdb.End{}, 1)
-	})
-	if err != nil {
-		err = s.portErr(pctx, "open kurrentdb at "+target, err, eventstore.ErrUnavailable)
-		cancel()
+	if err := s.ping(ctx, "open kurrentdb at "+target); err != nil {
 		_ = s.Close()
 		return nil, err
 	}
-	cancel()
 	return s, nil
+}
+
+// Ping reads the last record of $all: the cheapest call that proves the
+// server answers (Head may page through the server's own events).
+// Readiness probes call it every few seconds. It fails with
+// [eventstore.ErrUnavailable] when the server is unreachable or refuses,
+// and with ctx's error when ctx ends first.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	if s.closed.Load() {
+		return fmt.Errorf("ping: %w", errClosed)
+	}
+	return s.ping(ctx, "ping kurrentdb at "+s.target)
+}
+
+func (s *Store) ping(ctx context.Context, op string) error {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	_, err := call(s, ctx, func(ctx context.Context, c *esdb.Client) ([]*esdb.RecordedEvent, error) {
+		return s.readAllPage(ctx, c, esdb.Backwards, esdb.End{}, 1)
+	})
+	if err != nil {
+		return s.portErr(ctx, op, err, eventstore.ErrUnavailable)
+	}
+	return nil
 }
 
 // scrub renders a connection string parse error without the string itself,

@@ -1,4 +1,4 @@
-package standin_test
+package kurrentdbtest_test
 
 import (
 	"context"
@@ -13,18 +13,18 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/callledger/callledger/eventstore/kurrentdb/internal/standin"
+	"github.com/callledger/callledger/eventstore/kurrentdb/kurrentdbtest"
 )
 
 // These tests drive the stand-in with the real v4.2.0 client and check the
-// behaviour the reference documents for a real server, so that the
-// adapter's tests rest on a faithful stand-in.
+// behaviour a real server shows (read in the client's and the server's
+// source), so that the adapter's tests rest on a faithful stand-in.
 
 const deadline = 30 * time.Second
 
-func start(t *testing.T, opts standin.Options) *standin.Server {
+func start(t *testing.T, opts kurrentdbtest.Options) *kurrentdbtest.Server {
 	t.Helper()
-	srv, err := standin.Start(opts)
+	srv, err := kurrentdbtest.Start(opts)
 	if err != nil {
 		t.Fatalf("start stand-in: %v", err)
 	}
@@ -44,7 +44,7 @@ func client(t *testing.T, conn string) *esdb.Client {
 		t.Fatalf("new client: %v", err)
 	}
 	// Registered after the server's cleanup, so it runs first: the
-	// teardown order the reference asks for.
+	// teardown order the client needs (an error reaching a closed client panics).
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -108,7 +108,7 @@ func readAll(t *testing.T, c *esdb.Client, opts esdb.ReadAllOptions, n uint64) (
 }
 
 func TestAppendAndRead(t *testing.T) {
-	srv := start(t, standin.Options{})
+	srv := start(t, kurrentdbtest.Options{})
 	c := client(t, srv.ConnString())
 	a, b := ev("A"), ev("B")
 	wr, err := c.AppendToStream(ctx(t), "s-1", esdb.AppendToStreamOptions{ExpectedRevision: esdb.NoStream{}}, a, b)
@@ -175,7 +175,7 @@ func TestAppendAndRead(t *testing.T) {
 }
 
 func TestExpectedRevisionsAndIdempotency(t *testing.T) {
-	srv := start(t, standin.Options{RecentIDs: 4})
+	srv := start(t, kurrentdbtest.Options{RecentIDs: 4})
 	c := client(t, srv.ConnString())
 	a, b := ev("a"), ev("b")
 	opt := func(r esdb.ExpectedRevision) esdb.AppendToStreamOptions {
@@ -223,7 +223,7 @@ func TestExpectedRevisionsAndIdempotency(t *testing.T) {
 }
 
 func TestLegacyIdempotentReply(t *testing.T) {
-	srv := start(t, standin.Options{LegacyIdempotentReply: true})
+	srv := start(t, kurrentdbtest.Options{LegacyIdempotentReply: true})
 	c := client(t, srv.ConnString())
 	a := ev("a")
 	opts := esdb.AppendToStreamOptions{ExpectedRevision: esdb.NoStream{}}
@@ -237,7 +237,7 @@ func TestLegacyIdempotentReply(t *testing.T) {
 }
 
 func TestErrorsAndFaults(t *testing.T) {
-	srv := start(t, standin.Options{})
+	srv := start(t, kurrentdbtest.Options{})
 	c := client(t, srv.ConnString())
 	opts := esdb.AppendToStreamOptions{}
 	if _, err := c.AppendToStream(ctx(t), "s", opts, ev("a")); err != nil {
@@ -253,7 +253,7 @@ func TestErrorsAndFaults(t *testing.T) {
 		t.Errorf("append to tombstoned: %v", err)
 	}
 
-	srv.FailNext(1, codes.Unavailable, "Server Is Not Ready", standin.MethodAppend)
+	srv.FailNext(1, codes.Unavailable, "Server Is Not Ready", kurrentdbtest.MethodAppend)
 	if _, err := c.AppendToStream(ctx(t), "f", opts, ev("a")); code(err) != esdb.ErrorUnavailable {
 		t.Errorf("append while not ready: %v", err)
 	}
@@ -263,20 +263,20 @@ func TestErrorsAndFaults(t *testing.T) {
 
 	// Not leader, pointing at a second server: the client reconnects
 	// there.
-	leader := start(t, standin.Options{})
-	srv.NotLeaderNext(1, leader.Addr(), standin.MethodAppend)
+	leader := start(t, kurrentdbtest.Options{})
+	srv.NotLeaderNext(1, leader.Addr(), kurrentdbtest.MethodAppend)
 	if _, err := c.AppendToStream(ctx(t), "nl", opts, ev("a")); code(err) != esdb.ErrorCodeNotLeader {
 		t.Errorf("append to a follower: %v", err)
 	}
 	if _, err := c.AppendToStream(ctx(t), "nl", opts, ev("a")); err != nil {
 		t.Errorf("append after the redirect: %v", err)
 	}
-	if leader.Calls(standin.MethodAppend) != 1 {
-		t.Errorf("the leader served %d appends, want 1", leader.Calls(standin.MethodAppend))
+	if leader.Calls(kurrentdbtest.MethodAppend) != 1 {
+		t.Errorf("the leader served %d appends, want 1", leader.Calls(kurrentdbtest.MethodAppend))
 	}
 
 	// Stalls hold calls until released.
-	release := leader.Stall(standin.MethodAppend)
+	release := leader.Stall(kurrentdbtest.MethodAppend)
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.AppendToStream(ctx(t), "stall", opts, ev("a"))
@@ -296,7 +296,7 @@ func TestErrorsAndFaults(t *testing.T) {
 }
 
 func TestSubscription(t *testing.T) {
-	srv := start(t, standin.Options{})
+	srv := start(t, kurrentdbtest.Options{})
 	c := client(t, srv.ConnString())
 	for i := range 40 {
 		stream := "other-1"
@@ -373,7 +373,7 @@ func TestSubscription(t *testing.T) {
 }
 
 func TestRestartAndDiscovery(t *testing.T) {
-	srv := start(t, standin.Options{})
+	srv := start(t, kurrentdbtest.Options{})
 	c := client(t, "esdb+discover://"+srv.Addr()+"?tls=false")
 	a := ev("a")
 	if _, err := c.AppendToStream(ctx(t), "s", esdb.AppendToStreamOptions{}, a); err != nil {

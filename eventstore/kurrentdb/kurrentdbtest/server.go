@@ -1,13 +1,15 @@
-// Package standin is an in-process stand-in for a single-node KurrentDB
-// (EventStoreDB) server, for tests only. It serves the gRPC protocol of the
-// server interfaces generated inside EventStore-Client-Go v4, with the
-// semantics the v4.2.0 client relies on, so that the kurrentdb adapter can be
-// tested without a real server (none can run on the build machines).
+// Package kurrentdbtest provides an in-process stand-in for a single-node
+// KurrentDB (EventStoreDB) server, for tests, as net/http/httptest does for
+// HTTP servers. It serves the gRPC protocol of the server interfaces
+// generated inside EventStore-Client-Go v4, with the semantics the v4.2.0
+// client relies on, so that the kurrentdb adapter and everything built on it
+// (the end-to-end and command tests) can run without a real server, which
+// cannot run on the build machines.
 //
-// It is internal to the adapter and imported only by _test.go files: it is
-// not a database and is never offered to users.
+// Only _test.go files import it. It is not a database (nothing is
+// persisted) and is never offered to users: the binary does not link it.
 //
-// What it reproduces (see /work/shared/reference/kurrentdb-go-client.md §3, §7):
+// What it reproduces:
 //
 //   - Appends with expected revisions and the server's idempotency rules:
 //     exact revisions walk the stored events (reliable); Any and StreamExists
@@ -37,7 +39,7 @@
 // link resolution, stream subscriptions, filtered plain reads, batch append,
 // projections, and the real server's regular expression dialect (.NET; Go's
 // RE2 is used).
-package standin
+package kurrentdbtest
 
 import (
 	"context"
