@@ -74,6 +74,9 @@ type Store struct {
 	notify   chan struct{} // closed and replaced after each Apply
 	watchers map[*Watcher]struct{}
 	closed   atomic.Bool
+	// countsMu guards counts, which Apply replaces after each commit.
+	countsMu sync.RWMutex
+	counts   counts
 	// life fences reads from Close: every read holds it shared and checks
 	// closed; Close takes it exclusively, so the database is never closed
 	// under a read, and reads that come later get ErrClosed.
@@ -120,6 +123,10 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open call store in %s: %w", dir, err)
 	}
 	s.applied.Store(uint64(cp))
+	if err := s.loadCounts(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open call store in %s: %w", dir, err)
+	}
 	return s, nil
 }
 
@@ -223,6 +230,11 @@ func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) error {
 	if err := tx.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("commit call store batch: %w", err)
 	}
+	if tx.counts != nil {
+		s.countsMu.Lock()
+		s.counts = *tx.counts
+		s.countsMu.Unlock()
+	}
 	s.applied.Store(cp)
 	s.publish(changed, eventstore.Position(cp))
 	s.wake()
@@ -275,6 +287,8 @@ type batchTx struct {
 	recs map[string]*entry
 	// order of first Put, for deterministic writes
 	order []string
+	// counts after this batch; nil until a record changes
+	counts *counts
 }
 
 func (t *batchTx) Get(sid string) (*statev1.CallRecord, error) {
@@ -324,7 +338,21 @@ func (t *batchTx) write(checkpoint uint64) ([]changedCall, error) {
 		if err := t.reindex(e.oldActive, activeKey(e.rec)); err != nil {
 			return nil, err
 		}
-		changed = append(changed, changedCall{call: callstate.View(e.rec), old: e.old})
+		view := callstate.View(e.rec)
+		changed = append(changed, changedCall{call: view, old: e.old})
+		if t.counts == nil {
+			c := t.s.counts.clone() // Apply holds applyMu: nothing else writes s.counts
+			t.counts = &c
+		}
+		if e.old != nil {
+			t.counts.add(e.old, -1)
+		}
+		t.counts.add(view, 1)
+	}
+	if t.counts != nil {
+		if err := t.b.Set(keyCounts, t.counts.encode(), nil); err != nil {
+			return nil, err
+		}
 	}
 	var cp [8]byte
 	binary.BigEndian.PutUint64(cp[:], checkpoint)
