@@ -11,6 +11,7 @@ import (
 
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/projections/callstate"
 )
 
@@ -29,6 +30,8 @@ type Counts struct {
 	Active int64
 	// Total is the number of call records.
 	Total int64
+	// Position is the checkpoint the counts are exact at.
+	Position eventstore.Position
 }
 
 // counts is the in-memory copy of keyCounts; Apply, under applyMu, is its
@@ -138,7 +141,7 @@ func (s *Store) loadCounts() error {
 func (s *Store) Counts() Counts {
 	s.countsMu.RLock()
 	defer s.countsMu.RUnlock()
-	out := Counts{ByStatus: make(map[callledgerv1.CallStatus]int64, len(s.counts.byStatus)), Active: s.counts.active}
+	out := Counts{ByStatus: make(map[callledgerv1.CallStatus]int64, len(s.counts.byStatus)), Active: s.counts.active, Position: s.countsAt}
 	for k, v := range s.counts.byStatus {
 		out.ByStatus[k] = v
 		out.Total += v
