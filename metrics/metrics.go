@@ -26,6 +26,9 @@ var DelayBuckets = []float64{0.25, 0.5, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 30, 60, 12
 // wait for an fsync, so they start around a millisecond.
 var LatencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
+// Kinds are the webhook callback kinds, the values of the kind label.
+var Kinds = []string{"status", "dial", "recording", "events"}
+
 // Webhook counts and times the Twilio-facing HTTP routes. It implements
 // webhook.Observer.
 type Webhook struct {
@@ -78,10 +81,15 @@ func NewWebhook(reg prometheus.Registerer) (*Webhook, error) {
 			Help: "Appends that failed (the webhook answered 503).",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.ack, m.delay, m.duplicates, m.signature, m.quarantine, m.appendDur, m.appendErrs} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := register(reg, m.requests, m.ack, m.delay, m.duplicates, m.signature, m.quarantine, m.appendDur, m.appendErrs); err != nil {
+		return nil, err
+	}
+	// Export the refusal counters at zero from the start, so that a rate
+	// (and an alert on it) exists before the first refusal.
+	for _, kind := range Kinds {
+		m.duplicates.WithLabelValues(kind)
+		m.signature.WithLabelValues(kind)
+		m.quarantine.WithLabelValues(kind)
 	}
 	return m, nil
 }

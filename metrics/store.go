@@ -17,9 +17,8 @@ type Store struct {
 // StoreStats are the store's cumulative write-path counters.
 type StoreStats struct{ Commits, Appends, Events uint64 }
 
-// NewStore registers the group-commit metrics with reg. stats, when not
-// nil, is read at each scrape for the cumulative counters.
-func NewStore(reg prometheus.Registerer, stats func() StoreStats) (*Store, error) {
+// NewStore registers the group-commit metrics with reg.
+func NewStore(reg prometheus.Registerer) (*Store, error) {
 	m := &Store{
 		appends: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: Namespace, Subsystem: "store", Name: "group_commit_appends",
@@ -37,29 +36,38 @@ func NewStore(reg prometheus.Registerer, stats func() StoreStats) (*Store, error
 			Buckets: LatencyBuckets,
 		}),
 	}
-	cs := []prometheus.Collector{m.appends, m.events, m.commit}
-	if stats != nil {
-		cs = append(cs,
-			prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Namespace: Namespace, Subsystem: "store", Name: "commits_total",
-				Help: "Group commits that wrote to disk (one fsync each).",
-			}, func() float64 { return float64(stats().Commits) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Namespace: Namespace, Subsystem: "store", Name: "appends_total",
-				Help: "Appends the committer processed, successful or not.",
-			}, func() float64 { return float64(stats().Appends) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Namespace: Namespace, Subsystem: "store", Name: "events_total",
-				Help: "Events written to the log (duplicates excluded).",
-			}, func() float64 { return float64(stats().Events) }),
-		)
-	}
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := register(reg, m.appends, m.events, m.commit); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// RegisterStoreStats exports the store's cumulative write-path counters,
+// read from stats at each scrape.
+func RegisterStoreStats(reg prometheus.Registerer, stats func() StoreStats) error {
+	return register(reg,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "store", Name: "commits_total",
+			Help: "Group commits that wrote to disk (one fsync each).",
+		}, func() float64 { return float64(stats().Commits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "store", Name: "appends_total",
+			Help: "Appends the committer processed, successful or not.",
+		}, func() float64 { return float64(stats().Appends) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "store", Name: "events_total",
+			Help: "Events written to the log (duplicates excluded).",
+		}, func() float64 { return float64(stats().Events) }),
+	)
+}
+
+func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Commit records one durable group commit. It runs on the committer's

@@ -130,7 +130,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return fmt.Errorf("--public-url: %w", err)
 	}
 
-	store, err := pebblestore.Open(filepath.Join(cfg.dataDir, "ledger"), pebblestore.Options{Logger: logger})
+	tel, err := newTelemetry()
+	if err != nil {
+		return err
+	}
+	store, err := pebblestore.Open(filepath.Join(cfg.dataDir, "ledger"), pebblestore.Options{Logger: logger, OnCommit: tel.onCommit})
 	if err != nil {
 		return fmt.Errorf("open event store: %w", err)
 	}
@@ -140,7 +144,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		}
 	}()
 
-	calls, err := callstore.Open(projectionDir(cfg.dataDir), callstore.Options{Logger: logger})
+	calls, err := callstore.Open(projectionDir(cfg.dataDir), callstore.Options{Logger: logger, Observe: tel.delays.Observe})
 	if err != nil {
 		return fmt.Errorf("open call-state read model: %w", err)
 	}
@@ -149,6 +153,12 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 			logger.Error("close call-state read model", "err", err)
 		}
 	}()
+	if err := tel.watchStore(store); err != nil {
+		return err
+	}
+	if err := tel.watchProjection(store, calls); err != nil {
+		return err
+	}
 	runner := projections.NewRunner(store, calls, eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPrefix}}, logger)
 	runCtx, stopRunner := context.WithCancel(context.WithoutCancel(ctx))
 	runnerDone := make(chan struct{})
@@ -164,6 +174,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		Logger:      logger,
 		MaxInFlight: cfg.maxInFlight,
 		DialTwiML:   cfg.dialTwiML,
+		Observer:    tel.webhook,
 		Ready: func(ctx context.Context) error {
 			_, err := store.Head(ctx)
 			return err
@@ -173,6 +184,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return err
 	}
 
+	hooks.Handle("GET /metrics", tel.handler(logger))
+
 	httpSrv := &http.Server{
 		Handler:           hooks,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -181,11 +194,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	grpcSrv := grpc.NewServer()
+	grpcSrv := grpc.NewServer(tel.grpcOptions()...)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv)
-	queries, err := query.New(query.Config{Calls: calls, History: store, Logger: logger})
+	queries, err := query.New(query.Config{Calls: calls, History: store, Logger: logger, Counts: calls, Delays: tel.delays})
 	if err != nil {
 		return err
 	}
@@ -207,6 +220,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		healthSrv.SetServingStatus(queryService, healthpb.HealthCheckResponse_SERVING)
 	}()
 
+	tel.instrumentGRPC(grpcSrv) // after the last service is registered
 	errc := make(chan error, 2)
 	go func() { errc <- httpSrv.Serve(httpLn) }()
 	go func() { errc <- grpcSrv.Serve(grpcLn) }()

@@ -35,7 +35,7 @@ func benchIngest(b *testing.B, withMetrics bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		sm, err := metrics.NewStore(reg, nil)
+		sm, err := metrics.NewStore(reg)
 		if err != nil {
 			b.Fatal(err)
 		}
