@@ -7,14 +7,19 @@ type Reconciler struct {
 	actions *prometheus.CounterVec
 }
 
-// NewReconciler registers callledger_reconciler_actions_total with reg.
-func NewReconciler(reg prometheus.Registerer) (*Reconciler, error) {
+// NewReconciler registers callledger_reconciler_actions_total with reg,
+// exporting the given actions at zero so that rates exist before the first
+// action.
+func NewReconciler(reg prometheus.Registerer, actions ...string) (*Reconciler, error) {
 	m := &Reconciler{actions: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: Namespace, Subsystem: "reconciler", Name: "actions_total",
 		Help: "Reconciler actions by kind (the reconciler's OnAction hook).",
 	}, []string{"action"})}
 	if err := reg.Register(m.actions); err != nil {
 		return nil, err
+	}
+	for _, a := range actions {
+		m.actions.WithLabelValues(a)
 	}
 	return m, nil
 }
