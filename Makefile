@@ -57,6 +57,15 @@ lint: $(BIN)/buf $(BIN)/staticcheck ## buf lint, gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	staticcheck ./...
 
+.PHONY: lint-rules
+lint-rules: ## promtool check rules on docs/alerts (installs Debian's prometheus package when promtool is missing)
+	@command -v promtool >/dev/null || { \
+		echo "promtool not found: installing Debian's prometheus package" >&2; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; \
+	}
+	promtool check rules docs/alerts/*.rules.yml
+	promtool test rules docs/alerts/*.test.yml
+
 .PHONY: bench
 bench: ## Run the Go micro-benchmarks
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
@@ -66,7 +75,7 @@ bench-ingest: ## Ingest benchmark with wrk: saturation and fixed rate (needs wrk
 	./scripts/bench-ingest.sh $(BENCH_DURATION) $(BENCH_RATE)
 
 .PHONY: ci
-ci: checkgenerate lint test ## What .ci/run runs
+ci: checkgenerate lint lint-rules test ## What .ci/run runs
 
 $(BIN)/buf: Makefile
 	GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/ledger"
@@ -33,8 +35,16 @@ var callFilter = eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPre
 // returns the head position.
 func fill(t testing.TB, store eventstore.Store, calls int, seed uint64) eventstore.Position {
 	t.Helper()
+	return fillSome(t, store, calls, seed, 1)
+}
+
+// fillSome is fill with only the first share of the requests delivered, so
+// that calls are left in progress.
+func fillSome(t testing.TB, store eventstore.Store, calls int, seed uint64, share float64) eventstore.Position {
+	t.Helper()
 	reqs := traffic.Generate(traffic.Config{Calls: calls, Seed: seed, PublicURL: "https://h", Token: "t",
 		Start: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)})
+	reqs = reqs[:int(float64(len(reqs))*share)]
 	var (
 		mu   sync.Mutex
 		head eventstore.Position
@@ -128,6 +138,31 @@ func sameRecords(t testing.TB, cs *callstore.Store, mem *callstate.Memory) {
 	}
 	if n != mem.Len() {
 		t.Fatalf("read model holds %d calls, a rebuild %d", n, mem.Len())
+	}
+	sameCounts(t, cs)
+}
+
+// sameCounts fails unless the read model's maintained counts equal a count
+// of its records.
+func sameCounts(t testing.TB, cs *callstore.Store) {
+	t.Helper()
+	want := callstore.Counts{ByStatus: map[callledgerv1.CallStatus]int64{}}
+	err := cs.Records(context.Background(), func(rec *statev1.CallRecord) error {
+		c := callstate.View(rec)
+		want.ByStatus[c.GetStatus()]++
+		want.Total++
+		if callstate.Active(c) {
+			want.Active++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cs.Counts()
+	got.Position = 0
+	if !maps.Equal(got.ByStatus, want.ByStatus) || got.Active != want.Active || got.Total != want.Total {
+		t.Fatalf("maintained counts %+v, counted %+v", got, want)
 	}
 }
 

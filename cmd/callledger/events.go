@@ -52,7 +52,7 @@ func eventsCommand(stdout, stderr io.Writer) *ffcli.Command {
 				stream = ledger.CallStream(stream)
 			}
 			logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			store, err := openStore(ctx, *storeURL, *dataDir, logger)
+			store, err := openStore(ctx, *storeURL, *dataDir, logger, nil)
 			if errors.Is(err, pebblestore.ErrLocked) {
 				return fmt.Errorf("%w: stop the server using %s first, or copy the directory", err, *dataDir)
 			}

@@ -20,6 +20,7 @@ import (
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
@@ -131,7 +132,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return fmt.Errorf("--public-url: %w", err)
 	}
 
-	store, err := openStore(ctx, cfg.store, cfg.dataDir, logger)
+	tel, err := newTelemetry()
+	if err != nil {
+		return err
+	}
+	store, err := openStore(ctx, cfg.store, cfg.dataDir, logger, tel.onCommit)
 	if err != nil {
 		return err
 	}
@@ -141,7 +146,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		}
 	}()
 
-	calls, err := callstore.Open(projectionDir(cfg.dataDir), callstore.Options{Logger: logger})
+	calls, err := callstore.Open(projectionDir(cfg.dataDir), callstore.Options{Logger: logger, Observe: tel.delays.Observe})
 	if err != nil {
 		return fmt.Errorf("open call-state read model: %w", err)
 	}
@@ -150,6 +155,15 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 			logger.Error("close call-state read model", "err", err)
 		}
 	}()
+	if embedded, ok := store.(*pebblestore.Store); ok {
+		// Group-commit counters exist only for the embedded store.
+		if err := tel.watchStore(embedded); err != nil {
+			return err
+		}
+	}
+	if err := tel.watchProjection(store, calls); err != nil {
+		return err
+	}
 	runner := projections.NewRunner(store, calls, eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPrefix}}, logger)
 	runCtx, stopRunner := context.WithCancel(context.WithoutCancel(ctx))
 	runnerDone := make(chan struct{})
@@ -165,11 +179,14 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		Logger:      logger,
 		MaxInFlight: cfg.maxInFlight,
 		DialTwiML:   cfg.dialTwiML,
+		Observer:    tel.webhook,
 		Ready:       storeReady(store),
 	})
 	if err != nil {
 		return err
 	}
+
+	hooks.Handle("GET /metrics", tel.handler(logger))
 
 	httpSrv := &http.Server{
 		Handler:           hooks,
@@ -179,11 +196,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	grpcSrv := grpc.NewServer()
+	grpcSrv := grpc.NewServer(tel.grpcOptions()...)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv)
-	queries, err := query.New(query.Config{Calls: calls, History: store, Logger: logger})
+	queries, err := query.New(query.Config{Calls: calls, History: store, Logger: logger, Counts: calls, Delays: tel.delays})
 	if err != nil {
 		return err
 	}
@@ -205,6 +222,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		healthSrv.SetServingStatus(queryService, healthpb.HealthCheckResponse_SERVING)
 	}()
 
+	tel.instrumentGRPC(grpcSrv) // after the last service is registered
 	errc := make(chan error, 2)
 	go func() { errc <- httpSrv.Serve(httpLn) }()
 	go func() { errc <- grpcSrv.Serve(grpcLn) }()

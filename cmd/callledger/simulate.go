@@ -79,9 +79,13 @@ func simulate(ctx context.Context, cfg simulateConfig, stdout io.Writer) error {
 	if cfg.seed == 0 {
 		cfg.seed = uint64(time.Now().UnixNano())
 	}
-	reqs := traffic.Generate(traffic.Config{
+	tcfg := traffic.Config{
 		Calls: cfg.calls, Seed: cfg.seed, PublicURL: cfg.publicURL, Token: cfg.token, RetryRate: cfg.retryRate,
-	})
+	}
+	reqs := traffic.Generate(tcfg)
+	// Requests are dated as they go out, so the server measures realistic
+	// delivery delays.
+	stamper := traffic.NewStamper(tcfg)
 
 	client := &http.Client{
 		Timeout:   15 * time.Second, // Twilio's own limit
@@ -101,6 +105,7 @@ func simulate(ctx context.Context, cfg simulateConfig, stdout io.Writer) error {
 		go func() {
 			defer wg.Done()
 			for r := range work {
+				r = stamper.Stamp(r, time.Now())
 				code, err := send(ctx, client, cfg.target, r)
 				mu.Lock()
 				if err != nil {

@@ -32,10 +32,10 @@ const storeOpenTimeout = 30 * time.Second
 // A KurrentDB connection string is checked before use, and the server must
 // answer once: a typo fails the start with a message that says what is
 // wrong, rather than a server that answers 503 forever.
-func openStore(ctx context.Context, storeURL, dataDir string, logger *slog.Logger) (eventstore.Store, error) {
+func openStore(ctx context.Context, storeURL, dataDir string, logger *slog.Logger, onCommit func(pebblestore.CommitInfo)) (eventstore.Store, error) {
 	if storeURL == "" {
 		dir := filepath.Join(dataDir, "ledger")
-		s, err := pebblestore.Open(dir, pebblestore.Options{Logger: logger})
+		s, err := pebblestore.Open(dir, pebblestore.Options{Logger: logger, OnCommit: onCommit})
 		if err != nil {
 			return nil, fmt.Errorf("open embedded event store %s: %w", dir, err)
 		}

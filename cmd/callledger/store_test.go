@@ -146,7 +146,7 @@ func TestStoreFlagRefusesBadConnectionStrings(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			_, err := openStore(ctx, tc.store, t.TempDir(), slog.New(slog.DiscardHandler))
+			_, err := openStore(ctx, tc.store, t.TempDir(), slog.New(slog.DiscardHandler), nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("openStore(%q): %v, want an error mentioning %q", tc.store, err, tc.want)
 			}

@@ -285,7 +285,15 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 		return
 	}
 	if !lb.Empty() {
+		var began time.Time
+		if s.opts.OnCommit != nil {
+			began = time.Now()
+		}
 		err := s.commitBatch(lb)
+		var took time.Duration
+		if s.opts.OnCommit != nil {
+			took = time.Since(began)
+		}
 		if err == nil {
 			// The log is durable; the index follows it, without a WAL of
 			// its own. Should this fail, the events are in the log but not
@@ -306,6 +314,9 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 		}
 		s.commits.Add(1)
 		s.events.Add(next - 1 - head)
+		if s.opts.OnCommit != nil {
+			s.opts.OnCommit(CommitInfo{Appends: len(reqs), Events: int(next - 1 - head), Duration: took})
+		}
 	}
 	if err := g.settle(s.opts.scanIDs); err != nil {
 		// The group is durable and its answers stand, but the cache can no

@@ -52,6 +52,11 @@ type Options struct {
 	// must not change the comparer, the merger, the block cache or
 	// DisableWAL.
 	Pebble func(db string, o *pebble.Options)
+	// OnCommit, when set, is called by the committer after each group
+	// commit that wrote to the log, so metrics can see batch sizes and
+	// fsync latency without a lock on the write path. It runs on the
+	// committer goroutine: it must be quick and must not call the store.
+	OnCommit func(CommitInfo)
 
 	// Test hooks, set only by this package's tests.
 	beforeGroup  func()                    // called by the committer before it processes a group
@@ -98,6 +103,16 @@ type Stats struct {
 	Appends uint64
 	// Events counts events written (duplicates excluded).
 	Events uint64
+}
+
+// CommitInfo describes one durable group commit, for Options.OnCommit.
+type CommitInfo struct {
+	// Appends is the number of appends the group processed.
+	Appends int
+	// Events is the number of events it wrote (duplicates excluded).
+	Events int
+	// Duration is the time spent writing and syncing the log batch.
+	Duration time.Duration
 }
 
 // Store is the Pebble-backed event store. It is safe for concurrent use.

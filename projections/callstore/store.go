@@ -58,6 +58,10 @@ type Options struct {
 	// WatchBuffer is how many changes a watcher may have pending before it
 	// is ended with ErrSlowConsumer (default 4096).
 	WatchBuffer int
+	// Observe, when set, is called with every event an Apply folded, once
+	// the batch is committed (in-memory statistics such as delivery
+	// delays). It runs on the projection's goroutine: it must be quick.
+	Observe func(*callledgerv1.Event)
 }
 
 // Store is the call-state read model.
@@ -74,6 +78,10 @@ type Store struct {
 	notify   chan struct{} // closed and replaced after each Apply
 	watchers map[*Watcher]struct{}
 	closed   atomic.Bool
+	// countsMu guards counts, which Apply replaces after each commit.
+	countsMu sync.RWMutex
+	counts   counts
+	countsAt eventstore.Position
 	// life fences reads from Close: every read holds it shared and checks
 	// closed; Close takes it exclusively, so the database is never closed
 	// under a read, and reads that come later get ErrClosed.
@@ -120,6 +128,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open call store in %s: %w", dir, err)
 	}
 	s.applied.Store(uint64(cp))
+	s.countsAt = cp
+	if err := s.loadCounts(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open call store in %s: %w", dir, err)
+	}
 	return s, nil
 }
 
@@ -214,6 +227,9 @@ func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) error {
 		if err := callstate.Apply(tx, ev, uint64(rec.Position)); err != nil {
 			return fmt.Errorf("apply %s@%d: %w", rec.Stream, rec.Revision, err)
 		}
+		if s.opts.Observe != nil {
+			tx.applied = append(tx.applied, ev)
+		}
 	}
 	cp := max(uint64(batch.Checkpoint), s.applied.Load())
 	changed, err := tx.write(cp)
@@ -223,7 +239,16 @@ func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) error {
 	if err := tx.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("commit call store batch: %w", err)
 	}
+	s.countsMu.Lock()
+	if tx.counts != nil {
+		s.counts = *tx.counts
+	}
+	s.countsAt = eventstore.Position(cp)
+	s.countsMu.Unlock()
 	s.applied.Store(cp)
+	for _, ev := range tx.applied {
+		s.opts.Observe(ev)
+	}
 	s.publish(changed, eventstore.Position(cp))
 	s.wake()
 	return nil
@@ -275,6 +300,10 @@ type batchTx struct {
 	recs map[string]*entry
 	// order of first Put, for deterministic writes
 	order []string
+	// counts after this batch; nil until a record changes
+	counts *counts
+	// applied events, for Options.Observe
+	applied []*callledgerv1.Event
 }
 
 func (t *batchTx) Get(sid string) (*statev1.CallRecord, error) {
@@ -324,7 +353,21 @@ func (t *batchTx) write(checkpoint uint64) ([]changedCall, error) {
 		if err := t.reindex(e.oldActive, activeKey(e.rec)); err != nil {
 			return nil, err
 		}
-		changed = append(changed, changedCall{call: callstate.View(e.rec), old: e.old})
+		view := callstate.View(e.rec)
+		changed = append(changed, changedCall{call: view, old: e.old})
+		if t.counts == nil {
+			c := t.s.counts.clone() // Apply holds applyMu: nothing else writes s.counts
+			t.counts = &c
+		}
+		if e.old != nil {
+			t.counts.add(e.old, -1)
+		}
+		t.counts.add(view, 1)
+	}
+	if t.counts != nil {
+		if err := t.b.Set(keyCounts, t.counts.encode(), nil); err != nil {
+			return nil, err
+		}
 	}
 	var cp [8]byte
 	binary.BigEndian.PutUint64(cp[:], checkpoint)

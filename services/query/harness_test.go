@@ -25,6 +25,7 @@ import (
 	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/projections/delays"
 	"github.com/callledger/callledger/services/query"
 )
 
@@ -58,7 +59,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { events.Close() })
-	calls, err := callstore.Open(t.TempDir(), callstore.Options{WatchBuffer: o.watchBuffer})
+	window := delays.NewWindow(0, nil)
+	calls, err := callstore.Open(t.TempDir(), callstore.Options{WatchBuffer: o.watchBuffer, Observe: window.Observe})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +86,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		History: history,
 		Logger:  slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MaxWait: o.maxWait,
+		Counts:  calls,
+		Delays:  window,
 	})
 	if err != nil {
 		t.Fatal(err)

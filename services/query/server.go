@@ -80,6 +80,10 @@ type Config struct {
 	// no deadline (a request's own deadline always applies, however far).
 	// Default: DefaultMaxWait.
 	MaxWait time.Duration
+	// Counts and Delays feed GetStats; without both it answers
+	// UNIMPLEMENTED.
+	Counts Counts
+	Delays Delays
 }
 
 // Server implements callledgerv1.CallQueryServiceServer.
@@ -90,6 +94,8 @@ type Server struct {
 	history History
 	log     *slog.Logger
 	maxWait time.Duration
+	counts  Counts
+	delays  Delays
 }
 
 var _ callledgerv1.CallQueryServiceServer = (*Server)(nil)
@@ -110,6 +116,8 @@ func New(cfg Config) (*Server, error) {
 		history: cfg.History,
 		log:     cfg.Logger.With("component", "query"),
 		maxWait: cfg.MaxWait,
+		counts:  cfg.Counts,
+		delays:  cfg.Delays,
 	}, nil
 }
 

@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/metrics"
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/traffic"
 	"github.com/callledger/callledger/twilio"
@@ -14,14 +18,41 @@ import (
 
 // BenchmarkIngest measures the whole webhook path in-process — verify,
 // derive, encode, group-committed fsync'd append — without the network, so
-// it shows the server's own cost per webhook. Every request is unique.
+// it shows the server's own cost per webhook. Every request is unique. The
+// sub-benchmarks run it without and with the Prometheus metrics, so one
+// run gives their overhead.
 func BenchmarkIngest(b *testing.B) {
-	store := openStore(b)
+	b.Run("metrics=off", func(b *testing.B) { benchIngest(b, false) })
+	b.Run("metrics=on", func(b *testing.B) { benchIngest(b, true) })
+}
+
+func benchIngest(b *testing.B, withMetrics bool) {
+	cfg := webhook.Config{}
+	var storeOpts pebblestore.Options
+	if withMetrics {
+		reg := prometheus.NewRegistry()
+		wm, err := metrics.NewWebhook(reg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sm, err := metrics.NewStore(reg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.Observer = wm
+		storeOpts.OnCommit = func(ci pebblestore.CommitInfo) { sm.Commit(ci.Appends, ci.Events, ci.Duration) }
+	}
+	store, err := pebblestore.Open(b.TempDir(), storeOpts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close() })
 	v, err := twilio.NewVerifier("https://hooks.example.com", "tok")
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := webhook.New(webhook.Config{Verifier: v, Store: store})
+	cfg.Verifier, cfg.Store = v, store
+	h, err := webhook.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -6,12 +6,14 @@ package webhook
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +26,41 @@ import (
 type Appender interface {
 	Append(ctx context.Context, stream string, expected eventstore.StreamState, events ...eventstore.EventData) (eventstore.AppendResult, error)
 }
+
+// Observer is told what the handler does, for metrics. Its methods are
+// called on the request path, so they must be quick and safe for
+// concurrent use. Route is the request path of a known route, "other"
+// otherwise; kind is the callback kind (status, dial, recording, events).
+type Observer interface {
+	// Answered: one call per request, with the answer code and the time
+	// from receipt to answer.
+	Answered(route string, code int, elapsed time.Duration)
+	// Delivered: Twilio's delivery delay of one stored event, received_at
+	// minus the Timestamp (or CloudEvent time) Twilio reported.
+	Delivered(kind string, delay time.Duration)
+	// Duplicates: n events of a request were already stored.
+	Duplicates(kind string, n int)
+	// SignatureFailed: a request was refused for its signature.
+	SignatureFailed(kind string)
+	// Quarantined: n events were newly stored in a quarantine stream.
+	Quarantined(kind string, n int)
+	// Appended: one append to the store, and its error.
+	Appended(elapsed time.Duration, err error)
+}
+
+// nopObserver is the Observer of a handler built without one.
+type nopObserver struct{}
+
+func (nopObserver) Answered(string, int, time.Duration) {}
+func (nopObserver) Delivered(string, time.Duration)     {}
+func (nopObserver) Duplicates(string, int)              {}
+func (nopObserver) SignatureFailed(string)              {}
+func (nopObserver) Quarantined(string, int)             {}
+func (nopObserver) Appended(time.Duration, error)       {}
+
+// RequestIDHeader names a request in logs and answers: taken from the
+// request when a proxy set it, echoed on every refusal.
+const RequestIDHeader = "X-Request-Id"
 
 // Defaults for Config fields left zero.
 const (
@@ -63,6 +100,9 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Now is the server clock; time.Now when nil.
 	Now func() time.Time
+	// Observer is told of every answer, delay, duplicate and refusal;
+	// nothing when nil.
+	Observer Observer
 }
 
 // Handler serves the Twilio-facing routes and the health probes.
@@ -100,6 +140,9 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
 	h := &Handler{
 		cfg:   cfg,
 		mux:   http.NewServeMux(),
@@ -133,8 +176,60 @@ func New(cfg Config) (*Handler, error) {
 func (h *Handler) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
 
 // ServeHTTP dispatches to the routes. Unknown paths get 404; a known path
-// with another method gets 405 with an Allow header.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+// with another method gets 405 with an Allow header. Every answer is
+// reported to the Observer.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.cfg.Now()
+	aw := answerWriter{ResponseWriter: w}
+	h.mux.ServeHTTP(&aw, r)
+	route := routeOf(r.URL.Path)
+	code := aw.status()
+	if code == http.StatusMethodNotAllowed {
+		h.refused(&aw, r, "refused: method not allowed", "method", r.Method)
+	}
+	h.cfg.Observer.Answered(route, code, h.cfg.Now().Sub(start))
+}
+
+// routeOf names a request's route with a bounded set of values, so that a
+// metric label cannot grow with whatever paths clients try.
+func routeOf(path string) string {
+	switch path {
+	case "/twilio/voice/status", "/twilio/voice/dial", "/twilio/voice/recording", "/twilio/events",
+		"/healthz", "/readyz", "/metrics":
+		return path
+	}
+	return "other"
+}
+
+// answerWriter remembers the status code of an answer.
+type answerWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (a *answerWriter) WriteHeader(code int) {
+	if a.code == 0 {
+		a.code = code
+	}
+	a.ResponseWriter.WriteHeader(code)
+}
+
+func (a *answerWriter) Write(b []byte) (int, error) {
+	if a.code == 0 {
+		a.code = http.StatusOK
+	}
+	return a.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (a *answerWriter) Unwrap() http.ResponseWriter { return a.ResponseWriter }
+
+func (a *answerWriter) status() int {
+	if a.code == 0 {
+		return http.StatusOK
+	}
+	return a.code
+}
 
 // Drain marks the handler as shutting down: /readyz fails so a load
 // balancer stops sending, while requests in flight still finish.
@@ -162,10 +257,9 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		received := h.cfg.Now()
-		log := h.cfg.Logger.With("route", r.URL.Path, "request_id", requestID(r), "remote", r.RemoteAddr)
 
 		if r.ContentLength > h.cfg.MaxBodyBytes {
-			log.Warn("refused: body too large", "bytes", r.ContentLength)
+			h.refused(w, r, "refused: body too large", "bytes", r.ContentLength)
 			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
 			return
 		}
@@ -173,17 +267,20 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 		if err != nil {
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {
-				log.Warn("refused: body too large", "limit", h.cfg.MaxBodyBytes)
+				h.refused(w, r, "refused: body too large", "limit", h.cfg.MaxBodyBytes)
 				http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
 				return
 			}
-			log.Warn("refused: body unreadable", "err", err)
+			h.refused(w, r, "refused: body unreadable", "err", err)
 			http.Error(w, "request body unreadable", http.StatusBadRequest)
 			return
 		}
 
 		if err := h.cfg.Verifier.Verify(r.RequestURI, body, r.Header.Get("X-Twilio-Signature")); err != nil {
-			log.Warn("refused: signature", "err", err)
+			// The error says why (missing, malformed, no token matched),
+			// never the signature or a token.
+			h.cfg.Observer.SignatureFailed(string(kind))
+			h.refused(w, r, "refused: signature", "err", err)
 			http.Error(w, "invalid Twilio signature", http.StatusForbidden)
 			return
 		}
@@ -202,16 +299,21 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 		select {
 		case h.slots <- struct{}{}:
 		default:
-			log.Warn("refused: saturated", "max_in_flight", h.cfg.MaxInFlight)
+			h.refused(w, r, "refused: saturated", "max_in_flight", h.cfg.MaxInFlight)
 			h.unavailable(w, "too many requests in flight")
 			return
 		}
-		pos, err := h.appendAll(r.Context(), derived)
+		pos, err := h.appendAll(r.Context(), kind, derived)
 		<-h.slots
 		if err != nil {
-			log.Error("append failed; answering 503 so Twilio retries", "err", err)
+			h.failed(w, r, "append failed; answering 503 so Twilio retries", "err", err)
 			h.unavailable(w, "event store unavailable")
 			return
+		}
+		for _, d := range derived {
+			if rep := d.Event.GetReportedAt(); rep != nil {
+				h.cfg.Observer.Delivered(string(kind), received.Sub(rep.AsTime()))
+			}
 		}
 
 		w.Header().Set(PositionHeader, strconv.FormatUint(uint64(pos), 10))
@@ -232,7 +334,7 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 // the highest commit position among them. The appends run detached from the
 // request's cancellation: once started, an append is finished even if Twilio
 // hangs up, so a retry finds it and answers as a duplicate.
-func (h *Handler) appendAll(ctx context.Context, derived []twilio.Derived) (eventstore.Position, error) {
+func (h *Handler) appendAll(ctx context.Context, kind twilio.Kind, derived []twilio.Derived) (eventstore.Position, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.AppendTimeout)
 	defer cancel()
 	var last eventstore.Position
@@ -252,9 +354,17 @@ func (h *Handler) appendAll(ctx context.Context, derived []twilio.Derived) (even
 			}
 			records = append(records, rec)
 		}
+		began := h.cfg.Now()
 		res, err := h.cfg.Store.Append(ctx, derived[i].Stream, eventstore.Any(), records...)
+		h.cfg.Observer.Appended(h.cfg.Now().Sub(began), err)
 		if err != nil {
 			return 0, fmt.Errorf("append %s: %w", derived[i].Stream, err)
+		}
+		if n := len(res.Duplicates); n > 0 {
+			h.cfg.Observer.Duplicates(string(kind), n)
+		}
+		if n := len(records) - len(res.Duplicates); n > 0 && strings.HasPrefix(derived[i].Stream, ledger.QuarantineStreamPrefix) {
+			h.cfg.Observer.Quarantined(string(kind), n)
 		}
 		last = max(last, res.Position)
 		i = j
@@ -267,11 +377,41 @@ func (h *Handler) unavailable(w http.ResponseWriter, msg string) {
 	http.Error(w, msg, http.StatusServiceUnavailable)
 }
 
+// refused logs a request answered 4xx or 503 by choice, one line with its
+// request ID, which the answer carries too. Nothing secret is logged: no
+// header but the request ID, no body, no signature.
+func (h *Handler) refused(w http.ResponseWriter, r *http.Request, msg string, args ...any) {
+	h.logRequest(w, r, slog.LevelWarn, msg, args)
+}
+
+// failed logs a request that failed on the server's side.
+func (h *Handler) failed(w http.ResponseWriter, r *http.Request, msg string, args ...any) {
+	h.logRequest(w, r, slog.LevelError, msg, args)
+}
+
+func (h *Handler) logRequest(w http.ResponseWriter, r *http.Request, level slog.Level, msg string, args []any) {
+	id := requestID(r)
+	w.Header().Set(RequestIDHeader, id)
+	attrs := append([]any{"request_id", id, "method", r.Method, "route", routeOf(r.URL.Path), "remote", r.RemoteAddr}, args...)
+	h.cfg.Logger.Log(r.Context(), level, msg, attrs...)
+}
+
+// maxRequestIDLen bounds an ID taken from a request, so a client cannot
+// fill the log through it.
+const maxRequestIDLen = 128
+
 // requestID names a request in logs: Twilio's idempotency token when it
-// sends one, so a log line can be matched with Twilio's debugger.
+// sends one, so a log line can be matched with Twilio's debugger, else a
+// proxy's X-Request-Id, else a fresh random ID. Only refusals and failures
+// need one, so the success path never generates it.
 func requestID(r *http.Request) string {
-	if id := r.Header.Get("I-Twilio-Idempotency-Token"); id != "" {
-		return id
+	for _, name := range []string{"I-Twilio-Idempotency-Token", RequestIDHeader} {
+		if id := r.Header.Get(name); id != "" {
+			if len(id) > maxRequestIDLen {
+				id = id[:maxRequestIDLen]
+			}
+			return id
+		}
 	}
-	return r.Header.Get("X-Request-Id")
+	return rand.Text()
 }

@@ -9,6 +9,7 @@ package callledgerv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -643,11 +644,281 @@ func (x *StoredEvent) GetEvent() *Event {
 	return nil
 }
 
+type GetStatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How far back the delivery-delay percentiles look, by server receipt
+	// time. Unset means 5 minutes; at most 1 hour.
+	Window        *durationpb.Duration `protobuf:"bytes,1,opt,name=window,proto3" json:"window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsRequest) Reset() {
+	*x = GetStatsRequest{}
+	mi := &file_callledger_v1_query_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsRequest) ProtoMessage() {}
+
+func (x *GetStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_query_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetStatsRequest) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_query_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetStatsRequest) GetWindow() *durationpb.Duration {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+type GetStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Calls of the read model by status, placeholders included (a
+	// placeholder parent has CALL_STATUS_UNSPECIFIED); statuses without
+	// calls are left out.
+	CallsByStatus []*StatusCount `protobuf:"bytes,1,rep,name=calls_by_status,json=callsByStatus,proto3" json:"calls_by_status,omitempty"`
+	// Calls with a known status that is not terminal.
+	ActiveCalls int64 `protobuf:"varint,2,opt,name=active_calls,json=activeCalls,proto3" json:"active_calls,omitempty"`
+	// Every call record.
+	TotalCalls int64 `protobuf:"varint,3,opt,name=total_calls,json=totalCalls,proto3" json:"total_calls,omitempty"`
+	// Twilio's delivery delay (server receipt time minus the Timestamp or
+	// event time Twilio reported) of the events received within window.
+	DeliveryDelay *DelayStats `protobuf:"bytes,4,opt,name=delivery_delay,json=deliveryDelay,proto3" json:"delivery_delay,omitempty"`
+	// The window the delay covers.
+	Window *durationpb.Duration `protobuf:"bytes,5,opt,name=window,proto3" json:"window,omitempty"`
+	// The projection's position when the counts were read.
+	Position      uint64 `protobuf:"varint,6,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetStatsResponse) Reset() {
+	*x = GetStatsResponse{}
+	mi := &file_callledger_v1_query_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetStatsResponse) ProtoMessage() {}
+
+func (x *GetStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_query_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetStatsResponse) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_query_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetStatsResponse) GetCallsByStatus() []*StatusCount {
+	if x != nil {
+		return x.CallsByStatus
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetActiveCalls() int64 {
+	if x != nil {
+		return x.ActiveCalls
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetTotalCalls() int64 {
+	if x != nil {
+		return x.TotalCalls
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetDeliveryDelay() *DelayStats {
+	if x != nil {
+		return x.DeliveryDelay
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetWindow() *durationpb.Duration {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+type StatusCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        CallStatus             `protobuf:"varint,1,opt,name=status,proto3,enum=callledger.v1.CallStatus" json:"status,omitempty"`
+	Count         int64                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusCount) Reset() {
+	*x = StatusCount{}
+	mi := &file_callledger_v1_query_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusCount) ProtoMessage() {}
+
+func (x *StatusCount) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_query_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusCount.ProtoReflect.Descriptor instead.
+func (*StatusCount) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_query_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *StatusCount) GetStatus() CallStatus {
+	if x != nil {
+		return x.Status
+	}
+	return CallStatus_CALL_STATUS_UNSPECIFIED
+}
+
+func (x *StatusCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// DelayStats are percentiles of a sample of delays.
+type DelayStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Events in the window that carried a Twilio time. When the server's
+	// sample limit is reached, the percentiles describe the newest events.
+	Samples       int64                `protobuf:"varint,1,opt,name=samples,proto3" json:"samples,omitempty"`
+	P50           *durationpb.Duration `protobuf:"bytes,2,opt,name=p50,proto3" json:"p50,omitempty"`
+	P90           *durationpb.Duration `protobuf:"bytes,3,opt,name=p90,proto3" json:"p90,omitempty"`
+	P99           *durationpb.Duration `protobuf:"bytes,4,opt,name=p99,proto3" json:"p99,omitempty"`
+	Max           *durationpb.Duration `protobuf:"bytes,5,opt,name=max,proto3" json:"max,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DelayStats) Reset() {
+	*x = DelayStats{}
+	mi := &file_callledger_v1_query_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DelayStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DelayStats) ProtoMessage() {}
+
+func (x *DelayStats) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_query_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DelayStats.ProtoReflect.Descriptor instead.
+func (*DelayStats) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_query_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DelayStats) GetSamples() int64 {
+	if x != nil {
+		return x.Samples
+	}
+	return 0
+}
+
+func (x *DelayStats) GetP50() *durationpb.Duration {
+	if x != nil {
+		return x.P50
+	}
+	return nil
+}
+
+func (x *DelayStats) GetP90() *durationpb.Duration {
+	if x != nil {
+		return x.P90
+	}
+	return nil
+}
+
+func (x *DelayStats) GetP99() *durationpb.Duration {
+	if x != nil {
+		return x.P99
+	}
+	return nil
+}
+
+func (x *DelayStats) GetMax() *durationpb.Duration {
+	if x != nil {
+		return x.Max
+	}
+	return nil
+}
+
 var File_callledger_v1_query_proto protoreflect.FileDescriptor
 
 const file_callledger_v1_query_proto_rawDesc = "" +
 	"\n" +
-	"\x19callledger/v1/query.proto\x12\rcallledger.v1\x1a\x18callledger/v1/call.proto\x1a\x1fcallledger/v1/call_status.proto\x1a\x19callledger/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"N\n" +
+	"\x19callledger/v1/query.proto\x12\rcallledger.v1\x1a\x18callledger/v1/call.proto\x1a\x1fcallledger/v1/call_status.proto\x1a\x19callledger/v1/event.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"N\n" +
 	"\x0eGetCallRequest\x12\x19\n" +
 	"\bcall_sid\x18\x01 \x01(\tR\acallSid\x12!\n" +
 	"\fmin_position\x18\x02 \x01(\x04R\vminPosition\"\x7f\n" +
@@ -691,13 +962,34 @@ const file_callledger_v1_query_proto_rawDesc = "" +
 	"\bposition\x18\x01 \x01(\x04R\bposition\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x12*\n" +
-	"\x05event\x18\x04 \x01(\v2\x14.callledger.v1.EventR\x05event2\xe0\x02\n" +
+	"\x05event\x18\x04 \x01(\v2\x14.callledger.v1.EventR\x05event\"D\n" +
+	"\x0fGetStatsRequest\x121\n" +
+	"\x06window\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06window\"\xab\x02\n" +
+	"\x10GetStatsResponse\x12B\n" +
+	"\x0fcalls_by_status\x18\x01 \x03(\v2\x1a.callledger.v1.StatusCountR\rcallsByStatus\x12!\n" +
+	"\factive_calls\x18\x02 \x01(\x03R\vactiveCalls\x12\x1f\n" +
+	"\vtotal_calls\x18\x03 \x01(\x03R\n" +
+	"totalCalls\x12@\n" +
+	"\x0edelivery_delay\x18\x04 \x01(\v2\x19.callledger.v1.DelayStatsR\rdeliveryDelay\x121\n" +
+	"\x06window\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12\x1a\n" +
+	"\bposition\x18\x06 \x01(\x04R\bposition\"V\n" +
+	"\vStatusCount\x121\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x19.callledger.v1.CallStatusR\x06status\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\xda\x01\n" +
+	"\n" +
+	"DelayStats\x12\x18\n" +
+	"\asamples\x18\x01 \x01(\x03R\asamples\x12+\n" +
+	"\x03p50\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03p50\x12+\n" +
+	"\x03p90\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03p90\x12+\n" +
+	"\x03p99\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03p99\x12+\n" +
+	"\x03max\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03max2\xad\x03\n" +
 	"\x10CallQueryService\x12H\n" +
 	"\aGetCall\x12\x1d.callledger.v1.GetCallRequest\x1a\x1e.callledger.v1.GetCallResponse\x12N\n" +
 	"\tListCalls\x12\x1f.callledger.v1.ListCallsRequest\x1a .callledger.v1.ListCallsResponse\x12S\n" +
 	"\n" +
 	"WatchCalls\x12 .callledger.v1.WatchCallsRequest\x1a!.callledger.v1.WatchCallsResponse0\x01\x12]\n" +
-	"\x0eListCallEvents\x12$.callledger.v1.ListCallEventsRequest\x1a%.callledger.v1.ListCallEventsResponseBAZ?github.com/callledger/callledger/api/callledger/v1;callledgerv1b\x06proto3"
+	"\x0eListCallEvents\x12$.callledger.v1.ListCallEventsRequest\x1a%.callledger.v1.ListCallEventsResponse\x12K\n" +
+	"\bGetStats\x12\x1e.callledger.v1.GetStatsRequest\x1a\x1f.callledger.v1.GetStatsResponseBAZ?github.com/callledger/callledger/api/callledger/v1;callledgerv1b\x06proto3"
 
 var (
 	file_callledger_v1_query_proto_rawDescOnce sync.Once
@@ -711,7 +1003,7 @@ func file_callledger_v1_query_proto_rawDescGZIP() []byte {
 	return file_callledger_v1_query_proto_rawDescData
 }
 
-var file_callledger_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_callledger_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_callledger_v1_query_proto_goTypes = []any{
 	(*GetCallRequest)(nil),         // 0: callledger.v1.GetCallRequest
 	(*GetCallResponse)(nil),        // 1: callledger.v1.GetCallResponse
@@ -723,36 +1015,52 @@ var file_callledger_v1_query_proto_goTypes = []any{
 	(*ListCallEventsRequest)(nil),  // 7: callledger.v1.ListCallEventsRequest
 	(*ListCallEventsResponse)(nil), // 8: callledger.v1.ListCallEventsResponse
 	(*StoredEvent)(nil),            // 9: callledger.v1.StoredEvent
-	(*Call)(nil),                   // 10: callledger.v1.Call
-	(CallStatus)(0),                // 11: callledger.v1.CallStatus
-	(*timestamppb.Timestamp)(nil),  // 12: google.protobuf.Timestamp
-	(*Event)(nil),                  // 13: callledger.v1.Event
+	(*GetStatsRequest)(nil),        // 10: callledger.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),       // 11: callledger.v1.GetStatsResponse
+	(*StatusCount)(nil),            // 12: callledger.v1.StatusCount
+	(*DelayStats)(nil),             // 13: callledger.v1.DelayStats
+	(*Call)(nil),                   // 14: callledger.v1.Call
+	(CallStatus)(0),                // 15: callledger.v1.CallStatus
+	(*timestamppb.Timestamp)(nil),  // 16: google.protobuf.Timestamp
+	(*Event)(nil),                  // 17: callledger.v1.Event
+	(*durationpb.Duration)(nil),    // 18: google.protobuf.Duration
 }
 var file_callledger_v1_query_proto_depIdxs = []int32{
-	10, // 0: callledger.v1.GetCallResponse.call:type_name -> callledger.v1.Call
-	10, // 1: callledger.v1.GetCallResponse.legs:type_name -> callledger.v1.Call
-	11, // 2: callledger.v1.CallFilter.statuses:type_name -> callledger.v1.CallStatus
-	12, // 3: callledger.v1.CallFilter.started_after:type_name -> google.protobuf.Timestamp
-	12, // 4: callledger.v1.CallFilter.started_before:type_name -> google.protobuf.Timestamp
+	14, // 0: callledger.v1.GetCallResponse.call:type_name -> callledger.v1.Call
+	14, // 1: callledger.v1.GetCallResponse.legs:type_name -> callledger.v1.Call
+	15, // 2: callledger.v1.CallFilter.statuses:type_name -> callledger.v1.CallStatus
+	16, // 3: callledger.v1.CallFilter.started_after:type_name -> google.protobuf.Timestamp
+	16, // 4: callledger.v1.CallFilter.started_before:type_name -> google.protobuf.Timestamp
 	2,  // 5: callledger.v1.ListCallsRequest.filter:type_name -> callledger.v1.CallFilter
-	10, // 6: callledger.v1.ListCallsResponse.calls:type_name -> callledger.v1.Call
+	14, // 6: callledger.v1.ListCallsResponse.calls:type_name -> callledger.v1.Call
 	2,  // 7: callledger.v1.WatchCallsRequest.filter:type_name -> callledger.v1.CallFilter
-	10, // 8: callledger.v1.WatchCallsResponse.call:type_name -> callledger.v1.Call
+	14, // 8: callledger.v1.WatchCallsResponse.call:type_name -> callledger.v1.Call
 	9,  // 9: callledger.v1.ListCallEventsResponse.events:type_name -> callledger.v1.StoredEvent
-	13, // 10: callledger.v1.StoredEvent.event:type_name -> callledger.v1.Event
-	0,  // 11: callledger.v1.CallQueryService.GetCall:input_type -> callledger.v1.GetCallRequest
-	3,  // 12: callledger.v1.CallQueryService.ListCalls:input_type -> callledger.v1.ListCallsRequest
-	5,  // 13: callledger.v1.CallQueryService.WatchCalls:input_type -> callledger.v1.WatchCallsRequest
-	7,  // 14: callledger.v1.CallQueryService.ListCallEvents:input_type -> callledger.v1.ListCallEventsRequest
-	1,  // 15: callledger.v1.CallQueryService.GetCall:output_type -> callledger.v1.GetCallResponse
-	4,  // 16: callledger.v1.CallQueryService.ListCalls:output_type -> callledger.v1.ListCallsResponse
-	6,  // 17: callledger.v1.CallQueryService.WatchCalls:output_type -> callledger.v1.WatchCallsResponse
-	8,  // 18: callledger.v1.CallQueryService.ListCallEvents:output_type -> callledger.v1.ListCallEventsResponse
-	15, // [15:19] is the sub-list for method output_type
-	11, // [11:15] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	17, // 10: callledger.v1.StoredEvent.event:type_name -> callledger.v1.Event
+	18, // 11: callledger.v1.GetStatsRequest.window:type_name -> google.protobuf.Duration
+	12, // 12: callledger.v1.GetStatsResponse.calls_by_status:type_name -> callledger.v1.StatusCount
+	13, // 13: callledger.v1.GetStatsResponse.delivery_delay:type_name -> callledger.v1.DelayStats
+	18, // 14: callledger.v1.GetStatsResponse.window:type_name -> google.protobuf.Duration
+	15, // 15: callledger.v1.StatusCount.status:type_name -> callledger.v1.CallStatus
+	18, // 16: callledger.v1.DelayStats.p50:type_name -> google.protobuf.Duration
+	18, // 17: callledger.v1.DelayStats.p90:type_name -> google.protobuf.Duration
+	18, // 18: callledger.v1.DelayStats.p99:type_name -> google.protobuf.Duration
+	18, // 19: callledger.v1.DelayStats.max:type_name -> google.protobuf.Duration
+	0,  // 20: callledger.v1.CallQueryService.GetCall:input_type -> callledger.v1.GetCallRequest
+	3,  // 21: callledger.v1.CallQueryService.ListCalls:input_type -> callledger.v1.ListCallsRequest
+	5,  // 22: callledger.v1.CallQueryService.WatchCalls:input_type -> callledger.v1.WatchCallsRequest
+	7,  // 23: callledger.v1.CallQueryService.ListCallEvents:input_type -> callledger.v1.ListCallEventsRequest
+	10, // 24: callledger.v1.CallQueryService.GetStats:input_type -> callledger.v1.GetStatsRequest
+	1,  // 25: callledger.v1.CallQueryService.GetCall:output_type -> callledger.v1.GetCallResponse
+	4,  // 26: callledger.v1.CallQueryService.ListCalls:output_type -> callledger.v1.ListCallsResponse
+	6,  // 27: callledger.v1.CallQueryService.WatchCalls:output_type -> callledger.v1.WatchCallsResponse
+	8,  // 28: callledger.v1.CallQueryService.ListCallEvents:output_type -> callledger.v1.ListCallEventsResponse
+	11, // 29: callledger.v1.CallQueryService.GetStats:output_type -> callledger.v1.GetStatsResponse
+	25, // [25:30] is the sub-list for method output_type
+	20, // [20:25] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_callledger_v1_query_proto_init() }
@@ -769,7 +1077,7 @@ func file_callledger_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_callledger_v1_query_proto_rawDesc), len(file_callledger_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

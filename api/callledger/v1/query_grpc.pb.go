@@ -23,6 +23,7 @@ const (
 	CallQueryService_ListCalls_FullMethodName      = "/callledger.v1.CallQueryService/ListCalls"
 	CallQueryService_WatchCalls_FullMethodName     = "/callledger.v1.CallQueryService/WatchCalls"
 	CallQueryService_ListCallEvents_FullMethodName = "/callledger.v1.CallQueryService/ListCallEvents"
+	CallQueryService_GetStats_FullMethodName       = "/callledger.v1.CallQueryService/GetStats"
 )
 
 // CallQueryServiceClient is the client API for CallQueryService service.
@@ -44,6 +45,9 @@ type CallQueryServiceClient interface {
 	WatchCalls(ctx context.Context, in *WatchCallsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchCallsResponse], error)
 	// ListCallEvents returns the stored events of one call's own stream.
 	ListCallEvents(ctx context.Context, in *ListCallEventsRequest, opts ...grpc.CallOption) (*ListCallEventsResponse, error)
+	// GetStats summarizes the ledger for clients without Prometheus: calls by
+	// status, active calls, and Twilio's delivery delay over a recent window.
+	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
 }
 
 type callQueryServiceClient struct {
@@ -103,6 +107,16 @@ func (c *callQueryServiceClient) ListCallEvents(ctx context.Context, in *ListCal
 	return out, nil
 }
 
+func (c *callQueryServiceClient) GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetStatsResponse)
+	err := c.cc.Invoke(ctx, CallQueryService_GetStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CallQueryServiceServer is the server API for CallQueryService service.
 // All implementations must embed UnimplementedCallQueryServiceServer
 // for forward compatibility.
@@ -122,6 +136,9 @@ type CallQueryServiceServer interface {
 	WatchCalls(*WatchCallsRequest, grpc.ServerStreamingServer[WatchCallsResponse]) error
 	// ListCallEvents returns the stored events of one call's own stream.
 	ListCallEvents(context.Context, *ListCallEventsRequest) (*ListCallEventsResponse, error)
+	// GetStats summarizes the ledger for clients without Prometheus: calls by
+	// status, active calls, and Twilio's delivery delay over a recent window.
+	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
 	mustEmbedUnimplementedCallQueryServiceServer()
 }
 
@@ -143,6 +160,9 @@ func (UnimplementedCallQueryServiceServer) WatchCalls(*WatchCallsRequest, grpc.S
 }
 func (UnimplementedCallQueryServiceServer) ListCallEvents(context.Context, *ListCallEventsRequest) (*ListCallEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListCallEvents not implemented")
+}
+func (UnimplementedCallQueryServiceServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetStats not implemented")
 }
 func (UnimplementedCallQueryServiceServer) mustEmbedUnimplementedCallQueryServiceServer() {}
 func (UnimplementedCallQueryServiceServer) testEmbeddedByValue()                          {}
@@ -230,6 +250,24 @@ func _CallQueryService_ListCallEvents_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CallQueryService_GetStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CallQueryServiceServer).GetStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CallQueryService_GetStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CallQueryServiceServer).GetStats(ctx, req.(*GetStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CallQueryService_ServiceDesc is the grpc.ServiceDesc for CallQueryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -248,6 +286,10 @@ var CallQueryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListCallEvents",
 			Handler:    _CallQueryService_ListCallEvents_Handler,
+		},
+		{
+			MethodName: "GetStats",
+			Handler:    _CallQueryService_GetStats_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,171 @@
+package webhook_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callledger/callledger/internal/corpus"
+	"github.com/callledger/callledger/services/webhook"
+	"github.com/callledger/callledger/twilio"
+)
+
+// recorder is an Observer that writes down what it is told.
+type recorder struct {
+	mu     sync.Mutex
+	events []string
+	delays map[string][]time.Duration
+}
+
+func (r *recorder) add(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, fmt.Sprintf(format, args...))
+}
+
+func (r *recorder) Answered(route string, code int, _ time.Duration) {
+	r.add("answered %s %d", route, code)
+}
+func (r *recorder) Delivered(kind string, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.delays[kind] = append(r.delays[kind], d)
+}
+func (r *recorder) Duplicates(kind string, n int)  { r.add("duplicates %s %d", kind, n) }
+func (r *recorder) SignatureFailed(kind string)    { r.add("signature %s", kind) }
+func (r *recorder) Quarantined(kind string, n int) { r.add("quarantined %s %d", kind, n) }
+func (r *recorder) Appended(_ time.Duration, err error) {
+	if err != nil {
+		r.add("append failed")
+	} else {
+		r.add("appended")
+	}
+}
+
+func (r *recorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.events
+	r.events = nil
+	return out
+}
+
+// syncBuffer is a log sink safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) lines(t *testing.T) []map[string]any {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+		if l == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		out = append(out, m)
+	}
+	s.b.Reset()
+	return out
+}
+
+func TestObserverAndRefusalLogs(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 3, 1, 4, 7, 53, 0, time.UTC)
+	rec := &recorder{delays: map[string][]time.Duration{}}
+	var logs syncBuffer
+	srv := newServer(t, openStore(t), func(c *webhook.Config) {
+		c.Observer = rec
+		c.Now = func() time.Time { return now }
+		c.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	})
+
+	status := firstOfKind(t, "status")
+	form, err := url.ParseQuery(status.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reported, err := twilio.ParseTimestamp(form.Get("Timestamp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(what string, want ...string) {
+		t.Helper()
+		if got := rec.take(); !slices.Equal(got, want) {
+			t.Errorf("%s: observed %q, want %q", what, got, want)
+		}
+	}
+
+	do(t, srv, status)
+	check("first delivery", "appended", "answered /twilio/voice/status 204")
+	if got := rec.delays["status"]; len(got) != 1 || got[0] != now.Sub(reported) {
+		t.Errorf("delivery delays %v, want [%v]", got, now.Sub(reported))
+	}
+	do(t, srv, status)
+	check("retry", "appended", "duplicates status 1", "answered /twilio/voice/status 204")
+
+	q := firstOfKind(t, "quarantine")
+	do(t, srv, q)
+	check("quarantined", "appended", "quarantined recording 1", "answered /twilio/voice/recording 204")
+	do(t, srv, q)
+	check("quarantined retry", "appended", "duplicates recording 1", "answered /twilio/voice/recording 204")
+	if n := len(logs.lines(t)); n != 0 {
+		t.Errorf("accepted requests logged %d lines", n)
+	}
+
+	// Refusals: one log line each with a request ID, and never the
+	// signature or the token.
+	tampered := status
+	tampered.Body = strings.Replace(status.Body, "CallStatus=", "CallStatus=x", 1)
+	resp := do(t, srv, tampered)
+	check("tampered", "signature status", "answered /twilio/voice/status 403")
+	if got := resp.Header.Get(webhook.RequestIDHeader); got != status.Headers["I-Twilio-Idempotency-Token"] {
+		t.Errorf("403 carries request ID %q, want Twilio's idempotency token %q", got, status.Headers["I-Twilio-Idempotency-Token"])
+	}
+	anonymous := tampered
+	anonymous.Headers = map[string]string{"Content-Type": status.Headers["Content-Type"], "X-Twilio-Signature": status.Headers["X-Twilio-Signature"]}
+	generated := do(t, srv, anonymous).Header.Get(webhook.RequestIDHeader)
+	check("no request ID", "signature status", "answered /twilio/voice/status 403")
+	if len(generated) < 16 {
+		t.Errorf("refusal without an ID header got request ID %q, want a generated one", generated)
+	}
+	put := status
+	put.Method = http.MethodPut
+	do(t, srv, put)
+	check("wrong method", "answered /twilio/voice/status 405")
+	lines := logs.lines(t)
+	if len(lines) != 3 {
+		t.Fatalf("3 refusals logged %d lines: %v", len(lines), lines)
+	}
+	for i, want := range []string{status.Headers["I-Twilio-Idempotency-Token"], generated, status.Headers["I-Twilio-Idempotency-Token"]} {
+		if lines[i]["request_id"] != want {
+			t.Errorf("line %d: request_id %v, want %q", i, lines[i]["request_id"], want)
+		}
+	}
+	all := fmt.Sprint(lines)
+	for _, secret := range []string{corpus.Token, status.Headers["X-Twilio-Signature"]} {
+		if strings.Contains(all, secret) {
+			t.Errorf("logs contain a secret %q: %s", secret, all)
+		}
+	}
+}
