@@ -86,7 +86,9 @@ func New(t testing.TB, accounts ...rest.Account) *Fake {
 
 // Transport sends every request, whatever its host, to the fake: give it
 // to rest.Config.Transport.
-func (f *Fake) Transport() http.RoundTripper { return rewrite{to: f.srv.URL, next: f.srv.Client().Transport} }
+func (f *Fake) Transport() http.RoundTripper {
+	return rewrite{to: f.srv.URL, next: f.srv.Client().Transport}
+}
 
 type rewrite struct {
 	to   string
