@@ -3,8 +3,8 @@
 // event store, with the call-state read model fed by the projection runner,
 // exactly as serve wires them (with the command service, the reconciler
 // and a fake Twilio REST API for the hang-up tests). The shared Twilio
-// capture corpus is sent
-// over HTTP and the state it must produce is read back over gRPC.
+// capture corpus is sent over HTTP and the state it must produce is read
+// back over gRPC.
 //
 // The package has no code of its own, only tests.
 package e2e
