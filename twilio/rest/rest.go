@@ -105,13 +105,13 @@ func LoadAccountsFile(path string) ([]Account, error) {
 		// json errors can quote input: name the file and the offset only.
 		var syn *json.SyntaxError
 		if errors.As(err, &syn) {
-			return nil, fmt.Errorf("Twilio accounts file %s: JSON syntax error at byte %d: %w", path, syn.Offset, ErrConfig)
+			return nil, fmt.Errorf("accounts file %s: JSON syntax error at byte %d: %w", path, syn.Offset, ErrConfig)
 		}
-		return nil, fmt.Errorf("Twilio accounts file %s: not an {\"accounts\": [...]} object: %w", path, ErrConfig)
+		return nil, fmt.Errorf("accounts file %s: not an {\"accounts\": [...]} object: %w", path, ErrConfig)
 	}
 	for _, a := range f.Accounts {
 		if err := a.Validate(); err != nil {
-			return nil, fmt.Errorf("Twilio accounts file %s: %w", path, err)
+			return nil, fmt.Errorf("accounts file %s: %w", path, err)
 		}
 	}
 	return f.Accounts, nil
