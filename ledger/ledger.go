@@ -31,6 +31,10 @@ const (
 	TypeDialCompleted           = "DialCompleted"
 	TypeRecordingStatusReported = "RecordingStatusReported"
 	TypeRequestQuarantined      = "RequestQuarantined"
+	TypeHangupRequested         = "HangupRequested"
+	TypeHangupSent              = "HangupSent"
+	TypeHangupFailed            = "HangupFailed"
+	TypeCallReconciled          = "CallReconciled"
 )
 
 // namespace is the UUIDv5 namespace of every callledger event ID. Changing it
@@ -88,6 +92,14 @@ func TypeOf(ev *callledgerv1.Event) (string, error) {
 		return TypeRecordingStatusReported, nil
 	case *callledgerv1.Event_RequestQuarantined:
 		return TypeRequestQuarantined, nil
+	case *callledgerv1.Event_HangupRequested:
+		return TypeHangupRequested, nil
+	case *callledgerv1.Event_HangupSent:
+		return TypeHangupSent, nil
+	case *callledgerv1.Event_HangupFailed:
+		return TypeHangupFailed, nil
+	case *callledgerv1.Event_CallReconciled:
+		return TypeCallReconciled, nil
 	default:
 		return "", fmt.Errorf("event %s has no known body: %w", ev.GetEventId(), eventstore.ErrInvalidArgument)
 	}

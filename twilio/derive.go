@@ -247,6 +247,11 @@ func recordingReported(p *fields) *callledgerv1.RecordingStatusReported {
 	return m
 }
 
+// ParseCallStatus maps a call status as Twilio writes it, in callbacks and
+// in the REST API's Call resource ("in-progress", "no-answer", …); anything
+// else, including values Twilio may add, is UNSPECIFIED.
+func ParseCallStatus(s string) callledgerv1.CallStatus { return callStatus(s) }
+
 // callStatus maps Twilio's CallStatus values; anything else, including
 // values Twilio may add, is UNSPECIFIED (the raw string is kept beside it).
 func callStatus(s string) callledgerv1.CallStatus {

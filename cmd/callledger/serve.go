@@ -42,6 +42,7 @@ type serveConfig struct {
 	dialTwiML       string
 	shutdownTimeout time.Duration
 	log             logFlags
+	commands        commandFlags
 }
 
 func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
@@ -58,6 +59,7 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.StringVar(&cfg.dialTwiML, "dial-twiml", webhook.DefaultDialTwiML, "TwiML answered to <Dial action> callbacks")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a graceful shutdown waits for requests in flight")
 	cfg.log.register(fs)
+	cfg.commands.register(fs)
 	return &ffcli.Command{
 		Name:       "serve",
 		ShortUsage: "callledger serve [flags]",
@@ -88,6 +90,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return fmt.Errorf("create data directory: %w", err)
 	}
 	devMode := cfg.authToken == ""
+	restToken := cfg.authToken // the development token is no REST credential
 	if devMode {
 		if !isLoopback(cfg.httpAddr) {
 			return fmt.Errorf("no Twilio auth token: set TWILIO_AUTH_TOKEN (or --auth-token); "+
@@ -205,6 +208,11 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return err
 	}
 	queries.Register(grpcSrv)
+	stopCommands, err := startCommands(ctx, cfg.commands, restToken, store, calls, grpcSrv, tel.reconciler.Action, logger)
+	if err != nil {
+		return err
+	}
+	defer stopCommands()
 	// The query service reports SERVING once the projection has caught up
 	// with the log, so a balancer does not send reads to a stale replica.
 	queryService := callledgerv1.CallQueryService_ServiceDesc.ServiceName

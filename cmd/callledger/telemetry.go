@@ -18,6 +18,7 @@ import (
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/delays"
+	"github.com/callledger/callledger/reconcile"
 )
 
 // telemetry is serve's metrics wiring: one registry per server, never the
@@ -48,7 +49,7 @@ func newTelemetry() (*telemetry, error) {
 	if t.store, err = metrics.NewStore(reg); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	if t.reconciler, err = metrics.NewReconciler(reg); err != nil {
+	if t.reconciler, err = metrics.NewReconciler(reg, reconcile.AllActions()...); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	t.grpc = grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(

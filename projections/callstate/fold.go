@@ -88,7 +88,7 @@ func Apply(tx Tx, ev *callledgerv1.Event, pos uint64) error {
 	switch b := ev.GetBody().(type) {
 	case *callledgerv1.Event_CallStatusReported:
 		r := b.CallStatusReported
-		mergeStatus(self, key, r.GetStatus(), ev.GetSource(), r.CallDurationSeconds, r.SipResponseCode, at)
+		mergeStatus(self, key, r.GetStatus(), ev.GetSource(), r.CallDurationSeconds, r.SipResponseCode, at, true)
 		mergeIdentity(self, key, r.GetAccountSid(), r.GetDirection(), r.GetFrom(), r.GetTo())
 		mergeKeyed(&self.AnsweredBy, key, r.GetAnsweredBy())
 		if r.GetRecordingSid() != "" {
@@ -101,7 +101,7 @@ func Apply(tx Tx, ev *callledgerv1.Event, pos uint64) error {
 		}
 	case *callledgerv1.Event_DialCompleted:
 		d := b.DialCompleted
-		mergeStatus(self, key, d.GetParentStatus(), ev.GetSource(), nil, nil, at)
+		mergeStatus(self, key, d.GetParentStatus(), ev.GetSource(), nil, nil, at, true)
 		mergeIdentity(self, key, d.GetAccountSid(), d.GetDirection(), d.GetFrom(), d.GetTo())
 		mergeDial(self, key, &callledgerv1.DialOutcome{
 			DialCallSid:             d.GetDialCallSid(),
@@ -123,7 +123,7 @@ func Apply(tx Tx, ev *callledgerv1.Event, pos uint64) error {
 			f.touchTime(child, at)
 			// The Dial action stands for the child's outcome at the Dial
 			// action's rank: the child's own reports win over it.
-			mergeStatus(child, key, d.GetDialCallStatus(), ev.GetSource(), d.DialCallDurationSeconds, nil, at)
+			mergeStatus(child, key, d.GetDialCallStatus(), ev.GetSource(), d.DialCallDurationSeconds, nil, at, true)
 			if err := f.link(sid, child, key, at); err != nil {
 				return err
 			}
@@ -139,8 +139,70 @@ func Apply(tx Tx, ev *callledgerv1.Event, pos uint64) error {
 			Source:          r.GetRecordingSource(),
 			StartTime:       r.GetRecordingStartTime(),
 		})
+	case *callledgerv1.Event_HangupRequested:
+		h := b.HangupRequested
+		mergeHangup(self, key, &callledgerv1.HangupRequest{
+			RequestId:   h.GetRequestId(),
+			RequestedBy: h.GetRequestedBy(),
+			RequestedAt: timestamppb.New(at),
+			EndCall:     h.GetEndCall(),
+		})
+	case *callledgerv1.Event_HangupSent:
+		h := b.HangupSent
+		mergeHangupResult(self, &statev1.HangupResult{
+			Key: key, RequestId: h.GetRequestId(), Outcome: callledgerv1.HangupOutcome_HANGUP_OUTCOME_SENT, Status: h.GetStatus(),
+		})
+	case *callledgerv1.Event_HangupFailed:
+		h := b.HangupFailed
+		mergeHangupResult(self, &statev1.HangupResult{
+			Key: key, RequestId: h.GetRequestId(), Outcome: callledgerv1.HangupOutcome_HANGUP_OUTCOME_FAILED, Status: h.GetStatus(),
+			ErrorCode: h.GetErrorCode(), ErrorMessage: h.GetErrorMessage(),
+		})
+	case *callledgerv1.Event_CallReconciled:
+		if err := f.reconciled(self, ev, b.CallReconciled, key, at); err != nil {
+			return err
+		}
 	}
 	return f.flush()
+}
+
+// reconciled merges a read of Twilio's REST API. Every fact it reports
+// competes at the lowest priority, so it fills what no webhook reported and
+// never overrides what one did: a terminal status beats a non-terminal one
+// whatever its source (the REST API saw the call end), but a webhook's
+// terminal report beats the REST one, and a non-terminal REST status only
+// counts when it ranks above every reported one. It sets no
+// initiated/ringing/answered time: the resource does not say when those
+// were.
+func (f *fold) reconciled(self *statev1.CallRecord, ev *callledgerv1.Event, r *callledgerv1.CallReconciled, key *statev1.Key, at time.Time) error {
+	fetched := ev.GetReceivedAt()
+	rk := &statev1.Key{Priority: key.GetPriority(), TimeUnixNanos: fetched.AsTime().UnixNano(), EventId: key.GetEventId()}
+	if self.Reconciled == nil || latestBeats(rk, self.Reconciled.GetKey()) {
+		self.Reconciled = &statev1.ReconcileReport{Key: rk, Reconciliation: &callledgerv1.Reconciliation{
+			FetchedAt: fetched, Status: r.GetStatus(), NotFound: r.GetNotFound(),
+		}}
+	}
+	if r.GetNotFound() {
+		return nil
+	}
+	statusAt := at
+	var dur *int64
+	if IsTerminal(r.GetStatus()) {
+		if t := r.GetEndTime(); t != nil {
+			statusAt = t.AsTime()
+		}
+		dur = r.DurationSeconds
+	}
+	mergeStatus(self, key, r.GetStatus(), ev.GetSource(), dur, nil, statusAt, false)
+	mergeIdentity(self, key, r.GetAccountSid(), r.GetDirection(), r.GetFrom(), r.GetTo())
+	mergeKeyed(&self.AnsweredBy, key, r.GetAnsweredBy())
+	if t := r.GetStartTime(); t != nil {
+		f.touchTime(self, t.AsTime())
+	}
+	if p := r.GetParentCallSid(); ledger.ValidCallSid(p) && p != self.GetCallSid() {
+		return f.link(p, self, key, at)
+	}
+	return nil
 }
 
 // fold holds the records one event touches.
@@ -316,7 +378,7 @@ func IsTerminal(s callledgerv1.CallStatus) bool {
 // ones by rank (queued < initiated < ringing < in-progress), then the
 // higher priority, then the earlier time, then the smaller event ID. The
 // earliest report of each early status sets its timestamp.
-func mergeStatus(r *statev1.CallRecord, key *statev1.Key, st callledgerv1.CallStatus, src callledgerv1.Source, dur *int64, sip *int32, at time.Time) {
+func mergeStatus(r *statev1.CallRecord, key *statev1.Key, st callledgerv1.CallStatus, src callledgerv1.Source, dur *int64, sip *int32, at time.Time, firsts bool) {
 	if st == callledgerv1.CallStatus_CALL_STATUS_UNSPECIFIED {
 		return // unknown values stay in the history and change nothing
 	}
@@ -327,12 +389,13 @@ func mergeStatus(r *statev1.CallRecord, key *statev1.Key, st callledgerv1.CallSt
 		}
 		return
 	}
-	switch st {
-	case callledgerv1.CallStatus_CALL_STATUS_INITIATED:
+	switch {
+	case !firsts:
+	case st == callledgerv1.CallStatus_CALL_STATUS_INITIATED:
 		r.InitiatedAt = minTime(r.InitiatedAt, at)
-	case callledgerv1.CallStatus_CALL_STATUS_RINGING:
+	case st == callledgerv1.CallStatus_CALL_STATUS_RINGING:
 		r.RingingAt = minTime(r.RingingAt, at)
-	case callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS:
+	case st == callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS:
 		r.AnsweredAt = minTime(r.AnsweredAt, at)
 	}
 	cur := r.Nonterminal
@@ -399,6 +462,43 @@ func mergeKeyed(dst **statev1.Keyed, key *statev1.Key, value string) {
 	}
 	if *dst == nil || earliestBeats(key, (*dst).Key) {
 		*dst = &statev1.Keyed{Key: key, Value: value}
+	}
+}
+
+// mergeHangup keeps the latest hang-up request (later time, then larger
+// ID): the one a client sees.
+func mergeHangup(r *statev1.CallRecord, key *statev1.Key, req *callledgerv1.HangupRequest) {
+	if r.Hangup == nil || latestBeats(key, r.Hangup.GetKey()) {
+		r.Hangup = &statev1.HangupReport{Key: key, Request: req}
+	}
+}
+
+// mergeHangupResult keeps one REST outcome per request_id: sent beats
+// failed (a retried update that met an already ended call must not hide
+// the one that ended it), then the later report, then the larger ID.
+func mergeHangupResult(r *statev1.CallRecord, res *statev1.HangupResult) {
+	if res.GetRequestId() == "" {
+		return
+	}
+	i, found := slices.BinarySearchFunc(r.HangupResults, res.GetRequestId(), func(x *statev1.HangupResult, id string) int {
+		return strings.Compare(x.GetRequestId(), id)
+	})
+	if !found {
+		r.HangupResults = slices.Insert(r.HangupResults, i, res)
+		return
+	}
+	cur := r.HangupResults[i]
+	sent := func(x *statev1.HangupResult) bool {
+		return x.GetOutcome() == callledgerv1.HangupOutcome_HANGUP_OUTCOME_SENT
+	}
+	if sent(res) != sent(cur) {
+		if sent(res) {
+			r.HangupResults[i] = res
+		}
+		return
+	}
+	if latestBeats(res.GetKey(), cur.GetKey()) {
+		r.HangupResults[i] = res
 	}
 }
 

@@ -30,6 +30,10 @@ import (
 //	status <leg> <CallStatus> [parent=<leg>] [seq=N] [at=hh:mm:ss] [duration=N] [sip=N] [via=events id=<CloudEvent id>]
 //	dial <parent> <child> <DialCallStatus> [duration=N] [parent-status=<CallStatus>] [at=hh:mm:ss]
 //	recording <leg> <recording> <RecordingStatus> [duration=N] [at=hh:mm:ss]
+//	hangup <leg> <request-id> [end-call=true] [at=hh:mm:ss]
+//	hangup-sent <leg> <request-id> [status=completed|canceled] [at=hh:mm:ss]
+//	hangup-failed <leg> <request-id> code=N [at=hh:mm:ss]
+//	reconciled <leg> <Status|not-found> [parent=<leg>] [duration=N] [from=<number>] [at=hh:mm:ss]
 //
 // A line repeated word for word is a retry: the same event ID.
 func TestGolden(t *testing.T) {
@@ -171,6 +175,43 @@ func parseEvents(t *testing.T, input string) ([]*callledgerv1.Event, map[string]
 				RecordingSid: "RE" + hex.EncodeToString(sum[:]), RecordingStatus: pos[2],
 				RecordingDurationSeconds: optInt(t, args, "duration"),
 			}}
+		case "hangup":
+			need(2)
+			ev.CallSid = leg(pos[0])
+			ev.Source = callledgerv1.Source_SOURCE_HANGUP_REQUEST
+			ev.Body = &callledgerv1.Event_HangupRequested{HangupRequested: &callledgerv1.HangupRequested{
+				RequestId: pos[1], RequestedBy: "golden", EndCall: args["end-call"] == "true",
+			}}
+		case "hangup-sent":
+			need(2)
+			ev.CallSid = leg(pos[0])
+			ev.Source = callledgerv1.Source_SOURCE_HANGUP_REQUEST
+			ev.Body = &callledgerv1.Event_HangupSent{HangupSent: &callledgerv1.HangupSent{RequestId: pos[1], Status: cmp(args["status"], "completed")}}
+		case "hangup-failed":
+			need(2)
+			ev.CallSid = leg(pos[0])
+			ev.Source = callledgerv1.Source_SOURCE_HANGUP_REQUEST
+			ev.Body = &callledgerv1.Event_HangupFailed{HangupFailed: &callledgerv1.HangupFailed{
+				RequestId: pos[1], Status: "completed", ErrorCode: int32(*optInt(t, args, "code")), ErrorMessage: "golden",
+			}}
+		case "reconciled":
+			need(2)
+			ev.CallSid = leg(pos[0])
+			ev.Source = callledgerv1.Source_SOURCE_RECONCILIATION
+			ev.ReportedAt = timestamppb.New(at)
+			r := &callledgerv1.CallReconciled{NotFound: pos[1] == "not-found"}
+			if !r.NotFound {
+				r.Status, r.StatusRaw = status(pos[1])
+				r.DurationSeconds = optInt(t, args, "duration")
+				r.From, r.AccountSid, r.Direction = cmp(args["from"], "+15550000000"), "AC1", "outbound-api"
+				if p, ok := args["parent"]; ok {
+					r.ParentCallSid = leg(p)
+				}
+				if callstate.IsTerminal(r.Status) {
+					r.EndTime = timestamppb.New(at)
+				}
+			}
+			ev.Body = &callledgerv1.Event_CallReconciled{CallReconciled: r}
 		default:
 			t.Fatalf("line %q: unknown event %q", line, words[0])
 		}
@@ -180,9 +221,13 @@ func parseEvents(t *testing.T, input string) ([]*callledgerv1.Event, map[string]
 }
 
 var allowedArgs = map[string][]string{
-	"status":    {"parent", "seq", "at", "duration", "sip", "via", "id"},
-	"dial":      {"duration", "parent-status", "at"},
-	"recording": {"duration", "at"},
+	"status":        {"parent", "seq", "at", "duration", "sip", "via", "id"},
+	"dial":          {"duration", "parent-status", "at"},
+	"recording":     {"duration", "at"},
+	"hangup":        {"end-call", "at"},
+	"hangup-sent":   {"status", "at"},
+	"hangup-failed": {"code", "at"},
+	"reconciled":    {"parent", "duration", "from", "at"},
 }
 
 func cmp(s, def string) string {
@@ -249,6 +294,25 @@ func render(mem *callstate.Memory, aliases map[string]string) string {
 		fmt.Fprintf(&b, " root=%s events=%d", name(c.GetRootCallSid()), c.GetEventCount())
 		if n := len(c.GetRecordings()); n > 0 {
 			fmt.Fprintf(&b, " recordings=%d", n)
+		}
+		if h := c.GetHangupRequest(); h != nil {
+			fmt.Fprintf(&b, " hangup=%s:%s", h.GetRequestId(), strings.ToLower(strings.TrimPrefix(h.GetOutcome().String(), "HANGUP_OUTCOME_")))
+			if h.GetErrorCode() != 0 {
+				fmt.Fprintf(&b, ":%d", h.GetErrorCode())
+			}
+		}
+		if c.GetEnding() {
+			b.WriteString(" ending")
+		}
+		if r := c.GetReconciliation(); r != nil {
+			if r.GetNotFound() {
+				b.WriteString(" reconciled=not-found")
+			} else {
+				fmt.Fprintf(&b, " reconciled=%s", strings.TrimPrefix(r.GetStatus().String(), "CALL_STATUS_"))
+			}
+		}
+		if c.GetFrom() != "" {
+			fmt.Fprintf(&b, " from=%s", c.GetFrom())
 		}
 		lines = append(lines, b.String())
 	}

@@ -139,17 +139,87 @@ func (g *treeGen) recording(sid string) {
 	}
 }
 
+// hangup draws hang-up requests of a leg made through callledger and the
+// REST outcomes recorded for them, under a few request IDs, so that
+// outcomes may come without their request and requests may repeat.
+func (g *treeGen) hangup(sid string) {
+	for n := rapid.IntRange(0, 3).Draw(g.t, "hangup-events"); n > 0; n-- {
+		rid := rapid.SampledFrom([]string{"r1", "r2"}).Draw(g.t, "request-id")
+		ev := &callledgerv1.Event{EventId: g.id(), CallSid: sid, Source: callledgerv1.Source_SOURCE_HANGUP_REQUEST, ReceivedAt: timestamppb.New(g.at("hangup-at"))}
+		switch rapid.IntRange(0, 2).Draw(g.t, "hangup-kind") {
+		case 0:
+			ev.Body = &callledgerv1.Event_HangupRequested{HangupRequested: &callledgerv1.HangupRequested{
+				RequestId: rid, RequestedBy: "user", EndCall: rapid.Bool().Draw(g.t, "end-call"),
+			}}
+		case 1:
+			ev.Body = &callledgerv1.Event_HangupSent{HangupSent: &callledgerv1.HangupSent{RequestId: rid, Status: "completed"}}
+		default:
+			ev.Body = &callledgerv1.Event_HangupFailed{HangupFailed: &callledgerv1.HangupFailed{
+				RequestId: rid, Status: "completed", ErrorCode: int32(rapid.SampledFrom([]int{0, 20404, 21220}).Draw(g.t, "error-code")),
+			}}
+		}
+		g.add(ev)
+	}
+}
+
+// reconciled draws reads of a leg from Twilio's REST API: any status,
+// lagging or not, sometimes a 404, with identity fields of their own so
+// that a test can tell whose value won.
+func (g *treeGen) reconciled(sid, parent string) {
+	all := append(append([]callledgerv1.CallStatus{1}, early...), terminals...) // queued too
+	for n := rapid.IntRange(0, 2).Draw(g.t, "reconciliations"); n > 0; n-- {
+		fetched := g.at("fetched-at")
+		r := &callledgerv1.CallReconciled{
+			AccountSid: "AC1", ParentCallSid: parent, Direction: "outbound-api", From: "+9", To: "+8",
+			StartTime: timestamppb.New(fetched.Add(-time.Duration(rapid.IntRange(0, 600).Draw(g.t, "rest-age")) * time.Second)),
+		}
+		if rapid.IntRange(0, 5).Draw(g.t, "not-found") == 0 {
+			r = &callledgerv1.CallReconciled{NotFound: true}
+		} else {
+			r.Status = rapid.SampledFrom(all).Draw(g.t, "rest-status")
+			r.StatusRaw = r.Status.String()
+			if callstate.IsTerminal(r.Status) {
+				d := int64(rapid.IntRange(0, 900).Draw(g.t, "rest-duration"))
+				r.DurationSeconds = &d
+				r.EndTime = timestamppb.New(fetched.Add(-time.Second))
+			}
+		}
+		ev := &callledgerv1.Event{
+			EventId: g.id(), CallSid: sid, Source: callledgerv1.Source_SOURCE_RECONCILIATION,
+			ReceivedAt: timestamppb.New(fetched),
+			Body:       &callledgerv1.Event_CallReconciled{CallReconciled: r},
+		}
+		if rapid.Bool().Draw(g.t, "rest-date-updated") {
+			ev.ReportedAt = timestamppb.New(fetched.Add(-time.Duration(rapid.IntRange(0, 60).Draw(g.t, "rest-lag")) * time.Second))
+		}
+		g.add(ev)
+	}
+}
+
+// extras draws what callledger itself adds to a leg: hang-up requests and
+// reconciliations, each now and then.
+func (g *treeGen) extras(sid, parent string) {
+	if rapid.IntRange(0, 3).Draw(g.t, "hangups") == 0 {
+		g.hangup(sid)
+	}
+	if rapid.IntRange(0, 2).Draw(g.t, "reconcile") == 0 {
+		g.reconciled(sid, parent)
+	}
+}
+
 func drawTree(t *rapid.T) []*callledgerv1.Event {
 	g := &treeGen{t: t}
 	root := g.sid("root")
 	if rapid.Bool().Draw(t, "root-calls-back") {
 		g.leg(root, "")
 	}
+	g.extras(root, "")
 	for n := rapid.IntRange(0, 3).Draw(t, "children"); n > 0; n-- {
 		child := g.sid("child")
 		if rapid.IntRange(0, 3).Draw(t, "silent-child") > 0 {
 			g.leg(child, root)
 		}
+		g.extras(child, root)
 		if rapid.Bool().Draw(t, "dial-action") {
 			g.dial(root, child)
 		}
@@ -214,6 +284,61 @@ func TestFoldIsOrderInsensitiveAndIdempotent(t *testing.T) {
 	})
 }
 
+// TestReconciliationOnlyFillsGaps: folding a tree with its REST reads
+// against folding it without them, the reads never take back what the
+// webhooks said. A webhook-decided terminal status, its duration and end
+// stay; a non-terminal status only moves forward; identity and answered
+// times stay; a hang-up request shows as ending exactly while the call is
+// not terminal.
+func TestReconciliationOnlyFillsGaps(t *testing.T) {
+	t.Parallel()
+	rapid.Check(t, func(t *rapid.T) {
+		events := drawTree(t)
+		positions := map[string]uint64{}
+		var webhooks []*callledgerv1.Event
+		for i, ev := range events {
+			positions[ev.GetEventId()] = uint64(i + 1)
+			if ev.GetCallReconciled() == nil {
+				webhooks = append(webhooks, ev)
+			}
+		}
+		with := fold(t, rapid.Permutation(events).Draw(t, "order"), positions)
+		without := fold(t, webhooks, positions)
+		for sid, w := range with {
+			got := callstate.View(w)
+			if got.GetHangupRequest() != nil && got.GetEnding() == got.GetTerminal() {
+				t.Fatalf("%s: ending %v while terminal %v", sid, got.GetEnding(), got.GetTerminal())
+			}
+			base, ok := without[sid]
+			if !ok {
+				continue // known only through REST reads
+			}
+			old := callstate.View(base)
+			switch {
+			case old.GetTerminal():
+				if got.GetStatus() != old.GetStatus() || got.GetStatusSource() != old.GetStatusSource() ||
+					got.GetDurationSeconds() != old.GetDurationSeconds() || !proto.Equal(got.GetEndedAt(), old.GetEndedAt()) {
+					t.Fatalf("%s: REST reads changed a webhook's terminal report %v/%v to %v/%v",
+						sid, old.GetStatus(), old.GetStatusSource(), got.GetStatus(), got.GetStatusSource())
+				}
+			case !got.GetTerminal() && got.GetStatus() < old.GetStatus():
+				t.Fatalf("%s: REST reads moved %v back to %v", sid, old.GetStatus(), got.GetStatus())
+			}
+			if old.GetFrom() != "" && (got.GetFrom() != old.GetFrom() || got.GetDirection() != old.GetDirection()) {
+				t.Fatalf("%s: REST reads replaced the identity %s/%s by %s/%s", sid, old.GetFrom(), old.GetDirection(), got.GetFrom(), got.GetDirection())
+			}
+			for _, ts := range [][2]*timestamppb.Timestamp{{old.GetInitiatedAt(), got.GetInitiatedAt()}, {old.GetRingingAt(), got.GetRingingAt()}, {old.GetAnsweredAt(), got.GetAnsweredAt()}} {
+				if !proto.Equal(ts[0], ts[1]) {
+					t.Fatalf("%s: REST reads changed a status time %v to %v", sid, ts[0], ts[1])
+				}
+			}
+			if old.GetParentCallSid() != "" && got.GetParentCallSid() != old.GetParentCallSid() {
+				t.Fatalf("%s: REST reads changed the parent %s to %s", sid, old.GetParentCallSid(), got.GetParentCallSid())
+			}
+		}
+	})
+}
+
 // checkInvariants holds for any set of events: links agree both ways, the
 // root is where parents lead, placeholders have no own events.
 func checkInvariants(t *rapid.T, recs map[string]*statev1.CallRecord) {
@@ -238,7 +363,7 @@ func checkInvariants(t *rapid.T, recs map[string]*statev1.CallRecord) {
 		if c.GetPlaceholder() != (c.GetEventCount() == 0) {
 			t.Fatalf("%s: placeholder %v with %d own events", sid, c.GetPlaceholder(), c.GetEventCount())
 		}
-		if c.GetTerminal() && c.DurationSeconds == nil && c.GetStatusSource() != callledgerv1.Source_SOURCE_DIAL_ACTION {
+		if c.GetTerminal() && c.DurationSeconds == nil && c.GetStatusSource() != callledgerv1.Source_SOURCE_DIAL_ACTION && c.GetStatusSource() != callledgerv1.Source_SOURCE_RECONCILIATION {
 			t.Fatalf("%s: terminal by %s without a duration", sid, c.GetStatusSource())
 		}
 	}

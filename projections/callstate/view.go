@@ -1,6 +1,11 @@
 package callstate
 
 import (
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 )
@@ -40,10 +45,26 @@ func View(r *statev1.CallRecord) *callledgerv1.Call {
 		c.Recordings = append(c.Recordings, rec.GetRecording())
 	}
 	if h := r.GetHangup(); h != nil {
-		c.HangupRequest = h.GetRequest()
+		c.HangupRequest = hangupView(r, h.GetRequest())
 		c.Ending = !c.Terminal
 	}
+	c.Reconciliation = r.GetReconciled().GetReconciliation()
 	return c
+}
+
+// hangupView is the request with the REST outcome recorded for it, if any.
+// The stored request is not modified: views share the record's messages.
+func hangupView(r *statev1.CallRecord, req *callledgerv1.HangupRequest) *callledgerv1.HangupRequest {
+	out := proto.CloneOf(req)
+	out.Outcome = callledgerv1.HangupOutcome_HANGUP_OUTCOME_PENDING
+	i, found := slices.BinarySearchFunc(r.GetHangupResults(), req.GetRequestId(), func(x *statev1.HangupResult, id string) int {
+		return strings.Compare(x.GetRequestId(), id)
+	})
+	if found {
+		res := r.GetHangupResults()[i]
+		out.Outcome, out.ErrorCode, out.ErrorMessage, out.SentStatus = res.GetOutcome(), res.GetErrorCode(), res.GetErrorMessage(), res.GetStatus()
+	}
+	return out
 }
 
 // Active reports whether a call is under way: its status is known and not

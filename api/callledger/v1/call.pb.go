@@ -126,9 +126,11 @@ type Call struct {
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// A hang-up was requested and no terminal report has arrived yet: the
 	// state a UI shows as "ending".
-	Ending        bool `protobuf:"varint,26,opt,name=ending,proto3" json:"ending,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Ending bool `protobuf:"varint,26,opt,name=ending,proto3" json:"ending,omitempty"`
+	// The latest read of the call from Twilio's REST API, if any.
+	Reconciliation *Reconciliation `protobuf:"bytes,27,opt,name=reconciliation,proto3" json:"reconciliation,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Call) Reset() {
@@ -343,6 +345,77 @@ func (x *Call) GetEnding() bool {
 	return false
 }
 
+func (x *Call) GetReconciliation() *Reconciliation {
+	if x != nil {
+		return x.Reconciliation
+	}
+	return nil
+}
+
+// Reconciliation is what the latest read of Twilio's REST API said.
+type Reconciliation struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	FetchedAt *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=fetched_at,json=fetchedAt,proto3" json:"fetched_at,omitempty"`
+	// The resource's status; it only decides the call's status when no
+	// webhook did.
+	Status CallStatus `protobuf:"varint,2,opt,name=status,proto3,enum=callledger.v1.CallStatus" json:"status,omitempty"`
+	// Twilio has no such call in the account.
+	NotFound      bool `protobuf:"varint,3,opt,name=not_found,json=notFound,proto3" json:"not_found,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reconciliation) Reset() {
+	*x = Reconciliation{}
+	mi := &file_callledger_v1_call_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reconciliation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reconciliation) ProtoMessage() {}
+
+func (x *Reconciliation) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_call_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reconciliation.ProtoReflect.Descriptor instead.
+func (*Reconciliation) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_call_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Reconciliation) GetFetchedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FetchedAt
+	}
+	return nil
+}
+
+func (x *Reconciliation) GetStatus() CallStatus {
+	if x != nil {
+		return x.Status
+	}
+	return CallStatus_CALL_STATUS_UNSPECIFIED
+}
+
+func (x *Reconciliation) GetNotFound() bool {
+	if x != nil {
+		return x.NotFound
+	}
+	return false
+}
+
 // DialOutcome is what a <Dial action> callback reported.
 type DialOutcome struct {
 	state                   protoimpl.MessageState `protogen:"open.v1"`
@@ -358,7 +431,7 @@ type DialOutcome struct {
 
 func (x *DialOutcome) Reset() {
 	*x = DialOutcome{}
-	mi := &file_callledger_v1_call_proto_msgTypes[1]
+	mi := &file_callledger_v1_call_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -370,7 +443,7 @@ func (x *DialOutcome) String() string {
 func (*DialOutcome) ProtoMessage() {}
 
 func (x *DialOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_callledger_v1_call_proto_msgTypes[1]
+	mi := &file_callledger_v1_call_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -383,7 +456,7 @@ func (x *DialOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DialOutcome.ProtoReflect.Descriptor instead.
 func (*DialOutcome) Descriptor() ([]byte, []int) {
-	return file_callledger_v1_call_proto_rawDescGZIP(), []int{1}
+	return file_callledger_v1_call_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *DialOutcome) GetDialCallSid() string {
@@ -445,7 +518,7 @@ type Recording struct {
 
 func (x *Recording) Reset() {
 	*x = Recording{}
-	mi := &file_callledger_v1_call_proto_msgTypes[2]
+	mi := &file_callledger_v1_call_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -457,7 +530,7 @@ func (x *Recording) String() string {
 func (*Recording) ProtoMessage() {}
 
 func (x *Recording) ProtoReflect() protoreflect.Message {
-	mi := &file_callledger_v1_call_proto_msgTypes[2]
+	mi := &file_callledger_v1_call_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -470,7 +543,7 @@ func (x *Recording) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recording.ProtoReflect.Descriptor instead.
 func (*Recording) Descriptor() ([]byte, []int) {
-	return file_callledger_v1_call_proto_rawDescGZIP(), []int{2}
+	return file_callledger_v1_call_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Recording) GetRecordingSid() string {
@@ -531,16 +604,18 @@ type HangupRequest struct {
 	// Whether callledger was asked to end the call through Twilio's REST API.
 	EndCall bool `protobuf:"varint,4,opt,name=end_call,json=endCall,proto3" json:"end_call,omitempty"`
 	// The REST outcome, once known: sent, or failed with Twilio's error.
-	Outcome       HangupOutcome `protobuf:"varint,5,opt,name=outcome,proto3,enum=callledger.v1.HangupOutcome" json:"outcome,omitempty"`
-	ErrorCode     int32         `protobuf:"varint,6,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
-	ErrorMessage  string        `protobuf:"bytes,7,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	Outcome      HangupOutcome `protobuf:"varint,5,opt,name=outcome,proto3,enum=callledger.v1.HangupOutcome" json:"outcome,omitempty"`
+	ErrorCode    int32         `protobuf:"varint,6,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage string        `protobuf:"bytes,7,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// The Status sent to Twilio: completed or canceled.
+	SentStatus    string `protobuf:"bytes,8,opt,name=sent_status,json=sentStatus,proto3" json:"sent_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HangupRequest) Reset() {
 	*x = HangupRequest{}
-	mi := &file_callledger_v1_call_proto_msgTypes[3]
+	mi := &file_callledger_v1_call_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +627,7 @@ func (x *HangupRequest) String() string {
 func (*HangupRequest) ProtoMessage() {}
 
 func (x *HangupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_callledger_v1_call_proto_msgTypes[3]
+	mi := &file_callledger_v1_call_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +640,7 @@ func (x *HangupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HangupRequest.ProtoReflect.Descriptor instead.
 func (*HangupRequest) Descriptor() ([]byte, []int) {
-	return file_callledger_v1_call_proto_rawDescGZIP(), []int{3}
+	return file_callledger_v1_call_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *HangupRequest) GetRequestId() string {
@@ -617,11 +692,18 @@ func (x *HangupRequest) GetErrorMessage() string {
 	return ""
 }
 
+func (x *HangupRequest) GetSentStatus() string {
+	if x != nil {
+		return x.SentStatus
+	}
+	return ""
+}
+
 var File_callledger_v1_call_proto protoreflect.FileDescriptor
 
 const file_callledger_v1_call_proto_rawDesc = "" +
 	"\n" +
-	"\x18callledger/v1/call.proto\x12\rcallledger.v1\x1a\x1fcallledger/v1/call_status.proto\x1a\x19callledger/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\t\n" +
+	"\x18callledger/v1/call.proto\x12\rcallledger.v1\x1a\x1fcallledger/v1/call_status.proto\x1a\x19callledger/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\t\n" +
 	"\x04Call\x12\x19\n" +
 	"\bcall_sid\x18\x01 \x01(\tR\acallSid\x12\x1f\n" +
 	"\vaccount_sid\x18\x02 \x01(\tR\n" +
@@ -657,9 +739,15 @@ const file_callledger_v1_call_proto_rawDesc = "" +
 	"\rstatus_source\x18\x18 \x01(\x0e2\x15.callledger.v1.SourceR\fstatusSource\x129\n" +
 	"\n" +
 	"start_time\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x16\n" +
-	"\x06ending\x18\x1a \x01(\bR\x06endingB\x13\n" +
+	"\x06ending\x18\x1a \x01(\bR\x06ending\x12E\n" +
+	"\x0ereconciliation\x18\x1b \x01(\v2\x1d.callledger.v1.ReconciliationR\x0ereconciliationB\x13\n" +
 	"\x11_duration_secondsB\x14\n" +
-	"\x12_sip_response_code\"\xfe\x02\n" +
+	"\x12_sip_response_code\"\x9b\x01\n" +
+	"\x0eReconciliation\x129\n" +
+	"\n" +
+	"fetched_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tfetchedAt\x121\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x19.callledger.v1.CallStatusR\x06status\x12\x1b\n" +
+	"\tnot_found\x18\x03 \x01(\bR\bnotFound\"\xfe\x02\n" +
 	"\vDialOutcome\x12\"\n" +
 	"\rdial_call_sid\x18\x01 \x01(\tR\vdialCallSid\x12C\n" +
 	"\x10dial_call_status\x18\x02 \x01(\x0e2\x19.callledger.v1.CallStatusR\x0edialCallStatus\x12/\n" +
@@ -680,7 +768,7 @@ const file_callledger_v1_call_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartTimeB\x13\n" +
 	"\x11_duration_secondsB\v\n" +
-	"\t_channels\"\xa7\x02\n" +
+	"\t_channels\"\xc8\x02\n" +
 	"\rHangupRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12!\n" +
@@ -690,7 +778,9 @@ const file_callledger_v1_call_proto_rawDesc = "" +
 	"\aoutcome\x18\x05 \x01(\x0e2\x1c.callledger.v1.HangupOutcomeR\aoutcome\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x06 \x01(\x05R\terrorCode\x12#\n" +
-	"\rerror_message\x18\a \x01(\tR\ferrorMessage*\x7f\n" +
+	"\rerror_message\x18\a \x01(\tR\ferrorMessage\x12\x1f\n" +
+	"\vsent_status\x18\b \x01(\tR\n" +
+	"sentStatus*\x7f\n" +
 	"\rHangupOutcome\x12\x1e\n" +
 	"\x1aHANGUP_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16HANGUP_OUTCOME_PENDING\x10\x01\x12\x17\n" +
@@ -710,38 +800,42 @@ func file_callledger_v1_call_proto_rawDescGZIP() []byte {
 }
 
 var file_callledger_v1_call_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_callledger_v1_call_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_callledger_v1_call_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_callledger_v1_call_proto_goTypes = []any{
 	(HangupOutcome)(0),            // 0: callledger.v1.HangupOutcome
 	(*Call)(nil),                  // 1: callledger.v1.Call
-	(*DialOutcome)(nil),           // 2: callledger.v1.DialOutcome
-	(*Recording)(nil),             // 3: callledger.v1.Recording
-	(*HangupRequest)(nil),         // 4: callledger.v1.HangupRequest
-	(CallStatus)(0),               // 5: callledger.v1.CallStatus
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(Source)(0),                   // 7: callledger.v1.Source
+	(*Reconciliation)(nil),        // 2: callledger.v1.Reconciliation
+	(*DialOutcome)(nil),           // 3: callledger.v1.DialOutcome
+	(*Recording)(nil),             // 4: callledger.v1.Recording
+	(*HangupRequest)(nil),         // 5: callledger.v1.HangupRequest
+	(CallStatus)(0),               // 6: callledger.v1.CallStatus
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(Source)(0),                   // 8: callledger.v1.Source
 }
 var file_callledger_v1_call_proto_depIdxs = []int32{
-	5,  // 0: callledger.v1.Call.status:type_name -> callledger.v1.CallStatus
-	6,  // 1: callledger.v1.Call.initiated_at:type_name -> google.protobuf.Timestamp
-	6,  // 2: callledger.v1.Call.ringing_at:type_name -> google.protobuf.Timestamp
-	6,  // 3: callledger.v1.Call.answered_at:type_name -> google.protobuf.Timestamp
-	6,  // 4: callledger.v1.Call.ended_at:type_name -> google.protobuf.Timestamp
-	2,  // 5: callledger.v1.Call.dial:type_name -> callledger.v1.DialOutcome
-	3,  // 6: callledger.v1.Call.recordings:type_name -> callledger.v1.Recording
-	4,  // 7: callledger.v1.Call.hangup_request:type_name -> callledger.v1.HangupRequest
-	7,  // 8: callledger.v1.Call.status_source:type_name -> callledger.v1.Source
-	6,  // 9: callledger.v1.Call.start_time:type_name -> google.protobuf.Timestamp
-	5,  // 10: callledger.v1.DialOutcome.dial_call_status:type_name -> callledger.v1.CallStatus
-	6,  // 11: callledger.v1.DialOutcome.received_at:type_name -> google.protobuf.Timestamp
-	6,  // 12: callledger.v1.Recording.start_time:type_name -> google.protobuf.Timestamp
-	6,  // 13: callledger.v1.HangupRequest.requested_at:type_name -> google.protobuf.Timestamp
-	0,  // 14: callledger.v1.HangupRequest.outcome:type_name -> callledger.v1.HangupOutcome
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	6,  // 0: callledger.v1.Call.status:type_name -> callledger.v1.CallStatus
+	7,  // 1: callledger.v1.Call.initiated_at:type_name -> google.protobuf.Timestamp
+	7,  // 2: callledger.v1.Call.ringing_at:type_name -> google.protobuf.Timestamp
+	7,  // 3: callledger.v1.Call.answered_at:type_name -> google.protobuf.Timestamp
+	7,  // 4: callledger.v1.Call.ended_at:type_name -> google.protobuf.Timestamp
+	3,  // 5: callledger.v1.Call.dial:type_name -> callledger.v1.DialOutcome
+	4,  // 6: callledger.v1.Call.recordings:type_name -> callledger.v1.Recording
+	5,  // 7: callledger.v1.Call.hangup_request:type_name -> callledger.v1.HangupRequest
+	8,  // 8: callledger.v1.Call.status_source:type_name -> callledger.v1.Source
+	7,  // 9: callledger.v1.Call.start_time:type_name -> google.protobuf.Timestamp
+	2,  // 10: callledger.v1.Call.reconciliation:type_name -> callledger.v1.Reconciliation
+	7,  // 11: callledger.v1.Reconciliation.fetched_at:type_name -> google.protobuf.Timestamp
+	6,  // 12: callledger.v1.Reconciliation.status:type_name -> callledger.v1.CallStatus
+	6,  // 13: callledger.v1.DialOutcome.dial_call_status:type_name -> callledger.v1.CallStatus
+	7,  // 14: callledger.v1.DialOutcome.received_at:type_name -> google.protobuf.Timestamp
+	7,  // 15: callledger.v1.Recording.start_time:type_name -> google.protobuf.Timestamp
+	7,  // 16: callledger.v1.HangupRequest.requested_at:type_name -> google.protobuf.Timestamp
+	0,  // 17: callledger.v1.HangupRequest.outcome:type_name -> callledger.v1.HangupOutcome
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_callledger_v1_call_proto_init() }
@@ -752,15 +846,15 @@ func file_callledger_v1_call_proto_init() {
 	file_callledger_v1_call_status_proto_init()
 	file_callledger_v1_event_proto_init()
 	file_callledger_v1_call_proto_msgTypes[0].OneofWrappers = []any{}
-	file_callledger_v1_call_proto_msgTypes[1].OneofWrappers = []any{}
 	file_callledger_v1_call_proto_msgTypes[2].OneofWrappers = []any{}
+	file_callledger_v1_call_proto_msgTypes[3].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_callledger_v1_call_proto_rawDesc), len(file_callledger_v1_call_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

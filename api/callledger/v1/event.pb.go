@@ -117,6 +117,10 @@ type Event struct {
 	//	*Event_DialCompleted
 	//	*Event_RecordingStatusReported
 	//	*Event_RequestQuarantined
+	//	*Event_HangupRequested
+	//	*Event_HangupSent
+	//	*Event_HangupFailed
+	//	*Event_CallReconciled
 	Body isEvent_Body `protobuf_oneof:"body"`
 	// The request as Twilio sent it; unset for facts not received over HTTP.
 	Request *HttpRequest `protobuf:"bytes,20,opt,name=request,proto3" json:"request,omitempty"`
@@ -234,6 +238,42 @@ func (x *Event) GetRequestQuarantined() *RequestQuarantined {
 	return nil
 }
 
+func (x *Event) GetHangupRequested() *HangupRequested {
+	if x != nil {
+		if x, ok := x.Body.(*Event_HangupRequested); ok {
+			return x.HangupRequested
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetHangupSent() *HangupSent {
+	if x != nil {
+		if x, ok := x.Body.(*Event_HangupSent); ok {
+			return x.HangupSent
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetHangupFailed() *HangupFailed {
+	if x != nil {
+		if x, ok := x.Body.(*Event_HangupFailed); ok {
+			return x.HangupFailed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetCallReconciled() *CallReconciled {
+	if x != nil {
+		if x, ok := x.Body.(*Event_CallReconciled); ok {
+			return x.CallReconciled
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetRequest() *HttpRequest {
 	if x != nil {
 		return x.Request
@@ -268,6 +308,22 @@ type Event_RequestQuarantined struct {
 	RequestQuarantined *RequestQuarantined `protobuf:"bytes,13,opt,name=request_quarantined,json=requestQuarantined,proto3,oneof"`
 }
 
+type Event_HangupRequested struct {
+	HangupRequested *HangupRequested `protobuf:"bytes,14,opt,name=hangup_requested,json=hangupRequested,proto3,oneof"`
+}
+
+type Event_HangupSent struct {
+	HangupSent *HangupSent `protobuf:"bytes,15,opt,name=hangup_sent,json=hangupSent,proto3,oneof"`
+}
+
+type Event_HangupFailed struct {
+	HangupFailed *HangupFailed `protobuf:"bytes,16,opt,name=hangup_failed,json=hangupFailed,proto3,oneof"`
+}
+
+type Event_CallReconciled struct {
+	CallReconciled *CallReconciled `protobuf:"bytes,17,opt,name=call_reconciled,json=callReconciled,proto3,oneof"`
+}
+
 func (*Event_CallStatusReported) isEvent_Body() {}
 
 func (*Event_DialCompleted) isEvent_Body() {}
@@ -275,6 +331,14 @@ func (*Event_DialCompleted) isEvent_Body() {}
 func (*Event_RecordingStatusReported) isEvent_Body() {}
 
 func (*Event_RequestQuarantined) isEvent_Body() {}
+
+func (*Event_HangupRequested) isEvent_Body() {}
+
+func (*Event_HangupSent) isEvent_Body() {}
+
+func (*Event_HangupFailed) isEvent_Body() {}
+
+func (*Event_CallReconciled) isEvent_Body() {}
 
 // CallStatusReported is one status report of one call leg, from a status
 // callback or its Event Streams copy.
@@ -988,11 +1052,382 @@ func (x *CloudEvent) GetRaw() []byte {
 	return nil
 }
 
+// HangupRequested is a request, made through CallCommandService, to end a
+// call. It is recorded before anything is asked of Twilio, so that clients
+// see the call as ending at once.
+type HangupRequested struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The client's idempotency key: a retry with the same request_id is the
+	// same request.
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Who asked (a user or service name), for the audit trail.
+	RequestedBy string `protobuf:"bytes,2,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	// Whether callledger was asked to end the call through Twilio's REST API.
+	EndCall       bool `protobuf:"varint,3,opt,name=end_call,json=endCall,proto3" json:"end_call,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HangupRequested) Reset() {
+	*x = HangupRequested{}
+	mi := &file_callledger_v1_event_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HangupRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HangupRequested) ProtoMessage() {}
+
+func (x *HangupRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_event_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HangupRequested.ProtoReflect.Descriptor instead.
+func (*HangupRequested) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_event_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *HangupRequested) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *HangupRequested) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *HangupRequested) GetEndCall() bool {
+	if x != nil {
+		return x.EndCall
+	}
+	return false
+}
+
+// HangupSent records that Twilio accepted the REST update ending a call.
+type HangupSent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The HangupRequested this outcome belongs to.
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The Status sent to Twilio: completed (answered call) or canceled
+	// (queued or ringing).
+	Status string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// The account whose credentials made the update.
+	AccountSid    string `protobuf:"bytes,3,opt,name=account_sid,json=accountSid,proto3" json:"account_sid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HangupSent) Reset() {
+	*x = HangupSent{}
+	mi := &file_callledger_v1_event_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HangupSent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HangupSent) ProtoMessage() {}
+
+func (x *HangupSent) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_event_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HangupSent.ProtoReflect.Descriptor instead.
+func (*HangupSent) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_event_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *HangupSent) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *HangupSent) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *HangupSent) GetAccountSid() string {
+	if x != nil {
+		return x.AccountSid
+	}
+	return ""
+}
+
+// HangupFailed records that the REST update ending a call failed.
+type HangupFailed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The HangupRequested this outcome belongs to.
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The Status callledger tried to set.
+	Status string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// Twilio's error code (e.g. 20404, 21220); 0 when Twilio was not reached.
+	ErrorCode    int32  `protobuf:"varint,3,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage string `protobuf:"bytes,4,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// The HTTP status of Twilio's answer; 0 when Twilio was not reached.
+	HttpStatus    int32  `protobuf:"varint,5,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
+	AccountSid    string `protobuf:"bytes,6,opt,name=account_sid,json=accountSid,proto3" json:"account_sid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HangupFailed) Reset() {
+	*x = HangupFailed{}
+	mi := &file_callledger_v1_event_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HangupFailed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HangupFailed) ProtoMessage() {}
+
+func (x *HangupFailed) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_event_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HangupFailed.ProtoReflect.Descriptor instead.
+func (*HangupFailed) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_event_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *HangupFailed) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *HangupFailed) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *HangupFailed) GetErrorCode() int32 {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return 0
+}
+
+func (x *HangupFailed) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+func (x *HangupFailed) GetHttpStatus() int32 {
+	if x != nil {
+		return x.HttpStatus
+	}
+	return 0
+}
+
+func (x *HangupFailed) GetAccountSid() string {
+	if x != nil {
+		return x.AccountSid
+	}
+	return ""
+}
+
+// CallReconciled is a read of the call from Twilio's REST API (the Call
+// resource). It ranks lowest in the fold: it fills gaps the webhooks left
+// and never overrides what a webhook reported.
+type CallReconciled struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Status as an enum; UNSPECIFIED when status_raw is not a known value.
+	Status CallStatus `protobuf:"varint,1,opt,name=status,proto3,enum=callledger.v1.CallStatus" json:"status,omitempty"`
+	// Status exactly as the resource had it.
+	StatusRaw     string `protobuf:"bytes,2,opt,name=status_raw,json=statusRaw,proto3" json:"status_raw,omitempty"`
+	AccountSid    string `protobuf:"bytes,3,opt,name=account_sid,json=accountSid,proto3" json:"account_sid,omitempty"`
+	ParentCallSid string `protobuf:"bytes,4,opt,name=parent_call_sid,json=parentCallSid,proto3" json:"parent_call_sid,omitempty"`
+	Direction     string `protobuf:"bytes,5,opt,name=direction,proto3" json:"direction,omitempty"`
+	From          string `protobuf:"bytes,6,opt,name=from,proto3" json:"from,omitempty"`
+	To            string `protobuf:"bytes,7,opt,name=to,proto3" json:"to,omitempty"`
+	// Duration, in seconds, when the resource had one.
+	DurationSeconds *int64                 `protobuf:"varint,8,opt,name=duration_seconds,json=durationSeconds,proto3,oneof" json:"duration_seconds,omitempty"`
+	StartTime       *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime         *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	AnsweredBy      string                 `protobuf:"bytes,11,opt,name=answered_by,json=answeredBy,proto3" json:"answered_by,omitempty"`
+	// Twilio answered 404: the account has no such call. The reconciler
+	// stops asking about it.
+	NotFound bool `protobuf:"varint,12,opt,name=not_found,json=notFound,proto3" json:"not_found,omitempty"`
+	// The resource as twilio-go decoded it, re-encoded as JSON, so that a
+	// future projection can re-interpret it.
+	Resource      []byte `protobuf:"bytes,13,opt,name=resource,proto3" json:"resource,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallReconciled) Reset() {
+	*x = CallReconciled{}
+	mi := &file_callledger_v1_event_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallReconciled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallReconciled) ProtoMessage() {}
+
+func (x *CallReconciled) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_event_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallReconciled.ProtoReflect.Descriptor instead.
+func (*CallReconciled) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_event_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CallReconciled) GetStatus() CallStatus {
+	if x != nil {
+		return x.Status
+	}
+	return CallStatus_CALL_STATUS_UNSPECIFIED
+}
+
+func (x *CallReconciled) GetStatusRaw() string {
+	if x != nil {
+		return x.StatusRaw
+	}
+	return ""
+}
+
+func (x *CallReconciled) GetAccountSid() string {
+	if x != nil {
+		return x.AccountSid
+	}
+	return ""
+}
+
+func (x *CallReconciled) GetParentCallSid() string {
+	if x != nil {
+		return x.ParentCallSid
+	}
+	return ""
+}
+
+func (x *CallReconciled) GetDirection() string {
+	if x != nil {
+		return x.Direction
+	}
+	return ""
+}
+
+func (x *CallReconciled) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *CallReconciled) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *CallReconciled) GetDurationSeconds() int64 {
+	if x != nil && x.DurationSeconds != nil {
+		return *x.DurationSeconds
+	}
+	return 0
+}
+
+func (x *CallReconciled) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *CallReconciled) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *CallReconciled) GetAnsweredBy() string {
+	if x != nil {
+		return x.AnsweredBy
+	}
+	return ""
+}
+
+func (x *CallReconciled) GetNotFound() bool {
+	if x != nil {
+		return x.NotFound
+	}
+	return false
+}
+
+func (x *CallReconciled) GetResource() []byte {
+	if x != nil {
+		return x.Resource
+	}
+	return nil
+}
+
 var File_callledger_v1_event_proto protoreflect.FileDescriptor
 
 const file_callledger_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x19callledger/v1/event.proto\x12\rcallledger.v1\x1a\x1fcallledger/v1/call_status.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\x05\n" +
+	"\x19callledger/v1/event.proto\x12\rcallledger.v1\x1a\x1fcallledger/v1/call_status.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\a\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x19\n" +
 	"\bcall_sid\x18\x02 \x01(\tR\acallSid\x12-\n" +
@@ -1005,7 +1440,12 @@ const file_callledger_v1_event_proto_rawDesc = "" +
 	" \x01(\v2!.callledger.v1.CallStatusReportedH\x00R\x12callStatusReported\x12E\n" +
 	"\x0edial_completed\x18\v \x01(\v2\x1c.callledger.v1.DialCompletedH\x00R\rdialCompleted\x12d\n" +
 	"\x19recording_status_reported\x18\f \x01(\v2&.callledger.v1.RecordingStatusReportedH\x00R\x17recordingStatusReported\x12T\n" +
-	"\x13request_quarantined\x18\r \x01(\v2!.callledger.v1.RequestQuarantinedH\x00R\x12requestQuarantined\x124\n" +
+	"\x13request_quarantined\x18\r \x01(\v2!.callledger.v1.RequestQuarantinedH\x00R\x12requestQuarantined\x12K\n" +
+	"\x10hangup_requested\x18\x0e \x01(\v2\x1e.callledger.v1.HangupRequestedH\x00R\x0fhangupRequested\x12<\n" +
+	"\vhangup_sent\x18\x0f \x01(\v2\x19.callledger.v1.HangupSentH\x00R\n" +
+	"hangupSent\x12B\n" +
+	"\rhangup_failed\x18\x10 \x01(\v2\x1b.callledger.v1.HangupFailedH\x00R\fhangupFailed\x12H\n" +
+	"\x0fcall_reconciled\x18\x11 \x01(\v2\x1d.callledger.v1.CallReconciledH\x00R\x0ecallReconciled\x124\n" +
 	"\arequest\x18\x14 \x01(\v2\x1a.callledger.v1.HttpRequestR\arequest\x12:\n" +
 	"\vcloud_event\x18\x15 \x01(\v2\x19.callledger.v1.CloudEventR\n" +
 	"cloudEventB\x06\n" +
@@ -1090,7 +1530,50 @@ const file_callledger_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"dataschema\x18\x05 \x01(\tR\n" +
 	"dataschema\x12\x10\n" +
-	"\x03raw\x18\x06 \x01(\fR\x03raw*\xc1\x01\n" +
+	"\x03raw\x18\x06 \x01(\fR\x03raw\"n\n" +
+	"\x0fHangupRequested\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12!\n" +
+	"\frequested_by\x18\x02 \x01(\tR\vrequestedBy\x12\x19\n" +
+	"\bend_call\x18\x03 \x01(\bR\aendCall\"d\n" +
+	"\n" +
+	"HangupSent\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1f\n" +
+	"\vaccount_sid\x18\x03 \x01(\tR\n" +
+	"accountSid\"\xcb\x01\n" +
+	"\fHangupFailed\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x03 \x01(\x05R\terrorCode\x12#\n" +
+	"\rerror_message\x18\x04 \x01(\tR\ferrorMessage\x12\x1f\n" +
+	"\vhttp_status\x18\x05 \x01(\x05R\n" +
+	"httpStatus\x12\x1f\n" +
+	"\vaccount_sid\x18\x06 \x01(\tR\n" +
+	"accountSid\"\xfe\x03\n" +
+	"\x0eCallReconciled\x121\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x19.callledger.v1.CallStatusR\x06status\x12\x1d\n" +
+	"\n" +
+	"status_raw\x18\x02 \x01(\tR\tstatusRaw\x12\x1f\n" +
+	"\vaccount_sid\x18\x03 \x01(\tR\n" +
+	"accountSid\x12&\n" +
+	"\x0fparent_call_sid\x18\x04 \x01(\tR\rparentCallSid\x12\x1c\n" +
+	"\tdirection\x18\x05 \x01(\tR\tdirection\x12\x12\n" +
+	"\x04from\x18\x06 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\a \x01(\tR\x02to\x12.\n" +
+	"\x10duration_seconds\x18\b \x01(\x03H\x00R\x0fdurationSeconds\x88\x01\x01\x129\n" +
+	"\n" +
+	"start_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1f\n" +
+	"\vanswered_by\x18\v \x01(\tR\n" +
+	"answeredBy\x12\x1b\n" +
+	"\tnot_found\x18\f \x01(\bR\bnotFound\x12\x1a\n" +
+	"\bresource\x18\r \x01(\fR\bresourceB\x13\n" +
+	"\x11_duration_seconds*\xc1\x01\n" +
 	"\x06Source\x12\x16\n" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SOURCE_STATUS_CALLBACK\x10\x01\x12\x16\n" +
@@ -1113,7 +1596,7 @@ func file_callledger_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_callledger_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_callledger_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_callledger_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_callledger_v1_event_proto_goTypes = []any{
 	(Source)(0),                     // 0: callledger.v1.Source
 	(*Event)(nil),                   // 1: callledger.v1.Event
@@ -1124,29 +1607,40 @@ var file_callledger_v1_event_proto_goTypes = []any{
 	(*HttpRequest)(nil),             // 6: callledger.v1.HttpRequest
 	(*Header)(nil),                  // 7: callledger.v1.Header
 	(*CloudEvent)(nil),              // 8: callledger.v1.CloudEvent
-	(*timestamppb.Timestamp)(nil),   // 9: google.protobuf.Timestamp
-	(CallStatus)(0),                 // 10: callledger.v1.CallStatus
+	(*HangupRequested)(nil),         // 9: callledger.v1.HangupRequested
+	(*HangupSent)(nil),              // 10: callledger.v1.HangupSent
+	(*HangupFailed)(nil),            // 11: callledger.v1.HangupFailed
+	(*CallReconciled)(nil),          // 12: callledger.v1.CallReconciled
+	(*timestamppb.Timestamp)(nil),   // 13: google.protobuf.Timestamp
+	(CallStatus)(0),                 // 14: callledger.v1.CallStatus
 }
 var file_callledger_v1_event_proto_depIdxs = []int32{
 	0,  // 0: callledger.v1.Event.source:type_name -> callledger.v1.Source
-	9,  // 1: callledger.v1.Event.received_at:type_name -> google.protobuf.Timestamp
-	9,  // 2: callledger.v1.Event.reported_at:type_name -> google.protobuf.Timestamp
+	13, // 1: callledger.v1.Event.received_at:type_name -> google.protobuf.Timestamp
+	13, // 2: callledger.v1.Event.reported_at:type_name -> google.protobuf.Timestamp
 	2,  // 3: callledger.v1.Event.call_status_reported:type_name -> callledger.v1.CallStatusReported
 	3,  // 4: callledger.v1.Event.dial_completed:type_name -> callledger.v1.DialCompleted
 	4,  // 5: callledger.v1.Event.recording_status_reported:type_name -> callledger.v1.RecordingStatusReported
 	5,  // 6: callledger.v1.Event.request_quarantined:type_name -> callledger.v1.RequestQuarantined
-	6,  // 7: callledger.v1.Event.request:type_name -> callledger.v1.HttpRequest
-	8,  // 8: callledger.v1.Event.cloud_event:type_name -> callledger.v1.CloudEvent
-	10, // 9: callledger.v1.CallStatusReported.status:type_name -> callledger.v1.CallStatus
-	10, // 10: callledger.v1.DialCompleted.dial_call_status:type_name -> callledger.v1.CallStatus
-	10, // 11: callledger.v1.DialCompleted.parent_status:type_name -> callledger.v1.CallStatus
-	9,  // 12: callledger.v1.RecordingStatusReported.recording_start_time:type_name -> google.protobuf.Timestamp
-	7,  // 13: callledger.v1.HttpRequest.headers:type_name -> callledger.v1.Header
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	9,  // 7: callledger.v1.Event.hangup_requested:type_name -> callledger.v1.HangupRequested
+	10, // 8: callledger.v1.Event.hangup_sent:type_name -> callledger.v1.HangupSent
+	11, // 9: callledger.v1.Event.hangup_failed:type_name -> callledger.v1.HangupFailed
+	12, // 10: callledger.v1.Event.call_reconciled:type_name -> callledger.v1.CallReconciled
+	6,  // 11: callledger.v1.Event.request:type_name -> callledger.v1.HttpRequest
+	8,  // 12: callledger.v1.Event.cloud_event:type_name -> callledger.v1.CloudEvent
+	14, // 13: callledger.v1.CallStatusReported.status:type_name -> callledger.v1.CallStatus
+	14, // 14: callledger.v1.DialCompleted.dial_call_status:type_name -> callledger.v1.CallStatus
+	14, // 15: callledger.v1.DialCompleted.parent_status:type_name -> callledger.v1.CallStatus
+	13, // 16: callledger.v1.RecordingStatusReported.recording_start_time:type_name -> google.protobuf.Timestamp
+	7,  // 17: callledger.v1.HttpRequest.headers:type_name -> callledger.v1.Header
+	14, // 18: callledger.v1.CallReconciled.status:type_name -> callledger.v1.CallStatus
+	13, // 19: callledger.v1.CallReconciled.start_time:type_name -> google.protobuf.Timestamp
+	13, // 20: callledger.v1.CallReconciled.end_time:type_name -> google.protobuf.Timestamp
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_callledger_v1_event_proto_init() }
@@ -1160,17 +1654,22 @@ func file_callledger_v1_event_proto_init() {
 		(*Event_DialCompleted)(nil),
 		(*Event_RecordingStatusReported)(nil),
 		(*Event_RequestQuarantined)(nil),
+		(*Event_HangupRequested)(nil),
+		(*Event_HangupSent)(nil),
+		(*Event_HangupFailed)(nil),
+		(*Event_CallReconciled)(nil),
 	}
 	file_callledger_v1_event_proto_msgTypes[1].OneofWrappers = []any{}
 	file_callledger_v1_event_proto_msgTypes[2].OneofWrappers = []any{}
 	file_callledger_v1_event_proto_msgTypes[3].OneofWrappers = []any{}
+	file_callledger_v1_event_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_callledger_v1_event_proto_rawDesc), len(file_callledger_v1_event_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -53,9 +53,13 @@ type CallRecord struct {
 	// Earliest time of any fact of the call.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// Derived from the tree, kept so queries need not walk it.
-	RootCallSid   string        `protobuf:"bytes,15,opt,name=root_call_sid,json=rootCallSid,proto3" json:"root_call_sid,omitempty"`
-	LastPosition  uint64        `protobuf:"varint,16,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
-	Hangup        *HangupReport `protobuf:"bytes,17,opt,name=hangup,proto3" json:"hangup,omitempty"`
+	RootCallSid  string        `protobuf:"bytes,15,opt,name=root_call_sid,json=rootCallSid,proto3" json:"root_call_sid,omitempty"`
+	LastPosition uint64        `protobuf:"varint,16,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
+	Hangup       *HangupReport `protobuf:"bytes,17,opt,name=hangup,proto3" json:"hangup,omitempty"`
+	// REST outcomes of hang-up requests, one per request_id, sorted by it.
+	HangupResults []*HangupResult `protobuf:"bytes,18,rep,name=hangup_results,json=hangupResults,proto3" json:"hangup_results,omitempty"`
+	// The latest REST read of the call.
+	Reconciled    *ReconcileReport `protobuf:"bytes,19,opt,name=reconciled,proto3" json:"reconciled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -205,6 +209,20 @@ func (x *CallRecord) GetLastPosition() uint64 {
 func (x *CallRecord) GetHangup() *HangupReport {
 	if x != nil {
 		return x.Hangup
+	}
+	return nil
+}
+
+func (x *CallRecord) GetHangupResults() []*HangupResult {
+	if x != nil {
+		return x.HangupResults
+	}
+	return nil
+}
+
+func (x *CallRecord) GetReconciled() *ReconcileReport {
+	if x != nil {
+		return x.Reconciled
 	}
 	return nil
 }
@@ -693,11 +711,148 @@ func (x *HangupReport) GetRequest() *v1.HangupRequest {
 	return nil
 }
 
+type HangupResult struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Key          *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	RequestId    string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Outcome      v1.HangupOutcome       `protobuf:"varint,3,opt,name=outcome,proto3,enum=callledger.v1.HangupOutcome" json:"outcome,omitempty"`
+	ErrorCode    int32                  `protobuf:"varint,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage string                 `protobuf:"bytes,5,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// The Status sent or tried: completed or canceled.
+	Status        string `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HangupResult) Reset() {
+	*x = HangupResult{}
+	mi := &file_callledger_state_v1_state_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HangupResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HangupResult) ProtoMessage() {}
+
+func (x *HangupResult) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_state_v1_state_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HangupResult.ProtoReflect.Descriptor instead.
+func (*HangupResult) Descriptor() ([]byte, []int) {
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *HangupResult) GetKey() *Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *HangupResult) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *HangupResult) GetOutcome() v1.HangupOutcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return v1.HangupOutcome(0)
+}
+
+func (x *HangupResult) GetErrorCode() int32 {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return 0
+}
+
+func (x *HangupResult) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+func (x *HangupResult) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+type ReconcileReport struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Key            *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Reconciliation *v1.Reconciliation     `protobuf:"bytes,2,opt,name=reconciliation,proto3" json:"reconciliation,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReconcileReport) Reset() {
+	*x = ReconcileReport{}
+	mi := &file_callledger_state_v1_state_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileReport) ProtoMessage() {}
+
+func (x *ReconcileReport) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_state_v1_state_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileReport.ProtoReflect.Descriptor instead.
+func (*ReconcileReport) Descriptor() ([]byte, []int) {
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ReconcileReport) GetKey() *Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *ReconcileReport) GetReconciliation() *v1.Reconciliation {
+	if x != nil {
+		return x.Reconciliation
+	}
+	return nil
+}
+
 var File_callledger_state_v1_state_proto protoreflect.FileDescriptor
 
 const file_callledger_state_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x1fcallledger/state/v1/state.proto\x12\x13callledger.state.v1\x1a\x18callledger/v1/call.proto\x1a\x1fcallledger/v1/call_status.proto\x1a\x19callledger/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\a\n" +
+	"\x1fcallledger/state/v1/state.proto\x12\x13callledger.state.v1\x1a\x18callledger/v1/call.proto\x1a\x1fcallledger/v1/call_status.proto\x1a\x19callledger/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\b\n" +
 	"\n" +
 	"CallRecord\x12\x19\n" +
 	"\bcall_sid\x18\x01 \x01(\tR\acallSid\x12\"\n" +
@@ -723,7 +878,11 @@ const file_callledger_state_v1_state_proto_rawDesc = "" +
 	"start_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\"\n" +
 	"\rroot_call_sid\x18\x0f \x01(\tR\vrootCallSid\x12#\n" +
 	"\rlast_position\x18\x10 \x01(\x04R\flastPosition\x129\n" +
-	"\x06hangup\x18\x11 \x01(\v2!.callledger.state.v1.HangupReportR\x06hangup\"d\n" +
+	"\x06hangup\x18\x11 \x01(\v2!.callledger.state.v1.HangupReportR\x06hangup\x12H\n" +
+	"\x0ehangup_results\x18\x12 \x03(\v2!.callledger.state.v1.HangupResultR\rhangupResults\x12D\n" +
+	"\n" +
+	"reconciled\x18\x13 \x01(\v2$.callledger.state.v1.ReconcileReportR\n" +
+	"reconciled\"d\n" +
 	"\x03Key\x12\x1a\n" +
 	"\bpriority\x18\x01 \x01(\x05R\bpriority\x12&\n" +
 	"\x0ftime_unix_nanos\x18\x02 \x01(\x03R\rtimeUnixNanos\x12\x19\n" +
@@ -759,7 +918,19 @@ const file_callledger_state_v1_state_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"r\n" +
 	"\fHangupReport\x12*\n" +
 	"\x03key\x18\x01 \x01(\v2\x18.callledger.state.v1.KeyR\x03key\x126\n" +
-	"\arequest\x18\x02 \x01(\v2\x1c.callledger.v1.HangupRequestR\arequestBBZ@github.com/callledger/callledger/api/callledger/state/v1;statev1b\x06proto3"
+	"\arequest\x18\x02 \x01(\v2\x1c.callledger.v1.HangupRequestR\arequest\"\xed\x01\n" +
+	"\fHangupResult\x12*\n" +
+	"\x03key\x18\x01 \x01(\v2\x18.callledger.state.v1.KeyR\x03key\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x126\n" +
+	"\aoutcome\x18\x03 \x01(\x0e2\x1c.callledger.v1.HangupOutcomeR\aoutcome\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x04 \x01(\x05R\terrorCode\x12#\n" +
+	"\rerror_message\x18\x05 \x01(\tR\ferrorMessage\x12\x16\n" +
+	"\x06status\x18\x06 \x01(\tR\x06status\"\x84\x01\n" +
+	"\x0fReconcileReport\x12*\n" +
+	"\x03key\x18\x01 \x01(\v2\x18.callledger.state.v1.KeyR\x03key\x12E\n" +
+	"\x0ereconciliation\x18\x02 \x01(\v2\x1d.callledger.v1.ReconciliationR\x0ereconciliationBBZ@github.com/callledger/callledger/api/callledger/state/v1;statev1b\x06proto3"
 
 var (
 	file_callledger_state_v1_state_proto_rawDescOnce sync.Once
@@ -773,7 +944,7 @@ func file_callledger_state_v1_state_proto_rawDescGZIP() []byte {
 	return file_callledger_state_v1_state_proto_rawDescData
 }
 
-var file_callledger_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_callledger_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_callledger_state_v1_state_proto_goTypes = []any{
 	(*CallRecord)(nil),            // 0: callledger.state.v1.CallRecord
 	(*Key)(nil),                   // 1: callledger.state.v1.Key
@@ -784,44 +955,54 @@ var file_callledger_state_v1_state_proto_goTypes = []any{
 	(*DialReport)(nil),            // 6: callledger.state.v1.DialReport
 	(*Keyed)(nil),                 // 7: callledger.state.v1.Keyed
 	(*HangupReport)(nil),          // 8: callledger.state.v1.HangupReport
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(v1.CallStatus)(0),            // 10: callledger.v1.CallStatus
-	(v1.Source)(0),                // 11: callledger.v1.Source
-	(*v1.Recording)(nil),          // 12: callledger.v1.Recording
-	(*v1.DialOutcome)(nil),        // 13: callledger.v1.DialOutcome
-	(*v1.HangupRequest)(nil),      // 14: callledger.v1.HangupRequest
+	(*HangupResult)(nil),          // 9: callledger.state.v1.HangupResult
+	(*ReconcileReport)(nil),       // 10: callledger.state.v1.ReconcileReport
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(v1.CallStatus)(0),            // 12: callledger.v1.CallStatus
+	(v1.Source)(0),                // 13: callledger.v1.Source
+	(*v1.Recording)(nil),          // 14: callledger.v1.Recording
+	(*v1.DialOutcome)(nil),        // 15: callledger.v1.DialOutcome
+	(*v1.HangupRequest)(nil),      // 16: callledger.v1.HangupRequest
+	(v1.HangupOutcome)(0),         // 17: callledger.v1.HangupOutcome
+	(*v1.Reconciliation)(nil),     // 18: callledger.v1.Reconciliation
 }
 var file_callledger_state_v1_state_proto_depIdxs = []int32{
 	2,  // 0: callledger.state.v1.CallRecord.identity:type_name -> callledger.state.v1.Identity
 	3,  // 1: callledger.state.v1.CallRecord.parent:type_name -> callledger.state.v1.Link
 	4,  // 2: callledger.state.v1.CallRecord.nonterminal:type_name -> callledger.state.v1.StatusReport
 	4,  // 3: callledger.state.v1.CallRecord.terminal:type_name -> callledger.state.v1.StatusReport
-	9,  // 4: callledger.state.v1.CallRecord.initiated_at:type_name -> google.protobuf.Timestamp
-	9,  // 5: callledger.state.v1.CallRecord.ringing_at:type_name -> google.protobuf.Timestamp
-	9,  // 6: callledger.state.v1.CallRecord.answered_at:type_name -> google.protobuf.Timestamp
+	11, // 4: callledger.state.v1.CallRecord.initiated_at:type_name -> google.protobuf.Timestamp
+	11, // 5: callledger.state.v1.CallRecord.ringing_at:type_name -> google.protobuf.Timestamp
+	11, // 6: callledger.state.v1.CallRecord.answered_at:type_name -> google.protobuf.Timestamp
 	5,  // 7: callledger.state.v1.CallRecord.recordings:type_name -> callledger.state.v1.RecordingReport
 	6,  // 8: callledger.state.v1.CallRecord.last_dial:type_name -> callledger.state.v1.DialReport
 	7,  // 9: callledger.state.v1.CallRecord.answered_by:type_name -> callledger.state.v1.Keyed
-	9,  // 10: callledger.state.v1.CallRecord.start_time:type_name -> google.protobuf.Timestamp
+	11, // 10: callledger.state.v1.CallRecord.start_time:type_name -> google.protobuf.Timestamp
 	8,  // 11: callledger.state.v1.CallRecord.hangup:type_name -> callledger.state.v1.HangupReport
-	1,  // 12: callledger.state.v1.Identity.key:type_name -> callledger.state.v1.Key
-	1,  // 13: callledger.state.v1.Link.key:type_name -> callledger.state.v1.Key
-	1,  // 14: callledger.state.v1.StatusReport.key:type_name -> callledger.state.v1.Key
-	10, // 15: callledger.state.v1.StatusReport.status:type_name -> callledger.v1.CallStatus
-	11, // 16: callledger.state.v1.StatusReport.source:type_name -> callledger.v1.Source
-	9,  // 17: callledger.state.v1.StatusReport.at:type_name -> google.protobuf.Timestamp
-	1,  // 18: callledger.state.v1.RecordingReport.key:type_name -> callledger.state.v1.Key
-	12, // 19: callledger.state.v1.RecordingReport.recording:type_name -> callledger.v1.Recording
-	1,  // 20: callledger.state.v1.DialReport.key:type_name -> callledger.state.v1.Key
-	13, // 21: callledger.state.v1.DialReport.outcome:type_name -> callledger.v1.DialOutcome
-	1,  // 22: callledger.state.v1.Keyed.key:type_name -> callledger.state.v1.Key
-	1,  // 23: callledger.state.v1.HangupReport.key:type_name -> callledger.state.v1.Key
-	14, // 24: callledger.state.v1.HangupReport.request:type_name -> callledger.v1.HangupRequest
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	9,  // 12: callledger.state.v1.CallRecord.hangup_results:type_name -> callledger.state.v1.HangupResult
+	10, // 13: callledger.state.v1.CallRecord.reconciled:type_name -> callledger.state.v1.ReconcileReport
+	1,  // 14: callledger.state.v1.Identity.key:type_name -> callledger.state.v1.Key
+	1,  // 15: callledger.state.v1.Link.key:type_name -> callledger.state.v1.Key
+	1,  // 16: callledger.state.v1.StatusReport.key:type_name -> callledger.state.v1.Key
+	12, // 17: callledger.state.v1.StatusReport.status:type_name -> callledger.v1.CallStatus
+	13, // 18: callledger.state.v1.StatusReport.source:type_name -> callledger.v1.Source
+	11, // 19: callledger.state.v1.StatusReport.at:type_name -> google.protobuf.Timestamp
+	1,  // 20: callledger.state.v1.RecordingReport.key:type_name -> callledger.state.v1.Key
+	14, // 21: callledger.state.v1.RecordingReport.recording:type_name -> callledger.v1.Recording
+	1,  // 22: callledger.state.v1.DialReport.key:type_name -> callledger.state.v1.Key
+	15, // 23: callledger.state.v1.DialReport.outcome:type_name -> callledger.v1.DialOutcome
+	1,  // 24: callledger.state.v1.Keyed.key:type_name -> callledger.state.v1.Key
+	1,  // 25: callledger.state.v1.HangupReport.key:type_name -> callledger.state.v1.Key
+	16, // 26: callledger.state.v1.HangupReport.request:type_name -> callledger.v1.HangupRequest
+	1,  // 27: callledger.state.v1.HangupResult.key:type_name -> callledger.state.v1.Key
+	17, // 28: callledger.state.v1.HangupResult.outcome:type_name -> callledger.v1.HangupOutcome
+	1,  // 29: callledger.state.v1.ReconcileReport.key:type_name -> callledger.state.v1.Key
+	18, // 30: callledger.state.v1.ReconcileReport.reconciliation:type_name -> callledger.v1.Reconciliation
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_callledger_state_v1_state_proto_init() }
@@ -836,7 +1017,7 @@ func file_callledger_state_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_callledger_state_v1_state_proto_rawDesc), len(file_callledger_state_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,337 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/internal/corpus"
+	"github.com/callledger/callledger/ledger"
+	"github.com/callledger/callledger/projections"
+	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/reconcile"
+	"github.com/callledger/callledger/services/command"
+	"github.com/callledger/callledger/services/query"
+	"github.com/callledger/callledger/services/webhook"
+	"github.com/callledger/callledger/twilio"
+	"github.com/callledger/callledger/twilio/rest"
+	"github.com/callledger/callledger/twilio/rest/resttest"
+)
+
+const account = "AC0123456789abcdef0123456789abcdef"
+
+// commandStack is callledger as serve wires it with REST credentials:
+// webhooks over HTTP, queries and commands over gRPC, the reconciler, and
+// a fake Twilio REST API reached through a rewriting transport.
+type commandStack struct {
+	http     *httptest.Server
+	query    callledgerv1.CallQueryServiceClient
+	commands callledgerv1.CallCommandServiceClient
+	twilio   *resttest.Fake
+}
+
+func newCommandStack(t *testing.T, idleAfter time.Duration) *commandStack {
+	t.Helper()
+	quiet := slog.New(slog.DiscardHandler)
+	events, err := pebblestore.Open(t.TempDir(), pebblestore.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { events.Close() })
+	calls, err := callstore.Open(t.TempDir(), callstore.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { calls.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	runner := projections.NewRunner(events, calls, eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPrefix}}, quiet)
+	runnerDone := make(chan struct{})
+	go func() { defer close(runnerDone); _ = runner.Run(ctx) }()
+
+	creds := rest.Account{AccountSid: account, AuthToken: "resttoken"}
+	fake := resttest.New(t, creds)
+	rc, err := rest.New(rest.Config{Accounts: []rest.Account{creds}, Transport: fake.Transport()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := reconcile.New(reconcile.Config{Calls: calls, Store: events, Twilio: rc, Logger: quiet, IdleAfter: idleAfter, Interval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recDone := make(chan error, 1)
+	go func() { recDone <- rec.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-runnerDone
+		if err := <-recDone; err != nil {
+			t.Errorf("reconciler: %v", err)
+		}
+	})
+
+	verifier, err := twilio.NewVerifier(corpus.PublicURL, corpus.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks, err := webhook.New(webhook.Config{Verifier: verifier, Store: events, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpSrv := httptest.NewServer(hooks)
+	t.Cleanup(httpSrv.Close)
+
+	g := grpc.NewServer()
+	qs, err := query.New(query.Config{Calls: calls, History: events, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs.Register(g)
+	cs, err := command.New(command.Config{Store: events, Calls: calls, Twilio: rc, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs.Register(g)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(lis) }()
+	t.Cleanup(g.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &commandStack{http: httpSrv, query: callledgerv1.NewCallQueryServiceClient(conn), commands: callledgerv1.NewCallCommandServiceClient(conn), twilio: fake}
+}
+
+var start = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+
+// callback is one status callback's form, as Twilio posts it.
+func callback(sid, status string, seq int, extra ...string) url.Values {
+	f := url.Values{
+		"CallSid": {sid}, "AccountSid": {account}, "CallStatus": {status}, "SequenceNumber": {strconv.Itoa(seq)},
+		"Timestamp":      {start.Add(time.Duration(seq) * 10 * time.Second).Format("Mon, 2 Jan 2006 15:04:05 -0700")},
+		"CallbackSource": {"call-progress-events"}, "From": {"+15550000001"}, "To": {"+15550000002"}, "Direction": {"outbound-api"},
+		"ApiVersion": {"2010-04-01"},
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		f.Set(extra[i], extra[i+1])
+	}
+	return f
+}
+
+// post sends a signed request as Twilio would and returns its position.
+func (s *commandStack) post(t *testing.T, uri, contentType string, body []byte) uint64 {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, s.http.URL+uri, strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("X-Twilio-Signature", twilio.Sign(corpus.Token, corpus.PublicURL+uri, body))
+	resp, err := s.http.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("POST %s: HTTP %d", uri, resp.StatusCode)
+	}
+	pos, err := strconv.ParseUint(resp.Header.Get(webhook.PositionHeader), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pos
+}
+
+func (s *commandStack) status(t *testing.T, f url.Values) uint64 {
+	t.Helper()
+	return s.post(t, "/twilio/voice/status", "application/x-www-form-urlencoded", []byte(f.Encode()))
+}
+
+// eventStreams delivers the Event Streams copy of a callback, data as an
+// object or as a JSON string.
+func (s *commandStack) eventStreams(t *testing.T, id string, f url.Values, dataAsString bool) uint64 {
+	t.Helper()
+	params := map[string]string{}
+	for k := range f {
+		params[k] = f.Get(k)
+	}
+	data, err := json.Marshal(map[string]any{
+		"sid": f.Get("CallSid"), "timestamp": start.Format(time.RFC3339),
+		"request": map[string]any{"method": "POST", "url": corpus.PublicURL + "/twilio/voice/status", "parameters": params},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	event := f.Get("CallStatus")
+	if event == "in-progress" {
+		event = "answered"
+	}
+	var dataField any = json.RawMessage(data)
+	if dataAsString {
+		dataField = string(data)
+	}
+	body, err := json.Marshal([]map[string]any{{
+		"specversion": "1.0", "type": "com.twilio.voice.status-callback.call." + event,
+		"source": "/2010-04-01/Accounts/" + account + "/Calls/" + f.Get("CallSid"), "id": id, "time": start.Format(time.RFC3339),
+		"dataschema": "https://events-schemas.twilio.com/Voice.WebhookEvent/2", "datacontenttype": "application/json", "data": dataField,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.post(t, "/twilio/events?bodySHA256="+twilio.BodySHA256(body), "application/json", body)
+}
+
+func (s *commandStack) getCall(t *testing.T, sid string, pos uint64) *callledgerv1.Call {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), failBound)
+	defer cancel()
+	resp, err := s.query.GetCall(ctx, &callledgerv1.GetCallRequest{CallSid: sid, MinPosition: pos})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.GetCall()
+}
+
+// waitCall waits until sid is as ok says.
+func (s *commandStack) waitCall(t *testing.T, sid string, ok func(*callledgerv1.Call) bool) *callledgerv1.Call {
+	t.Helper()
+	deadline := time.Now().Add(failBound)
+	for {
+		c := s.getCall(t, sid, 0)
+		if ok(c) {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never reached the expected state: %v", sid, c)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestHangupEndToEnd: a hang-up request shows as ending at once, while the
+// REST update is still on its way to Twilio; Twilio receives it; the late
+// completed callback then makes the call terminal.
+func TestHangupEndToEnd(t *testing.T) {
+	t.Parallel()
+	s := newCommandStack(t, time.Hour)
+	sid := "CA1000000000000000000000000000000a"
+	s.status(t, callback(sid, "initiated", 0))
+	s.status(t, callback(sid, "ringing", 1))
+	pos := s.status(t, callback(sid, "in-progress", 2))
+	s.twilio.Put(resttest.Call{Sid: sid, AccountSid: account, Status: "in-progress", StartTime: start.Add(20 * time.Second)})
+	if c := s.getCall(t, sid, pos); c.GetStatus() != callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS {
+		t.Fatalf("before the hang-up: %v", c)
+	}
+
+	s.twilio.Hold() // the REST update waits at Twilio until we have looked
+	type result struct {
+		resp *callledgerv1.RequestHangupResponse
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := s.commands.RequestHangup(context.Background(), &callledgerv1.RequestHangupRequest{
+			CallSid: sid, RequestedBy: "agent-42", RequestId: "click-1", EndCall: true,
+		})
+		done <- result{resp, err}
+	}()
+	update := <-s.twilio.Updates()
+	// The update is at Twilio, not answered: the call already shows as
+	// ending, to every reader (the request was recorded before it was
+	// sent).
+	c := s.waitCall(t, sid, func(c *callledgerv1.Call) bool { return c.GetHangupRequest() != nil })
+	if !c.GetEnding() || c.GetTerminal() || c.GetHangupRequest().GetRequestedBy() != "agent-42" {
+		t.Errorf("while the update is in flight: %v", c)
+	}
+	if update.Form.Get("Status") != "completed" || !strings.HasSuffix(update.Path, "/Calls/"+sid+".json") || update.User != account {
+		t.Errorf("Twilio received %+v", update)
+	}
+	s.twilio.Release()
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	c = s.getCall(t, sid, r.resp.GetOutcomePosition())
+	if !c.GetEnding() || c.GetHangupRequest().GetOutcome() != callledgerv1.HangupOutcome_HANGUP_OUTCOME_SENT {
+		t.Errorf("after Twilio accepted: %v", c)
+	}
+	// The completed callback, late as usual, ends it.
+	pos = s.status(t, callback(sid, "completed", 3, "CallDuration", "42"))
+	c = s.getCall(t, sid, pos)
+	if !c.GetTerminal() || c.GetEnding() || c.GetStatusSource() != callledgerv1.Source_SOURCE_STATUS_CALLBACK || c.GetDurationSeconds() != 42 {
+		t.Errorf("after the completed callback: %v", c)
+	}
+}
+
+// TestLostFinalCallbackIsReconciled: a call whose completed callback never
+// came is terminal once the reconciler has asked Twilio.
+func TestLostFinalCallbackIsReconciled(t *testing.T) {
+	t.Parallel()
+	s := newCommandStack(t, 200*time.Millisecond)
+	sid := "CA2000000000000000000000000000000b"
+	s.status(t, callback(sid, "initiated", 0))
+	s.status(t, callback(sid, "in-progress", 2))
+	s.twilio.Put(resttest.Call{Sid: sid, AccountSid: account, Status: "completed", Duration: "95",
+		StartTime: start.Add(20 * time.Second), EndTime: start.Add(115 * time.Second)})
+	c := s.waitCall(t, sid, func(c *callledgerv1.Call) bool { return c.GetTerminal() })
+	if c.GetStatus() != callledgerv1.CallStatus_CALL_STATUS_COMPLETED || c.GetStatusSource() != callledgerv1.Source_SOURCE_RECONCILIATION ||
+		c.GetDurationSeconds() != 95 || !c.GetEndedAt().AsTime().Equal(start.Add(115*time.Second)) {
+		t.Errorf("after reconciliation: %v", c)
+	}
+}
+
+// TestEventStreamsCopiesAddNoState: a call whose callbacks also arrive
+// through Event Streams (data as an object and as a JSON string, one copy
+// redelivered) has exactly the state of a call that got the callbacks
+// alone; only its event count shows the copies.
+func TestEventStreamsCopiesAddNoState(t *testing.T) {
+	t.Parallel()
+	s := newCommandStack(t, time.Hour)
+	plain, copied := "CA3000000000000000000000000000000c", "CA3000000000000000000000000000000d"
+	steps := func(sid string) []url.Values {
+		return []url.Values{callback(sid, "ringing", 1), callback(sid, "in-progress", 2), callback(sid, "completed", 3, "CallDuration", "61")}
+	}
+	var last uint64
+	for _, f := range steps(plain) {
+		last = max(last, s.status(t, f))
+	}
+	for i, f := range steps(copied) {
+		last = max(last, s.status(t, f))
+		id := fmt.Sprintf("EZ%032x", i)
+		first := s.eventStreams(t, id, f, i%2 == 1)
+		if again := s.eventStreams(t, id, f, i%2 == 1); again != first {
+			t.Errorf("redelivery of %s answered position %d, the original %d", id, again, first)
+		}
+		last = max(last, first)
+	}
+	want, got := s.getCall(t, plain, last), s.getCall(t, copied, last)
+	if got.GetEventCount() != 6 {
+		t.Errorf("%d events, want 3 callbacks and 3 copies", got.GetEventCount())
+	}
+	for _, c := range []*callledgerv1.Call{want, got} {
+		c.CallSid, c.RootCallSid, c.EventCount, c.LastPosition = "", "", 0, 0
+	}
+	if !proto.Equal(want, got) {
+		t.Errorf("Event Streams copies changed the state:\ncallbacks only: %v\nwith copies:    %v", want, got)
+	}
+}

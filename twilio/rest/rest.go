@@ -1,0 +1,305 @@
+// Package rest is callledger's use of Twilio's REST API through twilio-go:
+// per-account credentials (an auth token or an API key), a context for
+// every request (twilio-go has none of its own), and Twilio's errors turned
+// into one typed error that says whether a retry can help.
+//
+// Consumers (the command service, the reconciler) declare the small
+// interfaces they need; *Client implements them.
+package rest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/twilio/twilio-go/client"
+	api "github.com/twilio/twilio-go/rest/api/v2010"
+)
+
+// DefaultTimeout bounds one REST request, as twilio-go's own client does.
+const DefaultTimeout = 10 * time.Second
+
+// Account is how callledger authenticates to one Twilio account: its auth
+// token, or an API key (SK…) and its secret. API keys can be revoked on
+// their own, so they are the better choice for a service.
+type Account struct {
+	AccountSid   string `json:"account_sid"`
+	AuthToken    string `json:"auth_token,omitempty"`
+	APIKeySid    string `json:"api_key_sid,omitempty"`
+	APIKeySecret string `json:"api_key_secret,omitempty"`
+}
+
+// ErrConfig reports credentials that can never work.
+var ErrConfig = errors.New("invalid Twilio REST credentials")
+
+// Validate checks the shape of a, without contacting Twilio.
+func (a Account) Validate() error {
+	switch {
+	case !sidLike(a.AccountSid, "AC"):
+		return fmt.Errorf("account_sid %.40q is not an AccountSid (AC followed by 32 hex digits): %w", a.AccountSid, ErrConfig)
+	case a.AuthToken != "" && (a.APIKeySid != "" || a.APIKeySecret != ""):
+		return fmt.Errorf("account %s: set auth_token or api_key_sid and api_key_secret, not both: %w", a.AccountSid, ErrConfig)
+	case a.AuthToken == "" && (a.APIKeySid == "" || a.APIKeySecret == ""):
+		return fmt.Errorf("account %s: needs auth_token, or api_key_sid and api_key_secret: %w", a.AccountSid, ErrConfig)
+	case a.APIKeySid != "" && !sidLike(a.APIKeySid, "SK"):
+		return fmt.Errorf("account %s: api_key_sid is not an API key SID (SK…): %w", a.AccountSid, ErrConfig)
+	case !alphanumeric(a.AuthToken) || !alphanumeric(a.APIKeySecret):
+		// twilio-go refuses such credentials before sending (21222/21224).
+		return fmt.Errorf("account %s: the secret holds characters other than letters and digits: %w", a.AccountSid, ErrConfig)
+	}
+	return nil
+}
+
+// username and password of HTTP basic authentication.
+func (a Account) basicAuth() (string, string) {
+	if a.APIKeySid != "" {
+		return a.APIKeySid, a.APIKeySecret
+	}
+	return a.AccountSid, a.AuthToken
+}
+
+func sidLike(s, prefix string) bool {
+	if len(s) != 34 || !strings.HasPrefix(s, prefix) {
+		return false
+	}
+	for _, c := range s[2:] {
+		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
+			return false
+		}
+	}
+	return true
+}
+
+func alphanumeric(s string) bool {
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// accountsFile is the JSON of LoadAccountsFile.
+type accountsFile struct {
+	Accounts []Account `json:"accounts"`
+}
+
+// LoadAccountsFile reads credentials from a JSON file of the form
+// {"accounts": [{"account_sid": "AC…", "auth_token": "…"},
+// {"account_sid": "AC…", "api_key_sid": "SK…", "api_key_secret": "…"}]}.
+// Errors never quote a secret.
+func LoadAccountsFile(path string) ([]Account, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read Twilio accounts file: %w", err)
+	}
+	var f accountsFile
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		// json errors can quote input: name the file and the offset only.
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			return nil, fmt.Errorf("accounts file %s: JSON syntax error at byte %d: %w", path, syn.Offset, ErrConfig)
+		}
+		return nil, fmt.Errorf("accounts file %s: not an {\"accounts\": [...]} object: %w", path, ErrConfig)
+	}
+	for _, a := range f.Accounts {
+		if err := a.Validate(); err != nil {
+			return nil, fmt.Errorf("accounts file %s: %w", path, err)
+		}
+	}
+	return f.Accounts, nil
+}
+
+// Config wires a Client.
+type Config struct {
+	// Accounts whose calls callledger may read and end; the first is the
+	// default for calls whose account is unknown. At least one.
+	Accounts []Account
+	// Transport carries the requests; nil means http.DefaultTransport.
+	// Tests point it at a fake Twilio.
+	Transport http.RoundTripper
+	// Timeout bounds one request; 0 means DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Client calls Twilio's REST API for the configured accounts. It is safe
+// for concurrent use.
+type Client struct {
+	accounts  map[string]Account
+	first     string
+	transport http.RoundTripper
+	timeout   time.Duration
+}
+
+// New validates cfg and builds a Client.
+func New(cfg Config) (*Client, error) {
+	if len(cfg.Accounts) == 0 {
+		return nil, fmt.Errorf("no Twilio accounts: %w", ErrConfig)
+	}
+	c := &Client{accounts: make(map[string]Account, len(cfg.Accounts)), first: cfg.Accounts[0].AccountSid, transport: cfg.Transport, timeout: cfg.Timeout}
+	for _, a := range cfg.Accounts {
+		if err := a.Validate(); err != nil {
+			return nil, err
+		}
+		if _, dup := c.accounts[a.AccountSid]; dup {
+			return nil, fmt.Errorf("account %s configured twice: %w", a.AccountSid, ErrConfig)
+		}
+		c.accounts[a.AccountSid] = a
+	}
+	if c.transport == nil {
+		c.transport = http.DefaultTransport
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	return c, nil
+}
+
+// Account picks the account to use for a call of accountSid: that one when
+// configured, the default (first) one when accountSid is unknown (""), and
+// ErrUnknownAccount otherwise.
+func (c *Client) Account(accountSid string) (string, error) {
+	if accountSid == "" {
+		return c.first, nil
+	}
+	if _, ok := c.accounts[accountSid]; !ok {
+		return "", fmt.Errorf("account %s: %w", accountSid, ErrUnknownAccount)
+	}
+	return accountSid, nil
+}
+
+// ErrUnknownAccount reports a call of an account without credentials.
+var ErrUnknownAccount = errors.New("no credentials for the Twilio account")
+
+// service returns twilio-go's API service for one account, its requests
+// bound to ctx.
+func (c *Client) service(ctx context.Context, accountSid string) (*api.ApiService, error) {
+	sid, err := c.Account(accountSid)
+	if err != nil {
+		return nil, err
+	}
+	a := c.accounts[sid]
+	user, pass := a.basicAuth()
+	tc := &client.Client{
+		Credentials: client.NewCredentials(user, pass),
+		HTTPClient: &http.Client{
+			Transport: ctxTransport{ctx: ctx, next: c.transport},
+			Timeout:   c.timeout,
+			// As twilio-go's default client: never follow redirects.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+	tc.SetAccountSid(sid)
+	return api.NewApiServiceWithClient(tc), nil
+}
+
+// ctxTransport binds requests to a context: twilio-go builds every request
+// with context.Background().
+type ctxTransport struct {
+	ctx  context.Context
+	next http.RoundTripper
+}
+
+func (t ctxTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return t.next.RoundTrip(req.WithContext(t.ctx))
+}
+
+// FetchCall reads one call (Api.FetchCall).
+func (c *Client) FetchCall(ctx context.Context, accountSid, callSid string) (*api.ApiV2010Call, error) {
+	svc, err := c.service(ctx, accountSid)
+	if err != nil {
+		return nil, err
+	}
+	call, err := svc.FetchCall(callSid, nil)
+	if err != nil {
+		return nil, wrap(ctx, "fetch call "+callSid, err)
+	}
+	return call, nil
+}
+
+// maxChildren bounds the child legs listed for one parent.
+const maxChildren = 200
+
+// ListChildCalls lists the legs a call dialled (Api.ListCall with
+// ParentCallSid), up to 200.
+func (c *Client) ListChildCalls(ctx context.Context, accountSid, parentSid string) ([]api.ApiV2010Call, error) {
+	svc, err := c.service(ctx, accountSid)
+	if err != nil {
+		return nil, err
+	}
+	calls, err := svc.ListCall((&api.ListCallParams{}).SetParentCallSid(parentSid).SetPageSize(50).SetLimit(maxChildren))
+	if err != nil {
+		return nil, wrap(ctx, "list children of "+parentSid, err)
+	}
+	return calls, nil
+}
+
+// UpdateCallStatus sets a call's Status (Api.UpdateCall): "completed" hangs
+// up an answered call, "canceled" one still queued or ringing.
+func (c *Client) UpdateCallStatus(ctx context.Context, accountSid, callSid, status string) (*api.ApiV2010Call, error) {
+	svc, err := c.service(ctx, accountSid)
+	if err != nil {
+		return nil, err
+	}
+	call, err := svc.UpdateCall(callSid, (&api.UpdateCallParams{}).SetStatus(status))
+	if err != nil {
+		return nil, wrap(ctx, "update call "+callSid, err)
+	}
+	return call, nil
+}
+
+// Error is a failed REST request. Status and Code are Twilio's when Twilio
+// answered (Code 20404 and Status 404 for an unknown call), zero when it
+// was not reached.
+type Error struct {
+	Op      string
+	Status  int
+	Code    int
+	Message string
+	// Err is the underlying error: *client.TwilioRestError or a transport
+	// error.
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("twilio: %s: HTTP %d, error %d: %s", e.Op, e.Status, e.Code, e.Message)
+	}
+	return fmt.Sprintf("twilio: %s: %v", e.Op, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// NotFound reports that Twilio has no such resource.
+func (e *Error) NotFound() bool { return e.Status == http.StatusNotFound }
+
+// Temporary reports whether a retry may succeed: Twilio was not reached,
+// or answered 429 or a 5xx.
+func (e *Error) Temporary() bool {
+	return e.Status == 0 || e.Status == http.StatusTooManyRequests || e.Status >= 500
+}
+
+// RateLimited reports Twilio's 429 (Too Many Requests; error 20429).
+func (e *Error) RateLimited() bool { return e.Status == http.StatusTooManyRequests }
+
+func wrap(ctx context.Context, op string, err error) error {
+	var tre *client.TwilioRestError
+	if errors.As(err, &tre) {
+		return &Error{Op: op, Status: tre.Status, Code: tre.Code, Message: tre.Message, Err: err}
+	}
+	var v1 *client.RestErrorV1
+	if errors.As(err, &v1) {
+		return &Error{Op: op, Status: v1.HttpStatusCode, Code: v1.Code, Message: v1.Message, Err: err}
+	}
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return &Error{Op: op, Message: err.Error(), Err: err}
+}
