@@ -189,7 +189,7 @@ func BenchmarkGetCall(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			g := grpc.NewServer()
+			g := grpc.NewServer(query.ServerOptions()...)
 			qs.Register(g)
 			lis, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {

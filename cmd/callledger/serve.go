@@ -179,7 +179,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	grpcSrv := grpc.NewServer()
+	grpcSrv := grpc.NewServer(query.ServerOptions()...)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv)
