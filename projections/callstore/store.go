@@ -404,6 +404,24 @@ func getRecord(g getter, sid string) (*statev1.CallRecord, error) {
 	return rec, nil
 }
 
+// getView reads the view of one call straight from its stored record
+// (see callstate.DecodeView); nil when the call is unknown.
+func getView(g getter, sid string) (*callledgerv1.Call, error) {
+	v, closer, err := g.Get(callKey(sid))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", sid, err)
+	}
+	defer closer.Close()
+	c, err := callstate.DecodeView(v)
+	if err != nil {
+		return nil, fmt.Errorf("decode %s: %w", sid, err)
+	}
+	return c, nil
+}
+
 // quietLogger routes Pebble's logging to slog at debug level.
 type quietLogger struct{ log *slog.Logger }
 
