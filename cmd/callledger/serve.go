@@ -41,6 +41,7 @@ type serveConfig struct {
 	maxInFlight     int
 	dialTwiML       string
 	shutdownTimeout time.Duration
+	cacheMB         int
 	log             logFlags
 	commands        commandFlags
 }
@@ -58,6 +59,7 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.IntVar(&cfg.maxInFlight, "max-in-flight", webhook.DefaultMaxInFlight, "webhook appends in flight before new ones get 503")
 	fs.StringVar(&cfg.dialTwiML, "dial-twiml", webhook.DefaultDialTwiML, "TwiML answered to <Dial action> callbacks")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a graceful shutdown waits for requests in flight")
+	fs.IntVar(&cfg.cacheMB, "read-model-cache-mb", callstore.DefaultCacheSize>>20, "block cache of the call-state read model, in MiB; about 400 per million calls keeps all of it in memory")
 	cfg.log.register(fs)
 	cfg.commands.register(fs)
 	return &ffcli.Command{
@@ -85,6 +87,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	}
 	if cfg.authToken2 == "" {
 		cfg.authToken2 = os.Getenv("TWILIO_AUTH_TOKEN_SECONDARY")
+	}
+	if cfg.cacheMB <= 0 {
+		return fmt.Errorf("--read-model-cache-mb %d: must be positive", cfg.cacheMB)
 	}
 	if err := os.MkdirAll(cfg.dataDir, 0o750); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
@@ -149,7 +154,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		}
 	}()
 
-	calls, err := callstore.Open(projectionDir(cfg.dataDir), callstore.Options{Logger: logger, Observe: tel.delays.Observe})
+	calls, err := callstore.Open(projectionDir(cfg.dataDir), callstore.Options{Logger: logger, Observe: tel.delays.Observe, CacheSize: int64(cfg.cacheMB) << 20})
 	if err != nil {
 		return fmt.Errorf("open call-state read model: %w", err)
 	}
@@ -199,7 +204,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	grpcSrv := grpc.NewServer(tel.grpcOptions()...)
+	grpcSrv := grpc.NewServer(append(query.ServerOptions(), tel.grpcOptions()...)...)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv)

@@ -2,6 +2,7 @@ package callstore_test
 
 import (
 	"context"
+	"flag"
 	"testing"
 	"time"
 
@@ -9,8 +10,12 @@ import (
 	"github.com/callledger/callledger/projections/callstore"
 )
 
+var treeCalls = flag.Int("tree.calls", 100_000, "calls in the read model BenchmarkTree reads from")
+
 // BenchmarkTree measures the read path of GetCall without the transport:
-// one two-leg tree out of 100,000 calls.
+// one two-leg tree out of -tree.calls calls (100,000 by default; at
+// 1,000,000 the read model no longer fits in the memtable and reads go to
+// the tables through the block cache).
 func BenchmarkTree(b *testing.B) {
 	s, err := callstore.Open(b.TempDir(), callstore.Options{})
 	if err != nil {
@@ -18,7 +23,7 @@ func BenchmarkTree(b *testing.B) {
 	}
 	defer s.Close()
 	l := &log{}
-	const n = 100_000
+	n := *treeCalls
 	batch := make([]eventstore.RecordedEvent, 0, 1000)
 	for i := range n {
 		parent := ""

@@ -34,17 +34,16 @@ func (s *Store) Tree(ctx context.Context, sid string) (*callledgerv1.Call, []*ca
 	}
 	defer done()
 	pos := eventstore.Position(s.applied.Load())
-	rec, err := getRecord(s.db, sid)
+	call, err := getView(s.db, sid)
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	if rec == nil {
+	if call == nil {
 		return nil, nil, pos, fmt.Errorf("%s: %w", sid, ErrNotFound)
 	}
-	call := callstate.View(rec)
 	legs := []*callledgerv1.Call{call}
 	if root := call.GetRootCallSid(); root != sid || len(call.GetChildCallSids()) > 0 {
-		legs, err = tree(s.db, root, rec, call)
+		legs, err = tree(s.db, root, call)
 		if err != nil {
 			return nil, nil, 0, err
 		}
@@ -52,9 +51,9 @@ func (s *Store) Tree(ctx context.Context, sid string) (*callledgerv1.Call, []*ca
 	return call, legs, pos, nil
 }
 
-// tree collects the legs below root, breadth first; known is one record
-// already read, and knownView its view.
-func tree(g getter, root string, known *statev1.CallRecord, knownView *callledgerv1.Call) ([]*callledgerv1.Call, error) {
+// tree collects the legs below root, breadth first; known is one leg
+// already read.
+func tree(g getter, root string, known *callledgerv1.Call) ([]*callledgerv1.Call, error) {
 	var out []*callledgerv1.Call
 	seen := map[string]bool{}
 	queue := []string{root}
@@ -65,16 +64,15 @@ func tree(g getter, root string, known *statev1.CallRecord, knownView *callledge
 			continue
 		}
 		seen[sid] = true
-		c := knownView
+		c := known
 		if sid != known.GetCallSid() {
-			rec, err := getRecord(g, sid)
-			if err != nil {
+			var err error
+			if c, err = getView(g, sid); err != nil {
 				return nil, err
 			}
-			if rec == nil {
+			if c == nil {
 				continue
 			}
-			c = callstate.View(rec)
 		}
 		out = append(out, c)
 		queue = append(queue, c.GetChildCallSids()...)
@@ -224,14 +222,13 @@ func listIndex(ctx context.Context, snap *pebble.Snapshot, f Filter, limit int, 
 		if len(out) == limit {
 			return out, last, true, nil
 		}
-		rec, err := getRecord(snap, string(key[9:]))
+		c, err := getView(snap, string(key[9:]))
 		if err != nil {
 			return nil, nil, false, err
 		}
-		if rec == nil {
+		if c == nil {
 			continue
 		}
-		c := callstate.View(rec)
 		last = slices.Clone(key)
 		if f.Match(c) {
 			out = append(out, c)
@@ -288,14 +285,14 @@ func (s *Store) Get(ctx context.Context, sid string) (*callledgerv1.Call, error)
 		return nil, err
 	}
 	defer done()
-	rec, err := getRecord(s.db, sid)
+	c, err := getView(s.db, sid)
 	if err != nil {
 		return nil, err
 	}
-	if rec == nil {
+	if c == nil {
 		return nil, fmt.Errorf("%s: %w", sid, ErrNotFound)
 	}
-	return callstate.View(rec), nil
+	return c, nil
 }
 
 // Records calls fn with every stored record, in CallSid order: for

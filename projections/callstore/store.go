@@ -52,6 +52,13 @@ var (
 	keyVersion    = []byte("mversion")
 )
 
+// DefaultCacheSize is the block cache of a Store whose Options set none.
+// GetCall reads two records per two-leg tree from anywhere in the read
+// model, so the cache should hold all of it: a million calls take about
+// 400 MB of blocks (records and indexes, uncompressed). The cache is
+// filled on demand, so a smaller read model uses less.
+const DefaultCacheSize = 512 << 20
+
 // Options tune a Store; the zero value is fine.
 type Options struct {
 	Logger *slog.Logger
@@ -62,6 +69,11 @@ type Options struct {
 	// the batch is committed (in-memory statistics such as delivery
 	// delays). It runs on the projection's goroutine: it must be quick.
 	Observe func(*callledgerv1.Event)
+	// CacheSize is the size in bytes of the block cache, which holds
+	// decompressed blocks of the read model outside the Go heap (default
+	// DefaultCacheSize). Reads of calls outside it cost a read from the
+	// file and a decompression each.
+	CacheSize int64
 }
 
 // Store is the call-state read model.
@@ -106,13 +118,22 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.WatchBuffer <= 0 {
 		opts.WatchBuffer = 4096
 	}
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = DefaultCacheSize
+	}
 	po := &pebble.Options{
 		Logger:             quietLogger{log: opts.Logger},
 		FormatMajorVersion: pebble.FormatNewest,
-		CacheSize:          256 << 20,
+		CacheSize:          opts.CacheSize,
 		MemTableSize:       32 << 20,
 	}
+	// Point lookups dominate: bloom filters let a Get skip the tables of a
+	// level that do not hold the key, and an index block as large as a
+	// table's whole index keeps it to one level (one cache lookup fewer
+	// per table than the two-level index 4 KB index blocks give). Both
+	// apply to every level below too.
 	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	po.Levels[0].IndexBlockSize = 256 << 10
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("open call store in %s: %w", dir, err)
@@ -424,6 +445,23 @@ func getRecord(g getter, sid string) (*statev1.CallRecord, error) {
 		return nil, fmt.Errorf("decode %s: %w", sid, err)
 	}
 	return rec, nil
+}
+
+// getView reads the view of one call; nil when the call is unknown.
+func getView(g getter, sid string) (*callledgerv1.Call, error) {
+	v, closer, err := g.Get(callKey(sid))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", sid, err)
+	}
+	defer closer.Close()
+	rec := &statev1.CallRecord{}
+	if err := proto.Unmarshal(v, rec); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", sid, err)
+	}
+	return callstate.View(rec), nil
 }
 
 // quietLogger routes Pebble's logging to slog at debug level.

@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"google.golang.org/grpc"
@@ -138,4 +139,13 @@ func pageSize(n int32) (int, error) {
 		return DefaultPageSize, nil
 	}
 	return int(n), nil
+}
+
+// ServerOptions are the gRPC server options the query service is measured
+// with (see docs/BENCHMARKS.md): a fixed pool of stream workers, one per
+// core, instead of a new goroutine per RPC. GetCall's read path is deep
+// (Pebble's iterators), and a fresh goroutine's small stack is grown and
+// copied on almost every call; a worker keeps its grown stack.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0)))}
 }
