@@ -19,11 +19,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
-	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
-	"github.com/callledger/callledger/ledger"
-	"github.com/callledger/callledger/projections"
-	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/services/query"
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/twilio"
@@ -140,23 +136,17 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		}
 	}()
 
-	calls, err := callstore.Open(projectionDir(cfg.dataDir), callstore.Options{Logger: logger})
+	calls, err := openProjection(ctx, cfg.dataDir, store, logger)
 	if err != nil {
-		return fmt.Errorf("open call-state read model: %w", err)
+		return err
 	}
 	defer func() {
 		if err := calls.Close(); err != nil {
 			logger.Error("close call-state read model", "err", err)
 		}
 	}()
-	runner := projections.NewRunner(store, calls, eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPrefix}}, logger)
-	runCtx, stopRunner := context.WithCancel(context.WithoutCancel(ctx))
-	runnerDone := make(chan struct{})
-	go func() {
-		defer close(runnerDone)
-		_ = runner.Run(runCtx)
-	}()
-	defer func() { stopRunner(); <-runnerDone }()
+	runCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWatch()
 
 	hooks, err := webhook.New(webhook.Config{
 		Verifier:    verifier,
@@ -190,6 +180,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return err
 	}
 	queries.Register(grpcSrv)
+	if err := registerProjection(grpcSrv, calls, store, logger); err != nil {
+		return err
+	}
 	// The query service reports SERVING once the projection has caught up
 	// with the log, so a balancer does not send reads to a stale replica.
 	queryService := callledgerv1.CallQueryService_ServiceDesc.ServiceName
@@ -197,7 +190,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	go func() {
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
-		for !runner.CaughtUp() {
+		for !calls.CaughtUp() {
 			select {
 			case <-t.C:
 			case <-runCtx.Done():
@@ -234,12 +227,6 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return serveErr
 	}
 	return nil
-}
-
-// projectionDir is where the call-state read model of this code's
-// projection version lives.
-func projectionDir(dataDir string) string {
-	return filepath.Join(dataDir, "projections", "callstate", fmt.Sprintf("v%d", callstore.Version))
 }
 
 // stopGRPC stops gracefully, or at once when ctx ends first (streams such as

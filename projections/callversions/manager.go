@@ -67,10 +67,20 @@ type Manager struct {
 	bgCtx    context.Context
 	bgStop   context.CancelFunc
 	closed   atomic.Bool
+	rebuilds atomic.Bool
 	// upgraded is closed when the read model is at cfg.Version.
 	upgraded chan struct{}
 	upgrade  sync.Once
 }
+
+// Phases a Manager's rebuild reports after rebuild.PhaseDone.
+const (
+	// PhaseCatchUp: the new read model is written and follows the log
+	// until it is as current as the serving one.
+	PhaseCatchUp rebuild.Phase = "catch-up"
+	// PhaseSwitched: the new read model answers queries.
+	PhaseSwitched rebuild.Phase = "switched"
+)
 
 // ErrBusy reports a rebuild requested while another one runs.
 var ErrBusy = errors.New("a rebuild is already running")
@@ -165,6 +175,11 @@ func (m *Manager) Rebuild(ctx context.Context, progress func(rebuild.Progress)) 
 	if m.closed.Load() {
 		return callstore.ErrClosed
 	}
+	m.rebuilds.Store(true)
+	defer m.rebuilds.Store(false)
+	if progress == nil {
+		progress = func(rebuild.Progress) {}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(m.bgCtx, cancel)()
@@ -174,9 +189,8 @@ func (m *Manager) Rebuild(ctx context.Context, progress func(rebuild.Progress)) 
 	}
 	opts := m.cfg.Rebuild
 	opts.Version = m.cfg.Version
-	if progress != nil {
-		opts.Progress = progress
-	}
+	var last rebuild.Progress
+	opts.Progress = func(p rebuild.Progress) { last = p; progress(p) }
 	st, err := rebuild.Build(ctx, m.cfg.Log, tmp, opts)
 	if err != nil {
 		_ = os.RemoveAll(tmp)
@@ -187,6 +201,8 @@ func (m *Manager) Rebuild(ctx context.Context, progress func(rebuild.Progress)) 
 	}
 	m.log.Info("projection rebuilt; catching up with the log", "read_model", name, "events", st.Events, "calls", st.Calls,
 		"checkpoint", st.Checkpoint, "fold", st.Fold, "write", st.Write)
+	last.Phase = PhaseCatchUp
+	progress(last)
 	next, err := m.serve(name, m.cfg.Version)
 	if err != nil {
 		return err
@@ -208,8 +224,16 @@ func (m *Manager) Rebuild(ctx context.Context, progress func(rebuild.Progress)) 
 	if err := m.cat.RemoveOlder(name); err != nil {
 		m.log.Warn("removing the old read model", "err", err)
 	}
+	last.Phase = PhaseSwitched
+	progress(last)
 	return nil
 }
+
+// Rebuilding reports whether a rebuild runs.
+func (m *Manager) Rebuilding() bool { return m.rebuilds.Load() }
+
+// CodeVersion is the version the Manager builds.
+func (m *Manager) CodeVersion() uint64 { return m.cfg.Version }
 
 // catchUp waits until next is at least as current as the read model it
 // replaces, so that the switch never moves a reader back in time.
