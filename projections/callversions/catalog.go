@@ -185,3 +185,10 @@ func (c Catalog) RemoveOlder(keep string) error {
 	}
 	return nil
 }
+
+// Current returns the name and version of the read model a server of
+// maxVersion serves, and whether there is one.
+func (c Catalog) Current(maxVersion uint64) (name string, version uint64, ok bool, err error) {
+	e, ok, err := c.current(maxVersion)
+	return e.name, e.version, ok, err
+}
