@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
@@ -56,7 +58,8 @@ type Progress struct {
 type Options struct {
 	// BatchSize is the number of events per read (default 16384).
 	BatchSize int
-	// Decoders is the number of decoding goroutines (default GOMAXPROCS).
+	// Decoders is the number of goroutines that read and decode the log
+	// (default GOMAXPROCS).
 	Decoders int
 	// Progress, when set, is called about every ProgressEvery and at the
 	// end of each phase, from one goroutine.
@@ -148,29 +151,34 @@ func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
-	raw := make(chan []eventstore.RecordedEvent, opts.Decoders)
+	// Workers read and decode chunks of the log in parallel: chunk c is
+	// the positions (c·span, (c+1)·span], where span is how far the first
+	// BatchSize events reach (BatchSize itself when positions are
+	// contiguous). The fold does not care in which order batches arrive.
+	span, err := probeSpan(ctx, log, opts.BatchSize)
+	if err != nil {
+		return nil, err
+	}
 	out := make(chan decoded, opts.Decoders)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		defer close(raw)
-		if err := read(ctx, log, target, opts.BatchSize, raw); err != nil {
-			cancel(err)
-		}
-	})
-	var dec sync.WaitGroup
+	var (
+		chunk atomic.Uint64
+		wg    sync.WaitGroup
+		size  = uint64(span)
+		count = (uint64(target) + size - 1) / size
+	)
 	for range opts.Decoders {
-		dec.Go(func() {
-			for batch := range raw {
-				d := decode(batch, opts.Logger)
-				select {
-				case out <- d:
-				case <-ctx.Done():
+		wg.Go(func() {
+			for c := chunk.Add(1) - 1; c < count; c = chunk.Add(1) - 1 {
+				lo := eventstore.Position(c * size)
+				hi := min(lo+eventstore.Position(size), target)
+				if err := readChunk(ctx, log, lo, hi, opts.BatchSize, opts.Logger, out); err != nil {
+					cancel(err)
 					return
 				}
 			}
 		})
 	}
-	go func() { dec.Wait(); close(out) }()
+	go func() { wg.Wait(); close(out) }()
 
 	mem := newMemory()
 	var (
@@ -213,31 +221,44 @@ func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 	return res, nil
 }
 
-// read sends the log up to target in batches.
-func read(ctx context.Context, log Log, target eventstore.Position, size int, raw chan<- []eventstore.RecordedEvent) error {
-	from := eventstore.Start
-	for from < target {
+// probeSpan returns the positions that BatchSize events cover at the start
+// of the log.
+func probeSpan(ctx context.Context, log Log, size int) (eventstore.Position, error) {
+	evs, err := log.ReadAll(ctx, eventstore.Start, size)
+	if err != nil {
+		return 0, fmt.Errorf("rebuild: read the start of the log: %w", err)
+	}
+	if len(evs) < size {
+		return eventstore.Position(size), nil
+	}
+	return max(evs[len(evs)-1].Position, eventstore.Position(size)), nil
+}
+
+// readChunk decodes the events in (lo, hi] and sends them. Positions
+// need not be contiguous (KurrentDB's are not): a read may return events
+// past hi, which belong to the next chunk, or fewer than the chunk holds.
+func readChunk(ctx context.Context, log Log, lo, hi eventstore.Position, size int, logger *slog.Logger, out chan<- decoded) error {
+	for from := lo; from < hi; {
 		evs, err := log.ReadAll(ctx, from, size)
 		if err != nil {
 			return fmt.Errorf("rebuild: read after %d: %w", from, err)
 		}
 		if len(evs) == 0 {
-			return fmt.Errorf("rebuild: log ends at %d before its head %d", from, target)
+			return fmt.Errorf("rebuild: log ends at %d before its head %d", from, hi)
 		}
-		// Events past the target arrived after the rebuild started: the
-		// runner that follows the rebuild applies them.
-		for len(evs) > 0 && evs[len(evs)-1].Position > target {
-			evs = evs[:len(evs)-1]
+		full := len(evs) == size
+		end := sort.Search(len(evs), func(i int) bool { return evs[i].Position > hi })
+		if end > 0 {
+			select {
+			case out <- decode(evs[:end], logger):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
-		if len(evs) == 0 {
+		if end < len(evs) || !full {
 			return nil
 		}
-		from = evs[len(evs)-1].Position
-		select {
-		case raw <- evs:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+		from = evs[end-1].Position
 	}
 	return nil
 }

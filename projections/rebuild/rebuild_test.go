@@ -105,3 +105,49 @@ func compareStores(t *testing.T, a, b *callstore.Store) int {
 	}
 	return len(ra)
 }
+
+// sparse shows a log whose positions are not contiguous (as KurrentDB's
+// commit positions are not): position p of the inner log is p·7.
+type sparse struct{ inner rebuild.Log }
+
+func (s sparse) ReadAll(ctx context.Context, from eventstore.Position, limit int) ([]eventstore.RecordedEvent, error) {
+	evs, err := s.inner.ReadAll(ctx, from/7, limit)
+	for i := range evs {
+		evs[i].Position *= 7
+	}
+	return evs, err
+}
+
+func (s sparse) Head(ctx context.Context) (eventstore.Position, error) {
+	h, err := s.inner.Head(ctx)
+	return h * 7, err
+}
+
+// TestFoldSparsePositions: with gaps between positions, every event is
+// still folded exactly once, whatever the chunking.
+func TestFoldSparsePositions(t *testing.T) {
+	ctx := context.Background()
+	store, err := pebblestore.Open(t.TempDir(), pebblestore.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if _, err := ledgerload.Load(ctx, store, ledgerload.Config{Events: 3000, Seed: 8, CallsPerChunk: 100}); err != nil {
+		t.Fatal(err)
+	}
+	head, _ := store.Head(ctx)
+	dense, err := rebuild.Fold(ctx, store, rebuild.Options{BatchSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, batch := range []int{1, 7, 100, 5000} {
+		res, err := rebuild.Fold(ctx, sparse{store}, rebuild.Options{BatchSize: batch, Decoders: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Events != uint64(head) || res.Checkpoint != head*7 || len(res.Records) != len(dense.Records) {
+			t.Errorf("batch %d: %d events to %d, %d calls; want %d events to %d, %d calls",
+				batch, res.Events, res.Checkpoint, len(res.Records), head, head*7, len(dense.Records))
+		}
+	}
+}
