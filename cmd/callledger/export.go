@@ -13,7 +13,6 @@ import (
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
-	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
 	"github.com/callledger/callledger/projections/callexport"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/callversions"
@@ -175,11 +174,5 @@ func exportFromLedger(ctx context.Context, dataDir string, exp *callexport.Expor
 	if err != nil {
 		return err
 	}
-	slices.SortFunc(res.Records, func(a, b *statev1.CallRecord) int { return strings.Compare(a.GetCallSid(), b.GetCallSid()) })
-	for _, r := range res.Records {
-		if err := exp.Add(r); err != nil {
-			return err
-		}
-	}
-	return nil
+	return res.Calls(exp.Add)
 }

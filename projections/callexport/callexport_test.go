@@ -39,8 +39,10 @@ func records(t *testing.T) []*statev1.CallRecord {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recs := res.Records
-	slices.SortFunc(recs, func(a, b *statev1.CallRecord) int { return strings.Compare(a.GetCallSid(), b.GetCallSid()) })
+	var recs []*statev1.CallRecord
+	if err := res.Calls(func(r *statev1.CallRecord) error { recs = append(recs, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
 	return recs
 }
 

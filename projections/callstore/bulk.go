@@ -23,14 +23,44 @@ import (
 // the memtable.
 const bulkBatchBytes = 8 << 20
 
+// Encoded is a record ready for Load: its encoding and its index keys,
+// without the pointers of the decoded message, so that a rebuild can hold
+// millions of them cheaply (the collector does not scan byte slices).
+type Encoded struct {
+	data      []byte
+	timeKey   []byte // t<^start_time><CallSid>; the CallSid is its suffix
+	activeKey []byte // nil when the call is not active
+}
+
+// Encode prepares rec for Load.
+func Encode(rec *statev1.CallRecord) (Encoded, error) {
+	data, err := proto.Marshal(rec)
+	if err != nil {
+		return Encoded{}, fmt.Errorf("encode %s: %w", rec.GetCallSid(), err)
+	}
+	return Encoded{data: data, timeKey: timeKey(prefixTime, rec), activeKey: activeKey(rec)}, nil
+}
+
+// Decode returns the record e holds.
+func (e Encoded) Decode() (*statev1.CallRecord, error) {
+	rec := &statev1.CallRecord{}
+	if err := proto.Unmarshal(e.data, rec); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", e.timeKey[9:], err)
+	}
+	return rec, nil
+}
+
+// Size is the memory e holds, in bytes.
+func (e Encoded) Size() int { return len(e.data) + len(e.timeKey) + len(e.activeKey) }
+
 // Load writes recs, a read model folded in memory, into a new read model
 // in dir, with checkpoint as the position it is current at. It is how a
-// rebuild hands over its result: records are encoded by several workers
-// and written in large unsynchronized batches without a WAL, then flushed
-// once and synced, so that a crash leaves a directory the caller discards
-// (it must not be trusted until Load returns nil). dir must not hold a
-// read model yet. Load may reorder recs.
-func Load(ctx context.Context, dir string, opts Options, checkpoint eventstore.Position, recs []*statev1.CallRecord) error {
+// rebuild hands over its result: records are written by several workers
+// in large unsynchronized batches without a WAL, then flushed once and
+// synced, so that a crash leaves a directory the caller discards (it must
+// not be trusted until Load returns nil). dir must not hold a read model
+// yet.
+func Load(ctx context.Context, dir string, opts Options, checkpoint eventstore.Position, recs []Encoded) error {
 	if opts.Version == 0 {
 		opts.Version = Version
 	}
@@ -83,7 +113,7 @@ func Load(ctx context.Context, dir string, opts Options, checkpoint eventstore.P
 }
 
 // load encodes and writes recs with one worker per CPU.
-func load(ctx context.Context, db *pebble.DB, recs []*statev1.CallRecord) error {
+func load(ctx context.Context, db *pebble.DB, recs []Encoded) error {
 	workers := runtime.GOMAXPROCS(0)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -104,25 +134,20 @@ func load(ctx context.Context, db *pebble.DB, recs []*statev1.CallRecord) error 
 	return ctx.Err()
 }
 
-func loadChunk(ctx context.Context, db *pebble.DB, recs []*statev1.CallRecord) error {
+func loadChunk(ctx context.Context, db *pebble.DB, recs []Encoded) error {
 	b := db.NewBatch()
 	defer func() { b.Close() }()
-	var buf []byte
-	mo := proto.MarshalOptions{}
+	key := []byte{prefixCall}
 	for _, rec := range recs {
-		var err error
-		buf, err = mo.MarshalAppend(buf[:0], rec)
-		if err != nil {
-			return fmt.Errorf("encode %s: %w", rec.GetCallSid(), err)
-		}
-		if err := b.Set(callKey(rec.GetCallSid()), buf, nil); err != nil {
+		key = append(key[:1], rec.timeKey[9:]...)
+		if err := b.Set(key, rec.data, nil); err != nil {
 			return err
 		}
-		if err := b.Set(timeKey(prefixTime, rec), nil, nil); err != nil {
+		if err := b.Set(rec.timeKey, nil, nil); err != nil {
 			return err
 		}
-		if k := activeKey(rec); k != nil {
-			if err := b.Set(k, nil, nil); err != nil {
+		if rec.activeKey != nil {
+			if err := b.Set(rec.activeKey, nil, nil); err != nil {
 				return err
 			}
 		}
@@ -142,3 +167,6 @@ func loadChunk(ctx context.Context, db *pebble.DB, recs []*statev1.CallRecord) e
 	}
 	return nil
 }
+
+// CallSid is the SID of the call e holds.
+func (e Encoded) CallSid() string { return string(e.timeKey[9:]) }

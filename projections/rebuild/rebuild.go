@@ -61,6 +61,10 @@ type Options struct {
 	// Decoders is the number of goroutines that read and decode the log
 	// (default GOMAXPROCS).
 	Decoders int
+	// EpochEvents is how many events the fold takes between freezes of
+	// the records it has not touched since the previous freeze (default
+	// 262144; see memory).
+	EpochEvents uint64
 	// Progress, when set, is called about every ProgressEvery and at the
 	// end of each phase, from one goroutine.
 	Progress      func(Progress)
@@ -83,6 +87,9 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.EpochEvents == 0 {
+		o.EpochEvents = 1 << 18
+	}
 	if o.Progress == nil {
 		o.Progress = func(Progress) {}
 	}
@@ -91,13 +98,32 @@ func (o Options) withDefaults() Options {
 
 // Result is a projection folded in memory.
 type Result struct {
-	// Records holds one record per call, in no particular order.
-	Records []*statev1.CallRecord
+	// Records holds one encoded record per call, in no particular order.
+	Records []callstore.Encoded
 	// Checkpoint is the position the records are current at.
 	Checkpoint eventstore.Position
 	// Events is the number of events read (of every stream).
 	Events  uint64
 	Elapsed time.Duration
+}
+
+// Calls calls fn with every record, decoded, in CallSid order.
+func (r *Result) Calls(fn func(*statev1.CallRecord) error) error {
+	order := make([]int, len(r.Records))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool { return r.Records[order[a]].CallSid() < r.Records[order[b]].CallSid() })
+	for _, i := range order {
+		rec, err := r.Records[i].Decode()
+		if err != nil {
+			return err
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Stats describe a finished Build.
@@ -182,10 +208,11 @@ func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 
 	mem := newMemory()
 	var (
-		p        = Progress{Phase: PhaseFold, Target: target}
-		next     = time.Now().Add(opts.ProgressEvery)
-		foldErr  error
-		draining bool
+		p         = Progress{Phase: PhaseFold, Target: target}
+		next      = time.Now().Add(opts.ProgressEvery)
+		nextEpoch = opts.EpochEvents
+		foldErr   error
+		draining  bool
 	)
 	for d := range out {
 		if draining {
@@ -201,6 +228,14 @@ func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 		}
 		p.Events += uint64(d.n)
 		p.Position = max(p.Position, d.last)
+		if p.Events >= nextEpoch && !draining {
+			nextEpoch = p.Events + opts.EpochEvents
+			if err := mem.advance(); err != nil {
+				foldErr = fmt.Errorf("rebuild: %w", err)
+				cancel(foldErr)
+				draining = true
+			}
+		}
 		if now := time.Now(); now.After(next) {
 			p.Calls, p.Elapsed = mem.len(), time.Since(start)
 			opts.Progress(p)
@@ -214,7 +249,11 @@ func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("rebuild: %w", err)
 	}
-	res := &Result{Records: mem.records(), Checkpoint: target, Events: p.Events, Elapsed: time.Since(start)}
+	recs, err := mem.finish()
+	if err != nil {
+		return nil, fmt.Errorf("rebuild: %w", err)
+	}
+	res := &Result{Records: recs, Checkpoint: target, Events: p.Events, Elapsed: time.Since(start)}
 	p.Calls, p.Elapsed, p.Position = len(res.Records), res.Elapsed, target
 	opts.Progress(p)
 	opts.Logger.Info("projection folded", "events", res.Events, "calls", len(res.Records), "checkpoint", target, "elapsed", res.Elapsed)

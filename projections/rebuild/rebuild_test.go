@@ -53,9 +53,11 @@ func TestBuildEqualsIncrementalApply(t *testing.T) {
 		}
 	}
 
+	// Small epochs: records are frozen between almost every batch, and
+	// thawed when a later batch touches them again.
 	dir := filepath.Join(t.TempDir(), "rebuilt")
 	var phases []rebuild.Phase
-	st, err := rebuild.Build(ctx, store, dir, rebuild.Options{BatchSize: 333, Decoders: 3, Progress: func(p rebuild.Progress) {
+	st, err := rebuild.Build(ctx, store, dir, rebuild.Options{BatchSize: 333, Decoders: 3, EpochEvents: 50, Progress: func(p rebuild.Progress) {
 		if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
 			phases = append(phases, p.Phase)
 		}
