@@ -63,7 +63,7 @@ type Options struct {
 	Decoders int
 	// EpochEvents is how many events the fold takes between freezes of
 	// the records it has not touched since the previous freeze (default
-	// 262144; see memory).
+	// 65536; see memory).
 	EpochEvents uint64
 	// Progress, when set, is called about every ProgressEvery and at the
 	// end of each phase, from one goroutine.
@@ -88,7 +88,7 @@ func (o Options) withDefaults() Options {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.EpochEvents == 0 {
-		o.EpochEvents = 1 << 18
+		o.EpochEvents = 1 << 16
 	}
 	if o.Progress == nil {
 		o.Progress = func(Progress) {}
