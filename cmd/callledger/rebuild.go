@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"time"
 
 	"github.com/mattn/go-isatty"
@@ -66,13 +65,6 @@ func rebuildCommand(stdout, stderr io.Writer) *ffcli.Command {
 }
 
 func rebuildOffline(ctx context.Context, dataDir string, batch int, stdout, stderr io.Writer, logger *slog.Logger) error {
-	// A rebuild allocates fast (decoded events are garbage within a batch)
-	// over a heap of every call folded so far: collecting half as often
-	// saves about a tenth of its CPU for a third more memory in this
-	// short-lived process. The environment's GOGC still wins.
-	if os.Getenv("GOGC") == "" {
-		defer debug.SetGCPercent(debug.SetGCPercent(200))
-	}
 	store, err := openLedger(dataDir, logger)
 	if err != nil {
 		return err
