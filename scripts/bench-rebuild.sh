@@ -20,7 +20,7 @@ for n in "${sizes[@]}"; do
 		"$dir/callledger" load --data-dir "$d" --events "$n" --log-level warn
 		touch "$d/loaded"
 	fi
-	/usr/bin/time -f '%e %M' -o "$dir/time" "$dir/callledger" rebuild --data-dir "$d" --log-level warn
-	read -r wall rss < "$dir/time"
-	echo "$n: process wall ${wall}s, peak RSS $((rss / 1024)) MiB"
+	/usr/bin/time -f '%e %U %S %M' -o "$dir/time" "$dir/callledger" rebuild --data-dir "$d" --log-level warn
+	read -r wall user sys rss < "$dir/time"
+	echo "$n: process wall ${wall}s, CPU ${user}s user + ${sys}s sys, peak RSS $((rss / 1024)) MiB"
 done
