@@ -20,6 +20,8 @@ GO ?= go
 # The ingest benchmark's knobs (see docs/BENCHMARKS.md).
 BENCH_DURATION ?= 20s
 BENCH_RATE     ?= 5000
+# The rebuild benchmark's ledger sizes (events).
+BENCH_REBUILD_EVENTS ?= 1000000 3000000 10000000
 
 .PHONY: help
 help: ## Show this help
@@ -73,6 +75,10 @@ bench: ## Run the Go micro-benchmarks
 .PHONY: bench-ingest
 bench-ingest: ## Ingest benchmark with wrk: saturation and fixed rate (needs wrk)
 	./scripts/bench-ingest.sh $(BENCH_DURATION) $(BENCH_RATE)
+
+.PHONY: bench-rebuild
+bench-rebuild: ## Rebuild benchmark: 1M, 3M and 10M-event ledgers from zero (events/s, peak RSS)
+	./scripts/bench-rebuild.sh $(BENCH_REBUILD_EVENTS)
 
 .PHONY: ci
 ci: checkgenerate lint lint-rules test ## What .ci/run runs

@@ -27,10 +27,15 @@ type Lag struct {
 	Age time.Duration
 }
 
+// Checkpointer is the part of a Sink MeasureLag reads.
+type Checkpointer interface {
+	Checkpoint(ctx context.Context) (eventstore.Position, error)
+}
+
 // MeasureLag compares sink's checkpoint with the head of log. It costs a
 // checkpoint read, a head read and, when behind, one event read: cheap
 // enough for every metrics scrape.
-func MeasureLag(ctx context.Context, log Log, sink Sink, now time.Time) (Lag, error) {
+func MeasureLag(ctx context.Context, log Log, sink Checkpointer, now time.Time) (Lag, error) {
 	// The checkpoint first: the head can only move ahead meanwhile, so the
 	// lag is never understated.
 	cp, err := sink.Checkpoint(ctx)

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/reconcile"
 	"github.com/callledger/callledger/services/command"
 	"github.com/callledger/callledger/twilio/rest"
@@ -85,7 +84,7 @@ func orEnv(v, env string) string {
 // credentials are configured, starts the reconciler; the returned func
 // stops it. authToken is the real webhook token ("" in development mode);
 // onAction counts the reconciler's actions.
-func startCommands(ctx context.Context, cfg commandFlags, authToken string, store eventstore.Store, calls *callstore.Store, g *grpc.Server, onAction func(string), logger *slog.Logger) (func(), error) {
+func startCommands(ctx context.Context, cfg commandFlags, authToken string, store eventstore.Store, calls reconcile.Calls, g *grpc.Server, onAction func(string), logger *slog.Logger) (func(), error) {
 	accounts, err := cfg.accounts(authToken)
 	if err != nil {
 		return nil, err

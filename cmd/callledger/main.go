@@ -1,6 +1,7 @@
 // Command callledger is the event-sourced call ledger for Twilio Voice: one
 // binary that serves webhooks and queries (serve), inspects the ledger
-// offline (events) and sends realistic signed traffic (simulate).
+// offline (events), rebuilds and exports the projection (rebuild, export)
+// and sends realistic signed traffic (simulate).
 package main
 
 import (
@@ -45,6 +46,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			serveCommand(stdout, stderr),
 			eventsCommand(stdout, stderr),
 			simulateCommand(stdout, stderr),
+			rebuildCommand(stdout, stderr),
+			exportCommand(stdout, stderr),
+			loadCommand(stdout, stderr),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
@@ -19,10 +18,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
-	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
-	"github.com/callledger/callledger/ledger"
-	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/services/query"
 	"github.com/callledger/callledger/services/webhook"
@@ -154,9 +150,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		}
 	}()
 
-	calls, err := callstore.Open(projectionDir(cfg.dataDir), callstore.Options{Logger: logger, Observe: tel.delays.Observe, CacheSize: int64(cfg.cacheMB) << 20})
+	calls, err := openProjection(ctx, cfg.dataDir, store, callstore.Options{Observe: tel.delays.Observe, CacheSize: int64(cfg.cacheMB) << 20}, logger)
 	if err != nil {
-		return fmt.Errorf("open call-state read model: %w", err)
+		return err
 	}
 	defer func() {
 		if err := calls.Close(); err != nil {
@@ -172,14 +168,8 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	if err := tel.watchProjection(store, calls); err != nil {
 		return err
 	}
-	runner := projections.NewRunner(store, calls, eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPrefix}}, logger)
-	runCtx, stopRunner := context.WithCancel(context.WithoutCancel(ctx))
-	runnerDone := make(chan struct{})
-	go func() {
-		defer close(runnerDone)
-		_ = runner.Run(runCtx)
-	}()
-	defer func() { stopRunner(); <-runnerDone }()
+	runCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWatch()
 
 	hooks, err := webhook.New(webhook.Config{
 		Verifier:    verifier,
@@ -213,6 +203,9 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return err
 	}
 	queries.Register(grpcSrv)
+	if err := registerProjection(grpcSrv, calls, store, logger); err != nil {
+		return err
+	}
 	stopCommands, err := startCommands(ctx, cfg.commands, restToken, store, calls, grpcSrv, tel.reconciler.Action, logger)
 	if err != nil {
 		return err
@@ -225,7 +218,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	go func() {
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
-		for !runner.CaughtUp() {
+		for !calls.CaughtUp() {
 			select {
 			case <-t.C:
 			case <-runCtx.Done():
@@ -263,12 +256,6 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return serveErr
 	}
 	return nil
-}
-
-// projectionDir is where the call-state read model of this code's
-// projection version lives.
-func projectionDir(dataDir string) string {
-	return filepath.Join(dataDir, "projections", "callstate", fmt.Sprintf("v%d", callstore.Version))
 }
 
 // stopGRPC stops gracefully, or at once when ctx ends first (streams such as

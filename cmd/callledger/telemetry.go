@@ -79,7 +79,7 @@ func (t *telemetry) watchStore(store *pebblestore.Store) error {
 
 // watchProjection registers the call-state projection's lag and the read
 // model's counts.
-func (t *telemetry) watchProjection(log projections.Log, calls *callstore.Store) error {
+func (t *telemetry) watchProjection(log projections.Log, calls projectionState) error {
 	lag := func(ctx context.Context) (uint64, time.Duration, error) {
 		l, err := projections.MeasureLag(ctx, log, calls, time.Now())
 		return l.Positions, l.Age, err
@@ -111,8 +111,14 @@ func (t *telemetry) handler(logger *slog.Logger) http.Handler {
 	})
 }
 
+// projectionState is what the metrics read of the call-state read model.
+type projectionState interface {
+	projections.Checkpointer
+	Counts() callstore.Counts
+}
+
 // callCounts adapts the read model's counts to the metrics' labels.
-type callCounts struct{ calls *callstore.Store }
+type callCounts struct{ calls projectionState }
 
 func (c callCounts) CallCounts() (map[string]int64, int64) {
 	counts := c.calls.Counts()

@@ -74,6 +74,10 @@ type Options struct {
 	// DefaultCacheSize). Reads of calls outside it cost a read from the
 	// file and a decompression each.
 	CacheSize int64
+	// Version is the projection version the directory must hold (default
+	// the package's Version). Opening an older version's directory, to keep
+	// serving from it while the new version builds, names that version.
+	Version uint64
 }
 
 // Store is the call-state read model.
@@ -121,6 +125,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.CacheSize <= 0 {
 		opts.CacheSize = DefaultCacheSize
 	}
+	if opts.Version == 0 {
+		opts.Version = Version
+	}
 	po := &pebble.Options{
 		Logger:             quietLogger{log: opts.Logger},
 		FormatMajorVersion: pebble.FormatNewest,
@@ -161,15 +168,15 @@ func (s *Store) checkVersion() error {
 	v, closer, err := s.db.Get(keyVersion)
 	if errors.Is(err, pebble.ErrNotFound) {
 		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], Version)
+		binary.BigEndian.PutUint64(b[:], s.opts.Version)
 		return s.db.Set(keyVersion, b[:], pebble.Sync)
 	}
 	if err != nil {
 		return fmt.Errorf("read version: %w", err)
 	}
 	defer closer.Close()
-	if len(v) != 8 || binary.BigEndian.Uint64(v) != Version {
-		return fmt.Errorf("%w: directory has %x, code builds %d", ErrVersion, v, Version)
+	if len(v) != 8 || binary.BigEndian.Uint64(v) != s.opts.Version {
+		return fmt.Errorf("%w: directory has %x, want %d", ErrVersion, v, s.opts.Version)
 	}
 	return nil
 }
@@ -193,6 +200,9 @@ func readCheckpoint(r getter) (eventstore.Position, error) {
 	}
 	return eventstore.Position(binary.BigEndian.Uint64(v)), nil
 }
+
+// Version returns the projection version of the directory.
+func (s *Store) Version() uint64 { return s.opts.Version }
 
 // Checkpoint returns the position of the last applied event.
 func (s *Store) Checkpoint(context.Context) (eventstore.Position, error) {

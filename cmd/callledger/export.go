@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/peterbourgon/ff/v3/ffcli"
+
+	"github.com/callledger/callledger/projections/callexport"
+	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/projections/callversions"
+	"github.com/callledger/callledger/projections/rebuild"
+)
+
+type exportConfig struct {
+	dataDir    string
+	store      string
+	format     string
+	out        string
+	since      string
+	until      string
+	activeOnly bool
+	fromLedger bool
+	log        logFlags
+}
+
+func exportCommand(stdout, stderr io.Writer) *ffcli.Command {
+	var cfg exportConfig
+	fs := newFlagSet("export", stderr)
+	fs.StringVar(&cfg.dataDir, "data-dir", "./data", "data directory of a stopped server")
+	fs.StringVar(&cfg.store, "store", "", storeUsage+"; with --from-ledger")
+	fs.StringVar(&cfg.format, "format", "parquet", "output format: parquet, csv or jsonl")
+	fs.StringVar(&cfg.out, "out", "", "output file (required; - for standard output, except parquet)")
+	fs.StringVar(&cfg.since, "since", "", "keep calls that started at or after this time (RFC 3339)")
+	fs.StringVar(&cfg.until, "until", "", "keep calls that started before this time (RFC 3339)")
+	fs.BoolVar(&cfg.activeOnly, "active-only", false, "keep calls under way only")
+	fs.BoolVar(&cfg.fromLedger, "from-ledger", false, "replay the ledger into a throw-away projection instead of reading the read model")
+	cfg.log.register(fs)
+	return &ffcli.Command{
+		Name:       "export",
+		ShortUsage: "callledger export --format parquet|csv|jsonl --out FILE [flags]",
+		ShortHelp:  "export one row per call leg for analysis tools",
+		LongHelp: "Reads the call-state read model of a stopped server, or with --from-ledger\n" +
+			"folds the whole ledger in memory (leaving the read model untouched), and writes\n" +
+			"one flat row per call leg: " + strings.Join(callexport.Columns, ", ") + ".",
+		FlagSet: fs,
+		Options: ffOptions(),
+		Exec: func(ctx context.Context, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("export takes no arguments, got %q", args)
+			}
+			logger, err := cfg.log.logger(stderr)
+			if err != nil {
+				return err
+			}
+			return exportCalls(ctx, cfg, stdout, stderr, logger)
+		},
+	}
+}
+
+func parseTimeFlag(name, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--%s %q: want RFC 3339 (2026-03-01T00:00:00Z): %w", name, v, err)
+	}
+	return t, nil
+}
+
+func exportCalls(ctx context.Context, cfg exportConfig, stdout, stderr io.Writer, logger *slog.Logger) error {
+	if !slices.Contains(callexport.Formats, cfg.format) {
+		return fmt.Errorf("--format %q: want parquet, csv or jsonl", cfg.format)
+	}
+	if cfg.out == "" {
+		return errors.New("--out is required")
+	}
+	var f callexport.Filter
+	var err error
+	if f.Since, err = parseTimeFlag("since", cfg.since); err != nil {
+		return err
+	}
+	if f.Until, err = parseTimeFlag("until", cfg.until); err != nil {
+		return err
+	}
+	f.ActiveOnly = cfg.activeOnly
+
+	var out io.Writer = stdout
+	var file *os.File
+	if cfg.out != "-" {
+		// Written beside the target and renamed, so a failed export never
+		// leaves a truncated file under the name asked for.
+		file, err = os.CreateTemp(dirOf(cfg.out), ".export-*")
+		if err != nil {
+			return fmt.Errorf("create --out: %w", err)
+		}
+		defer os.Remove(file.Name())
+		defer file.Close()
+		out = file
+	} else if cfg.format == "parquet" {
+		return errors.New("--out - (standard output) takes csv or jsonl; parquet needs a file")
+	}
+	exp, err := callexport.New(cfg.format, out, f)
+	if err != nil {
+		return err
+	}
+	if cfg.fromLedger {
+		err = exportFromLedger(ctx, cfg.store, cfg.dataDir, exp, stderr, logger)
+	} else {
+		err = exportFromReadModel(ctx, cfg.dataDir, exp)
+	}
+	if err != nil {
+		return err
+	}
+	if err := exp.Close(); err != nil {
+		return err
+	}
+	if file != nil {
+		if err := file.Sync(); err != nil {
+			return fmt.Errorf("write --out: %w", err)
+		}
+		if err := file.Close(); err != nil {
+			return fmt.Errorf("write --out: %w", err)
+		}
+		if err := os.Rename(file.Name(), cfg.out); err != nil {
+			return fmt.Errorf("write --out: %w", err)
+		}
+	}
+	logger.Info("exported", "rows", exp.Rows(), "format", cfg.format, "out", cfg.out)
+	return nil
+}
+
+func dirOf(path string) string {
+	if i := strings.LastIndexByte(path, os.PathSeparator); i >= 0 {
+		return path[:i+1]
+	}
+	return "."
+}
+
+// exportFromReadModel reads the current read model of a stopped server.
+func exportFromReadModel(ctx context.Context, dataDir string, exp *callexport.Exporter) error {
+	cat := callversions.Catalog{Root: projectionRoot(dataDir)}
+	name, version, ok, err := cat.Current(callstore.Version)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("no call-state read model in %s: run serve or rebuild first, or export --from-ledger", cat.Root)
+	}
+	st, err := callstore.Open(cat.Path(name), callstore.Options{Version: version})
+	if err != nil {
+		return fmt.Errorf("%w (is a server running on %s? stop it first, or export --from-ledger from a copy)", err, dataDir)
+	}
+	defer st.Close()
+	return st.Records(ctx, exp.Add)
+}
+
+// exportFromLedger folds the whole ledger in memory and exports the result.
+func exportFromLedger(ctx context.Context, storeURL, dataDir string, exp *callexport.Exporter, stderr io.Writer, logger *slog.Logger) error {
+	store, err := openLedger(ctx, storeURL, dataDir, logger)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	progress := newProgress(stderr, logger)
+	res, err := rebuild.Fold(ctx, store, rebuild.Options{Logger: logger, Progress: progress.update})
+	progress.finish()
+	if err != nil {
+		return err
+	}
+	return res.Calls(exp.Add)
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/peterbourgon/ff/v3/ffcli"
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/projections/callversions"
+	"github.com/callledger/callledger/projections/rebuild"
+)
+
+// storeUsage is the help of the --store flag of the analyst commands.
+const storeUsage = "event store: empty for the embedded store in <data-dir>/ledger, or a KurrentDB connection string (esdb://…)"
+
+// openLedger opens the event log of an offline command (see openStore),
+// saying what to do when a server holds the embedded store.
+func openLedger(ctx context.Context, storeURL, dataDir string, logger *slog.Logger) (eventstore.Store, error) {
+	store, err := openStore(ctx, storeURL, dataDir, logger, nil)
+	if errors.Is(err, pebblestore.ErrLocked) {
+		return nil, fmt.Errorf("%w: a server (or another command) holds %s; stop it first, "+
+			"or rebuild online with ProjectionService.RebuildProjection", err, dataDir)
+	}
+	return store, err
+}
+
+func rebuildCommand(stdout, stderr io.Writer) *ffcli.Command {
+	fs := newFlagSet("rebuild", stderr)
+	dataDir := fs.String("data-dir", "./data", "data directory of a stopped server")
+	storeURL := fs.String("store", "", storeUsage)
+	batch := fs.Int("batch-size", 16384, "events per read of the log")
+	var lf logFlags
+	lf.register(fs)
+	return &ffcli.Command{
+		Name:       "rebuild",
+		ShortUsage: "callledger rebuild [--data-dir DIR]",
+		ShortHelp:  "rebuild the call-state projection from the whole ledger, offline",
+		LongHelp: "Reads the whole ledger of a stopped server, folds it in memory and writes a\n" +
+			"new read model beside the current one, which it replaces only once complete.\n" +
+			"A running server rebuilds online instead (ProjectionService.RebuildProjection).\n" +
+			"Shows a progress bar on a terminal, log lines otherwise.",
+		FlagSet: fs,
+		Options: ffOptions(),
+		Exec: func(ctx context.Context, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("rebuild takes no arguments, got %q", args)
+			}
+			logger, err := lf.logger(stderr)
+			if err != nil {
+				return err
+			}
+			return rebuildOffline(ctx, *storeURL, *dataDir, *batch, stdout, stderr, logger)
+		},
+	}
+}
+
+func rebuildOffline(ctx context.Context, storeURL, dataDir string, batch int, stdout, stderr io.Writer, logger *slog.Logger) error {
+	store, err := openLedger(ctx, storeURL, dataDir, logger)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	cat := callversions.Catalog{Root: projectionRoot(dataDir)}
+	if err := cat.RemoveTemporary(); err != nil {
+		return err
+	}
+	tmp, name, err := cat.NewBuild(callstore.Version)
+	if err != nil {
+		return err
+	}
+	progress := newProgress(stderr, logger)
+	st, err := rebuild.Build(ctx, store, tmp, rebuild.Options{BatchSize: batch, Logger: logger, Progress: progress.update})
+	progress.finish()
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return err
+	}
+	if err := cat.Commit(tmp, name); err != nil {
+		return err
+	}
+	if err := cat.RemoveOlder(name); err != nil {
+		return err
+	}
+	total := st.Fold + st.Write
+	fmt.Fprintf(stdout, "rebuilt %s: %d events, %d calls, checkpoint %d in %s (fold %s, write %s): %.0f events/s\n",
+		name, st.Events, st.Calls, st.Checkpoint, total.Round(time.Millisecond), st.Fold.Round(time.Millisecond),
+		st.Write.Round(time.Millisecond), float64(st.Events)/total.Seconds())
+	return nil
+}
+
+// progress shows a rebuild's progress: a bar with events/s and ETA on a
+// terminal, a log line every few seconds otherwise.
+type progress struct {
+	bar    *progressbar.ProgressBar
+	w      io.Writer
+	log    *slog.Logger
+	phase  rebuild.Phase
+	next   time.Time
+	logged rebuild.Progress
+}
+
+func newProgress(w io.Writer, logger *slog.Logger) *progress {
+	p := &progress{w: w, log: logger}
+	if f, ok := w.(*os.File); !ok || !isatty.IsTerminal(f.Fd()) {
+		p.w = nil
+	}
+	return p
+}
+
+func (p *progress) update(r rebuild.Progress) {
+	if p.w != nil {
+		p.updateBar(r)
+		return
+	}
+	if r.Phase != p.phase || time.Now().After(p.next) {
+		p.phase, p.next, p.logged = r.Phase, time.Now().Add(2*time.Second), r
+		args := []any{"phase", r.Phase, "events", r.Events, "target", r.Target, "calls", r.Calls, "elapsed", r.Elapsed.Round(time.Millisecond)}
+		if s := r.Elapsed.Seconds(); s > 0 {
+			rate := float64(r.Events) / s
+			args = append(args, "events_per_s", int64(rate))
+			if r.Phase == rebuild.PhaseFold && rate > 0 && r.Target > r.Position {
+				args = append(args, "eta", time.Duration(float64(r.Target-r.Position)/rate*float64(time.Second)).Round(time.Second))
+			}
+		}
+		p.log.Info("rebuild progress", args...)
+	}
+}
+
+func (p *progress) updateBar(r rebuild.Progress) {
+	if p.bar == nil || r.Phase != p.phase {
+		if p.bar != nil {
+			_ = p.bar.Finish()
+			fmt.Fprintln(p.w)
+		}
+		p.phase = r.Phase
+		if r.Phase == rebuild.PhaseDone {
+			p.bar = nil
+			return
+		}
+		p.bar = progressbar.NewOptions64(int64(r.Target),
+			progressbar.OptionSetWriter(p.w),
+			progressbar.OptionSetDescription(string(r.Phase)),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("events"),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionFullWidth(),
+		)
+	}
+	_ = p.bar.Set64(int64(r.Position))
+}
+
+func (p *progress) finish() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+		fmt.Fprintln(p.w)
+	}
+}

@@ -1,0 +1,197 @@
+package e2e_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/internal/corpus"
+	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/projections/callversions"
+	"github.com/callledger/callledger/projections/rebuild"
+	"github.com/callledger/callledger/services/projection"
+	"github.com/callledger/callledger/services/query"
+	"github.com/callledger/callledger/services/webhook"
+	"github.com/callledger/callledger/twilio"
+)
+
+// TestRebuildEqualsLive ingests the capture corpus, shuffled and with
+// duplicates, through the running service (HTTP webhooks, the versioned
+// read model that serve uses, gRPC); then rebuilds the projection from
+// position 0, offline into a directory of its own and online through
+// ProjectionService, and both equal the live read model record for
+// record.
+func TestRebuildEqualsLive(t *testing.T) {
+	t.Parallel()
+	quiet := slog.New(slog.DiscardHandler)
+	ctx, cancel := context.WithTimeout(context.Background(), failBound)
+	defer cancel()
+	events, err := pebblestore.Open(t.TempDir(), pebblestore.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Close()
+	calls, err := callversions.Open(ctx, callversions.Config{Root: filepath.Join(t.TempDir(), "callstate"), Log: events, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer calls.Close()
+	verifier, err := twilio.NewVerifier(corpus.PublicURL, corpus.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks, err := webhook.New(webhook.Config{Verifier: verifier, Store: events, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpSrv := httptest.NewServer(hooks)
+	defer httpSrv.Close()
+	qs, err := query.New(query.Config{Calls: calls, History: events, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := projection.New(projection.Config{Projection: calls, Log: events, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	qs.Register(g)
+	ps.Register(g)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(lis) }()
+	defer g.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	s := &stack{http: httpSrv, client: callledgerv1.NewCallQueryServiceClient(conn)}
+
+	reqs, exp, _ := mustCorpus(t)
+	seed := rand.Uint64()
+	t.Logf("shuffle seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	var sends []corpus.Request
+	for _, r := range reqs {
+		for range 1 + rng.IntN(3) {
+			sends = append(sends, r)
+		}
+	}
+	rng.Shuffle(len(sends), func(i, j int) { sends[i], sends[j] = sends[j], sends[i] })
+	work := make(chan corpus.Request)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for r := range work {
+				s.deliver(t, r)
+			}
+		})
+	}
+	for _, r := range sends {
+		work <- r
+	}
+	close(work)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	// Read-your-writes over gRPC: the live read model has applied every
+	// acknowledged request.
+	if _, err := s.getCall(ctx, exp[0].CallSid); err != nil {
+		t.Fatal(err)
+	}
+	head, err := events.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := calls.WaitFor(ctx, head); err != nil {
+		t.Fatal(err)
+	}
+	live := records(t, calls)
+	if len(live) < len(exp) {
+		t.Fatalf("live read model holds %d calls, corpus expects %d", len(live), len(exp))
+	}
+
+	// Offline: from zero into a directory of its own.
+	dir := filepath.Join(t.TempDir(), "rebuilt")
+	if _, err := rebuild.Build(ctx, events, dir, rebuild.Options{BatchSize: 64}); err != nil {
+		t.Fatal(err)
+	}
+	rebuilt, err := callstore.Open(dir, callstore.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rebuilt.Close()
+	sameRecords(t, "offline rebuild", live, records(t, rebuilt))
+
+	// Online: ProjectionService rebuilds and switches.
+	stream, err := callledgerv1.NewProjectionServiceClient(conn).RebuildProjection(ctx, &callledgerv1.RebuildProjectionRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg.GetPhase() == callledgerv1.RebuildPhase_REBUILD_PHASE_SWITCHED && msg.GetTarget() != uint64(head) {
+			t.Errorf("rebuilt up to %d, head is %d", msg.GetTarget(), head)
+		}
+	}
+	if calls.CurrentName() != "v1-1" {
+		t.Fatalf("serving %s after the online rebuild", calls.CurrentName())
+	}
+	sameRecords(t, "online rebuild", live, records(t, calls))
+	for _, e := range exp {
+		resp, err := s.getCall(ctx, e.CallSid)
+		if err != nil {
+			t.Errorf("%s after the online rebuild: %v", e.CallSid, err)
+			continue
+		}
+		checkExpected(t, e, resp.GetCall())
+	}
+}
+
+type recordSource interface {
+	Records(ctx context.Context, fn func(*statev1.CallRecord) error) error
+}
+
+func records(t *testing.T, src recordSource) []*statev1.CallRecord {
+	t.Helper()
+	var out []*statev1.CallRecord
+	if err := src.Records(context.Background(), func(r *statev1.CallRecord) error { out = append(out, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sameRecords(t *testing.T, what string, live, rebuilt []*statev1.CallRecord) {
+	t.Helper()
+	if len(live) != len(rebuilt) {
+		t.Fatalf("%s: %d records, live has %d", what, len(rebuilt), len(live))
+	}
+	for i := range live {
+		if !proto.Equal(live[i], rebuilt[i]) {
+			t.Errorf("%s: record %s differs:\nlive    %v\nrebuilt %v", what, live[i].GetCallSid(), live[i], rebuilt[i])
+		}
+	}
+}

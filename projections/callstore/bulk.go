@@ -1,0 +1,172 @@
+package callstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"google.golang.org/protobuf/proto"
+
+	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
+	"github.com/callledger/callledger/eventstore"
+)
+
+// bulkBatchBytes is the size at which a bulk writer commits its batch:
+// large enough that commits are rare, small enough to stay well below
+// the memtable.
+const bulkBatchBytes = 8 << 20
+
+// Encoded is a record ready for Load: its encoding and its index keys,
+// without the pointers of the decoded message, so that a rebuild can hold
+// millions of them cheaply (the collector does not scan byte slices).
+type Encoded struct {
+	data      []byte
+	timeKey   []byte // t<^start_time><CallSid>; the CallSid is its suffix
+	activeKey []byte // nil when the call is not active
+}
+
+// Encode prepares rec for Load.
+func Encode(rec *statev1.CallRecord) (Encoded, error) {
+	data, err := proto.Marshal(rec)
+	if err != nil {
+		return Encoded{}, fmt.Errorf("encode %s: %w", rec.GetCallSid(), err)
+	}
+	return Encoded{data: data, timeKey: timeKey(prefixTime, rec), activeKey: activeKey(rec)}, nil
+}
+
+// Decode returns the record e holds.
+func (e Encoded) Decode() (*statev1.CallRecord, error) {
+	rec := &statev1.CallRecord{}
+	if err := proto.Unmarshal(e.data, rec); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", e.timeKey[9:], err)
+	}
+	return rec, nil
+}
+
+// Size is the memory e holds, in bytes.
+func (e Encoded) Size() int { return len(e.data) + len(e.timeKey) + len(e.activeKey) }
+
+// Load writes recs, a read model folded in memory, into a new read model
+// in dir, with checkpoint as the position it is current at. It is how a
+// rebuild hands over its result: records are written by several workers
+// in large unsynchronized batches without a WAL, then flushed once and
+// synced, so that a crash leaves a directory the caller discards (it must
+// not be trusted until Load returns nil). dir must not hold a read model
+// yet.
+func Load(ctx context.Context, dir string, opts Options, checkpoint eventstore.Position, recs []Encoded) error {
+	if opts.Version == 0 {
+		opts.Version = Version
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		if entries, err := os.ReadDir(dir); err != nil || len(entries) > 0 {
+			return fmt.Errorf("bulk load into %s: directory is not empty", dir)
+		}
+	}
+	po := &pebble.Options{
+		Logger:             quietLogger{log: opts.Logger},
+		FormatMajorVersion: pebble.FormatNewest,
+		MemTableSize:       64 << 20,
+		DisableWAL:         true,
+		// A bulk load writes each key once: let L0 grow rather than stall
+		// the writers on compactions that would only shuffle fresh data.
+		L0CompactionThreshold: 8,
+		L0StopWritesThreshold: 1000,
+	}
+	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return fmt.Errorf("bulk load into %s: %w", dir, err)
+	}
+	if err := load(ctx, db, recs); err != nil {
+		db.Close()
+		return fmt.Errorf("bulk load into %s: %w", dir, err)
+	}
+	b := db.NewBatch()
+	var v, cp [8]byte
+	binary.BigEndian.PutUint64(v[:], opts.Version)
+	binary.BigEndian.PutUint64(cp[:], uint64(checkpoint))
+	err = errors.Join(b.Set(keyVersion, v[:], nil), b.Set(keyCheckpoint, cp[:], nil))
+	if err == nil {
+		err = b.Commit(pebble.NoSync)
+	}
+	if err == nil {
+		// Without a WAL, only flushed data survives Close.
+		err = db.Flush()
+	}
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("bulk load into %s: %w", dir, err)
+	}
+	return nil
+}
+
+// load encodes and writes recs with one worker per CPU.
+func load(ctx context.Context, db *pebble.DB, recs []Encoded) error {
+	workers := runtime.GOMAXPROCS(0)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	chunk := (len(recs) + workers - 1) / workers
+	for w := range workers {
+		lo, hi := min(w*chunk, len(recs)), min((w+1)*chunk, len(recs))
+		wg.Go(func() {
+			if err := loadChunk(ctx, db, recs[lo:hi]); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
+}
+
+func loadChunk(ctx context.Context, db *pebble.DB, recs []Encoded) error {
+	b := db.NewBatch()
+	defer func() { b.Close() }()
+	key := []byte{prefixCall}
+	for _, rec := range recs {
+		key = append(key[:1], rec.timeKey[9:]...)
+		if err := b.Set(key, rec.data, nil); err != nil {
+			return err
+		}
+		if err := b.Set(rec.timeKey, nil, nil); err != nil {
+			return err
+		}
+		if rec.activeKey != nil {
+			if err := b.Set(rec.activeKey, nil, nil); err != nil {
+				return err
+			}
+		}
+		if b.Len() >= bulkBatchBytes {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return fmt.Errorf("commit bulk batch: %w", err)
+			}
+			b.Close()
+			b = db.NewBatch()
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("commit bulk batch: %w", err)
+	}
+	return nil
+}
+
+// CallSid is the SID of the call e holds.
+func (e Encoded) CallSid() string { return string(e.timeKey[9:]) }

@@ -1,0 +1,327 @@
+// Package rebuild rebuilds the call-state projection from the whole log,
+// fast: it streams the log in large batches, decodes events on every CPU
+// (without their verbatim requests), folds them in memory, and writes the
+// read model in bulk into a directory of its own. The fold is
+// order-insensitive, so batches are folded in whatever order the decoders
+// finish them, and the result equals what the live projection builds
+// event by event.
+package rebuild
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/ledger"
+	"github.com/callledger/callledger/projections/callstate"
+	"github.com/callledger/callledger/projections/callstore"
+)
+
+// Log is the part of the event store a rebuild reads.
+type Log interface {
+	ReadAll(ctx context.Context, from eventstore.Position, limit int) ([]eventstore.RecordedEvent, error)
+	Head(ctx context.Context) (eventstore.Position, error)
+}
+
+// Phase names a step of a rebuild, for progress reports.
+type Phase string
+
+// The phases of a rebuild, in order.
+const (
+	PhaseFold  Phase = "fold"  // reading, decoding and folding the log
+	PhaseWrite Phase = "write" // writing the read model
+	PhaseDone  Phase = "done"
+)
+
+// Progress is a snapshot of a running rebuild.
+type Progress struct {
+	Phase Phase
+	// Events is how many events have been read; Position is the last one.
+	Events   uint64
+	Position eventstore.Position
+	// Target is the head of the log when the rebuild started: it ends there.
+	Target  eventstore.Position
+	Calls   int
+	Elapsed time.Duration
+}
+
+// Options tune a rebuild; the zero value is fine.
+type Options struct {
+	// BatchSize is the number of events per read (default 16384).
+	BatchSize int
+	// Decoders is the number of goroutines that read and decode the log
+	// (default GOMAXPROCS).
+	Decoders int
+	// EpochEvents is how many events the fold takes between freezes of
+	// the records it has not touched since the previous freeze (default
+	// 65536; see memory).
+	EpochEvents uint64
+	// Progress, when set, is called about every ProgressEvery and at the
+	// end of each phase, from one goroutine.
+	Progress      func(Progress)
+	ProgressEvery time.Duration
+	Logger        *slog.Logger
+	// Version is the projection version written (default callstore.Version).
+	Version uint64
+}
+
+func (o Options) withDefaults() Options {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 16384
+	}
+	if o.Decoders <= 0 {
+		o.Decoders = runtime.GOMAXPROCS(0)
+	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = 250 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.EpochEvents == 0 {
+		o.EpochEvents = 1 << 16
+	}
+	if o.Progress == nil {
+		o.Progress = func(Progress) {}
+	}
+	return o
+}
+
+// Result is a projection folded in memory.
+type Result struct {
+	// Records holds one encoded record per call, in no particular order.
+	Records []callstore.Encoded
+	// Checkpoint is the position the records are current at.
+	Checkpoint eventstore.Position
+	// Events is the number of events read (of every stream).
+	Events  uint64
+	Elapsed time.Duration
+}
+
+// Calls calls fn with every record, decoded, in CallSid order.
+func (r *Result) Calls(fn func(*statev1.CallRecord) error) error {
+	order := make([]int, len(r.Records))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool { return r.Records[order[a]].CallSid() < r.Records[order[b]].CallSid() })
+	for _, i := range order {
+		rec, err := r.Records[i].Decode()
+		if err != nil {
+			return err
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stats describe a finished Build.
+type Stats struct {
+	Events     uint64
+	Calls      int
+	Checkpoint eventstore.Position
+	Fold       time.Duration
+	Write      time.Duration
+}
+
+// Build rebuilds the projection into dir, which must be empty or absent,
+// from the start of the log up to its head when Build starts. The caller
+// then opens dir with callstore.Open and lets a runner follow the log from
+// the checkpoint.
+func Build(ctx context.Context, log Log, dir string, opts Options) (Stats, error) {
+	opts = opts.withDefaults()
+	res, err := Fold(ctx, log, opts)
+	if err != nil {
+		return Stats{}, err
+	}
+	start := time.Now()
+	last := Progress{Phase: PhaseWrite, Events: res.Events, Position: res.Checkpoint, Target: res.Checkpoint, Calls: len(res.Records), Elapsed: res.Elapsed}
+	opts.Progress(last)
+	if err := callstore.Load(ctx, dir, callstore.Options{Logger: opts.Logger, Version: opts.Version}, res.Checkpoint, res.Records); err != nil {
+		return Stats{}, fmt.Errorf("rebuild: %w", err)
+	}
+	st := Stats{Events: res.Events, Calls: len(res.Records), Checkpoint: res.Checkpoint, Fold: res.Elapsed, Write: time.Since(start)}
+	last.Phase, last.Elapsed = PhaseDone, st.Fold+st.Write
+	opts.Progress(last)
+	return st, nil
+}
+
+// decoded is one batch of call events ready to fold.
+type decoded struct {
+	events []*callledgerv1.Event
+	pos    []uint64
+	last   eventstore.Position
+	n      int // events read, call events or not
+}
+
+// Fold reads the log from the start up to its head when Fold starts and
+// folds it in memory.
+func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
+	opts = opts.withDefaults()
+	start := time.Now()
+	target, err := log.Head(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("rebuild: read head: %w", err)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	// Workers read and decode chunks of the log in parallel: chunk c is
+	// the positions (c·span, (c+1)·span], where span is how far the first
+	// BatchSize events reach (BatchSize itself when positions are
+	// contiguous). The fold does not care in which order batches arrive.
+	span, err := probeSpan(ctx, log, opts.BatchSize)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan decoded, opts.Decoders)
+	var (
+		chunk atomic.Uint64
+		wg    sync.WaitGroup
+		size  = uint64(span)
+		count = (uint64(target) + size - 1) / size
+	)
+	for range opts.Decoders {
+		wg.Go(func() {
+			for c := chunk.Add(1) - 1; c < count; c = chunk.Add(1) - 1 {
+				lo := eventstore.Position(c * size)
+				hi := min(lo+eventstore.Position(size), target)
+				if err := readChunk(ctx, log, lo, hi, opts.BatchSize, opts.Logger, out); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		})
+	}
+	go func() { wg.Wait(); close(out) }()
+
+	mem := newMemory()
+	var (
+		p         = Progress{Phase: PhaseFold, Target: target}
+		next      = time.Now().Add(opts.ProgressEvery)
+		nextEpoch = opts.EpochEvents
+		foldErr   error
+		draining  bool
+	)
+	for d := range out {
+		if draining {
+			continue
+		}
+		for i, ev := range d.events {
+			if err := callstate.Apply(mem, ev, d.pos[i]); err != nil {
+				foldErr = fmt.Errorf("rebuild: fold %s at %d: %w", ev.GetCallSid(), d.pos[i], err)
+				cancel(foldErr)
+				draining = true
+				break
+			}
+		}
+		p.Events += uint64(d.n)
+		p.Position = max(p.Position, d.last)
+		if p.Events >= nextEpoch && !draining {
+			nextEpoch = p.Events + opts.EpochEvents
+			if err := mem.advance(); err != nil {
+				foldErr = fmt.Errorf("rebuild: %w", err)
+				cancel(foldErr)
+				draining = true
+			}
+		}
+		if now := time.Now(); now.After(next) {
+			p.Calls, p.Elapsed = mem.len(), time.Since(start)
+			opts.Progress(p)
+			next = now.Add(opts.ProgressEvery)
+		}
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("rebuild: %w", err)
+	}
+	recs, err := mem.finish()
+	if err != nil {
+		return nil, fmt.Errorf("rebuild: %w", err)
+	}
+	res := &Result{Records: recs, Checkpoint: target, Events: p.Events, Elapsed: time.Since(start)}
+	p.Calls, p.Elapsed, p.Position = len(res.Records), res.Elapsed, target
+	opts.Progress(p)
+	opts.Logger.Info("projection folded", "events", res.Events, "calls", len(res.Records), "checkpoint", target, "elapsed", res.Elapsed)
+	return res, nil
+}
+
+// probeSpan returns the positions that BatchSize events cover at the start
+// of the log.
+func probeSpan(ctx context.Context, log Log, size int) (eventstore.Position, error) {
+	evs, err := log.ReadAll(ctx, eventstore.Start, size)
+	if err != nil {
+		return 0, fmt.Errorf("rebuild: read the start of the log: %w", err)
+	}
+	if len(evs) < size {
+		return eventstore.Position(size), nil
+	}
+	return max(evs[len(evs)-1].Position, eventstore.Position(size)), nil
+}
+
+// readChunk decodes the events in (lo, hi] and sends them. Positions
+// need not be contiguous (KurrentDB's are not): a read may return events
+// past hi, which belong to the next chunk, or fewer than the chunk holds.
+func readChunk(ctx context.Context, log Log, lo, hi eventstore.Position, size int, logger *slog.Logger, out chan<- decoded) error {
+	for from := lo; from < hi; {
+		evs, err := log.ReadAll(ctx, from, size)
+		if err != nil {
+			return fmt.Errorf("rebuild: read after %d: %w", from, err)
+		}
+		if len(evs) == 0 {
+			return fmt.Errorf("rebuild: log ends at %d before its head %d", from, hi)
+		}
+		full := len(evs) == size
+		end := sort.Search(len(evs), func(i int) bool { return evs[i].Position > hi })
+		if end > 0 {
+			select {
+			case out <- decode(evs[:end], logger):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if end < len(evs) || !full {
+			return nil
+		}
+		from = evs[end-1].Position
+	}
+	return nil
+}
+
+// decode decodes the call events of batch, skipping (and logging) what
+// the fold cannot read, as the live projection does.
+func decode(batch []eventstore.RecordedEvent, log *slog.Logger) decoded {
+	d := decoded{
+		events: make([]*callledgerv1.Event, 0, len(batch)),
+		pos:    make([]uint64, 0, len(batch)),
+		last:   batch[len(batch)-1].Position,
+		n:      len(batch),
+	}
+	for _, rec := range batch {
+		if _, ok := ledger.CallSidOf(rec.Stream); !ok {
+			continue
+		}
+		ev, err := ledger.DecodeFacts(rec)
+		if err != nil {
+			log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
+			continue
+		}
+		d.events = append(d.events, ev)
+		d.pos = append(d.pos, uint64(rec.Position))
+	}
+	return d
+}
