@@ -273,10 +273,16 @@ func (r *Reconciler) follow(ctx context.Context, w *callstore.Watcher) error {
 		switch {
 		case ctx.Err() != nil:
 			return nil
-		case !errors.Is(err, callstore.ErrSlowConsumer):
+		case errors.Is(err, callstore.ErrClosed):
+			// A read model replaced by a newer version (or a rebuild)
+			// closes; Watch then follows the one that took over, and a
+			// store that is really gone fails there.
+			r.log.Info("read model replaced; watching again")
+		case errors.Is(err, callstore.ErrSlowConsumer):
+			r.log.Warn("read model changes overflowed; watching again", "err", err)
+		default:
 			return fmt.Errorf("reconcile: follow the read model: %w", err)
 		}
-		r.log.Warn("read model changes overflowed; watching again", "err", err)
 		if w, err = r.watch(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -133,7 +133,10 @@ func (e *env) start(t testing.TB, cfg reconcile.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Calls, cfg.Store, cfg.Twilio = e.calls, e.events, rc
+	if cfg.Calls == nil {
+		cfg.Calls = e.calls
+	}
+	cfg.Store, cfg.Twilio = e.events, rc
 	if e.clock != nil {
 		cfg.Clock = e.clock
 	}
@@ -470,4 +473,76 @@ func BenchmarkReconcileThroughput(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "calls/s")
+}
+
+// swappable is a read model that another replaces, as a projection
+// version switch does: Watch and Tree go to the current one.
+type swappable struct {
+	mu  sync.Mutex
+	cur *callstore.Store
+}
+
+func (s *swappable) get() *callstore.Store {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
+}
+
+func (s *swappable) Watch(ctx context.Context, f callstore.Filter) (*callstore.Watcher, error) {
+	return s.get().Watch(ctx, f)
+}
+
+func (s *swappable) Tree(ctx context.Context, sid string) (*callledgerv1.Call, []*callledgerv1.Call, eventstore.Position, error) {
+	return s.get().Tree(ctx, sid)
+}
+
+// TestReplacedReadModelIsFollowed: the read model the reconciler follows
+// is closed and replaced (a version switch); it follows the new one and
+// still reconciles a stuck call that only the new one shows.
+func TestReplacedReadModelIsFollowed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// The replacement is opened first so that it closes after the
+	// reconciler stops, as serve orders them.
+	next, err := callstore.Open(t.TempDir(), callstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { next.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	runner := projections.NewRunner(e.events, next, eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPrefix}}, nil)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = runner.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	calls := &swappable{cur: e.calls}
+	e.start(t, reconcile.Config{Calls: calls, IdleAfter: time.Minute})
+	e.settle(t)
+
+	calls.mu.Lock()
+	calls.cur = next
+	calls.mu.Unlock()
+	if err := e.calls.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	stuck := sid(30)
+	e.status(t, stuck, "in-progress", t0.Add(-time.Hour))
+	e.fake.Put(resttest.Call{Sid: stuck, AccountSid: acct, Status: "completed", Duration: "60"})
+	e.waitPending(t, stuck) // seen through the new read model's feed
+	e.settle(t)
+	e.clock.Advance(2 * time.Minute)
+	deadline := time.Now().Add(failBound)
+	for {
+		c, err := next.Get(context.Background(), stuck)
+		if err == nil && c.GetTerminal() {
+			if c.GetStatusSource() != callledgerv1.Source_SOURCE_RECONCILIATION {
+				t.Errorf("ended by %v, want reconciliation", c.GetStatusSource())
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stuck call was never reconciled: %v (%v)", c, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
