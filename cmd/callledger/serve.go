@@ -19,6 +19,7 @@ import (
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/services/query"
 	"github.com/callledger/callledger/services/webhook"
@@ -38,6 +39,7 @@ type serveConfig struct {
 	dialTwiML       string
 	shutdownTimeout time.Duration
 	cacheMB         int
+	maxQueryLag     time.Duration
 	log             logFlags
 	commands        commandFlags
 }
@@ -56,6 +58,7 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.StringVar(&cfg.dialTwiML, "dial-twiml", webhook.DefaultDialTwiML, "TwiML answered to <Dial action> callbacks")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a graceful shutdown waits for requests in flight")
 	fs.IntVar(&cfg.cacheMB, "read-model-cache-mb", callstore.DefaultCacheSize>>20, "block cache of the call-state read model, in MiB; about 400 per million calls keeps all of it in memory")
+	fs.DurationVar(&cfg.maxQueryLag, "max-query-lag", 30*time.Second, "the query service reports NOT_SERVING on gRPC health while the projection's oldest unapplied event is older than this (0: no bound)")
 	cfg.log.register(fs)
 	cfg.commands.register(fs)
 	return &ffcli.Command{
@@ -211,22 +214,17 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return err
 	}
 	defer stopCommands()
-	// The query service reports SERVING once the projection has caught up
-	// with the log, so a balancer does not send reads to a stale replica.
+	// The query service reports SERVING while the projection is current
+	// enough, so a balancer does not send reads to a stale replica.
 	queryService := callledgerv1.CallQueryService_ServiceDesc.ServiceName
 	healthSrv.SetServingStatus(queryService, healthpb.HealthCheckResponse_NOT_SERVING)
-	go func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for !calls.CaughtUp() {
-			select {
-			case <-t.C:
-			case <-runCtx.Done():
-				return
-			}
-		}
-		healthSrv.SetServingStatus(queryService, healthpb.HealthCheckResponse_SERVING)
-	}()
+	go projectionHealth{
+		health: healthSrv, service: queryService, caughtUp: calls.CaughtUp,
+		lag: func(ctx context.Context) (projections.Lag, error) {
+			return projections.MeasureLag(ctx, store, calls, time.Now())
+		},
+		maxLag: cfg.maxQueryLag, interval: 500 * time.Millisecond, log: logger,
+	}.run(runCtx)
 
 	tel.instrumentGRPC(grpcSrv) // after the last service is registered
 	errc := make(chan error, 2)
