@@ -4,11 +4,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http/httptest"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -84,30 +82,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 	s := &stack{http: httpSrv, client: callledgerv1.NewCallQueryServiceClient(conn)}
 
 	reqs, exp, _ := mustCorpus(t)
-	seed := rand.Uint64()
-	t.Logf("shuffle seed %d", seed)
-	rng := rand.New(rand.NewPCG(seed, seed))
-	var sends []corpus.Request
-	for _, r := range reqs {
-		for range 1 + rng.IntN(3) {
-			sends = append(sends, r)
-		}
-	}
-	rng.Shuffle(len(sends), func(i, j int) { sends[i], sends[j] = sends[j], sends[i] })
-	work := make(chan corpus.Request)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for r := range work {
-				s.deliver(t, r)
-			}
-		})
-	}
-	for _, r := range sends {
-		work <- r
-	}
-	close(work)
-	wg.Wait()
+	s.deliverAll(t, shuffledWithRetries(t, reqs))
 	if t.Failed() {
 		t.FailNow()
 	}

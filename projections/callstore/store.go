@@ -459,17 +459,9 @@ func getRecord(g getter, sid string) (*statev1.CallRecord, error) {
 
 // getView reads the view of one call; nil when the call is unknown.
 func getView(g getter, sid string) (*callledgerv1.Call, error) {
-	v, closer, err := g.Get(callKey(sid))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", sid, err)
-	}
-	defer closer.Close()
-	rec := &statev1.CallRecord{}
-	if err := proto.Unmarshal(v, rec); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", sid, err)
+	rec, err := getRecord(g, sid)
+	if rec == nil || err != nil {
+		return nil, err
 	}
 	return callstate.View(rec), nil
 }
