@@ -1,6 +1,7 @@
 package callstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -134,37 +136,77 @@ func load(ctx context.Context, db *pebble.DB, recs []Encoded) error {
 	return ctx.Err()
 }
 
+// loadChunk writes recs in three passes, one per kind of key (call, time,
+// active), each in ascending key order: a memtable inserts a batch's keys
+// in order almost for free (the skiplist remembers where the previous key
+// went), where random order costs a full search per key.
 func loadChunk(ctx context.Context, db *pebble.DB, recs []Encoded) error {
-	b := db.NewBatch()
-	defer func() { b.Close() }()
+	order := make([]int, len(recs))
+	sortBy := func(key func(Encoded) []byte) {
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortFunc(order, func(a, b int) int { return bytes.Compare(key(recs[a]), key(recs[b])) })
+	}
+	w := bulkWriter{ctx: ctx, db: db, b: db.NewBatchWithSize(bulkBatchSize)}
+	defer func() { w.b.Close() }()
+
+	sortBy(func(e Encoded) []byte { return e.timeKey[9:] })
 	key := []byte{prefixCall}
-	for _, rec := range recs {
-		key = append(key[:1], rec.timeKey[9:]...)
-		if err := b.Set(key, rec.data, nil); err != nil {
+	for _, i := range order {
+		key = append(key[:1], recs[i].timeKey[9:]...)
+		if err := w.set(key, recs[i].data); err != nil {
 			return err
-		}
-		if err := b.Set(rec.timeKey, nil, nil); err != nil {
-			return err
-		}
-		if rec.activeKey != nil {
-			if err := b.Set(rec.activeKey, nil, nil); err != nil {
-				return err
-			}
-		}
-		if b.Len() >= bulkBatchBytes {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := b.Commit(pebble.NoSync); err != nil {
-				return fmt.Errorf("commit bulk batch: %w", err)
-			}
-			b.Close()
-			b = db.NewBatch()
 		}
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	sortBy(func(e Encoded) []byte { return e.timeKey })
+	for _, i := range order {
+		if err := w.set(recs[i].timeKey, nil); err != nil {
+			return err
+		}
+	}
+	sortBy(func(e Encoded) []byte { return e.activeKey })
+	for _, i := range order {
+		if recs[i].activeKey == nil {
+			continue
+		}
+		if err := w.set(recs[i].activeKey, nil); err != nil {
+			return err
+		}
+	}
+	if err := w.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("commit bulk batch: %w", err)
 	}
+	return nil
+}
+
+// bulkBatchSize is what a bulk batch is allocated with: room for
+// bulkBatchBytes and the record that crosses it, so that it never grows
+// (each growth copies the whole batch).
+const bulkBatchSize = bulkBatchBytes + 1<<20
+
+// bulkWriter commits its batch whenever it reaches bulkBatchBytes.
+type bulkWriter struct {
+	ctx context.Context
+	db  *pebble.DB
+	b   *pebble.Batch
+}
+
+func (w *bulkWriter) set(key, value []byte) error {
+	if err := w.b.Set(key, value, nil); err != nil {
+		return err
+	}
+	if w.b.Len() < bulkBatchBytes {
+		return nil
+	}
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	if err := w.b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("commit bulk batch: %w", err)
+	}
+	w.b.Close()
+	w.b = w.db.NewBatchWithSize(bulkBatchSize)
 	return nil
 }
 
