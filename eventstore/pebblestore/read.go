@@ -166,7 +166,8 @@ func (s *Store) ReadAll(ctx context.Context, from eventstore.Position, limit int
 // keeps. It is for readers that decode every event once and keep only the
 // result (a rebuild), to whom ReadAll's copy of the whole log is pure cost.
 // to must not be past the head; fn's error stops the visit and is
-// returned as is.
+// returned as is. Close waits for a visit in progress, so keep ranges
+// bounded (a rebuild visits 16,384 events at a time).
 func (s *Store) VisitAll(ctx context.Context, from, to eventstore.Position, fn func(*eventstore.RecordedEvent) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("visit from %d: %w", from, err)
