@@ -13,9 +13,10 @@ import (
 const rebuildGCPercent = 400
 
 // tuneGC sets the collector for an offline rebuild: a higher GOGC, bounded
-// by a soft memory limit of a quarter of physical memory, so that large
-// ledgers collect more often rather than grow the heap fivefold. GOGC and
-// GOMEMLIMIT in the environment take precedence.
+// by a soft memory limit of a quarter of physical memory (or of the
+// container's limit), so that large ledgers collect more often rather
+// than grow the heap fivefold. GOGC and GOMEMLIMIT in the environment take
+// precedence.
 func tuneGC(logger *slog.Logger) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(rebuildGCPercent)
