@@ -147,13 +147,11 @@ func metadata(ev *callledgerv1.Event) []byte {
 // CloudEvent envelope: the normalized facts are all a projection folds,
 // and skipping the raw HTTP request (most of the bytes, and most of the
 // allocations: one per header) makes rebuilds several times faster.
+// The record's bytes are not retained, so they may be a store's own
+// memory lent for the call.
 func DecodeFacts(rec eventstore.RecordedEvent) (*callledgerv1.Event, error) {
-	facts, err := stripVerbatim(rec.Data)
-	if err != nil {
-		return nil, fmt.Errorf("decode %s@%d (%s): %w: %v", rec.Stream, rec.Revision, rec.Type, ErrUndecodable, err)
-	}
 	ev := &callledgerv1.Event{}
-	if err := proto.Unmarshal(facts, ev); err != nil {
+	if err := unmarshalFacts(rec.Data, ev); err != nil {
 		return nil, fmt.Errorf("decode %s@%d (%s): %w: %v", rec.Stream, rec.Revision, rec.Type, ErrUndecodable, err)
 	}
 	return ev, nil
@@ -165,34 +163,39 @@ const (
 	fieldCloudEvent = 21
 )
 
-// stripVerbatim returns data without the top-level request and
-// cloud_event fields, reusing data when it holds neither.
-func stripVerbatim(data []byte) ([]byte, error) {
-	var out []byte
-	rest, start := data, 0
-	for off := 0; len(rest) > 0; {
-		num, typ, n := protowire.ConsumeTag(rest)
+// mergeFacts unmarshals pieces of one encoding into the same message:
+// protobuf defines parsing a concatenation as merging its parts.
+var mergeFacts = proto.UnmarshalOptions{Merge: true}
+
+// unmarshalFacts unmarshals data into ev without the top-level request
+// and cloud_event fields. The runs of fields between them are unmarshalled
+// in place, one after the other, rather than copied together first:
+// encoders write fields in number order, so there is usually one run.
+func unmarshalFacts(data []byte, ev *callledgerv1.Event) error {
+	start := 0
+	for off := 0; off < len(data); {
+		num, typ, n := protowire.ConsumeTag(data[off:])
 		if n < 0 {
-			return nil, protowire.ParseError(n)
+			return protowire.ParseError(n)
 		}
-		m := protowire.ConsumeFieldValue(num, typ, rest[n:])
+		m := protowire.ConsumeFieldValue(num, typ, data[off+n:])
 		if m < 0 {
-			return nil, protowire.ParseError(m)
+			return protowire.ParseError(m)
 		}
 		if num == fieldRequest || num == fieldCloudEvent {
-			if out == nil {
-				out = make([]byte, 0, len(data))
+			if start < off {
+				if err := mergeFacts.Unmarshal(data[start:off], ev); err != nil {
+					return err
+				}
 			}
-			out = append(out, data[start:off]...)
 			start = off + n + m
 		}
 		off += n + m
-		rest = rest[n+m:]
 	}
-	if out == nil {
-		return data, nil
+	if start < len(data) {
+		return mergeFacts.Unmarshal(data[start:], ev)
 	}
-	return append(out, data[start:]...), nil
+	return nil
 }
 
 // Decode parses a stored record back into an event.

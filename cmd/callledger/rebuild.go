@@ -48,7 +48,8 @@ func rebuildCommand(stdout, stderr io.Writer) *ffcli.Command {
 		LongHelp: "Reads the whole ledger of a stopped server, folds it in memory and writes a\n" +
 			"new read model beside the current one, which it replaces only once complete.\n" +
 			"A running server rebuilds online instead (ProjectionService.RebuildProjection).\n" +
-			"Shows a progress bar on a terminal, log lines otherwise.",
+			"Shows a progress bar on a terminal, log lines otherwise. Runs with GOGC=400 and\n" +
+			"a soft memory limit of a quarter of RAM unless GOGC or GOMEMLIMIT is set.",
 		FlagSet: fs,
 		Options: ffOptions(),
 		Exec: func(ctx context.Context, args []string) error {
@@ -59,6 +60,7 @@ func rebuildCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
+			tuneGC(logger)
 			return rebuildOffline(ctx, *storeURL, *dataDir, *batch, stdout, stderr, logger)
 		},
 	}

@@ -160,6 +160,92 @@ func (s *Store) ReadAll(ctx context.Context, from eventstore.Position, limit int
 	return out, nil
 }
 
+// VisitAll calls fn with each event in positions (from, to], in log order,
+// without copying it out of the store: the event's Data and Metadata are
+// the store's memory, valid only until fn returns, so fn must copy what it
+// keeps. It is for readers that decode every event once and keep only the
+// result (a rebuild), to whom ReadAll's copy of the whole log is pure cost.
+// to must not be past the head; fn's error stops the visit and is
+// returned as is. Close waits for a visit in progress, so keep ranges
+// bounded (a rebuild visits 16,384 events at a time).
+func (s *Store) VisitAll(ctx context.Context, from, to eventstore.Position, fn func(*eventstore.RecordedEvent) error) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("visit from %d: %w", from, err)
+	}
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if s.dbClosed {
+		return fmt.Errorf("visit from %d: %w", from, errClosed)
+	}
+	if head := s.head.Load(); uint64(to) > head {
+		return fmt.Errorf("visit from %d to %d past the head %d: %w", from, to, head, eventstore.ErrInvalidArgument)
+	}
+	if from >= to {
+		return nil
+	}
+	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{
+		LowerBound: eventKey(nil, uint64(from)+1),
+		UpperBound: eventKey(nil, uint64(to)+1),
+	})
+	if err != nil {
+		return fmt.Errorf("visit from %d: %w", from, err)
+	}
+	if err := s.visit(ctx, it, uint64(from), uint64(to), fn); err != nil {
+		_ = it.Close()
+		return err
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("visit from %d: %w", from, err)
+	}
+	return nil
+}
+
+func (s *Store) visit(ctx context.Context, it *pebble.Iterator, from, to uint64, fn func(*eventstore.RecordedEvent) error) error {
+	var (
+		dec  decodeState
+		ev   eventstore.RecordedEvent
+		want = from + 1
+	)
+	for valid := it.First(); valid; valid = it.Next() {
+		pos, err := eventKeyPos(it.Key())
+		if err != nil {
+			return fmt.Errorf("visit from %d: %w", from, err)
+		}
+		if pos != want {
+			return fmt.Errorf("visit from %d: event at position %d missing (next is %d): %w", from, want, pos, ErrCorrupt)
+		}
+		want++
+		if pos&1023 == 0 {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("visit from %d: %w", from, err)
+			}
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("visit from %d: %w", from, err)
+		}
+		var r record
+		if err := decodeRecord(v, &r); err != nil {
+			return fmt.Errorf("visit from %d: event at position %d: %w", from, pos, err)
+		}
+		ev = eventstore.RecordedEvent{
+			ID: r.id, Type: dec.typ(r.typ), Stream: dec.stream(r.stream), Revision: r.revision,
+			Position: eventstore.Position(pos), Created: time.Unix(0, r.created).UTC(),
+			Data: r.data, Metadata: r.metadata,
+		}
+		if err := fn(&ev); err != nil {
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("visit from %d: %w", from, err)
+	}
+	if want != to+1 {
+		return fmt.Errorf("visit from %d: event at position %d missing (up to %d): %w", from, want, to, ErrCorrupt)
+	}
+	return nil
+}
+
 // scan appends to dst the events with positions in (from, to] whose stream
 // the filter keeps (all when filter is nil), stopping after max events. It
 // returns the position up to which it looked: to, or the position of the

@@ -73,7 +73,7 @@ func Apply(tx Tx, ev *callledgerv1.Event, pos uint64) error {
 	if !ledger.ValidCallSid(sid) {
 		return nil
 	}
-	f := &fold{tx: tx, pos: pos, recs: map[string]*statev1.CallRecord{}}
+	f := &fold{tx: tx, pos: pos}
 	self, err := f.load(sid)
 	if err != nil {
 		return err
@@ -205,17 +205,20 @@ func (f *fold) reconciled(self *statev1.CallRecord, ev *callledgerv1.Event, r *c
 	return nil
 }
 
-// fold holds the records one event touches.
+// fold holds the records one event touches: a handful, so slices beat
+// maps (a rebuild folds millions of events, each with its own fold).
 type fold struct {
 	tx    Tx
 	pos   uint64
-	recs  map[string]*statev1.CallRecord
-	dirty []string // in first-touch order, for a deterministic Put order
+	recs  []*statev1.CallRecord // loaded, by CallSid
+	dirty []*statev1.CallRecord // in first-touch order, for a deterministic Put order
 }
 
 func (f *fold) load(sid string) (*statev1.CallRecord, error) {
-	if r, ok := f.recs[sid]; ok {
-		return r, nil
+	for _, r := range f.recs {
+		if r.CallSid == sid {
+			return r, nil
+		}
 	}
 	r, err := f.tx.Get(sid)
 	if err != nil {
@@ -224,14 +227,14 @@ func (f *fold) load(sid string) (*statev1.CallRecord, error) {
 	if r == nil {
 		r = &statev1.CallRecord{CallSid: sid, RootCallSid: sid}
 	}
-	f.recs[sid] = r
+	f.recs = append(f.recs, r)
 	return r, nil
 }
 
 // touch marks r changed, so that flush stores it.
 func (f *fold) touch(r *statev1.CallRecord) {
-	if !slices.Contains(f.dirty, r.CallSid) {
-		f.dirty = append(f.dirty, r.CallSid)
+	if !slices.Contains(f.dirty, r) {
+		f.dirty = append(f.dirty, r)
 	}
 }
 
@@ -267,14 +270,14 @@ func (f *fold) reroot(r *statev1.CallRecord) error {
 		return err
 	}
 	queue := []*statev1.CallRecord{r}
-	seen := map[string]bool{}
+	var seen []string
 	for depth := 0; len(queue) > 0 && depth < maxTreeDepth; depth++ {
 		var next []*statev1.CallRecord
 		for _, n := range queue {
-			if seen[n.CallSid] {
+			if slices.Contains(seen, n.CallSid) {
 				continue
 			}
-			seen[n.CallSid] = true
+			seen = append(seen, n.CallSid)
 			if n.RootCallSid != root {
 				n.RootCallSid = root
 				f.touch(n)
@@ -300,22 +303,20 @@ func (f *fold) reroot(r *statev1.CallRecord) error {
 // other, which Twilio never sends), the smallest SID of the walk is the
 // root, so the answer does not depend on where the walk started.
 func (f *fold) rootOf(r *statev1.CallRecord) (string, error) {
-	seen := map[string]bool{r.CallSid: true}
-	walk := []string{r.CallSid}
+	walk := []string{r.CallSid} // also the set of SIDs seen
 	cur := r
 	for range maxTreeDepth {
 		p := cur.GetParent().GetCallSid()
 		if p == "" {
 			return cur.CallSid, nil
 		}
-		if seen[p] {
+		if slices.Contains(walk, p) {
 			return slices.Min(walk), nil
 		}
 		next, err := f.load(p)
 		if err != nil {
 			return "", err
 		}
-		seen[p] = true
 		walk = append(walk, p)
 		cur = next
 	}
@@ -323,13 +324,12 @@ func (f *fold) rootOf(r *statev1.CallRecord) (string, error) {
 }
 
 func (f *fold) flush() error {
-	for _, sid := range f.dirty {
-		r := f.recs[sid]
+	for _, r := range f.dirty {
 		// The largest position, not the latest applied: a rebuild may fold
 		// in any order and must still agree with the live projection.
 		r.LastPosition = max(r.LastPosition, f.pos)
 		if err := f.tx.Put(r); err != nil {
-			return fmt.Errorf("store %s: %w", sid, err)
+			return fmt.Errorf("store %s: %w", r.CallSid, err)
 		}
 	}
 	return nil

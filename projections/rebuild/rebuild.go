@@ -32,6 +32,14 @@ type Log interface {
 	Head(ctx context.Context) (eventstore.Position, error)
 }
 
+// visitor is a Log that can lend its events instead of copying them out
+// (pebblestore): a rebuild decodes each event once and keeps only the
+// facts, so the copy of every verbatim request that ReadAll makes is
+// wasted. The event is valid only during fn.
+type visitor interface {
+	VisitAll(ctx context.Context, from, to eventstore.Position, fn func(*eventstore.RecordedEvent) error) error
+}
+
 // Phase names a step of a rebuild, for progress reports.
 type Phase string
 
@@ -181,9 +189,12 @@ func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 	// the positions (c·span, (c+1)·span], where span is how far the first
 	// BatchSize events reach (BatchSize itself when positions are
 	// contiguous). The fold does not care in which order batches arrive.
-	span, err := probeSpan(ctx, log, opts.BatchSize)
-	if err != nil {
-		return nil, err
+	vis, lends := log.(visitor)
+	span := eventstore.Position(opts.BatchSize)
+	if !lends {
+		if span, err = probeSpan(ctx, log, opts.BatchSize); err != nil {
+			return nil, err
+		}
 	}
 	out := make(chan decoded, opts.Decoders)
 	var (
@@ -197,7 +208,11 @@ func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 			for c := chunk.Add(1) - 1; c < count; c = chunk.Add(1) - 1 {
 				lo := eventstore.Position(c * size)
 				hi := min(lo+eventstore.Position(size), target)
-				if err := readChunk(ctx, log, lo, hi, opts.BatchSize, opts.Logger, out); err != nil {
+				read := func() error { return readChunk(ctx, log, lo, hi, opts.BatchSize, opts.Logger, out) }
+				if lends {
+					read = func() error { return visitChunk(ctx, vis, lo, hi, opts.Logger, out) }
+				}
+				if err := read(); err != nil {
 					cancel(err)
 					return
 				}
@@ -302,6 +317,30 @@ func readChunk(ctx context.Context, log Log, lo, hi eventstore.Position, size in
 	return nil
 }
 
+// visitChunk decodes the events in (lo, hi] as the store lends them, and
+// sends them as one batch.
+func visitChunk(ctx context.Context, vis visitor, lo, hi eventstore.Position, logger *slog.Logger, out chan<- decoded) error {
+	n := int(hi - lo)
+	d := decoded{events: make([]*callledgerv1.Event, 0, n), pos: make([]uint64, 0, n), last: hi}
+	err := vis.VisitAll(ctx, lo, hi, func(rec *eventstore.RecordedEvent) error {
+		d.n++
+		d.add(rec, logger)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rebuild: read after %d: %w", lo, err)
+	}
+	if d.n == 0 {
+		return nil
+	}
+	select {
+	case out <- d:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // decode decodes the call events of batch, skipping (and logging) what
 // the fold cannot read, as the live projection does.
 func decode(batch []eventstore.RecordedEvent, log *slog.Logger) decoded {
@@ -311,17 +350,23 @@ func decode(batch []eventstore.RecordedEvent, log *slog.Logger) decoded {
 		last:   batch[len(batch)-1].Position,
 		n:      len(batch),
 	}
-	for _, rec := range batch {
-		if _, ok := ledger.CallSidOf(rec.Stream); !ok {
-			continue
-		}
-		ev, err := ledger.DecodeFacts(rec)
-		if err != nil {
-			log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
-			continue
-		}
-		d.events = append(d.events, ev)
-		d.pos = append(d.pos, uint64(rec.Position))
+	for i := range batch {
+		d.add(&batch[i], log)
 	}
 	return d
+}
+
+// add decodes rec if it is a call event, skipping (and logging) what the
+// fold cannot read, as the live projection does. It keeps nothing of rec.
+func (d *decoded) add(rec *eventstore.RecordedEvent, log *slog.Logger) {
+	if _, ok := ledger.CallSidOf(rec.Stream); !ok {
+		return
+	}
+	ev, err := ledger.DecodeFacts(*rec)
+	if err != nil {
+		log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
+		return
+	}
+	d.events = append(d.events, ev)
+	d.pos = append(d.pos, uint64(rec.Position))
 }
