@@ -61,6 +61,11 @@ func (r *Runner) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if errors.Is(err, errProgress) {
+			// It worked until now: retry soon, not after the backoff of
+			// failures before that.
+			backoff = r.MinBackoff
+		}
 		r.log.Warn("projection subscription ended; resubscribing", "err", err, "backoff", backoff)
 		select {
 		case <-time.After(backoff):
@@ -68,9 +73,6 @@ func (r *Runner) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		backoff = min(2*backoff, r.MaxBackoff)
-		if errors.Is(err, errProgress) {
-			backoff = r.MinBackoff
-		}
 	}
 }
 

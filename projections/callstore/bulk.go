@@ -18,7 +18,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/projections/callstate"
 )
 
 // bulkBatchBytes is the size at which a bulk writer commits its batch:
@@ -33,6 +35,7 @@ type Encoded struct {
 	data      []byte
 	timeKey   []byte // t<^start_time><CallSid>; the CallSid is its suffix
 	activeKey []byte // nil when the call is not active
+	status    callledgerv1.CallStatus
 }
 
 // Encode prepares rec for Load.
@@ -41,7 +44,8 @@ func Encode(rec *statev1.CallRecord) (Encoded, error) {
 	if err != nil {
 		return Encoded{}, fmt.Errorf("encode %s: %w", rec.GetCallSid(), err)
 	}
-	return Encoded{data: data, timeKey: timeKey(prefixTime, rec), activeKey: activeKey(rec)}, nil
+	view := callstate.View(rec)
+	return Encoded{data: data, timeKey: timeKey(prefixTime, rec), activeKey: activeKey(rec, view), status: view.GetStatus()}, nil
 }
 
 // Decode returns the record e holds.
@@ -52,9 +56,6 @@ func (e Encoded) Decode() (*statev1.CallRecord, error) {
 	}
 	return rec, nil
 }
-
-// Size is the memory e holds, in bytes.
-func (e Encoded) Size() int { return len(e.data) + len(e.timeKey) + len(e.activeKey) }
 
 // Load writes recs, a read model folded in memory, into a new read model
 // in dir, with checkpoint as the position it is current at. It is how a
@@ -94,11 +95,17 @@ func Load(ctx context.Context, dir string, opts Options, checkpoint eventstore.P
 		db.Close()
 		return fmt.Errorf("bulk load into %s: %w", dir, err)
 	}
+	// The counts go in with the checkpoint, as Apply writes them, so that
+	// opening the new read model needs no scan to count its calls.
+	c := counts{byStatus: map[callledgerv1.CallStatus]int64{}}
+	for i := range recs {
+		c.addStatus(recs[i].status, recs[i].activeKey != nil, 1)
+	}
 	b := db.NewBatch()
 	var v, cp [8]byte
 	binary.BigEndian.PutUint64(v[:], opts.Version)
 	binary.BigEndian.PutUint64(cp[:], uint64(checkpoint))
-	err = errors.Join(b.Set(keyVersion, v[:], nil), b.Set(keyCheckpoint, cp[:], nil))
+	err = errors.Join(b.Set(keyVersion, v[:], nil), b.Set(keyCheckpoint, cp[:], nil), b.Set(keyCounts, c.encode(), nil))
 	if err == nil {
 		err = b.Commit(pebble.NoSync)
 	}

@@ -51,11 +51,16 @@ func (c *counts) clone() counts {
 
 // add counts call n times (n is +1 or −1).
 func (c *counts) add(call *callledgerv1.Call, n int64) {
-	c.byStatus[call.GetStatus()] += n
-	if c.byStatus[call.GetStatus()] == 0 {
-		delete(c.byStatus, call.GetStatus())
+	c.addStatus(call.GetStatus(), callstate.Active(call), n)
+}
+
+// addStatus counts a call of status, active or not, n times.
+func (c *counts) addStatus(status callledgerv1.CallStatus, active bool, n int64) {
+	c.byStatus[status] += n
+	if c.byStatus[status] == 0 {
+		delete(c.byStatus, status)
 	}
-	if callstate.Active(call) {
+	if active {
 		c.active += n
 	}
 }

@@ -346,7 +346,8 @@ func (t *batchTx) Get(sid string) (*statev1.CallRecord, error) {
 		return nil, err
 	}
 	// The fold changes rec in place: keep what watchers need of the past.
-	e := &entry{rec: rec, old: callstate.View(rec), oldTime: timeKey(prefixTime, rec), oldActive: activeKey(rec)}
+	old := callstate.View(rec)
+	e := &entry{rec: rec, old: old, oldTime: timeKey(prefixTime, rec), oldActive: activeKey(rec, old)}
 	t.recs[sid] = e
 	return rec, nil
 }
@@ -381,10 +382,10 @@ func (t *batchTx) write(checkpoint uint64) ([]changedCall, error) {
 		if err := t.reindex(e.oldTime, timeKey(prefixTime, e.rec)); err != nil {
 			return nil, err
 		}
-		if err := t.reindex(e.oldActive, activeKey(e.rec)); err != nil {
+		view := callstate.View(e.rec)
+		if err := t.reindex(e.oldActive, activeKey(e.rec, view)); err != nil {
 			return nil, err
 		}
-		view := callstate.View(e.rec)
 		changed = append(changed, changedCall{call: view, old: e.old})
 		if t.counts == nil {
 			c := t.s.counts.clone() // Apply holds applyMu: nothing else writes s.counts
@@ -434,8 +435,10 @@ func timeKey(prefix byte, rec *statev1.CallRecord) []byte {
 	return append(k, rec.GetCallSid()...)
 }
 
-func activeKey(rec *statev1.CallRecord) []byte {
-	if !callstate.Active(callstate.View(rec)) {
+// activeKey is rec's key in the active index, nil when view (rec's view)
+// is not active.
+func activeKey(rec *statev1.CallRecord, view *callledgerv1.Call) []byte {
+	if !callstate.Active(view) {
 		return nil
 	}
 	return timeKey(prefixActive, rec)

@@ -3,6 +3,7 @@ package rebuild_test
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -104,6 +105,10 @@ func compareStores(t *testing.T, a, b *callstore.Store) int {
 		if !proto.Equal(ra[i], rb[i]) {
 			t.Fatalf("record %d differs:\nlive    %v\nrebuilt %v", i, ra[i], rb[i])
 		}
+	}
+	ca, cb := a.Counts(), b.Counts()
+	if !maps.Equal(ca.ByStatus, cb.ByStatus) || ca.Active != cb.Active || ca.Total != cb.Total {
+		t.Fatalf("counts differ: live %+v, rebuilt %+v", ca, cb)
 	}
 	return len(ra)
 }
