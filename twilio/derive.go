@@ -66,7 +66,7 @@ func Derive(kind Kind, req *Request) []Derived {
 	case KindEvents:
 		return deriveEvents(req)
 	default:
-		return []Derived{quarantine(kind, req, verbatim(req), "unknown webhook kind", nil)}
+		return []Derived{quarantine(kind, req, "unknown webhook kind", nil)}
 	}
 }
 
@@ -89,18 +89,18 @@ func deriveForm(kind Kind, req *Request) Derived {
 		decoded, pairs, order, bad = parseParams(req.Body, bytes.Count(req.Body, []byte{'&'})+1, pairsBuf[:0], orderBuf[:0])
 	}
 	if !bad.ok() {
-		return quarantine(kind, req, verbatim(req), "parameters do not parse: "+bad.err().Error(), nil)
+		return quarantine(kind, req, "parameters do not parse: "+bad.err().Error(), nil)
 	}
 	p := formFields(decoded, pairs, order)
 	reported := reportedAt(&p)
 	sid, found := p.get(fCallSid)
 	switch {
 	case !found:
-		return quarantine(kind, req, verbatim(req), "no CallSid", reported)
+		return quarantine(kind, req, "no CallSid", reported)
 	case sid == "":
-		return quarantine(kind, req, verbatim(req), "empty CallSid", reported)
+		return quarantine(kind, req, "empty CallSid", reported)
 	case !ledger.ValidCallSid(sid):
-		return quarantine(kind, req, verbatim(req), "CallSid "+strconv.Quote(truncate(sid))+" is not a CallSid", reported)
+		return quarantine(kind, req, "CallSid "+strconv.Quote(truncate(sid))+" is not a CallSid", reported)
 	}
 	ev := &callledgerv1.Event{
 		EventId:    ledger.EventID(string(kind), canonical(decoded, pairs, order)).String(),
@@ -123,7 +123,7 @@ func deriveForm(kind Kind, req *Request) Derived {
 
 // quarantine files a verified request that names no usable call. Its ID
 // covers the kind and the raw query and body, so a retry is still a no-op.
-func quarantine(kind Kind, req *Request, raw *callledgerv1.HttpRequest, reason string, reported *timestamppb.Timestamp) Derived {
+func quarantine(kind Kind, req *Request, reason string, reported *timestamppb.Timestamp) Derived {
 	stream := quarantineStream(kind)
 	content := appendField(nil, req.RawQuery)
 	content = appendField(content, req.Body)
@@ -136,7 +136,7 @@ func quarantine(kind Kind, req *Request, raw *callledgerv1.HttpRequest, reason s
 			Kind:   validUTF8(string(kind)),
 			Reason: validUTF8(reason),
 		}},
-		Request: raw,
+		Request: verbatim(req),
 	}}
 }
 
@@ -186,7 +186,7 @@ func reportedAt(p *fields) *timestamppb.Timestamp {
 func statusReported(p *fields) *callledgerv1.CallStatusReported {
 	raw := p.value(fCallStatus)
 	return &callledgerv1.CallStatusReported{
-		Status:              callStatus(raw),
+		Status:              ParseCallStatus(raw),
 		StatusRaw:           raw,
 		SequenceNumber:      p.optInt64(fSequenceNumber),
 		AccountSid:          p.value(fAccountSid),
@@ -206,7 +206,7 @@ func statusReported(p *fields) *callledgerv1.CallStatusReported {
 
 func dialCompleted(p *fields) *callledgerv1.DialCompleted {
 	dialRaw, parentRaw := p.value(fDialCallStatus), p.value(fCallStatus)
-	dialStatus := callStatus(dialRaw)
+	dialStatus := ParseCallStatus(dialRaw)
 	if dialRaw == "answered" {
 		// A <Dial><Conference> reports "answered": the conference leg is up.
 		dialStatus = callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS
@@ -217,7 +217,7 @@ func dialCompleted(p *fields) *callledgerv1.DialCompleted {
 		DialCallStatusRaw:       dialRaw,
 		DialCallDurationSeconds: p.optInt64(fDialCallDuration),
 		DialBridged:             p.optBool(fDialBridged),
-		ParentStatus:            callStatus(parentRaw),
+		ParentStatus:            ParseCallStatus(parentRaw),
 		ParentStatusRaw:         parentRaw,
 		AccountSid:              p.value(fAccountSid),
 		Direction:               p.value(fDirection),
@@ -249,12 +249,9 @@ func recordingReported(p *fields) *callledgerv1.RecordingStatusReported {
 
 // ParseCallStatus maps a call status as Twilio writes it, in callbacks and
 // in the REST API's Call resource ("in-progress", "no-answer", …); anything
-// else, including values Twilio may add, is UNSPECIFIED.
-func ParseCallStatus(s string) callledgerv1.CallStatus { return callStatus(s) }
-
-// callStatus maps Twilio's CallStatus values; anything else, including
-// values Twilio may add, is UNSPECIFIED (the raw string is kept beside it).
-func callStatus(s string) callledgerv1.CallStatus {
+// else, including values Twilio may add, is UNSPECIFIED (events keep the
+// raw string beside it).
+func ParseCallStatus(s string) callledgerv1.CallStatus {
 	switch s {
 	case "queued":
 		return callledgerv1.CallStatus_CALL_STATUS_QUEUED

@@ -59,13 +59,13 @@ const maxCloudEvents = 100
 func deriveEvents(req *Request) []Derived {
 	var elems []json.RawMessage
 	if err := json.Unmarshal(req.Body, &elems); err != nil {
-		return []Derived{quarantine(KindEvents, req, verbatim(req), "body is not a JSON array of CloudEvents: "+err.Error(), nil)}
+		return []Derived{quarantine(KindEvents, req, "body is not a JSON array of CloudEvents: "+err.Error(), nil)}
 	}
 	switch {
 	case len(elems) == 0:
-		return []Derived{quarantine(KindEvents, req, verbatim(req), "no CloudEvents in the body", nil)}
+		return []Derived{quarantine(KindEvents, req, "no CloudEvents in the body", nil)}
 	case len(elems) > maxCloudEvents:
-		return []Derived{quarantine(KindEvents, req, verbatim(req),
+		return []Derived{quarantine(KindEvents, req,
 			fmt.Sprintf("%d CloudEvents in one delivery, more than %d", len(elems), maxCloudEvents), nil)}
 	}
 	out := make([]Derived, 0, len(elems))

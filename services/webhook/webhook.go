@@ -285,6 +285,15 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 			return
 		}
 
+		// Take a slot before deriving the events: a saturated server
+		// refuses without doing that work first.
+		select {
+		case h.slots <- struct{}{}:
+		default:
+			h.refused(w, r, "refused: saturated", "max_in_flight", h.cfg.MaxInFlight)
+			h.unavailable(w, "too many requests in flight")
+			return
+		}
 		derived := twilio.Derive(kind, &twilio.Request{
 			Method:      r.Method,
 			URL:         h.cfg.Verifier.SignedURL(r.RequestURI),
@@ -296,13 +305,6 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 			ReceivedAt:  received,
 		})
 
-		select {
-		case h.slots <- struct{}{}:
-		default:
-			h.refused(w, r, "refused: saturated", "max_in_flight", h.cfg.MaxInFlight)
-			h.unavailable(w, "too many requests in flight")
-			return
-		}
 		pos, err := h.appendAll(r.Context(), kind, derived)
 		<-h.slots
 		if err != nil {
