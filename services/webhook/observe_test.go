@@ -151,7 +151,9 @@ func TestObserverAndRefusalLogs(t *testing.T) {
 	}
 	put := status
 	put.Method = http.MethodPut
-	do(t, srv, put)
+	if got := do(t, srv, put).Header.Get(webhook.RequestIDHeader); got != status.Headers["I-Twilio-Idempotency-Token"] {
+		t.Errorf("405 carries request ID %q, want Twilio's idempotency token", got)
+	}
 	check("wrong method", "answered /twilio/voice/status 405")
 	lines := logs.lines(t)
 	if len(lines) != 3 {

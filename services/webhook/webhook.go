@@ -180,14 +180,9 @@ func (h *Handler) Handle(pattern string, handler http.Handler) { h.mux.Handle(pa
 // reported to the Observer.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.cfg.Now()
-	aw := answerWriter{ResponseWriter: w}
+	aw := answerWriter{ResponseWriter: w, h: h, r: r}
 	h.mux.ServeHTTP(&aw, r)
-	route := routeOf(r.URL.Path)
-	code := aw.status()
-	if code == http.StatusMethodNotAllowed {
-		h.refused(&aw, r, "refused: method not allowed", "method", r.Method)
-	}
-	h.cfg.Observer.Answered(route, code, h.cfg.Now().Sub(start))
+	h.cfg.Observer.Answered(routeOf(r.URL.Path), aw.status(), h.cfg.Now().Sub(start))
 }
 
 // routeOf names a request's route with a bounded set of values, so that a
@@ -205,11 +200,18 @@ func routeOf(path string) string {
 type answerWriter struct {
 	http.ResponseWriter
 	code int
+	h    *Handler
+	r    *http.Request
 }
 
 func (a *answerWriter) WriteHeader(code int) {
 	if a.code == 0 {
 		a.code = code
+		if code == http.StatusMethodNotAllowed {
+			// The mux answers a wrong method itself: log the refusal (and
+			// set its request ID header) before the header goes out.
+			a.h.refused(a.ResponseWriter, a.r, "refused: method not allowed", "method", a.r.Method)
+		}
 	}
 	a.ResponseWriter.WriteHeader(code)
 }
