@@ -318,16 +318,18 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 			s.opts.OnCommit(CommitInfo{Appends: len(reqs), Events: int(next - 1 - head), Duration: took})
 		}
 	}
+	if next-1 > head {
+		s.publish(next - 1)
+	}
+	s.reply(reqs, replies)
+	// Settling the cache after the answers keeps it off their latency; the
+	// committer takes the next group only once this returns.
 	if err := g.settle(s.opts.scanIDs); err != nil {
 		// The group is durable and its answers stand, but the cache can no
 		// longer vouch for what it dropped: stop writing until a reopen.
 		s.broken.Store(true)
 		s.log.Error("stream cache failed; refusing further appends until the store is reopened", "err", err)
 	}
-	if next-1 > head {
-		s.publish(next - 1)
-	}
-	s.reply(reqs, replies)
 }
 
 func (s *Store) commitBatch(b *pebble.Batch) error {

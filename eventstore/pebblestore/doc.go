@@ -72,8 +72,7 @@
 // streams (Options.StreamCacheSize). Stream names cannot hold NUL
 // ([eventstore.ValidateStreamName]), so the separator keeps one stream's
 // keys from being a prefix of another's. On Open the head position is
-// recovered by seeking the last e key. A directory in the single-database
-// layout of version 1 is migrated on Open.
+// recovered by seeking the last e key.
 //
 // # Record encoding
 //

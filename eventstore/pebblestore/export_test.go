@@ -60,8 +60,3 @@ func WriteAmp(s *Store) float64 {
 	}
 	return float64(written) / float64(max(in, 1))
 }
-
-// PebbleMetrics renders both databases' metrics.
-func PebbleMetrics(s *Store) string {
-	return "log:\n" + s.db.Metrics().String() + "\nindex:\n" + s.index.Metrics().String()
-}

@@ -21,12 +21,6 @@ const (
 	prefixEvent   = 'e' // e<pos u64 BE> → event record
 	keyFormat     = "_format"
 	formatVersion = 2
-	// keyFormatV1 held the version of the single-database layout of
-	// earlier versions (1), whose index keys (prefixes h, i and s) lived
-	// beside the events. Open migrates it: it deletes those keys and the
-	// old version key, and rebuilds the index database from the log.
-	keyFormatV1 = "vformat"
-	formatV1    = 1
 )
 
 // Keys of the index database. Each kind of key gets one byte so that the
@@ -51,11 +45,9 @@ const (
 const recordVersion = 1
 
 const (
-	eventKeyLen     = 1 + 8
-	idValueLen      = 16
-	streamValueLen  = 8 + 16
-	legacyLowerKind = 'h' // first and last key prefixes of the v1 index
-	legacyUpperKind = 's'
+	eventKeyLen    = 1 + 8
+	idValueLen     = 16
+	streamValueLen = 8 + 16
 )
 
 // eventKey appends the key of the event at pos to dst.

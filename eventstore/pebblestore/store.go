@@ -163,8 +163,7 @@ var ErrLocked = errors.New("pebblestore: directory in use by another process")
 //
 // The log database lives in dir and the index database in dir/index. Open
 // brings the index up to date with the log before it returns (after a crash
-// the index may lack the last events; see the package documentation), and
-// migrates a store of the earlier single-database layout.
+// the index may lack the last events; see the package documentation).
 func Open(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	log := opts.Logger.With("component", "pebblestore")
@@ -191,7 +190,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		_ = fsCloser.Close()
 		return nil, fmt.Errorf("open event store in %s: %w", dir, err)
 	}
-	head, err := prepare(db, log)
+	head, err := prepare(db)
 	if err != nil {
 		return fail(err, db)
 	}
@@ -318,45 +317,18 @@ func indexOptions(opts Options, log *slog.Logger, fs vfs.FS, cache *pebble.Cache
 	return po
 }
 
-// prepare checks the log's layout version (writing it in a new store,
-// migrating a v1 store) and returns the position of the last event.
-func prepare(db *pebble.DB, log *slog.Logger) (uint64, error) {
+// prepare checks the log's layout version (writing it in a new store) and
+// returns the position of the last event.
+func prepare(db *pebble.DB) (uint64, error) {
 	version, err := getVersion(db, keyFormat)
 	if err != nil {
 		return 0, err
-	}
-	if version == -1 {
-		if version, err = getVersion(db, keyFormatV1); err != nil {
-			return 0, err
-		}
 	}
 	switch version {
 	case formatVersion:
 	case -1:
 		if err := db.Set([]byte(keyFormat), []byte{formatVersion}, pebble.Sync); err != nil {
 			return 0, fmt.Errorf("write layout version: %w", err)
-		}
-	case formatV1:
-		// The index moves to its own database, which Open rebuilds from
-		// the log; the old index keys go, in the same batch as the new
-		// version so that a crash leaves one layout or the other.
-		log.Info("migrating the store to layout version 2: the index is rebuilt from the log")
-		b := db.NewBatch()
-		err := b.DeleteRange([]byte{legacyLowerKind}, []byte{legacyUpperKind + 1}, nil)
-		if err == nil {
-			err = b.Delete([]byte(keyFormatV1), nil)
-		}
-		if err == nil {
-			err = b.Set([]byte(keyFormat), []byte{formatVersion}, nil)
-		}
-		if err == nil {
-			err = b.Commit(pebble.Sync)
-		}
-		if cerr := b.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return 0, fmt.Errorf("migrate layout version 1: %w", err)
 		}
 	default:
 		return 0, fmt.Errorf("layout version %d, want %d: %w", version, formatVersion, ErrCorrupt)
