@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -98,7 +99,7 @@ func exportCalls(ctx context.Context, cfg exportConfig, stdout, stderr io.Writer
 	if cfg.out != "-" {
 		// Written beside the target and renamed, so a failed export never
 		// leaves a truncated file under the name asked for.
-		file, err = os.CreateTemp(dirOf(cfg.out), ".export-*")
+		file, err = os.CreateTemp(filepath.Dir(cfg.out), ".export-*")
 		if err != nil {
 			return fmt.Errorf("create --out: %w", err)
 		}
@@ -136,13 +137,6 @@ func exportCalls(ctx context.Context, cfg exportConfig, stdout, stderr io.Writer
 	}
 	logger.Info("exported", "rows", exp.Rows(), "format", cfg.format, "out", cfg.out)
 	return nil
-}
-
-func dirOf(path string) string {
-	if i := strings.LastIndexByte(path, os.PathSeparator); i >= 0 {
-		return path[:i+1]
-	}
-	return "."
 }
 
 // exportFromReadModel reads the current read model of a stopped server.

@@ -177,16 +177,17 @@ func TestRequestHangupEndsCallThroughTwilio(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, true)
 			sid := newSid(100 + i)
+			var reported eventstore.Position
 			if tc.webhook != "" {
-				e.status(t, sid, tc.webhook)
+				reported = e.status(t, sid, tc.webhook)
 			}
 			if tc.twilio != "" {
 				e.fake.Put(resttest.Call{Sid: sid, AccountSid: acct, Status: tc.twilio, StartTime: time.Now().Add(-time.Minute)})
 			}
 			if tc.webhook != "" {
 				// The request reads the read model to choose the Status:
-				// wait until it has the webhook.
-				e.getCall(t, sid, 0)
+				// wait until it has applied the webhook.
+				e.getCall(t, sid, uint64(reported))
 			}
 			resp, err := e.command.RequestHangup(context.Background(), &callledgerv1.RequestHangupRequest{
 				CallSid: sid, RequestedBy: "agent", RequestId: "r-" + tc.name, EndCall: true,
@@ -217,9 +218,9 @@ func TestRequestHangupIsIdempotent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, true)
 	sid := newSid(200)
-	e.status(t, sid, "in-progress")
+	reported := e.status(t, sid, "in-progress")
 	e.fake.Put(resttest.Call{Sid: sid, AccountSid: acct, Status: "in-progress", StartTime: time.Now()})
-	e.getCall(t, sid, 0)
+	e.getCall(t, sid, uint64(reported))
 	req := &callledgerv1.RequestHangupRequest{CallSid: sid, RequestedBy: "agent", RequestId: "same", EndCall: true}
 	first, err := e.command.RequestHangup(context.Background(), req)
 	if err != nil {
@@ -253,10 +254,10 @@ func TestRetryAfterFailureSendsAgain(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, true)
 	sid := newSid(300)
-	e.status(t, sid, "in-progress")
+	reported := e.status(t, sid, "in-progress")
 	e.fake.Put(resttest.Call{Sid: sid, AccountSid: acct, Status: "in-progress", StartTime: time.Now()})
 	e.fake.Fail(sid, resttest.Fault{Status: 503, Code: 20503})
-	e.getCall(t, sid, 0)
+	e.getCall(t, sid, uint64(reported))
 	req := &callledgerv1.RequestHangupRequest{CallSid: sid, RequestedBy: "agent", RequestId: "r", EndCall: true}
 	first, err := e.command.RequestHangup(context.Background(), req)
 	if err != nil {

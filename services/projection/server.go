@@ -27,6 +27,7 @@ import (
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callversions"
 	"github.com/callledger/callledger/projections/rebuild"
 )
@@ -103,25 +104,12 @@ func (s *Server) GetProjectionStatus(ctx context.Context, _ *callledgerv1.GetPro
 		Rebuilding:  p.Rebuilding(),
 		Lag:         durationpb.New(0),
 	}
-	cp, err := p.Checkpoint(ctx)
+	lag, err := projections.MeasureLag(ctx, s.cfg.Log, p, s.cfg.Now())
 	if err != nil {
 		return nil, s.fail(ctx, "GetProjectionStatus", err)
 	}
-	head, err := s.cfg.Log.Head(ctx)
-	if err != nil {
-		return nil, s.fail(ctx, "GetProjectionStatus", err)
-	}
-	resp.Checkpoint, resp.Head = uint64(cp), uint64(head)
-	if head > cp {
-		resp.LagEvents = uint64(head - cp)
-		next, err := s.cfg.Log.ReadAll(ctx, cp, 1)
-		if err != nil {
-			return nil, s.fail(ctx, "GetProjectionStatus", err)
-		}
-		if len(next) == 1 && !next[0].Created.IsZero() {
-			resp.Lag = durationpb.New(max(0, s.cfg.Now().Sub(next[0].Created)))
-		}
-	}
+	resp.Checkpoint, resp.Head, resp.LagEvents = uint64(lag.Checkpoint), uint64(lag.Head), lag.Positions
+	resp.Lag = durationpb.New(lag.Age)
 	return resp, nil
 }
 
