@@ -37,7 +37,7 @@ build: ## Build bin/callledger
 
 .PHONY: test
 test: ## Run every test (race detector on, fuzz seed corpora included)
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 5m ./...
 
 .PHONY: proto
 proto: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## Regenerate api/ from proto/

@@ -94,6 +94,7 @@ func newCommandStack(t *testing.T, idleAfter time.Duration) *commandStack {
 		t.Fatal(err)
 	}
 	httpSrv := httptest.NewServer(hooks)
+	httpSrv.Client().Timeout = failBound
 	t.Cleanup(httpSrv.Close)
 
 	g := grpc.NewServer()
@@ -255,7 +256,14 @@ func TestHangupEndToEnd(t *testing.T) {
 		})
 		done <- result{resp, err}
 	}()
-	update := <-s.twilio.Updates()
+	var update resttest.Request
+	select {
+	case update = <-s.twilio.Updates():
+	case r := <-done:
+		t.Fatalf("RequestHangup answered before its update reached Twilio: %v, %v", r.resp, r.err)
+	case <-time.After(failBound):
+		t.Fatalf("no REST update reached Twilio within %v", failBound)
+	}
 	// The update is at Twilio, not answered: the call already shows as
 	// ending, to every reader (the request was recorded before it was
 	// sent).
@@ -267,7 +275,12 @@ func TestHangupEndToEnd(t *testing.T) {
 		t.Errorf("Twilio received %+v", update)
 	}
 	s.twilio.Release()
-	r := <-done
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(failBound):
+		t.Fatalf("RequestHangup did not answer within %v of Twilio's", failBound)
+	}
 	if r.err != nil {
 		t.Fatal(r.err)
 	}

@@ -56,6 +56,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	httpSrv := httptest.NewServer(hooks)
+	httpSrv.Client().Timeout = failBound
 	defer httpSrv.Close()
 	qs, err := query.New(query.Config{Calls: calls, History: events, Logger: quiet})
 	if err != nil {

@@ -124,6 +124,7 @@ func newStackOn(t testing.TB, b backend) *stack {
 		t.Fatal(err)
 	}
 	httpSrv := httptest.NewServer(hooks)
+	httpSrv.Client().Timeout = failBound
 	t.Cleanup(httpSrv.Close)
 
 	qs, err := query.New(query.Config{Calls: calls, History: events, Logger: quiet})
