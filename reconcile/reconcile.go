@@ -206,32 +206,38 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	followErr := make(chan error, 1)
-	go func() { followErr <- r.follow(ctx, w) }()
-	err = r.loop(ctx, followErr)
+	var followErr error
+	followed := make(chan struct{}) // closed once followErr is set
+	go func() {
+		defer close(followed)
+		followErr = r.follow(ctx, w)
+	}()
+	r.loop(ctx, followed)
 	cancel()
-	if err == nil {
-		err = <-followErr
-	}
-	return err
+	<-followed
+	return followErr
 }
 
-func (r *Reconciler) loop(ctx context.Context, followErr <-chan error) error {
+// loop reconciles due calls until ctx ends or following the read model
+// stops (followed closes), whichever comes first. Run reports follow's
+// error: loop never consumes it, so a stop that both see at once cannot
+// lose it.
+func (r *Reconciler) loop(ctx context.Context, followed <-chan struct{}) {
 	for {
 		e := r.due()
 		if e == nil {
 			select {
 			case <-ctx.Done():
-				return nil
-			case err := <-followErr:
-				return err
+				return
+			case <-followed:
+				return
 			case <-r.cfg.Clock.After(r.cfg.Interval):
 			}
 			continue
 		}
 		if err := r.reconcile(ctx, e); err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return
 			}
 			// The store failed: try this call again later, go on with
 			// the others.

@@ -546,3 +546,60 @@ func TestReplacedReadModelIsFollowed(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// pausingClock holds the reconciler's loop inside After until the test
+// lets it go, and then never fires: the loop's next select sees only
+// the cancellation and the end of following.
+type pausingClock struct {
+	paused chan struct{}
+	resume chan struct{}
+}
+
+func (c *pausingClock) Now() time.Time { return time.Now() }
+
+func (c *pausingClock) After(time.Duration) <-chan time.Time {
+	c.paused <- struct{}{}
+	<-c.resume
+	return nil
+}
+
+// TestRunReturnsWhenCancelled cancels Run while its loop is between two
+// selects, so that following the read model has ended (without error) by
+// the time the loop looks: Run must return, every time. It once waited
+// forever for an error the loop had already taken.
+func TestRunReturnsWhenCancelled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rc, err := rest.New(rest.Config{Accounts: []rest.Account{{AccountSid: acct, AuthToken: "token1"}}, Transport: e.fake.Transport()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		clk := &pausingClock{paused: make(chan struct{}), resume: make(chan struct{})}
+		rec, err := reconcile.New(reconcile.Config{Calls: e.calls, Store: e.events, Twilio: rc, Clock: clk})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- rec.Run(ctx) }()
+		select {
+		case <-clk.paused:
+		case <-time.After(failBound):
+			t.Fatalf("round %d: the loop never waited on the clock", i)
+		}
+		cancel()
+		// Following ends within microseconds of the cancellation; the
+		// loop resumes after it.
+		time.Sleep(10 * time.Millisecond)
+		close(clk.resume)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("round %d: Run: %v", i, err)
+			}
+		case <-time.After(failBound):
+			t.Fatalf("round %d: Run did not return within %v of its cancellation", i, failBound)
+		}
+	}
+}
