@@ -331,9 +331,11 @@ func printable(name, v string) error {
 
 // fail maps an error onto a gRPC status: one that already is a status
 // passes through, the rest are answered as in every service (see
-// rpcstatus).
+// rpcstatus). Only a status itself passes, not one wrapped in a store's
+// error: KurrentDB's errors wrap its client's gRPC status, whose message
+// is internal.
 func (s *Server) fail(ctx context.Context, err error) error {
-	if _, ok := status.FromError(err); ok {
+	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
 		return err
 	}
 	return s.errs.Map(ctx, "RequestHangup", err)
