@@ -5,14 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/callledger/callledger/eventstore/kurrentdb"
 	"github.com/callledger/callledger/eventstore/kurrentdb/kurrentdbtest"
 	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/internal/grpctest"
 	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
@@ -82,20 +81,10 @@ func newEnv(t testing.TB, withTwilio bool) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
-	cmd.Register(g)
-	qry.Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.Serve(lis) }()
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := grpctest.Serve(t, func(g grpc.ServiceRegistrar) {
+		cmd.Register(g)
+		qry.Register(g)
+	})
 	e.query = callledgerv1.NewCallQueryServiceClient(conn)
 	e.command = callledgerv1.NewCallCommandServiceClient(conn)
 	return e
