@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -18,14 +17,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/corpus"
+	"github.com/callledger/callledger/internal/grpctest"
 	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/services/query"
@@ -189,25 +187,13 @@ func BenchmarkGetCall(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			g := grpc.NewServer(query.ServerOptions()...)
-			qs.Register(g)
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			go func() { _ = g.Serve(lis) }()
-			defer g.Stop()
+			conn := grpctest.Serve(b, qs.Register, query.ServerOptions()...)
 			// Several clients, each with its own connection, as several
 			// internal services would call: one HTTP/2 connection
 			// serializes on its reader and writer.
-			var clients []callledgerv1.CallQueryServiceClient
-			for range 4 {
-				conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer conn.Close()
-				clients = append(clients, callledgerv1.NewCallQueryServiceClient(conn))
+			clients := []callledgerv1.CallQueryServiceClient{callledgerv1.NewCallQueryServiceClient(conn)}
+			for range 3 {
+				clients = append(clients, callledgerv1.NewCallQueryServiceClient(grpctest.Dial(b, conn.Target())))
 			}
 
 			var mu sync.Mutex

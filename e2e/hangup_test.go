@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,13 +15,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/corpus"
+	"github.com/callledger/callledger/internal/grpctest"
 	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
@@ -97,28 +96,18 @@ func newCommandStack(t *testing.T, idleAfter time.Duration) *commandStack {
 	httpSrv.Client().Timeout = failBound
 	t.Cleanup(httpSrv.Close)
 
-	g := grpc.NewServer()
 	qs, err := query.New(query.Config{Calls: calls, History: events, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	qs.Register(g)
 	cs, err := command.New(command.Config{Store: events, Calls: calls, Twilio: rc, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs.Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.Serve(lis) }()
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := grpctest.Serve(t, func(g grpc.ServiceRegistrar) {
+		qs.Register(g)
+		cs.Register(g)
+	})
 	return &commandStack{http: httpSrv, query: callledgerv1.NewCallQueryServiceClient(conn), commands: callledgerv1.NewCallCommandServiceClient(conn), twilio: fake}
 }
 

@@ -4,19 +4,18 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/corpus"
+	"github.com/callledger/callledger/internal/grpctest"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/callversions"
 	"github.com/callledger/callledger/projections/rebuild"
@@ -41,12 +40,12 @@ func TestRebuildEqualsLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer events.Close()
+	t.Cleanup(func() { events.Close() })
 	calls, err := callversions.Open(ctx, callversions.Config{Root: filepath.Join(t.TempDir(), "callstate"), Log: events, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer calls.Close()
+	t.Cleanup(func() { calls.Close() })
 	verifier, err := twilio.NewVerifier(corpus.PublicURL, corpus.Token)
 	if err != nil {
 		t.Fatal(err)
@@ -66,20 +65,10 @@ func TestRebuildEqualsLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
-	qs.Register(g)
-	ps.Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.Serve(lis) }()
-	defer g.Stop()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpctest.Serve(t, func(g grpc.ServiceRegistrar) {
+		qs.Register(g)
+		ps.Register(g)
+	})
 	s := &stack{http: httpSrv, client: callledgerv1.NewCallQueryServiceClient(conn)}
 
 	reqs, exp, _ := mustCorpus(t)

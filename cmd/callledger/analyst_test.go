@@ -13,11 +13,10 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/internal/grpctest"
 	"github.com/callledger/callledger/projections/callexport"
 )
 
@@ -114,17 +113,16 @@ func TestServeRebuildsOnline(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := startServer(t, dir, nil)
-	conn, err := grpc.NewClient(srv.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpctest.Dial(t, srv.grpcAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	client := callledgerv1.NewProjectionServiceClient(conn)
 	queries := callledgerv1.NewCallQueryServiceClient(conn)
 
-	var st *callledgerv1.GetProjectionStatusResponse
+	var (
+		st  *callledgerv1.GetProjectionStatusResponse
+		err error
+	)
 	for {
 		st, err = client.GetProjectionStatus(ctx, &callledgerv1.GetProjectionStatusRequest{})
 		if err != nil {

@@ -8,12 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/internal/grpctest"
 )
 
 // TestServeRecordsHangupsWithoutCredentials: without REST credentials
@@ -22,11 +21,7 @@ import (
 func TestServeRecordsHangupsWithoutCredentials(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, t.TempDir(), nil)
-	conn, err := grpc.NewClient(srv.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpctest.Dial(t, srv.grpcAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	commands := callledgerv1.NewCallCommandServiceClient(conn)

@@ -18,14 +18,13 @@ import (
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/ledger"
 )
 
 func eventsCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs := newFlagSet("events", stderr)
-	dataDir := fs.String("data-dir", "./data", "data directory of a stopped server")
-	storeURL := fs.String("store", "", storeFlagUsage)
+	var sf storeFlags
+	sf.register(fs)
 	return &ffcli.Command{
 		Name:       "events",
 		ShortUsage: "callledger events <CallSid> [--data-dir DIR | --store esdb://...]",
@@ -52,10 +51,7 @@ func eventsCommand(stdout, stderr io.Writer) *ffcli.Command {
 				stream = ledger.CallStream(stream)
 			}
 			logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-			store, err := openStore(ctx, *storeURL, *dataDir, logger, nil)
-			if errors.Is(err, pebblestore.ErrLocked) {
-				return fmt.Errorf("%w: stop the server using %s first, or copy the directory", err, *dataDir)
-			}
+			store, err := sf.openOffline(ctx, logger, ", or read a copy of the directory")
 			if err != nil {
 				return err
 			}

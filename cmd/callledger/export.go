@@ -21,8 +21,7 @@ import (
 )
 
 type exportConfig struct {
-	dataDir    string
-	store      string
+	storeFlags
 	format     string
 	out        string
 	since      string
@@ -35,14 +34,13 @@ type exportConfig struct {
 func exportCommand(stdout, stderr io.Writer) *ffcli.Command {
 	var cfg exportConfig
 	fs := newFlagSet("export", stderr)
-	fs.StringVar(&cfg.dataDir, "data-dir", "./data", "data directory of a stopped server")
-	fs.StringVar(&cfg.store, "store", "", storeUsage+"; with --from-ledger")
+	cfg.storeFlags.register(fs)
 	fs.StringVar(&cfg.format, "format", "parquet", "output format: parquet, csv or jsonl")
 	fs.StringVar(&cfg.out, "out", "", "output file (required; - for standard output, except parquet)")
 	fs.StringVar(&cfg.since, "since", "", "keep calls that started at or after this time (RFC 3339)")
 	fs.StringVar(&cfg.until, "until", "", "keep calls that started before this time (RFC 3339)")
 	fs.BoolVar(&cfg.activeOnly, "active-only", false, "keep calls under way only")
-	fs.BoolVar(&cfg.fromLedger, "from-ledger", false, "replay the ledger into a throw-away projection instead of reading the read model")
+	fs.BoolVar(&cfg.fromLedger, "from-ledger", false, "replay the ledger (the embedded store, or --store) into a throw-away projection instead of reading the read model")
 	cfg.log.register(fs)
 	return &ffcli.Command{
 		Name:       "export",
@@ -114,7 +112,7 @@ func exportCalls(ctx context.Context, cfg exportConfig, stdout, stderr io.Writer
 		return err
 	}
 	if cfg.fromLedger {
-		err = exportFromLedger(ctx, cfg.store, cfg.dataDir, exp, stderr, logger)
+		err = exportFromLedger(ctx, cfg.storeFlags, exp, stderr, logger)
 	} else {
 		err = exportFromReadModel(ctx, cfg.dataDir, exp)
 	}
@@ -158,8 +156,8 @@ func exportFromReadModel(ctx context.Context, dataDir string, exp *callexport.Ex
 }
 
 // exportFromLedger folds the whole ledger in memory and exports the result.
-func exportFromLedger(ctx context.Context, storeURL, dataDir string, exp *callexport.Exporter, stderr io.Writer, logger *slog.Logger) error {
-	store, err := openLedger(ctx, storeURL, dataDir, logger)
+func exportFromLedger(ctx context.Context, sf storeFlags, exp *callexport.Exporter, stderr io.Writer, logger *slog.Logger) error {
+	store, err := sf.openOffline(ctx, logger, ", or export from a copy of the directory")
 	if err != nil {
 		return err
 	}

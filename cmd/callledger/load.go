@@ -15,8 +15,8 @@ import (
 // data directory with realistic call history for rebuild benchmarks.
 func loadCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs := newFlagSet("load", stderr)
-	dataDir := fs.String("data-dir", "./data", "data directory of a stopped server")
-	storeURL := fs.String("store", "", storeUsage)
+	var sf storeFlags
+	sf.register(fs)
 	events := fs.Int("events", 1_000_000, "number of events to append")
 	seed := fs.Uint64("seed", 1, "seed of the generated call flows")
 	var lf logFlags
@@ -26,7 +26,7 @@ func loadCommand(stdout, stderr io.Writer) *ffcli.Command {
 		ShortUsage: "callledger load --events N [--data-dir DIR]",
 		ShortHelp:  "development: fill a data directory with generated call history",
 		LongHelp: "Development tool: appends realistic call flows (the events the webhook would\n" +
-			"store, verbatim requests included) straight to the embedded store, for rebuild\n" +
+			"store, verbatim requests included) straight to the event store, for rebuild\n" +
 			"benchmarks. See docs/BENCHMARKS.md.",
 		FlagSet: fs,
 		Options: ffOptions(),
@@ -41,7 +41,7 @@ func loadCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			store, err := openLedger(ctx, *storeURL, *dataDir, logger)
+			store, err := sf.openOffline(ctx, logger, "")
 			if err != nil {
 				return err
 			}

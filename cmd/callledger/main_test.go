@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"flag"
 	"io"
 	"net/http"
 	"os"
@@ -286,6 +288,29 @@ func TestServeRefusesUnsafeConfigurations(t *testing.T) {
 	}
 }
 
+// TestStoreFlagsHelp: every command that reads or writes the ledger shows
+// --data-dir and --store with the same default and help.
+func TestStoreFlagsHelp(t *testing.T) {
+	t.Parallel()
+	for _, cmd := range []string{"serve", "events", "rebuild", "export", "load"} {
+		t.Run(cmd, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			if err := run(context.Background(), []string{cmd, "--help"}, &stdout, &stderr); !errors.Is(err, flag.ErrHelp) {
+				t.Fatalf("%s --help: %v, want flag.ErrHelp", cmd, err)
+			}
+			for _, want := range []*regexp.Regexp{
+				regexp.MustCompile(`(?m)^\s+-data-dir \./data\s+` + regexp.QuoteMeta(dataDirFlagUsage) + `$`),
+				regexp.MustCompile(`(?m)^\s+-store string\s+` + regexp.QuoteMeta(storeFlagUsage) + `$`),
+			} {
+				if !want.MatchString(stderr.String()) {
+					t.Errorf("%s --help lacks a line matching %s:\n%s", cmd, want, stderr.String())
+				}
+			}
+		})
+	}
+}
+
 func TestEventsErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -296,7 +321,7 @@ func TestEventsErrors(t *testing.T) {
 		t.Errorf("events of an unknown call: %v", err)
 	}
 	startServer(t, dir, nil)
-	if _, err := cli(t, "events", "CA00000000000000000000000000000000", "--data-dir", dir); err == nil || !strings.Contains(err.Error(), "stop the server") {
+	if _, err := cli(t, "events", "CA00000000000000000000000000000000", "--data-dir", dir); err == nil || !strings.Contains(err.Error(), "stop it first") {
 		t.Errorf("events on a running server's directory: %v", err)
 	}
 }

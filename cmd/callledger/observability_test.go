@@ -18,11 +18,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"gopkg.in/yaml.v3"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/internal/grpctest"
 	"github.com/callledger/callledger/twilio"
 )
 
@@ -243,11 +242,7 @@ func TestFullRunMetricsLogsAndNoSecrets(t *testing.T) {
 
 			// GetStats over gRPC, once the projection has applied what
 			// simulate sent.
-			conn, err := grpc.NewClient(srv.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
+			conn := grpctest.Dial(t, srv.grpcAddr)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			var stats *callledgerv1.GetStatsResponse

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,31 +12,15 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/callversions"
 	"github.com/callledger/callledger/projections/rebuild"
 )
 
-// storeUsage is the help of the --store flag of the analyst commands.
-const storeUsage = "event store: empty for the embedded store in <data-dir>/ledger, or a KurrentDB connection string (esdb://…)"
-
-// openLedger opens the event log of an offline command (see openStore),
-// saying what to do when a server holds the embedded store.
-func openLedger(ctx context.Context, storeURL, dataDir string, logger *slog.Logger) (eventstore.Store, error) {
-	store, err := openStore(ctx, storeURL, dataDir, logger, nil)
-	if errors.Is(err, pebblestore.ErrLocked) {
-		return nil, fmt.Errorf("%w: a server (or another command) holds %s; stop it first, "+
-			"or rebuild online with ProjectionService.RebuildProjection", err, dataDir)
-	}
-	return store, err
-}
-
 func rebuildCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs := newFlagSet("rebuild", stderr)
-	dataDir := fs.String("data-dir", "./data", "data directory of a stopped server")
-	storeURL := fs.String("store", "", storeUsage)
+	var sf storeFlags
+	sf.register(fs)
 	batch := fs.Int("batch-size", 16384, "events per read of the log")
 	var lf logFlags
 	lf.register(fs)
@@ -61,18 +44,18 @@ func rebuildCommand(stdout, stderr io.Writer) *ffcli.Command {
 				return err
 			}
 			tuneGC(logger)
-			return rebuildOffline(ctx, *storeURL, *dataDir, *batch, stdout, stderr, logger)
+			return rebuildOffline(ctx, sf, *batch, stdout, stderr, logger)
 		},
 	}
 }
 
-func rebuildOffline(ctx context.Context, storeURL, dataDir string, batch int, stdout, stderr io.Writer, logger *slog.Logger) error {
-	store, err := openLedger(ctx, storeURL, dataDir, logger)
+func rebuildOffline(ctx context.Context, sf storeFlags, batch int, stdout, stderr io.Writer, logger *slog.Logger) error {
+	store, err := sf.openOffline(ctx, logger, ", or rebuild online with ProjectionService.RebuildProjection")
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	cat := callversions.Catalog{Root: projectionRoot(dataDir)}
+	cat := callversions.Catalog{Root: projectionRoot(sf.dataDir)}
 	if err := cat.RemoveTemporary(); err != nil {
 		return err
 	}

@@ -28,8 +28,7 @@ import (
 
 // serveConfig is everything `serve` can be told.
 type serveConfig struct {
-	dataDir         string
-	store           string
+	storeFlags
 	httpAddr        string
 	grpcAddr        string
 	publicURL       string
@@ -47,8 +46,7 @@ type serveConfig struct {
 func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	var cfg serveConfig
 	fs := newFlagSet("serve", stderr)
-	fs.StringVar(&cfg.dataDir, "data-dir", "./data", "directory of the embedded event store and projections")
-	fs.StringVar(&cfg.store, "store", "", storeFlagUsage)
+	cfg.storeFlags.register(fs)
 	fs.StringVar(&cfg.httpAddr, "http-addr", "127.0.0.1:8080", "listen address of the Twilio webhooks and health probes")
 	fs.StringVar(&cfg.grpcAddr, "grpc-addr", "127.0.0.1:9090", "listen address of the gRPC services")
 	fs.StringVar(&cfg.publicURL, "public-url", "", "public base URL Twilio calls (e.g. https://hooks.example.com), which signatures are checked against; defaults to http://<http-addr> only in development mode")
@@ -143,7 +141,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	store, err := openStore(ctx, cfg.store, cfg.dataDir, logger, tel.onCommit)
+	store, err := cfg.open(ctx, logger, tel.onCommit)
 	if err != nil {
 		return err
 	}

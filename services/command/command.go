@@ -38,6 +38,7 @@ import (
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/services/rpcstatus"
 	"github.com/callledger/callledger/twilio/rest"
 )
 
@@ -84,6 +85,7 @@ type Server struct {
 	calls  Calls
 	twilio Twilio
 	log    *slog.Logger
+	errs   rpcstatus.Mapper
 	now    func() time.Time
 }
 
@@ -100,7 +102,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Server{store: cfg.Store, calls: cfg.Calls, twilio: cfg.Twilio, log: cfg.Logger.With("component", "command"), now: cfg.Now}, nil
+	log := cfg.Logger.With("component", "command")
+	// A retry is safe only with the same request_id: a new one would
+	// record a second request.
+	errs := rpcstatus.New(log, "retry with the same request_id")
+	return &Server{store: cfg.Store, calls: cfg.Calls, twilio: cfg.Twilio, log: log, errs: errs, now: cfg.Now}, nil
 }
 
 // Register adds the service to a gRPC server.
@@ -323,21 +329,14 @@ func printable(name, v string) error {
 	return nil
 }
 
-// fail maps an error onto a gRPC status; unexpected ones are logged in
-// full and answered INTERNAL.
+// fail maps an error onto a gRPC status: one that already is a status
+// passes through, the rest are answered as in every service (see
+// rpcstatus). Only a status itself passes, not one wrapped in a store's
+// error: KurrentDB's errors wrap its client's gRPC status, whose message
+// is internal.
 func (s *Server) fail(ctx context.Context, err error) error {
-	if _, ok := status.FromError(err); ok {
+	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
 		return err
 	}
-	switch {
-	case errors.Is(err, eventstore.ErrUnavailable), errors.Is(err, callstore.ErrClosed):
-		s.log.WarnContext(ctx, "store unavailable", "err", err)
-		return status.Error(codes.Unavailable, "store unavailable; retry with the same request_id")
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return status.FromContextError(ctxErr).Err()
-		}
-	}
-	s.log.ErrorContext(ctx, "internal error", "err", err)
-	return status.Error(codes.Internal, "internal error")
+	return s.errs.Map(ctx, "RequestHangup", err)
 }

@@ -5,20 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/eventstore/kurrentdb"
+	"github.com/callledger/callledger/eventstore/kurrentdb/kurrentdbtest"
 	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/internal/grpctest"
 	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
@@ -80,20 +81,10 @@ func newEnv(t testing.TB, withTwilio bool) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
-	cmd.Register(g)
-	qry.Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.Serve(lis) }()
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := grpctest.Serve(t, func(g grpc.ServiceRegistrar) {
+		cmd.Register(g)
+		qry.Register(g)
+	})
 	e.query = callledgerv1.NewCallQueryServiceClient(conn)
 	e.command = callledgerv1.NewCallCommandServiceClient(conn)
 	return e
@@ -406,5 +397,37 @@ func BenchmarkRequestHangup(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestStoreDownOnKurrentDB: with KurrentDB down, whose errors wrap the
+// client's gRPC status, RequestHangup answers like any unavailable store:
+// UNAVAILABLE with the request_id hint and no internal details (it used
+// to pass the store's status through, message and all).
+func TestStoreDownOnKurrentDB(t *testing.T) {
+	t.Parallel()
+	kdb, err := kurrentdbtest.Start(kurrentdbtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kdb.Close)
+	events, err := kurrentdb.Open(context.Background(), kdb.ConnString(), kurrentdb.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { events.Close() })
+	cmd, err := command.New(command.Config{Store: events, Calls: noCalls{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &callledgerv1.RequestHangupRequest{CallSid: newSid(600), RequestedBy: "agent", RequestId: "r"}
+	if _, err := cmd.RequestHangup(context.Background(), req); err != nil {
+		t.Fatalf("with KurrentDB up: %v", err)
+	}
+	kdb.Stop()
+	req.RequestId = "r2"
+	_, err = cmd.RequestHangup(context.Background(), req)
+	if st := status.Convert(err); st.Code() != codes.Unavailable || st.Message() != "store unavailable; retry with the same request_id" {
+		t.Fatalf("with KurrentDB down: %v %q, want UNAVAILABLE with the request_id hint", st.Code(), st.Message())
 	}
 }

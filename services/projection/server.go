@@ -15,7 +15,6 @@ package projection
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -30,6 +29,7 @@ import (
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callversions"
 	"github.com/callledger/callledger/projections/rebuild"
+	"github.com/callledger/callledger/services/rpcstatus"
 )
 
 // Projection is the versioned read model the service reports on and
@@ -65,8 +65,8 @@ type Config struct {
 // Server implements callledgerv1.ProjectionServiceServer.
 type Server struct {
 	callledgerv1.UnimplementedProjectionServiceServer
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	errs rpcstatus.Mapper
 }
 
 var _ callledgerv1.ProjectionServiceServer = (*Server)(nil)
@@ -85,7 +85,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Server{cfg: cfg, log: cfg.Logger.With("component", "projection")}, nil
+	return &Server{cfg: cfg, errs: rpcstatus.New(cfg.Logger.With("component", "projection"), "retry")}, nil
 }
 
 // Register adds the service to a gRPC server.
@@ -207,18 +207,12 @@ func phaseOf(p rebuild.Phase) callledgerv1.RebuildPhase {
 	}
 }
 
+// fail maps an error onto a status: a rebuild already running gets a
+// message written here, the rest are answered as in every service (see
+// rpcstatus).
 func (s *Server) fail(ctx context.Context, method string, err error) error {
-	switch {
-	case errors.Is(err, callversions.ErrBusy):
+	if errors.Is(err, callversions.ErrBusy) {
 		return status.Error(codes.FailedPrecondition, "a rebuild is already running")
-	case errors.Is(err, eventstore.ErrUnavailable):
-		s.log.WarnContext(ctx, "store unavailable", "method", method, "err", err)
-		return status.Error(codes.Unavailable, "store unavailable; retry")
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return status.FromContextError(ctxErr).Err()
-		}
 	}
-	s.log.ErrorContext(ctx, "internal error", "method", method, "err", err)
-	return status.Error(codes.Internal, fmt.Sprintf("%s failed", method))
+	return s.errs.Map(ctx, method, err)
 }

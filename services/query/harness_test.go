@@ -6,22 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/internal/grpctest"
 	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
@@ -39,7 +37,7 @@ type env struct {
 	events *pebblestore.Store
 	calls  *callstore.Store
 	client callledgerv1.CallQueryServiceClient
-	addr   string
+	addr   string // the service's address, for more connections
 	logs   *syncBuffer
 }
 
@@ -92,29 +90,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
-	srv.Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = g.Serve(lis) }()
-	t.Cleanup(g.Stop)
-
-	e := &env{events: events, calls: calls, addr: lis.Addr().String(), logs: logs}
-	e.client = callledgerv1.NewCallQueryServiceClient(e.dial(t))
-	return e
-}
-
-// dial opens another client connection to the service.
-func (e *env) dial(t *testing.T, opts ...grpc.DialOption) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(e.addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
+	conn := grpctest.Serve(t, srv.Register)
+	return &env{events: events, calls: calls, client: callledgerv1.NewCallQueryServiceClient(conn), addr: conn.Target(), logs: logs}
 }
 
 // append stores ev in its call's stream and returns its commit position.

@@ -33,6 +33,7 @@ import (
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/services/rpcstatus"
 )
 
 // Calls is the part of the call-state read model the service reads.
@@ -94,6 +95,7 @@ type Server struct {
 	calls   Calls
 	history History
 	log     *slog.Logger
+	errs    rpcstatus.Mapper
 	maxWait time.Duration
 	counts  Counts
 	delays  Delays
@@ -112,10 +114,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = DefaultMaxWait
 	}
+	log := cfg.Logger.With("component", "query")
 	return &Server{
 		calls:   cfg.Calls,
 		history: cfg.History,
-		log:     cfg.Logger.With("component", "query"),
+		log:     log,
+		errs:    rpcstatus.New(log, "retry"),
 		maxWait: cfg.MaxWait,
 		counts:  cfg.Counts,
 		delays:  cfg.Delays,

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/internal/grpctest"
 )
 
 // recv receives one message, failing the test on an error.
@@ -133,7 +134,7 @@ func TestWatchCallsSlowConsumer(t *testing.T) {
 	// Fixed flow-control windows (no BDP growth): what the server can have
 	// in flight to this client is bounded by them, so the changes below
 	// overflow the watcher's buffer of 4 whatever the timing.
-	conn := e.dial(t, grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	conn := grpctest.Dial(t, e.addr, grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
 	slow := watch(t, callledgerv1.NewCallQueryServiceClient(conn), nil)
 	if m := recv(t, slow); !m.GetCaughtUp() {
 		t.Fatalf("first message %v, want caught_up on an empty store", m)
