@@ -170,32 +170,8 @@ var getCallSizes = flag.String("getcall.sizes", "10000,100000,1000000", "read-mo
 // compare on a machine shared with other work). Every call belongs to a
 // two-leg tree, so each answer carries both legs.
 func BenchmarkGetCall(b *testing.B) {
-	history, err := pebblestore.Open(b.TempDir(), pebblestore.Options{}) // GetCall never reads it
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer history.Close()
-	for _, size := range strings.Split(*getCallSizes, ",") {
-		n, err := strconv.Atoi(size)
-		if err != nil {
-			b.Fatalf("-getcall.sizes: %v", err)
-		}
-		// Built once per size, outside the timed runs.
-		calls, sids := readModel(b, n)
+	eachReadModel(b, func(b *testing.B, n int, clients []callledgerv1.CallQueryServiceClient, sids []string) {
 		b.Run(fmt.Sprintf("calls=%d", n), func(b *testing.B) {
-			qs, err := query.New(query.Config{Calls: calls, History: history})
-			if err != nil {
-				b.Fatal(err)
-			}
-			conn := grpctest.Serve(b, qs.Register, query.ServerOptions()...)
-			// Several clients, each with its own connection, as several
-			// internal services would call: one HTTP/2 connection
-			// serializes on its reader and writer.
-			clients := []callledgerv1.CallQueryServiceClient{callledgerv1.NewCallQueryServiceClient(conn)}
-			for range 3 {
-				clients = append(clients, callledgerv1.NewCallQueryServiceClient(grpctest.Dial(b, conn.Target())))
-			}
-
 			var mu sync.Mutex
 			var lat []time.Duration
 			var seed atomic.Uint64
@@ -229,5 +205,35 @@ func BenchmarkGetCall(b *testing.B) {
 			}
 			report(b, "getcall", lat)
 		})
+	})
+}
+
+// eachReadModel builds, for each size of -getcall.sizes, a read model of
+// that many calls (outside any timed run) and serves GetCall on it over
+// loopback with serve's server options; fn gets four clients, each on a
+// connection of its own, as several internal services would call (one
+// HTTP/2 connection serializes on its reader and writer).
+func eachReadModel(b *testing.B, fn func(b *testing.B, n int, clients []callledgerv1.CallQueryServiceClient, sids []string)) {
+	history, err := pebblestore.Open(b.TempDir(), pebblestore.Options{}) // GetCall never reads it
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { history.Close() })
+	for _, size := range strings.Split(*getCallSizes, ",") {
+		n, err := strconv.Atoi(size)
+		if err != nil {
+			b.Fatalf("-getcall.sizes: %v", err)
+		}
+		calls, sids := readModel(b, n)
+		qs, err := query.New(query.Config{Calls: calls, History: history})
+		if err != nil {
+			b.Fatal(err)
+		}
+		conn := grpctest.Serve(b, qs.Register, query.ServerOptions()...)
+		clients := []callledgerv1.CallQueryServiceClient{callledgerv1.NewCallQueryServiceClient(conn)}
+		for range 3 {
+			clients = append(clients, callledgerv1.NewCallQueryServiceClient(grpctest.Dial(b, conn.Target())))
+		}
+		fn(b, n, clients, sids)
 	}
 }

@@ -4,20 +4,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
-	"github.com/callledger/callledger/eventstore/pebblestore"
-	"github.com/callledger/callledger/services/query"
 )
 
 var getCallRate = flag.Int("getcall.rate", 20000, "calls/s BenchmarkGetCallAtRate sends")
@@ -35,40 +27,8 @@ func BenchmarkGetCallAtRate(b *testing.B) {
 	if rate <= 0 {
 		b.Fatalf("-getcall.rate %d: must be positive", rate)
 	}
-	history, err := pebblestore.Open(b.TempDir(), pebblestore.Options{}) // GetCall never reads it
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer history.Close()
-	for _, size := range strings.Split(*getCallSizes, ",") {
-		n, err := strconv.Atoi(size)
-		if err != nil {
-			b.Fatalf("-getcall.sizes: %v", err)
-		}
-		calls, sids := readModel(b, n)
+	eachReadModel(b, func(b *testing.B, n int, clients []callledgerv1.CallQueryServiceClient, sids []string) {
 		b.Run(fmt.Sprintf("calls=%d/rate=%d", n, rate), func(b *testing.B) {
-			qs, err := query.New(query.Config{Calls: calls, History: history})
-			if err != nil {
-				b.Fatal(err)
-			}
-			g := grpc.NewServer(query.ServerOptions()...)
-			qs.Register(g)
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			go func() { _ = g.Serve(lis) }()
-			defer g.Stop()
-			var clients []callledgerv1.CallQueryServiceClient
-			for range 4 {
-				conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer conn.Close()
-				clients = append(clients, callledgerv1.NewCallQueryServiceClient(conn))
-			}
-
 			// Enough callers that a call never waits for a free one
 			// unless the server is behind: at 20,000/s and 1 ms each,
 			// about 20 are busy.
@@ -125,5 +85,5 @@ func BenchmarkGetCallAtRate(b *testing.B) {
 			slices.Sort(behind)
 			b.ReportMetric(float64(behind[len(behind)*99/100].Microseconds()), "late-p99-µs")
 		})
-	}
+	})
 }
