@@ -23,7 +23,7 @@ func loadCommand(stdout, stderr io.Writer) *ffcli.Command {
 	lf.register(fs)
 	return &ffcli.Command{
 		Name:       "load",
-		ShortUsage: "callledger load --events N [--data-dir DIR]",
+		ShortUsage: "callledger load --events N [--data-dir DIR | --store esdb://...]",
 		ShortHelp:  "development: fill a data directory with generated call history",
 		LongHelp: "Development tool: appends realistic call flows (the events the webhook would\n" +
 			"store, verbatim requests included) straight to the event store, for rebuild\n" +

@@ -439,3 +439,53 @@ func checkDocsName(t *testing.T, fams map[string]*dto.MetricFamily) {
 		t.Error("rules and dashboard name no metric")
 	}
 }
+
+var servingMetrics = regexp.MustCompile(`msg="callledger serving" .* metrics=(\S+)`)
+
+// TestMetricsOnTheirOwnListener: with --metrics-addr, /metrics answers
+// there, after a webhook has been counted, and no longer on the listener
+// Twilio reaches; without it, /metrics stays on --http-addr.
+func TestMetricsOnTheirOwnListener(t *testing.T) {
+	t.Setenv("TWILIO_AUTH_TOKEN", "")
+	t.Setenv("TWILIO_AUTH_TOKEN_SECONDARY", "")
+	srv := serveInProcess(t, "--data-dir", t.TempDir(), "--metrics-addr", "127.0.0.1:0")
+	m := servingMetrics.FindStringSubmatch(srv.out.String())
+	if m == nil {
+		t.Fatalf("no metrics address in the serving line:\n%s", srv.out.String())
+	}
+	metricsURL := "http://" + m[1]
+	if metricsURL == srv.httpURL {
+		t.Fatalf("metrics on the webhook listener %s", srv.httpURL)
+	}
+	resp, err := http.Post(srv.httpURL+"/twilio/voice/status", "application/x-www-form-urlencoded", strings.NewReader("CallSid=CA00000000000000000000000000000001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("unsigned webhook: HTTP %d, want 403", resp.StatusCode)
+	}
+	_, families := scrape(t, metricsURL)
+	refused := 0.0
+	for _, mf := range families {
+		if mf.GetName() == "callledger_webhook_requests_total" {
+			for _, s := range mf.GetMetric() {
+				refused += s.GetCounter().GetValue()
+			}
+		}
+	}
+	if refused != 1 {
+		t.Errorf("callledger_webhook_requests_total on --metrics-addr counts %v requests, want the 1 refused", refused)
+	}
+	resp, err = http.Get(srv.httpURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/metrics on --http-addr with --metrics-addr set: HTTP %d, want 404", resp.StatusCode)
+	}
+	if err := srv.stop(); err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+}

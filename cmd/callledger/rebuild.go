@@ -26,7 +26,7 @@ func rebuildCommand(stdout, stderr io.Writer) *ffcli.Command {
 	lf.register(fs)
 	return &ffcli.Command{
 		Name:       "rebuild",
-		ShortUsage: "callledger rebuild [--data-dir DIR]",
+		ShortUsage: "callledger rebuild [--data-dir DIR | --store esdb://...]",
 		ShortHelp:  "rebuild the call-state projection from the whole ledger, offline",
 		LongHelp: "Reads the whole ledger of a stopped server, folds it in memory and writes a\n" +
 			"new read model beside the current one, which it replaces only once complete.\n" +

@@ -30,6 +30,7 @@ import (
 type serveConfig struct {
 	storeFlags
 	httpAddr        string
+	metricsAddr     string
 	grpcAddr        string
 	publicURL       string
 	authToken       string
@@ -48,6 +49,7 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs := newFlagSet("serve", stderr)
 	cfg.storeFlags.register(fs)
 	fs.StringVar(&cfg.httpAddr, "http-addr", "127.0.0.1:8080", "listen address of the Twilio webhooks and health probes")
+	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "", "listen address of /metrics on a listener of its own (e.g. 0.0.0.0:9464), so that scrapers need not reach the listener Twilio reaches; empty: /metrics is served on --http-addr")
 	fs.StringVar(&cfg.grpcAddr, "grpc-addr", "127.0.0.1:9090", "listen address of the gRPC services")
 	fs.StringVar(&cfg.publicURL, "public-url", "", "public base URL Twilio calls (e.g. https://hooks.example.com), which signatures are checked against; defaults to http://<http-addr> only in development mode")
 	fs.StringVar(&cfg.authToken, "auth-token", "", "Twilio auth token (primary); falls back to TWILIO_AUTH_TOKEN")
@@ -123,6 +125,13 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	}
 	defer httpLn.Close()
 	defer grpcLn.Close()
+	var metricsLn net.Listener // nil: /metrics is on the HTTP listener
+	if cfg.metricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.metricsAddr); err != nil {
+			return fmt.Errorf("listen --metrics-addr: %w", err)
+		}
+		defer metricsLn.Close()
+	}
 	if cfg.publicURL == "" {
 		// Development mode: the server signs for itself as it is reached
 		// locally, on the port it actually got.
@@ -185,7 +194,19 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		return err
 	}
 
-	hooks.Handle("GET /metrics", tel.handler(logger))
+	var metricsSrv *http.Server
+	if metricsLn == nil {
+		hooks.Handle("GET /metrics", tel.handler(logger))
+	} else {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", tel.handler(logger))
+		metricsSrv = &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 5 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+	}
 
 	httpSrv := &http.Server{
 		Handler:           hooks,
@@ -225,11 +246,16 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	}.run(runCtx)
 
 	tel.instrumentGRPC(grpcSrv) // after the last service is registered
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- httpSrv.Serve(httpLn) }()
 	go func() { errc <- grpcSrv.Serve(grpcLn) }()
+	metricsAt := "http" // the HTTP listener
+	if metricsSrv != nil {
+		go func() { errc <- metricsSrv.Serve(metricsLn) }()
+		metricsAt = metricsLn.Addr().String()
+	}
 	logger.Info("callledger serving",
-		"http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(),
+		"http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "metrics", metricsAt,
 		"public_url", cfg.publicURL, "data_dir", cfg.dataDir, "store", storeKind(cfg.store))
 
 	var serveErr error
@@ -248,6 +274,12 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		logger.Error("http shutdown", "err", err)
 	}
 	stopGRPC(shutCtx, grpcSrv)
+	if metricsSrv != nil {
+		// Last, so that scrapes see the drain to its end.
+		if err := metricsSrv.Shutdown(shutCtx); err != nil {
+			logger.Error("metrics shutdown", "err", err)
+		}
+	}
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) && !errors.Is(serveErr, grpc.ErrServerStopped) {
 		return serveErr
 	}
