@@ -61,9 +61,12 @@ type clientRef struct {
 	// holder of entry, and only once no other call is inside the client,
 	// since its first step may be a discovery.
 	gate    sync.Mutex
-	healthy bool          // guarded by gate
-	active  int           // calls inside the client; guarded by gate
-	drained chan struct{} // closed when active drops to 0; guarded by gate
+	healthy bool // guarded by gate
+	active  int  // calls inside the client; guarded by gate
+	// drained is closed, and replaced, when active drops to 0 or the
+	// client is proven healthy: either lets the holder of entry in.
+	// Guarded by gate.
+	drained chan struct{}
 	entry   chan struct{}
 
 	dead     chan struct{} // closed once the client has closed itself
@@ -165,6 +168,7 @@ func (r *clientRef) enter(ctx context.Context, timeout <-chan time.Time, bound t
 // exit records how a call admitted by enter ended.
 func (r *clientRef) exit(alone bool, err error, cancelled bool) {
 	r.gate.Lock()
+	wasHealthy := r.healthy
 	switch {
 	case err == nil:
 		r.healthy = true
@@ -173,7 +177,7 @@ func (r *clientRef) exit(alone bool, err error, cancelled bool) {
 	case !cancelled:
 		r.healthy = true // the server answered
 	}
-	if r.active--; r.active == 0 {
+	if r.active--; r.active == 0 || (r.healthy && !wasHealthy) {
 		close(r.drained)
 		r.drained = make(chan struct{})
 	}

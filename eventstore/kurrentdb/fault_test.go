@@ -607,3 +607,46 @@ func TestCloseEndsSubscriptions(t *testing.T) {
 		t.Errorf("append after close: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestCloseEndsANextThatProbes closes a live subscription while its Next,
+// idle, is probing the log past filtered events and the server does not
+// answer: Next must return ErrSubscriptionClosed at once. The probe's read
+// once ended only with Next's own context or the operation's timeout, so
+// Close (or the end of the subscription's context) left Next waiting for
+// up to twice OperationTimeout.
+func TestCloseEndsANextThatProbes(t *testing.T) {
+	srv := startServer(t, kurrentdbtest.Options{})
+	// An operation timeout beyond the test's deadline: only Close can end
+	// the probe in time.
+	s := openClosed(t, srv.ConnString(), kurrentdb.Options{OperationTimeout: 2 * storetest.Deadline, IdleCheckpointInterval: 20 * time.Millisecond})
+	mustAppend(t, s, "call-a", eventstore.NoStream(), ev("a"))
+	r := subscribe(t, s, eventstore.Start, eventstore.Filter{StreamPrefixes: []string{"call-"}})
+	r.until(func() bool { return r.caughtUp })
+	release := srv.Stall(kurrentdbtest.MethodRead)
+	t.Cleanup(release)
+	// Next's own context outlives the test's deadline too.
+	nextCtx, cancel := context.WithTimeout(context.Background(), 3*storetest.Deadline)
+	t.Cleanup(cancel)
+	errc := make(chan error, 1)
+	go func() { errc <- nextUntilError(nextCtx, r.sub) }()
+	waitFor(t, "the idle probe's read held at the server", func() bool { return srv.Stalled() == 1 })
+	if err := r.sub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, eventstore.ErrSubscriptionClosed) {
+			t.Errorf("next after Close: %v, want ErrSubscriptionClosed", err)
+		}
+	case <-deadline(t).Done():
+		t.Fatalf("next did not return within %v of Close while probing", storetest.Deadline)
+	}
+}
+
+func nextUntilError(ctx context.Context, sub eventstore.Subscription) error {
+	for {
+		if _, err := sub.Next(ctx); err != nil {
+			return err
+		}
+	}
+}

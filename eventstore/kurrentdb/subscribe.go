@@ -421,8 +421,11 @@ func (sub *subscription) probe(ctx context.Context) bool {
 	if busy {
 		return true
 	}
+	// The read ends with the subscription too (Close, its context, the
+	// store's Close), not only with Next's context: a Close must wake Next.
 	pctx, cancel := sub.s.opCtx(ctx)
 	defer cancel()
+	defer context.AfterFunc(sub.pumpCtx, cancel)()
 	proven, considered := from, 0
 	err := sub.s.scanAll(pctx, from, probeScan, func(e *esdb.RecordedEvent) bool {
 		if sub.keep(e) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -298,5 +299,49 @@ func TestWaitFor(t *testing.T) {
 	apply(t, s, l.status(t, sid(1), "", ringing, t0))
 	if err := <-done; err != nil {
 		t.Errorf("WaitFor after the position was applied: %v", err)
+	}
+}
+
+// TestWatcherEndedWhileItsSnapshotIsRead ends a watcher (too slow: the
+// projection's Apply overflows its buffer) while a page of its snapshot is
+// being read. The page must be read to its end from the snapshot it
+// started on: ending the watcher once closed the Pebble snapshot under
+// the reader, which panicked ("pebble: closed") and, through WatchCalls,
+// took the server down.
+func TestWatcherEndedWhileItsSnapshotIsRead(t *testing.T) {
+	t.Parallel()
+	var (
+		s    *callstore.Store
+		l    *log
+		once sync.Once
+	)
+	overflow := func() {
+		once.Do(func() {
+			for i := range 3 {
+				apply(t, s, l.status(t, sid(200+i), "", ringing, t0))
+			}
+		})
+	}
+	s = open(t, t.TempDir(), callstore.WithBeforePage(callstore.Options{WatchBuffer: 2}, overflow))
+	l = fixture(t, s)
+	w, err := s.Watch(context.Background(), callstore.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	n := 0
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				t.Fatalf("reading the snapshot of a watcher ended meanwhile panicked: %v", p)
+			}
+		}()
+		err = w.Snapshot(context.Background(), func(*callledgerv1.Call) error { n++; return nil })
+	}()
+	if err != nil || n != 30 {
+		t.Errorf("snapshot: %d calls, err %v; want the 30 calls of its position", n, err)
+	}
+	if !errors.Is(w.Err(), callstore.ErrSlowConsumer) {
+		t.Errorf("watcher ended with %v, want ErrSlowConsumer", w.Err())
 	}
 }

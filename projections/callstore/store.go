@@ -78,6 +78,10 @@ type Options struct {
 	// the package's Version). Opening an older version's directory, to keep
 	// serving from it while the new version builds, names that version.
 	Version uint64
+
+	// beforePage, set only by this package's tests, is called by a
+	// watcher's snapshot once it holds the snapshot for a page.
+	beforePage func()
 }
 
 // Store is the call-state read model.

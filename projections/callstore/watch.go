@@ -31,8 +31,11 @@ type Watcher struct {
 
 	mu   sync.Mutex
 	snap *pebble.Snapshot // until read or ended
-	err  error
-	done bool
+	// paging is set while a page of snap is read: end then leaves the
+	// snapshot to the reader, which releases it once the page is read.
+	paging bool
+	err    error
+	done   bool
 }
 
 // Watch starts following the calls that match f.
@@ -91,6 +94,7 @@ func (w *Watcher) readPage(ctx context.Context, after []byte) ([]*callledgerv1.C
 	defer done()
 	w.mu.Lock()
 	snap := w.snap
+	w.paging = snap != nil
 	w.mu.Unlock()
 	if snap == nil {
 		if err := w.Err(); err != nil {
@@ -98,10 +102,28 @@ func (w *Watcher) readPage(ctx context.Context, after []byte) ([]*callledgerv1.C
 		}
 		return nil, nil, false, fmt.Errorf("watcher snapshot already read or closed")
 	}
+	defer w.pageRead()
+	if w.s.opts.beforePage != nil {
+		w.s.opts.beforePage()
+	}
 	if w.filter.ParentCallSid != "" {
 		return listChildren(snap, w.filter, 1000, after)
 	}
 	return listIndex(ctx, snap, w.filter, 1000, after)
+}
+
+// pageRead ends the read of a page; it releases the snapshot if the
+// watcher ended meanwhile (the publisher, holding only applyMu, cannot
+// close it under the reader). It runs inside the read fence, so never
+// after the database is closed.
+func (w *Watcher) pageRead() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.paging = false
+	if w.done && w.snap != nil {
+		w.snap.Close()
+		w.snap = nil
+	}
 }
 
 func (w *Watcher) releaseSnapshot() {
@@ -133,11 +155,13 @@ func (w *Watcher) Close() {
 }
 
 // end closes the channel and releases the snapshot, once; the caller holds
-// applyMu (and, from Store.Close, the database is still open).
+// applyMu (and, from Store.Close, the database is still open). A snapshot
+// with a page being read is left to the reader (pageRead); Store.Close
+// never finds one, since it waits for reads in flight.
 func (w *Watcher) end(err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.snap != nil {
+	if w.snap != nil && !w.paging {
 		w.snap.Close()
 		w.snap = nil
 	}

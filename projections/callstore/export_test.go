@@ -1,0 +1,9 @@
+package callstore
+
+// WithBeforePage returns opts with a hook a watcher's snapshot calls once
+// it holds the snapshot for a page, just before reading the page, so that
+// tests can end the watcher while the page is read.
+func WithBeforePage(opts Options, hook func()) Options {
+	opts.beforePage = hook
+	return opts
+}
