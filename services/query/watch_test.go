@@ -187,6 +187,58 @@ func TestWatchCallsSlowConsumer(t *testing.T) {
 	}
 }
 
+// TestWatchCallsSlowDuringSnapshot: a client that stops reading while its
+// snapshot is sent, as changes keep coming, is ended the same way as one
+// too slow for the changes: RESOURCE_EXHAUSTED, told to watch again.
+func TestWatchCallsSlowDuringSnapshot(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{watchBuffer: 4})
+	// More calls than a snapshot page (1000), each big enough that the
+	// first page alone far exceeds the fixed 64 KiB windows below.
+	const n = 1200
+	big := strings.Repeat("x", 1<<10)
+	evs := make([]*callledgerv1.Event, n)
+	for i := range evs {
+		evs[i] = statusEvent(sid(1000+i), "", callledgerv1.CallStatus_CALL_STATUS_RINGING, base)
+		evs[i].GetCallStatusReported().From = big
+	}
+	e.waitApplied(t, e.appendAll(t, evs))
+	conn := grpctest.Dial(t, e.addr, grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	slow := watch(t, callledgerv1.NewCallQueryServiceClient(conn), nil)
+	if _, err := slow.Header(); err != nil { // the watch is open
+		t.Fatal(err)
+	}
+	// The snapshot's first page waits on the client; these changes
+	// overflow the watcher's buffer of 4 meanwhile.
+	changes := make([]*callledgerv1.Event, 16)
+	for i := range changes {
+		changes[i] = statusEvent(sid(1000+i), "", callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS, base.Add(time.Minute))
+	}
+	e.waitApplied(t, e.appendAll(t, changes))
+	other := watch(t, e.client, &callledgerv1.CallFilter{ParentCallSid: sid(1)})
+	if m := recv(t, other); !m.GetCaughtUp() {
+		t.Fatalf("other watch: %v, want caught_up", m)
+	}
+
+	got := 0
+	for {
+		m, err := slow.Recv()
+		if err != nil {
+			if status.Code(err) != codes.ResourceExhausted || !strings.Contains(status.Convert(err).Message(), "watch again") {
+				t.Fatalf("after %d snapshot calls: %v, want RESOURCE_EXHAUSTED telling to watch again", got, err)
+			}
+			break
+		}
+		if m.GetCaughtUp() || !m.GetSnapshot() {
+			t.Fatalf("message %d: %v, want a snapshot call: the watch was too slow before catching up", got, m)
+		}
+		got++
+	}
+	if got >= n {
+		t.Errorf("received the whole snapshot (%d calls) before the end", got)
+	}
+}
+
 // TestStoreClosed: once the read model or the log is closed, every method
 // answers UNAVAILABLE, including a watch in progress.
 func TestStoreClosed(t *testing.T) {
