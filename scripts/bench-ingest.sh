@@ -2,7 +2,8 @@
 # Webhook ingest benchmark (docs/BENCHMARKS.md). Usage: bench-ingest.sh [duration] [rate]
 #   1. ceiling: wrk against a no-op Go HTTP server, same requests, same settings;
 #   2. saturation: wrk against `callledger serve` (every 2xx fsync-durable);
-#   3. fixed rate: <rate> requests/s, open loop (vegeta), latency percentiles.
+#   3. fixed rate: <rate> requests/s, open loop (vegeta), latency percentiles and
+#      the server's slow commits; RATE_RUNS=N repeats it on fresh ledgers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-20s}
@@ -10,6 +11,7 @@ RATE=${2:-5000}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-64}
 CALLS=${CALLS:-100000}
+RATE_RUNS=${RATE_RUNS:-1} # fixed-rate runs, each on a fresh ledger: the tail varies from run to run
 WORK=${WORK:-$(mktemp -d)}
 TOKEN=bench-token
 PORT=18080
@@ -52,9 +54,20 @@ run_wrk "$CONNS" "$DURATION"
 stop_ledger
 echo "unique events stored: $("$WORK/ingestbench" count -data-dir "$WORK/data")"
 
-echo "## fixed rate: $RATE requests/s, open loop"
-start_ledger
-"$WORK/ingestbench" rate -target "http://127.0.0.1:$PORT" -public-url "http://127.0.0.1:$PORT" -token "$TOKEN" \
-  -rate "$RATE" -duration "$DURATION" -calls "$CALLS"
-stop_ledger
-echo "unique events stored: $("$WORK/ingestbench" count -data-dir "$WORK/data")"
+for run in $(seq "$RATE_RUNS"); do
+  echo "## fixed rate: $RATE requests/s, open loop (run $run of $RATE_RUNS)"
+  start_ledger
+  "$WORK/ingestbench" rate -target "http://127.0.0.1:$PORT" -public-url "http://127.0.0.1:$PORT" -token "$TOKEN" \
+    -rate "$RATE" -duration "$DURATION" -calls "$CALLS"
+  # The acknowledgement tail follows the slowest fsyncs: a stalled one holds
+  # every webhook queued behind it. The server's commit histogram shows them.
+  curl -fsS "http://127.0.0.1:$PORT/metrics" | awk '
+    /^callledger_store_commit_seconds_bucket\{le="0.01"\}/ {b10=$2}
+    /^callledger_store_commit_seconds_bucket\{le="0.025"\}/ {b25=$2}
+    /^callledger_store_commit_seconds_bucket\{le="0.1"\}/ {b100=$2}
+    /^callledger_store_commit_seconds_sum/ {sum=$2}
+    /^callledger_store_commit_seconds_count/ {n=$2}
+    END {printf "COMMITS n=%d mean_ms=%.2f over_10ms=%d over_25ms=%d over_100ms=%d\n", n, n ? 1000*sum/n : 0, n-b10, n-b25, n-b100}'
+  stop_ledger
+  echo "unique events stored: $("$WORK/ingestbench" count -data-dir "$WORK/data")"
+done
