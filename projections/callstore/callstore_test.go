@@ -41,7 +41,7 @@ func (l *log) status(t testing.TB, call, parent string, st callledgerv1.CallStat
 	return eventstore.RecordedEvent{ID: rec.ID, Type: rec.Type, Stream: ledger.CallStream(call), Position: eventstore.Position(l.pos), Data: rec.Data}
 }
 
-func open(t *testing.T, dir string, opts callstore.Options) *callstore.Store {
+func open(t testing.TB, dir string, opts callstore.Options) *callstore.Store {
 	t.Helper()
 	s, err := callstore.Open(dir, opts)
 	if err != nil {
@@ -51,7 +51,7 @@ func open(t *testing.T, dir string, opts callstore.Options) *callstore.Store {
 	return s
 }
 
-func apply(t *testing.T, s *callstore.Store, evs ...eventstore.RecordedEvent) {
+func apply(t testing.TB, s *callstore.Store, evs ...eventstore.RecordedEvent) {
 	t.Helper()
 	if err := s.Apply(context.Background(), eventstore.Batch{Events: evs, Checkpoint: evs[len(evs)-1].Position}); err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ const (
 
 // fixture: 30 calls started a minute apart; every third completed, every
 // fifth busy, the rest ringing.
-func fixture(t *testing.T, s *callstore.Store) *log {
+func fixture(t testing.TB, s *callstore.Store) *log {
 	l := &log{}
 	var evs []eventstore.RecordedEvent
 	for i := range 30 {
