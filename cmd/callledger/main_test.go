@@ -17,18 +17,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callledger/callledger/internal/stuckreport"
 	"github.com/callledger/callledger/traffic"
 	"github.com/callledger/callledger/twilio"
 )
 
 // TestMain lets the test binary act as the callledger binary: the tests
-// start it as a child process to kill it like a real server.
+// start it as a child process to kill it like a real server. The tests
+// run under a watchdog that reports where a stuck one waits.
 func TestMain(m *testing.M) {
 	if os.Getenv("CALLLEDGER_TEST_MAIN") == "1" {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(stuckreport.Run(m))
 }
 
 // server is a `callledger serve` child process.
