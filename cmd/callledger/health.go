@@ -54,7 +54,11 @@ func (p projectionHealth) run(ctx context.Context) {
 		if st != last {
 			p.health.SetServingStatus(p.service, st)
 			if last != healthpb.HealthCheckResponse_UNKNOWN || st != healthpb.HealthCheckResponse_NOT_SERVING {
-				p.log.Info("query service health", "status", st.String(), "lag_events", lag.Positions, "lag", lag.Age, "err", err)
+				attrs := []any{"status", st.String(), "lag_events", lag.Positions, "lag", lag.Age}
+				if err != nil {
+					attrs = append(attrs, "err", err)
+				}
+				p.log.Info("query service health", attrs...)
 			}
 			last = st
 		}
