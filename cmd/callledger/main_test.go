@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -335,5 +336,40 @@ func TestSimulateReportsRefusals(t *testing.T) {
 	out, err := cli(t, "simulate", "--target", srv.httpURL, "--token", "wrong-token", "--calls", "2")
 	if err == nil || !strings.Contains(out, "got 403") {
 		t.Errorf("simulate with the wrong token: err %v, output %q; want a failure naming the 403s", err, out)
+	}
+}
+
+// TestServeWebhooksRole: with --role webhooks, serve stores every webhook
+// as usual but keeps no projection and serves no gRPC: a stateless webhook
+// replica.
+func TestServeWebhooksRole(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := startServer(t, dir, nil, "--role", "webhooks")
+	if srv.grpcAddr != "off" {
+		t.Errorf("gRPC at %s, want off", srv.grpcAddr)
+	}
+	out, err := cli(t, "simulate", "--target", srv.httpURL, "--data-dir", dir, "--calls", "5", "--concurrency", "2", "--seed", "5")
+	if err != nil {
+		t.Fatalf("simulate: %v\n%s", err, out)
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.cmd.Wait(); err != nil {
+		t.Fatalf("serve after SIGTERM: %v", err)
+	}
+	stored := 0
+	for _, r := range traffic.Generate(traffic.Config{Calls: 5, Seed: 5, PublicURL: srv.httpURL, Token: "any"}) {
+		stored += len(eventIDs(t, dir, r.CallSid))
+	}
+	if stored == 0 {
+		t.Error("no event of the simulated calls is stored")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "projections")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("projections directory: %v, want none", err)
+	}
+	if _, err := cli(t, "serve", "--data-dir", dir, "--role", "queries"); err == nil || !strings.Contains(err.Error(), "--role") {
+		t.Errorf("serve --role queries: %v, want an error naming --role", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
@@ -29,6 +30,7 @@ import (
 // serveConfig is everything `serve` can be told.
 type serveConfig struct {
 	storeFlags
+	role            string
 	httpAddr        string
 	metricsAddr     string
 	grpcAddr        string
@@ -49,6 +51,7 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs := newFlagSet("serve", stderr)
 	cfg.storeFlags.register(fs)
 	fs.StringVar(&cfg.httpAddr, "http-addr", "127.0.0.1:8080", "listen address of the Twilio webhooks and health probes")
+	fs.StringVar(&cfg.role, "role", roleAll, "what this process serves: \"all\" (webhooks, the call-state projection and the gRPC services) or \"webhooks\" (webhooks, health and metrics only: no projection, no gRPC; for stateless webhook replicas on a shared KurrentDB)")
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "", "listen address of /metrics on a listener of its own (e.g. 0.0.0.0:9464), so that scrapers need not reach the listener Twilio reaches; empty: /metrics is served on --http-addr")
 	fs.StringVar(&cfg.grpcAddr, "grpc-addr", "127.0.0.1:9090", "listen address of the gRPC services")
 	fs.StringVar(&cfg.publicURL, "public-url", "", "public base URL Twilio calls (e.g. https://hooks.example.com), which signatures are checked against; defaults to http://<http-addr> only in development mode")
@@ -88,6 +91,10 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	if cfg.authToken2 == "" {
 		cfg.authToken2 = os.Getenv("TWILIO_AUTH_TOKEN_SECONDARY")
 	}
+	if cfg.role != roleAll && cfg.role != roleWebhooks {
+		return fmt.Errorf("--role %q: must be %q or %q", cfg.role, roleAll, roleWebhooks)
+	}
+	queries := cfg.role == roleAll
 	if cfg.cacheMB <= 0 {
 		return fmt.Errorf("--read-model-cache-mb %d: must be positive", cfg.cacheMB)
 	}
@@ -119,13 +126,14 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen --http-addr: %w", err)
 	}
-	grpcLn, err := net.Listen("tcp", cfg.grpcAddr)
-	if err != nil {
-		httpLn.Close()
-		return fmt.Errorf("listen --grpc-addr: %w", err)
-	}
 	defer httpLn.Close()
-	defer grpcLn.Close()
+	var grpcLn net.Listener // nil: no gRPC services (--role webhooks)
+	if queries {
+		if grpcLn, err = net.Listen("tcp", cfg.grpcAddr); err != nil {
+			return fmt.Errorf("listen --grpc-addr: %w", err)
+		}
+		defer grpcLn.Close()
+	}
 	var metricsLn net.Listener // nil: /metrics is on the HTTP listener
 	if cfg.metricsAddr != "" {
 		if metricsLn, err = net.Listen("tcp", cfg.metricsAddr); err != nil {
@@ -161,26 +169,12 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		}
 	}()
 
-	calls, err := openProjection(ctx, cfg.dataDir, store, callstore.Options{Observe: tel.delays.Observe, CacheSize: int64(cfg.cacheMB) << 20}, logger)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := calls.Close(); err != nil {
-			logger.Error("close call-state read model", "err", err)
-		}
-	}()
 	if embedded, ok := store.(*pebblestore.Store); ok {
 		// Group-commit counters exist only for the embedded store.
 		if err := tel.watchStore(embedded); err != nil {
 			return err
 		}
 	}
-	if err := tel.watchProjection(store, calls); err != nil {
-		return err
-	}
-	runCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWatch()
 
 	hooks, err := webhook.New(webhook.Config{
 		Verifier:    verifier,
@@ -217,46 +211,28 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	grpcSrv := grpc.NewServer(append(query.ServerOptions(), tel.grpcOptions()...)...)
-	healthSrv := health.NewServer()
-	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
-	reflection.Register(grpcSrv)
-	queries, err := query.New(query.Config{Calls: calls, History: store, Logger: logger, Counts: calls, Delays: tel.delays})
-	if err != nil {
-		return err
+	var qs *querySide
+	if queries {
+		if qs, err = startQuerySide(ctx, cfg, restToken, store, tel, logger); err != nil {
+			return err
+		}
+		defer qs.stop()
 	}
-	queries.Register(grpcSrv)
-	if err := registerProjection(grpcSrv, calls, store, logger); err != nil {
-		return err
-	}
-	stopCommands, err := startCommands(ctx, cfg.commands, restToken, store, calls, grpcSrv, tel.reconciler.Action, logger)
-	if err != nil {
-		return err
-	}
-	defer stopCommands()
-	// The query service reports SERVING while the projection is current
-	// enough, so a balancer does not send reads to a stale replica.
-	queryService := callledgerv1.CallQueryService_ServiceDesc.ServiceName
-	healthSrv.SetServingStatus(queryService, healthpb.HealthCheckResponse_NOT_SERVING)
-	go projectionHealth{
-		health: healthSrv, service: queryService, caughtUp: calls.CaughtUp,
-		lag: func(ctx context.Context) (projections.Lag, error) {
-			return projections.MeasureLag(ctx, store, calls, time.Now())
-		},
-		maxLag: cfg.maxQueryLag, interval: 500 * time.Millisecond, log: logger,
-	}.run(runCtx)
 
-	tel.instrumentGRPC(grpcSrv) // after the last service is registered
 	errc := make(chan error, 3)
 	go func() { errc <- httpSrv.Serve(httpLn) }()
-	go func() { errc <- grpcSrv.Serve(grpcLn) }()
+	grpcAt := "off"
+	if qs != nil {
+		go func() { errc <- qs.grpc.Serve(grpcLn) }()
+		grpcAt = grpcLn.Addr().String()
+	}
 	metricsAt := "http" // the HTTP listener
 	if metricsSrv != nil {
 		go func() { errc <- metricsSrv.Serve(metricsLn) }()
 		metricsAt = metricsLn.Addr().String()
 	}
 	logger.Info("callledger serving",
-		"http", httpLn.Addr().String(), "grpc", grpcLn.Addr().String(), "metrics", metricsAt,
+		"http", httpLn.Addr().String(), "grpc", grpcAt, "metrics", metricsAt, "role", cfg.role,
 		"public_url", cfg.publicURL, "data_dir", cfg.dataDir, "store", storeKind(cfg.store))
 
 	var serveErr error
@@ -268,13 +244,17 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	}
 
 	hooks.Drain()
-	healthSrv.Shutdown()
+	if qs != nil {
+		qs.health.Shutdown()
+	}
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.shutdownTimeout)
 	defer cancel()
 	if err := httpSrv.Shutdown(shutCtx); err != nil {
 		logger.Error("http shutdown", "err", err)
 	}
-	stopGRPC(shutCtx, grpcSrv)
+	if qs != nil {
+		stopGRPC(shutCtx, qs.grpc)
+	}
 	if metricsSrv != nil {
 		// Last, so that scrapes see the drain to its end.
 		if err := metricsSrv.Shutdown(shutCtx); err != nil {
@@ -310,4 +290,82 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// The roles of --role.
+const (
+	roleAll      = "all"
+	roleWebhooks = "webhooks"
+)
+
+// querySide is what serve runs besides the webhooks unless --role is
+// webhooks: the call-state projection, the gRPC services over it, the
+// hang-up commands and the reconciler.
+type querySide struct {
+	grpc   *grpc.Server
+	health *health.Server
+	// stop stops the commands, the reconciler and the health watch, then
+	// closes the read model; after grpc has stopped.
+	stop func()
+}
+
+// startQuerySide opens the projection and builds the gRPC server; the
+// caller serves it.
+func startQuerySide(ctx context.Context, cfg serveConfig, restToken string, store eventstore.Store, tel *telemetry, logger *slog.Logger) (*querySide, error) {
+	calls, err := openProjection(ctx, cfg.dataDir, store, callstore.Options{Observe: tel.delays.Observe, CacheSize: int64(cfg.cacheMB) << 20}, logger)
+	if err != nil {
+		return nil, err
+	}
+	var stops []func() // run in reverse order
+	stop := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	stops = append(stops, func() {
+		if err := calls.Close(); err != nil {
+			logger.Error("close call-state read model", "err", err)
+		}
+	})
+	fail := func(err error) (*querySide, error) {
+		stop()
+		return nil, err
+	}
+	if err := tel.watchProjection(store, calls); err != nil {
+		return fail(err)
+	}
+	runCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	stops = append(stops, stopWatch)
+
+	grpcSrv := grpc.NewServer(append(query.ServerOptions(), tel.grpcOptions()...)...)
+	healthSrv := health.NewServer()
+	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
+	reflection.Register(grpcSrv)
+	queries, err := query.New(query.Config{Calls: calls, History: store, Logger: logger, Counts: calls, Delays: tel.delays})
+	if err != nil {
+		return fail(err)
+	}
+	queries.Register(grpcSrv)
+	if err := registerProjection(grpcSrv, calls, store, logger); err != nil {
+		return fail(err)
+	}
+	stopCommands, err := startCommands(ctx, cfg.commands, restToken, store, calls, grpcSrv, tel.reconciler.Action, logger)
+	if err != nil {
+		return fail(err)
+	}
+	stops = append(stops, stopCommands)
+	// The query service reports SERVING while the projection is current
+	// enough, so a balancer does not send reads to a stale replica.
+	queryService := callledgerv1.CallQueryService_ServiceDesc.ServiceName
+	healthSrv.SetServingStatus(queryService, healthpb.HealthCheckResponse_NOT_SERVING)
+	go projectionHealth{
+		health: healthSrv, service: queryService, caughtUp: calls.CaughtUp,
+		lag: func(ctx context.Context) (projections.Lag, error) {
+			return projections.MeasureLag(ctx, store, calls, time.Now())
+		},
+		maxLag: cfg.maxQueryLag, interval: 500 * time.Millisecond, log: logger,
+	}.run(runCtx)
+
+	tel.instrumentGRPC(grpcSrv) // after the last service is registered
+	return &querySide{grpc: grpcSrv, health: healthSrv, stop: stop}, nil
 }
