@@ -148,13 +148,8 @@ func metadata(ev *callledgerv1.Event) []byte {
 // and skipping the raw HTTP request (most of the bytes, and most of the
 // allocations: one per header) makes rebuilds several times faster.
 // The record's bytes are not retained, so they may be a store's own
-// memory lent for the call. Events as callledger writes them are decoded
-// by hand (decodeFactsFast), anything else by proto.Unmarshal, with the
-// same result.
+// memory lent for the call.
 func DecodeFacts(rec eventstore.RecordedEvent) (*callledgerv1.Event, error) {
-	if ev, ok := decodeFactsFast(rec.Data); ok {
-		return ev, nil
-	}
 	ev := &callledgerv1.Event{}
 	if err := unmarshalFacts(rec.Data, ev); err != nil {
 		return nil, fmt.Errorf("decode %s@%d (%s): %w: %v", rec.Stream, rec.Revision, rec.Type, ErrUndecodable, err)
