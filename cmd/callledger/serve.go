@@ -9,9 +9,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -24,6 +27,7 @@ import (
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/services/query"
 	"github.com/callledger/callledger/services/webhook"
+	"github.com/callledger/callledger/tracing"
 	"github.com/callledger/callledger/twilio"
 )
 
@@ -33,6 +37,7 @@ type serveConfig struct {
 	role            string
 	httpAddr        string
 	metricsAddr     string
+	otlpEndpoint    string
 	grpcAddr        string
 	publicURL       string
 	authToken       string
@@ -53,6 +58,7 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.StringVar(&cfg.httpAddr, "http-addr", "127.0.0.1:8080", "listen address of the Twilio webhooks and health probes")
 	fs.StringVar(&cfg.role, "role", roleAll, "what this process serves: \"all\" (webhooks, the call-state projection and the gRPC services) or \"webhooks\" (webhooks, health and metrics only: no projection, no gRPC; for stateless webhook replicas on a shared KurrentDB)")
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", "", "listen address of /metrics on a listener of its own (e.g. 0.0.0.0:9464), so that scrapers need not reach the listener Twilio reaches; empty: /metrics is served on --http-addr")
+	fs.StringVar(&cfg.otlpEndpoint, "otlp-endpoint", "", "OpenTelemetry collector to export traces of webhooks and gRPC calls to, over OTLP/gRPC (e.g. http://collector:4317; http: without TLS); empty: off, unless the standard OTEL_EXPORTER_OTLP_ENDPOINT is set")
 	fs.StringVar(&cfg.grpcAddr, "grpc-addr", "127.0.0.1:9090", "listen address of the gRPC services")
 	fs.StringVar(&cfg.publicURL, "public-url", "", "public base URL Twilio calls (e.g. https://hooks.example.com), which signatures are checked against; defaults to http://<http-addr> only in development mode")
 	fs.StringVar(&cfg.authToken, "auth-token", "", "Twilio auth token (primary); falls back to TWILIO_AUTH_TOKEN")
@@ -203,8 +209,30 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 		}
 	}
 
+	var handler http.Handler = hooks
+	var grpcOpts []grpc.ServerOption
+	if tracing.Enabled(cfg.otlpEndpoint) {
+		tp, err := tracing.Start(ctx, cfg.otlpEndpoint)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			// After the servers: their last spans are flushed too.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			if err := tp.Shutdown(fctx); err != nil {
+				logger.Warn("flush traces", "err", err)
+			}
+		}()
+		handler = otelhttp.NewHandler(hooks, "webhook",
+			otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(tracing.Propagator()),
+			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + webhook.Route(r.URL.Path) }))
+		grpcOpts = append(grpcOpts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(tracing.Propagator()))))
+		logger.Info("exporting traces over OTLP", "endpoint", cfg.otlpEndpoint)
+	}
 	httpSrv := &http.Server{
-		Handler:           hooks,
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      20 * time.Second,
@@ -213,7 +241,7 @@ func serve(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
 	}
 	var qs *querySide
 	if queries {
-		if qs, err = startQuerySide(ctx, cfg, restToken, store, tel, logger); err != nil {
+		if qs, err = startQuerySide(ctx, cfg, restToken, store, tel, logger, grpcOpts...); err != nil {
 			return err
 		}
 		defer qs.stop()
@@ -309,9 +337,9 @@ type querySide struct {
 	stop func()
 }
 
-// startQuerySide opens the projection and builds the gRPC server; the
-// caller serves it.
-func startQuerySide(ctx context.Context, cfg serveConfig, restToken string, store eventstore.Store, tel *telemetry, logger *slog.Logger) (*querySide, error) {
+// startQuerySide opens the projection and builds the gRPC server, with
+// opts besides serve's own; the caller serves it.
+func startQuerySide(ctx context.Context, cfg serveConfig, restToken string, store eventstore.Store, tel *telemetry, logger *slog.Logger, opts ...grpc.ServerOption) (*querySide, error) {
 	calls, err := openProjection(ctx, cfg.dataDir, store, callstore.Options{Observe: tel.delays.Observe, CacheSize: int64(cfg.cacheMB) << 20}, logger)
 	if err != nil {
 		return nil, err
@@ -337,7 +365,7 @@ func startQuerySide(ctx context.Context, cfg serveConfig, restToken string, stor
 	runCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
 	stops = append(stops, stopWatch)
 
-	grpcSrv := grpc.NewServer(append(query.ServerOptions(), tel.grpcOptions()...)...)
+	grpcSrv := grpc.NewServer(slices.Concat(query.ServerOptions(), tel.grpcOptions(), opts)...)
 	healthSrv := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv)

@@ -182,12 +182,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.cfg.Now()
 	aw := answerWriter{ResponseWriter: w, h: h, r: r}
 	h.mux.ServeHTTP(&aw, r)
-	h.cfg.Observer.Answered(routeOf(r.URL.Path), aw.status(), h.cfg.Now().Sub(start))
+	h.cfg.Observer.Answered(Route(r.URL.Path), aw.status(), h.cfg.Now().Sub(start))
 }
 
-// routeOf names a request's route with a bounded set of values, so that a
-// metric label cannot grow with whatever paths clients try.
-func routeOf(path string) string {
+// Route names a request's route with a bounded set of values, so that a
+// metric label or a trace span name cannot grow with whatever paths
+// clients try.
+func Route(path string) string {
 	switch path {
 	case "/twilio/voice/status", "/twilio/voice/dial", "/twilio/voice/recording", "/twilio/events",
 		"/healthz", "/readyz", "/metrics":
@@ -396,7 +397,7 @@ func (h *Handler) failed(w http.ResponseWriter, r *http.Request, msg string, arg
 func (h *Handler) logRequest(w http.ResponseWriter, r *http.Request, level slog.Level, msg string, args []any) {
 	id := requestID(r)
 	w.Header().Set(RequestIDHeader, id)
-	attrs := append([]any{"request_id", id, "method", r.Method, "route", routeOf(r.URL.Path), "remote", r.RemoteAddr}, args...)
+	attrs := append([]any{"request_id", id, "method", r.Method, "route", Route(r.URL.Path), "remote", r.RemoteAddr}, args...)
 	h.cfg.Logger.Log(r.Context(), level, msg, attrs...)
 }
 
