@@ -150,27 +150,8 @@ func TestWatchCallsSlowConsumer(t *testing.T) {
 		evs[i].GetCallStatusReported().From = big
 	}
 	e.waitApplied(t, e.appendAll(t, evs))
-	// Watching takes the store's apply lock, so once another watch is
-	// caught up, the last batch has been handed to every watcher.
-	other := watch(t, e.client, &callledgerv1.CallFilter{ParentCallSid: sid(1)})
-	if m := recv(t, other); !m.GetCaughtUp() {
-		t.Fatalf("other watch: %v, want caught_up", m)
-	}
-
-	got := 0
-	for {
-		m, err := slow.Recv()
-		if err != nil {
-			if status.Code(err) != codes.ResourceExhausted || !strings.Contains(status.Convert(err).Message(), "watch again") {
-				t.Fatalf("after %d changes: %v, want RESOURCE_EXHAUSTED telling to watch again", got, err)
-			}
-			break
-		}
-		if m.GetCall() == nil || m.GetSnapshot() {
-			t.Fatalf("change %d: %v", got, m)
-		}
-		got++
-	}
+	e.settleWatchers(t)
+	got := recvUntilExhausted(t, slow, func(m *callledgerv1.WatchCallsResponse) bool { return m.GetCall() != nil && !m.GetSnapshot() })
 	t.Logf("received %d changes", got)
 	if got >= n {
 		t.Errorf("received all %d changes before the end: the consumer was never too slow", got)
@@ -215,27 +196,41 @@ func TestWatchCallsSlowDuringSnapshot(t *testing.T) {
 		changes[i] = statusEvent(sid(1000+i), "", callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS, base.Add(time.Minute))
 	}
 	e.waitApplied(t, e.appendAll(t, changes))
+	e.settleWatchers(t)
+	// Only snapshot calls: the watch was too slow before catching up.
+	got := recvUntilExhausted(t, slow, func(m *callledgerv1.WatchCallsResponse) bool { return m.GetSnapshot() && !m.GetCaughtUp() })
+	if got >= n {
+		t.Errorf("received the whole snapshot (%d calls) before the end", got)
+	}
+}
+
+// settleWatchers returns once every watcher has been handed the last
+// applied batch: watching takes the store's apply lock, so once another
+// watch is caught up, the batch before it has reached every watcher.
+func (e *env) settleWatchers(t *testing.T) {
+	t.Helper()
 	other := watch(t, e.client, &callledgerv1.CallFilter{ParentCallSid: sid(1)})
 	if m := recv(t, other); !m.GetCaughtUp() {
 		t.Fatalf("other watch: %v, want caught_up", m)
 	}
+}
 
-	got := 0
-	for {
-		m, err := slow.Recv()
+// recvUntilExhausted reads st until it ends, which must be with
+// RESOURCE_EXHAUSTED telling the client to watch again; every message
+// before must pass want. It returns how many came.
+func recvUntilExhausted(t *testing.T, st grpc.ServerStreamingClient[callledgerv1.WatchCallsResponse], want func(*callledgerv1.WatchCallsResponse) bool) int {
+	t.Helper()
+	for got := 0; ; got++ {
+		m, err := st.Recv()
 		if err != nil {
 			if status.Code(err) != codes.ResourceExhausted || !strings.Contains(status.Convert(err).Message(), "watch again") {
-				t.Fatalf("after %d snapshot calls: %v, want RESOURCE_EXHAUSTED telling to watch again", got, err)
+				t.Fatalf("after %d messages: %v, want RESOURCE_EXHAUSTED telling to watch again", got, err)
 			}
-			break
+			return got
 		}
-		if m.GetCaughtUp() || !m.GetSnapshot() {
-			t.Fatalf("message %d: %v, want a snapshot call: the watch was too slow before catching up", got, m)
+		if !want(m) {
+			t.Fatalf("message %d: %v", got, m)
 		}
-		got++
-	}
-	if got >= n {
-		t.Errorf("received the whole snapshot (%d calls) before the end", got)
 	}
 }
 
