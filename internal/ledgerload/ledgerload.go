@@ -114,15 +114,15 @@ func Load(ctx context.Context, store Appender, cfg Config) (Stats, error) {
 	}
 	for range cfg.Workers {
 		gen.Go(func() {
-			for reserved.Load() < int64(cfg.Events) && ctx.Err() == nil {
+			for ctx.Err() == nil {
 				// Size the chunk to what is missing, counting the chunks
 				// other workers are generating by their estimate; each
 				// replaces its estimate by its count once generated, so the
 				// last worker to finish sees the exact total.
-				missing := int64(cfg.Events) - reserved.Load()
-				n := int(min(int64(cfg.CallsPerChunk), max(minChunkCalls, (missing+eventsPerCall-1)/eventsPerCall)))
-				estimate := int64(n * eventsPerCall)
-				reserved.Add(estimate)
+				n, estimate, ok := reserve(&reserved, cfg)
+				if !ok {
+					return
+				}
 				i := chunk.Add(1) - 1
 				streams, err := generate(cfg, i, n)
 				if err != nil {
@@ -165,6 +165,24 @@ const eventsPerCall = 5
 
 // minChunkCalls keeps the last chunks from shrinking to a call or two.
 const minChunkCalls = 16
+
+// reserve claims, in reserved, the events of the next chunk by estimate,
+// and returns the chunk's calls and that estimate; false once enough
+// events are generated or claimed.
+func reserve(reserved *atomic.Int64, cfg Config) (int, int64, bool) {
+	for {
+		r := reserved.Load()
+		missing := int64(cfg.Events) - r
+		if missing <= 0 {
+			return 0, 0, false
+		}
+		n := int(min(int64(cfg.CallsPerChunk), max(minChunkCalls, (missing+eventsPerCall-1)/eventsPerCall)))
+		estimate := int64(n * eventsPerCall)
+		if reserved.CompareAndSwap(r, r+estimate) {
+			return n, estimate, true
+		}
+	}
+}
 
 // append1 is one append: the events of one stream in a chunk.
 type append1 struct {
