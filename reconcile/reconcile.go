@@ -35,7 +35,6 @@ import (
 	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
-	"github.com/callledger/callledger/twilio"
 	"github.com/callledger/callledger/twilio/rest"
 )
 
@@ -432,10 +431,11 @@ func (r *Reconciler) reconcile(ctx context.Context, e *entry) error {
 		return r.failed(ctx, e, account, err, now)
 	}
 	r.cfg.OnAction(ActionFetched)
-	if err := r.store(ctx, rest.Reconciled(call, now)); err != nil {
+	ev := rest.Reconciled(call, now)
+	if err := r.store(ctx, ev); err != nil {
 		return err
 	}
-	if callstate.IsTerminal(twilioStatus(call)) || e.children {
+	if callstate.IsTerminal(ev.GetCallReconciled().GetStatus()) || e.children {
 		if err := r.wait(ctx, account); err != nil {
 			return err
 		}
@@ -481,13 +481,6 @@ func (r *Reconciler) treeAccount(ctx context.Context, sid string) string {
 		}
 	}
 	return ""
-}
-
-func twilioStatus(c *api.ApiV2010Call) callledgerv1.CallStatus {
-	if c.Status == nil {
-		return callledgerv1.CallStatus_CALL_STATUS_UNSPECIFIED
-	}
-	return twilio.ParseCallStatus(*c.Status)
 }
 
 // failed handles a failed request: a 404 is recorded and the call

@@ -65,12 +65,7 @@ func (c *commandFlags) accounts(authToken string) ([]rest.Account, error) {
 	default:
 		return nil, fmt.Errorf("--twilio-account-sid %s: needs --twilio-api-key and --twilio-api-secret, or a Twilio auth token", sid)
 	}
-	for _, a := range out {
-		if err := a.Validate(); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return out, nil // rest.New validates them
 }
 
 func orEnv(v, env string) string {

@@ -329,14 +329,9 @@ func printable(name, v string) error {
 	return nil
 }
 
-// fail maps an error onto a gRPC status: one that already is a status
-// passes through, the rest are answered as in every service (see
-// rpcstatus). Only a status itself passes, not one wrapped in a store's
-// error: KurrentDB's errors wrap its client's gRPC status, whose message
-// is internal.
+// fail answers an error no handler step explained, as every service does
+// (see rpcstatus): the statuses RequestHangup decides itself are returned
+// directly, never through here.
 func (s *Server) fail(ctx context.Context, err error) error {
-	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
-		return err
-	}
 	return s.errs.Map(ctx, "RequestHangup", err)
 }
