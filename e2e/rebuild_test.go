@@ -88,7 +88,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 	if err := calls.WaitFor(ctx, head); err != nil {
 		t.Fatal(err)
 	}
-	live := records(t, calls)
+	live := records(t, calls.Current())
 	if len(live) < len(exp) {
 		t.Fatalf("live read model holds %d calls, corpus expects %d", len(live), len(exp))
 	}
@@ -125,7 +125,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 	if calls.CurrentName() != "v1-1" {
 		t.Fatalf("serving %s after the online rebuild", calls.CurrentName())
 	}
-	sameRecords(t, "online rebuild", live, records(t, calls))
+	sameRecords(t, "online rebuild", live, records(t, calls.Current()))
 	for _, e := range exp {
 		resp, err := s.getCall(ctx, e.CallSid)
 		if err != nil {

@@ -77,6 +77,7 @@ func TestVersionBumpAnswersQueriesThroughout(t *testing.T) {
 		stop      = make(chan struct{})
 		wg        sync.WaitGroup
 		v2        *callversions.Manager
+		opened    = make(chan struct{}) // v2 is set
 		beforeRan bool
 	)
 	query := func(want uint64) {
@@ -91,12 +92,14 @@ func TestVersionBumpAnswersQueriesThroughout(t *testing.T) {
 		Root: root, Log: log, Version: 2, Logger: quiet,
 		// The new version has caught up: the old one still answers.
 		BeforeSwitch: func() {
+			<-opened // the build runs in the background of Open
 			beforeRan = true
 			for range 20 {
 				query(1)
 			}
 		},
 	})
+	close(opened)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,5 +160,5 @@ func TestVersionBumpAnswersQueriesThroughout(t *testing.T) {
 	}
 	defer fresh.Close()
 	waitHead(t, fresh, log)
-	compare(t, fresh, v2)
+	compare(t, fresh.Current(), v2.Current())
 }

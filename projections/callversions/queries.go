@@ -3,7 +3,6 @@ package callversions
 import (
 	"context"
 
-	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/projections/callstore"
@@ -61,12 +60,6 @@ func (m *Manager) WaitFor(ctx context.Context, pos eventstore.Position) error {
 // Checkpoint is the position the current read model has applied.
 func (m *Manager) Checkpoint(ctx context.Context) (eventstore.Position, error) {
 	return retry(m, func(s *callstore.Store) (eventstore.Position, error) { return s.Checkpoint(ctx) })
-}
-
-// Records is callstore.Store.Records on the current read model.
-func (m *Manager) Records(ctx context.Context, fn func(*statev1.CallRecord) error) error {
-	_, err := retry(m, func(s *callstore.Store) (struct{}, error) { return struct{}{}, s.Records(ctx, fn) })
-	return err
 }
 
 // Counts is callstore.Store.Counts on the current read model.
