@@ -14,7 +14,6 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/bloom"
 	"google.golang.org/protobuf/proto"
 
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
@@ -76,17 +75,11 @@ func Load(ctx context.Context, dir string, opts Options, checkpoint eventstore.P
 			return fmt.Errorf("bulk load into %s: directory is not empty", dir)
 		}
 	}
-	po := &pebble.Options{
-		Logger:             quietLogger{log: opts.Logger},
-		FormatMajorVersion: pebble.FormatNewest,
-		MemTableSize:       64 << 20,
-		DisableWAL:         true,
-		// A bulk load writes each key once: let L0 grow rather than stall
-		// the writers on compactions that would only shuffle fresh data.
-		L0CompactionThreshold: 8,
-		L0StopWritesThreshold: 1000,
-	}
-	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	po := pebbleOptions(opts)
+	po.MemTableSize, po.DisableWAL = 64<<20, true
+	// A bulk load writes each key once: let L0 grow rather than stall the
+	// writers on compactions that would only shuffle fresh data.
+	po.L0CompactionThreshold, po.L0StopWritesThreshold = 8, 1000
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return fmt.Errorf("bulk load into %s: %w", dir, err)

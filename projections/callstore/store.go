@@ -118,6 +118,24 @@ func (s *Store) reading() (func(), error) {
 	return s.life.RUnlock, nil
 }
 
+// pebbleOptions are the read model's Pebble options, for Open and for a
+// bulk Load alike, so that the tables a rebuild writes are laid out as the
+// live ones. Point lookups dominate: bloom filters let a Get skip the
+// tables of a level that do not hold the key, and an index block as large
+// as a table's whole index keeps it to one level (one cache lookup fewer
+// per table than the two-level index 4 KB index blocks give). Both apply
+// to every level below too.
+func pebbleOptions(opts Options) *pebble.Options {
+	po := &pebble.Options{
+		Logger:             quietLogger{log: opts.Logger},
+		FormatMajorVersion: pebble.FormatNewest,
+		MemTableSize:       32 << 20,
+	}
+	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	po.Levels[0].IndexBlockSize = 256 << 10
+	return po
+}
+
 // Open opens (creating it if needed) the read model in dir.
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
@@ -132,19 +150,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.Version == 0 {
 		opts.Version = Version
 	}
-	po := &pebble.Options{
-		Logger:             quietLogger{log: opts.Logger},
-		FormatMajorVersion: pebble.FormatNewest,
-		CacheSize:          opts.CacheSize,
-		MemTableSize:       32 << 20,
-	}
-	// Point lookups dominate: bloom filters let a Get skip the tables of a
-	// level that do not hold the key, and an index block as large as a
-	// table's whole index keeps it to one level (one cache lookup fewer
-	// per table than the two-level index 4 KB index blocks give). Both
-	// apply to every level below too.
-	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
-	po.Levels[0].IndexBlockSize = 256 << 10
+	po := pebbleOptions(opts)
+	po.CacheSize = opts.CacheSize
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("open call store in %s: %w", dir, err)
