@@ -1,7 +1,6 @@
 package main
 
 import (
-	"log/slog"
 	"os"
 	"runtime/debug"
 )
@@ -12,7 +11,7 @@ import (
 // grows (a rebuild's folded calls), so the default GOGC of 100 collects
 // far more often than it needs to. 400 saves about a fifth of a rebuild's
 // CPU, and in interleaved runs raised in-process webhook throughput by
-// 6–22 % and cut GetCall's CPU per call by 2–20 % (docs/BENCHMARKS.md §5.1).
+// 6–22 % and cut GetCall's CPU per call by 2–20 % (docs/BENCHMARKS.md §6).
 const gcPercent = 400
 
 // tuneGC sets the collector for a long-running command: a higher GOGC,
@@ -20,15 +19,13 @@ const gcPercent = 400
 // the container's limit), so that a large heap collects more often rather
 // than grow fivefold. GOGC and GOMEMLIMIT in the environment take
 // precedence.
-func tuneGC(logger *slog.Logger, command string) {
+func tuneGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
-		logger.Debug("GOGC set", "command", command, "gc_percent", gcPercent)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		if mem := physicalMemory(); mem > 0 {
 			debug.SetMemoryLimit(int64(mem / 4))
-			logger.Debug("memory limit set", "command", command, "bytes", mem/4)
 		}
 	}
 }

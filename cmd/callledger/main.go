@@ -26,6 +26,11 @@ const envPrefix = "CALLLEDGER"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if len(os.Args) > 1 && (os.Args[1] == "serve" || os.Args[1] == "rebuild") {
+		// Here, not in the commands: the collector is the process's, and
+		// tests run the commands inside the test binary.
+		tuneGC()
+	}
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {

@@ -43,7 +43,6 @@ func rebuildCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			tuneGC(logger, "rebuild")
 			return rebuildOffline(ctx, sf, *batch, stdout, stderr, logger)
 		},
 	}

@@ -84,7 +84,6 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			tuneGC(logger, "serve")
 			return serve(ctx, cfg, logger)
 		},
 	}
