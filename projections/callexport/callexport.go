@@ -18,6 +18,7 @@ import (
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/projections/callstate"
+	"github.com/callledger/callledger/projections/callstore"
 )
 
 // Row is one call leg, flat.
@@ -124,31 +125,13 @@ func rowOfCall(c *callledgerv1.Call) Row {
 	return r
 }
 
-// statusName is Twilio's spelling of a status ("in-progress"), empty
-// when unknown.
+// statusName is Twilio's spelling of a status ("in-progress"), as the
+// read model names it; empty when unknown.
 func statusName(s callledgerv1.CallStatus) string {
-	switch s {
-	case callledgerv1.CallStatus_CALL_STATUS_QUEUED:
-		return "queued"
-	case callledgerv1.CallStatus_CALL_STATUS_INITIATED:
-		return "initiated"
-	case callledgerv1.CallStatus_CALL_STATUS_RINGING:
-		return "ringing"
-	case callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS:
-		return "in-progress"
-	case callledgerv1.CallStatus_CALL_STATUS_COMPLETED:
-		return "completed"
-	case callledgerv1.CallStatus_CALL_STATUS_BUSY:
-		return "busy"
-	case callledgerv1.CallStatus_CALL_STATUS_FAILED:
-		return "failed"
-	case callledgerv1.CallStatus_CALL_STATUS_NO_ANSWER:
-		return "no-answer"
-	case callledgerv1.CallStatus_CALL_STATUS_CANCELED:
-		return "canceled"
-	default:
+	if s == callledgerv1.CallStatus_CALL_STATUS_UNSPECIFIED {
 		return ""
 	}
+	return callstore.StatusName(s)
 }
 
 func timeOf(ts *timestamppb.Timestamp) *time.Time {
