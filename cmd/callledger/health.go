@@ -42,7 +42,7 @@ type projectionHealth struct {
 func (p projectionHealth) run(ctx context.Context) {
 	t := time.NewTicker(p.interval)
 	defer t.Stop()
-	last := healthpb.HealthCheckResponse_UNKNOWN
+	last := healthpb.HealthCheckResponse_NOT_SERVING // as serve starts it
 	for {
 		var lag projections.Lag
 		var err error
@@ -53,13 +53,11 @@ func (p projectionHealth) run(ctx context.Context) {
 		st := queryReadiness(up, lag, err, p.maxLag)
 		if st != last {
 			p.health.SetServingStatus(p.service, st)
-			if last != healthpb.HealthCheckResponse_UNKNOWN || st != healthpb.HealthCheckResponse_NOT_SERVING {
-				attrs := []any{"status", st.String(), "lag_events", lag.Positions, "lag", lag.Age}
-				if err != nil {
-					attrs = append(attrs, "err", err)
-				}
-				p.log.Info("query service health", attrs...)
+			attrs := []any{"status", st.String(), "lag_events", lag.Positions, "lag", lag.Age}
+			if err != nil {
+				attrs = append(attrs, "err", err)
 			}
+			p.log.Info("query service health", attrs...)
 			last = st
 		}
 		select {
