@@ -150,7 +150,7 @@ type entry struct {
 	firstSeen    time.Time
 	lastActivity time.Time
 	next         time.Time // no attempt before
-	attempts     int       // successful reads since the last change of the call
+	attempts     int       // successful reads of the call (a later hang-up request does not reset them)
 	failures     int       // consecutive failed reads
 }
 

@@ -42,7 +42,6 @@ type Request struct {
 	Form   url.Values
 	// User is the basic-auth user name (AccountSid or API key SID).
 	User string
-	At   time.Time
 }
 
 // Fault is an error answer the fake gives instead of the real one.
@@ -112,17 +111,6 @@ func (f *Fake) Put(c Call) {
 	f.calls[c.Sid] = &c
 }
 
-// Get returns the call as the fake holds it now.
-func (f *Fake) Get(sid string) (Call, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c, ok := f.calls[sid]
-	if !ok {
-		return Call{}, false
-	}
-	return *c, true
-}
-
 // Fail makes the next requests about sid (fetch, update, or a list of its
 // children) answer the given faults, one per request, in order.
 func (f *Fake) Fail(sid string, faults ...Fault) {
@@ -183,7 +171,7 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, 20001, "bad form")
 		return
 	}
-	req := Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Form: r.PostForm, User: user, At: time.Now()}
+	req := Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Form: r.PostForm, User: user}
 	f.mu.Lock()
 	f.requests = append(f.requests, req)
 	f.mu.Unlock()
