@@ -256,14 +256,8 @@ func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) error {
 		if uint64(rec.Position) <= s.applied.Load() {
 			continue // already applied (a resubscription overlapping the checkpoint)
 		}
-		if _, ok := ledger.CallSidOf(rec.Stream); !ok {
-			continue
-		}
-		ev, err := ledger.Decode(rec)
-		if err != nil {
-			// An event the fold cannot read changes nothing; stopping here
-			// would stop the projection for good.
-			s.log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
+		ev, ok := DecodeCallEvent(&rec, s.log)
+		if !ok {
 			continue
 		}
 		if err := callstate.Apply(tx, ev, uint64(rec.Position)); err != nil {
@@ -294,6 +288,23 @@ func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) error {
 	s.publish(changed, eventstore.Position(cp))
 	s.wake()
 	return nil
+}
+
+// DecodeCallEvent returns what the fold reads of rec: its facts, without
+// the verbatim request (most of its bytes), when rec is a call event. An
+// event the fold cannot read changes nothing and is logged and skipped:
+// stopping there would stop the projection for good. The live projection
+// and rebuilds both decode through it, so they fold the same events.
+func DecodeCallEvent(rec *eventstore.RecordedEvent, log *slog.Logger) (*callledgerv1.Event, bool) {
+	if _, ok := ledger.CallSidOf(rec.Stream); !ok {
+		return nil, false
+	}
+	ev, err := ledger.DecodeFacts(*rec)
+	if err != nil {
+		log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
+		return nil, false
+	}
+	return ev, true
 }
 
 func (s *Store) wake() {

@@ -21,7 +21,6 @@ import (
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
 )
@@ -359,12 +358,8 @@ func decode(batch []eventstore.RecordedEvent, log *slog.Logger) decoded {
 // add decodes rec if it is a call event, skipping (and logging) what the
 // fold cannot read, as the live projection does. It keeps nothing of rec.
 func (d *decoded) add(rec *eventstore.RecordedEvent, log *slog.Logger) {
-	if _, ok := ledger.CallSidOf(rec.Stream); !ok {
-		return
-	}
-	ev, err := ledger.DecodeFacts(*rec)
-	if err != nil {
-		log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
+	ev, ok := callstore.DecodeCallEvent(rec, log)
+	if !ok {
 		return
 	}
 	d.events = append(d.events, ev)
