@@ -109,12 +109,11 @@ func (p *progress) update(r rebuild.Progress) {
 	if r.Phase != p.phase || time.Now().After(p.next) {
 		p.phase, p.next, p.logged = r.Phase, time.Now().Add(2*time.Second), r
 		args := []any{"phase", r.Phase, "events", r.Events, "target", r.Target, "calls", r.Calls, "elapsed", r.Elapsed.Round(time.Millisecond)}
-		if s := r.Elapsed.Seconds(); s > 0 {
-			rate := float64(r.Events) / s
+		if rate := r.Rate(); rate > 0 {
 			args = append(args, "events_per_s", int64(rate))
-			if r.Phase == rebuild.PhaseFold && rate > 0 && r.Target > r.Position {
-				args = append(args, "eta", time.Duration(float64(r.Target-r.Position)/rate*float64(time.Second)).Round(time.Second))
-			}
+		}
+		if eta := r.ETA(); eta > 0 {
+			args = append(args, "eta", eta.Round(time.Second))
 		}
 		p.log.Info("rebuild progress", args...)
 	}

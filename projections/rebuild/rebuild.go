@@ -61,6 +61,25 @@ type Progress struct {
 	Elapsed time.Duration
 }
 
+// Rate is the events read per second so far.
+func (p Progress) Rate() float64 {
+	if s := p.Elapsed.Seconds(); s > 0 {
+		return float64(p.Events) / s
+	}
+	return 0
+}
+
+// ETA is how long the fold still needs at its pace so far, 0 when unknown
+// or outside the fold. It counts in positions, not events: positions need
+// not be contiguous (KurrentDB's are not), and the rebuild runs from
+// position 0 to Target.
+func (p Progress) ETA() time.Duration {
+	if p.Phase != PhaseFold || p.Position == 0 || p.Target <= p.Position {
+		return 0
+	}
+	return time.Duration(float64(p.Elapsed) * float64(p.Target-p.Position) / float64(p.Position))
+}
+
 // Options tune a rebuild; the zero value is fine.
 type Options struct {
 	// BatchSize is the number of events per read (default 16384).

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -179,4 +180,31 @@ func records(t *testing.T, res *rebuild.Result) []*statev1.CallRecord {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestProgressRateAndETA: the rate counts events, the ETA positions (they
+// need not be contiguous), and only the fold has an ETA.
+func TestProgressRateAndETA(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		p    rebuild.Progress
+		rate float64
+		eta  time.Duration
+	}{
+		{"a quarter of the positions in 10 s", rebuild.Progress{Phase: rebuild.PhaseFold, Events: 500, Position: 1000, Target: 4000, Elapsed: 10 * time.Second}, 50, 30 * time.Second},
+		{"not started", rebuild.Progress{Phase: rebuild.PhaseFold, Target: 4000}, 0, 0},
+		{"fold done", rebuild.Progress{Phase: rebuild.PhaseFold, Events: 4000, Position: 4000, Target: 4000, Elapsed: time.Second}, 4000, 0},
+		{"writing", rebuild.Progress{Phase: rebuild.PhaseWrite, Events: 100, Position: 100, Target: 400, Elapsed: time.Second}, 100, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := tc.p.Rate(); got != tc.rate {
+				t.Errorf("Rate %v, want %v", got, tc.rate)
+			}
+			if got := tc.p.ETA(); got != tc.eta {
+				t.Errorf("ETA %v, want %v", got, tc.eta)
+			}
+		})
+	}
 }

@@ -175,19 +175,14 @@ func (s *Server) RebuildProjection(_ *callledgerv1.RebuildProjectionRequest, str
 
 func progressMessage(p rebuild.Progress) *callledgerv1.RebuildProjectionResponse {
 	m := &callledgerv1.RebuildProjectionResponse{
-		Phase:    phaseOf(p.Phase),
-		Events:   p.Events,
-		Position: uint64(p.Position),
-		Target:   uint64(p.Target),
-		Calls:    uint64(p.Calls),
-		Elapsed:  durationpb.New(p.Elapsed),
-		Eta:      durationpb.New(0),
-	}
-	if secs := p.Elapsed.Seconds(); secs > 0 {
-		m.EventsPerSecond = float64(p.Events) / secs
-	}
-	if m.EventsPerSecond > 0 && p.Phase == rebuild.PhaseFold && p.Target > p.Position {
-		m.Eta = durationpb.New(time.Duration(float64(p.Target-p.Position) / m.EventsPerSecond * float64(time.Second)))
+		Phase:           phaseOf(p.Phase),
+		Events:          p.Events,
+		Position:        uint64(p.Position),
+		Target:          uint64(p.Target),
+		Calls:           uint64(p.Calls),
+		Elapsed:         durationpb.New(p.Elapsed),
+		EventsPerSecond: p.Rate(),
+		Eta:             durationpb.New(p.ETA()),
 	}
 	return m
 }
