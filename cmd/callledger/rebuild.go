@@ -58,18 +58,10 @@ func rebuildOffline(ctx context.Context, sf storeFlags, batch int, stdout, stder
 	if err := cat.RemoveTemporary(); err != nil {
 		return err
 	}
-	tmp, name, err := cat.NewBuild(callstore.Version)
-	if err != nil {
-		return err
-	}
 	progress := newProgress(stderr, logger)
-	st, err := rebuild.Build(ctx, store, tmp, rebuild.Options{BatchSize: batch, Logger: logger, Progress: progress.update})
+	name, st, err := cat.Build(ctx, store, callstore.Version, rebuild.Options{BatchSize: batch, Logger: logger, Progress: progress.update})
 	progress.finish()
 	if err != nil {
-		_ = os.RemoveAll(tmp)
-		return err
-	}
-	if err := cat.Commit(tmp, name); err != nil {
 		return err
 	}
 	if err := cat.RemoveOlder(name); err != nil {

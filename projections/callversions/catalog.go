@@ -17,12 +17,15 @@
 package callversions
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/callledger/callledger/projections/rebuild"
 )
 
 // tmpSuffix marks a build in progress.
@@ -146,6 +149,27 @@ func (c Catalog) NewBuild(version uint64) (tmp, name string, err error) {
 		return "", "", fmt.Errorf("clear %s: %w", tmp, err)
 	}
 	return tmp, name, nil
+}
+
+// Build rebuilds version from the whole log into a temporary directory
+// and commits it under its generation's name, which it returns; a failed
+// build leaves nothing behind. The offline command and the Manager build
+// through it alike.
+func (c Catalog) Build(ctx context.Context, log rebuild.Log, version uint64, opts rebuild.Options) (string, rebuild.Stats, error) {
+	tmp, name, err := c.NewBuild(version)
+	if err != nil {
+		return "", rebuild.Stats{}, err
+	}
+	opts.Version = version
+	st, err := rebuild.Build(ctx, log, tmp, opts)
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return "", st, err
+	}
+	if err := c.Commit(tmp, name); err != nil {
+		return "", st, err
+	}
+	return name, st, nil
 }
 
 // Commit turns a finished, closed build into a complete read model: one

@@ -188,20 +188,11 @@ func (m *Manager) Rebuild(ctx context.Context, progress func(rebuild.Progress)) 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(m.bgCtx, cancel)()
-	tmp, name, err := m.cat.NewBuild(m.cfg.Version)
-	if err != nil {
-		return err
-	}
 	opts := m.cfg.Rebuild
-	opts.Version = m.cfg.Version
 	var last rebuild.Progress
 	opts.Progress = func(p rebuild.Progress) { last = p; progress(p) }
-	st, err := rebuild.Build(ctx, m.cfg.Log, tmp, opts)
+	name, st, err := m.cat.Build(ctx, m.cfg.Log, m.cfg.Version, opts)
 	if err != nil {
-		_ = os.RemoveAll(tmp)
-		return err
-	}
-	if err := m.cat.Commit(tmp, name); err != nil {
 		return err
 	}
 	m.log.Info("projection rebuilt; catching up with the log", "read_model", name, "events", st.Events, "calls", st.Calls,
