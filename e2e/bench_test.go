@@ -170,8 +170,8 @@ var getCallSizes = flag.String("getcall.sizes", "10000,100000,1000000", "read-mo
 // compare on a machine shared with other work). Every call belongs to a
 // two-leg tree, so each answer carries both legs.
 func BenchmarkGetCall(b *testing.B) {
-	eachReadModel(b, func(b *testing.B, n int, clients []callledgerv1.CallQueryServiceClient, sids []string) {
-		b.Run(fmt.Sprintf("calls=%d", n), func(b *testing.B) {
+	eachReadModel(b, func(b *testing.B, clients []callledgerv1.CallQueryServiceClient, sids []string) {
+		b.Run("closed-loop", func(b *testing.B) {
 			var mu sync.Mutex
 			var lat []time.Duration
 			var seed atomic.Uint64
@@ -208,12 +208,14 @@ func BenchmarkGetCall(b *testing.B) {
 	})
 }
 
-// eachReadModel builds, for each size of -getcall.sizes, a read model of
-// that many calls (outside any timed run) and serves GetCall on it over
-// loopback with serve's server options; fn gets four clients, each on a
-// connection of its own, as several internal services would call (one
-// HTTP/2 connection serializes on its reader and writer).
-func eachReadModel(b *testing.B, fn func(b *testing.B, n int, clients []callledgerv1.CallQueryServiceClient, sids []string)) {
+// eachReadModel runs, for each size of -getcall.sizes, a sub-benchmark
+// calls=<size> that builds a read model of that many calls (outside any
+// timed run) and serves GetCall on it over loopback with serve's server
+// options; fn gets four clients, each on a connection of its own, as
+// several internal services would call (one HTTP/2 connection serializes
+// on its reader and writer). The read model and its server end with the
+// size's sub-benchmark, so the next size is measured alone.
+func eachReadModel(b *testing.B, fn func(b *testing.B, clients []callledgerv1.CallQueryServiceClient, sids []string)) {
 	history, err := pebblestore.Open(b.TempDir(), pebblestore.Options{}) // GetCall never reads it
 	if err != nil {
 		b.Fatal(err)
@@ -224,16 +226,18 @@ func eachReadModel(b *testing.B, fn func(b *testing.B, n int, clients []callledg
 		if err != nil {
 			b.Fatalf("-getcall.sizes: %v", err)
 		}
-		calls, sids := readModel(b, n)
-		qs, err := query.New(query.Config{Calls: calls, History: history})
-		if err != nil {
-			b.Fatal(err)
-		}
-		conn := grpctest.Serve(b, qs.Register, query.ServerOptions()...)
-		clients := []callledgerv1.CallQueryServiceClient{callledgerv1.NewCallQueryServiceClient(conn)}
-		for range 3 {
-			clients = append(clients, callledgerv1.NewCallQueryServiceClient(grpctest.Dial(b, conn.Target())))
-		}
-		fn(b, n, clients, sids)
+		b.Run(fmt.Sprintf("calls=%d", n), func(b *testing.B) {
+			calls, sids := readModel(b, n)
+			qs, err := query.New(query.Config{Calls: calls, History: history})
+			if err != nil {
+				b.Fatal(err)
+			}
+			conn := grpctest.Serve(b, qs.Register, query.ServerOptions()...)
+			clients := []callledgerv1.CallQueryServiceClient{callledgerv1.NewCallQueryServiceClient(conn)}
+			for range 3 {
+				clients = append(clients, callledgerv1.NewCallQueryServiceClient(grpctest.Dial(b, conn.Target())))
+			}
+			fn(b, clients, sids)
+		})
 	}
 }

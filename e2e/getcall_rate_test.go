@@ -33,9 +33,9 @@ func BenchmarkGetCallAtRate(b *testing.B) {
 		}
 		rates = append(rates, rate)
 	}
-	eachReadModel(b, func(b *testing.B, n int, clients []callledgerv1.CallQueryServiceClient, sids []string) {
+	eachReadModel(b, func(b *testing.B, clients []callledgerv1.CallQueryServiceClient, sids []string) {
 		for _, rate := range rates {
-			b.Run(fmt.Sprintf("calls=%d/rate=%d", n, rate), func(b *testing.B) {
+			b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) {
 				// Enough callers that a call never waits for a free one
 				// unless the server is behind: at 20,000/s and 1 ms each,
 				// about 20 are busy.
