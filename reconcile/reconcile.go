@@ -471,16 +471,11 @@ func (r *Reconciler) reconcile(ctx context.Context, e *entry) error {
 // treeAccount is the account of any leg of sid's tree, "" when none is
 // known.
 func (r *Reconciler) treeAccount(ctx context.Context, sid string) string {
-	_, legs, _, err := r.cfg.Calls.Tree(ctx, sid)
+	call, legs, _, err := r.cfg.Calls.Tree(ctx, sid)
 	if err != nil {
 		return ""
 	}
-	for _, l := range legs {
-		if a := l.GetAccountSid(); a != "" {
-			return a
-		}
-	}
-	return ""
+	return callstate.TreeAccount(call, legs)
 }
 
 // failed handles a failed request: a 404 is recorded and the call

@@ -72,3 +72,18 @@ func hangupView(r *statev1.CallRecord, req *callledgerv1.HangupRequest) *callled
 func Active(c *callledgerv1.Call) bool {
 	return !c.GetTerminal() && c.GetStatus() != callledgerv1.CallStatus_CALL_STATUS_UNSPECIFIED
 }
+
+// TreeAccount is the account of call, else of the first leg of its tree
+// that knows one: a placeholder knows its account only from its tree. ""
+// when none does.
+func TreeAccount(call *callledgerv1.Call, legs []*callledgerv1.Call) string {
+	if a := call.GetAccountSid(); a != "" {
+		return a
+	}
+	for _, l := range legs {
+		if a := l.GetAccountSid(); a != "" {
+			return a
+		}
+	}
+	return ""
+}

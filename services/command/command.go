@@ -37,6 +37,7 @@ import (
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/ledger"
+	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/services/rpcstatus"
 	"github.com/callledger/callledger/twilio/rest"
@@ -212,13 +213,7 @@ func (s *Server) target(ctx context.Context, sid string, endCall bool) (*target,
 	if err != nil && !errors.Is(err, callstore.ErrNotFound) {
 		return nil, s.fail(ctx, err)
 	}
-	account := call.GetAccountSid()
-	for _, l := range legs { // a placeholder knows its account from its tree
-		if account == "" {
-			account = l.GetAccountSid()
-		}
-	}
-	account, err = s.twilio.Account(account)
+	account, err := s.twilio.Account(callstate.TreeAccount(call, legs))
 	if err != nil {
 		return nil, status.Errorf(codes.FailedPrecondition, "end_call: %v", err)
 	}
