@@ -20,11 +20,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/corpus"
 	"github.com/callledger/callledger/internal/grpctest"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/services/query"
 	"github.com/callledger/callledger/services/webhook"
@@ -148,12 +148,12 @@ func readModel(b *testing.B, n int) (*callstore.Store, []string) {
 				CallDurationSeconds: &d,
 			}},
 		}
-		rec, err := ledger.Encode(ev)
+		rec, err := eventcodec.Encode(ev)
 		if err != nil {
 			b.Fatal(err)
 		}
 		pos++
-		batch = append(batch, eventstore.RecordedEvent{ID: rec.ID, Type: rec.Type, Stream: ledger.CallStream(sid), Position: eventstore.Position(pos), Data: rec.Data})
+		batch = append(batch, eventstore.RecordedEvent{ID: rec.ID, Type: rec.Type, Stream: eventcodec.CallStream(sid), Position: eventstore.Position(pos), Data: rec.Data})
 		if len(batch) == cap(batch) {
 			flush()
 		}

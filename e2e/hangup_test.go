@@ -18,11 +18,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/corpus"
 	"github.com/callledger/callledger/internal/grpctest"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/reconcile"
@@ -60,7 +60,7 @@ func newCommandStack(t *testing.T, idleAfter time.Duration) *commandStack {
 	}
 	t.Cleanup(func() { calls.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	runner := projections.NewRunner(events, calls, eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPrefix}}, quiet)
+	runner := projections.NewRunner(events, calls, eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}, quiet)
 	runnerDone := make(chan struct{})
 	go func() { defer close(runnerDone); _ = runner.Run(ctx) }()
 

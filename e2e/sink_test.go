@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections"
 )
 
@@ -96,7 +96,7 @@ func (r *recordingSink) checkExactlyOnce(ctx context.Context, t *testing.T, stor
 			break
 		}
 		for _, e := range evs {
-			if strings.HasPrefix(e.Stream, ledger.CallStreamPrefix) {
+			if strings.HasPrefix(e.Stream, eventcodec.CallStreamPrefix) {
 				want[eventKey{e.Stream, e.ID}] = true
 				head = e.Position
 			}

@@ -14,13 +14,13 @@ import (
 	"time"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/kurrentdb"
 	"github.com/callledger/callledger/eventstore/kurrentdb/kurrentdbtest"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/corpus"
 	"github.com/callledger/callledger/internal/grpctest"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/services/query"
@@ -104,7 +104,7 @@ func newStackOn(t testing.TB, b backend) *stack {
 	s.sink = newRecordingSink(calls)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	runner := projections.NewRunner(events, s.sink, eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPrefix}}, quiet)
+	runner := projections.NewRunner(events, s.sink, eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}, quiet)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -18,9 +18,9 @@ import (
 
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
@@ -28,7 +28,7 @@ import (
 	"github.com/callledger/callledger/twilio"
 )
 
-var callFilter = eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPrefix}}
+var callFilter = eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}
 
 // fill appends the events of calls simulated call trees to the log, the
 // way the webhook would (concurrently, so group commit batches them), and
@@ -60,7 +60,7 @@ func fillSome(t testing.TB, store eventstore.Store, calls int, seed uint64, shar
 				r := reqs[i]
 				for _, d := range twilio.Derive(r.Kind, &twilio.Request{Method: r.Method, URL: "https://h" + r.URI(), Body: r.Body,
 					Header: r.Header, ReceivedAt: time.Date(2026, 3, 1, 0, 0, i, 0, time.UTC)}) {
-					rec, err := ledger.Encode(d.Event)
+					rec, err := eventcodec.Encode(d.Event)
 					if err == nil {
 						var res eventstore.AppendResult
 						if res, err = store.Append(context.Background(), d.Stream, eventstore.Any(), rec); err == nil {
@@ -107,10 +107,10 @@ func rebuild(t testing.TB, store eventstore.Store) *callstate.Memory {
 		}
 		for _, rec := range recs {
 			from = rec.Position
-			if _, ok := ledger.CallSidOf(rec.Stream); !ok {
+			if _, ok := eventcodec.CallSidOf(rec.Stream); !ok {
 				continue
 			}
-			ev, err := ledger.Decode(rec)
+			ev, err := eventcodec.Decode(rec)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -31,8 +31,8 @@ import (
 	"golang.org/x/time/rate"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/twilio/rest"
@@ -579,13 +579,13 @@ func (r *Reconciler) store(ctx context.Context, ev *callledgerv1.Event) error {
 	if ev == nil {
 		return nil
 	}
-	data, err := ledger.Encode(ev)
+	data, err := eventcodec.Encode(ev)
 	if err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
-	res, err := r.cfg.Store.Append(ctx, ledger.CallStream(ev.GetCallSid()), eventstore.Any(), data)
+	res, err := r.cfg.Store.Append(ctx, eventcodec.CallStream(ev.GetCallSid()), eventstore.Any(), data)
 	if err != nil {
-		return fmt.Errorf("reconcile: append to %s: %w", ledger.CallStream(ev.GetCallSid()), err)
+		return fmt.Errorf("reconcile: append to %s: %w", eventcodec.CallStream(ev.GetCallSid()), err)
 	}
 	if len(res.Duplicates) > 0 {
 		r.cfg.OnAction(ActionUnchanged)

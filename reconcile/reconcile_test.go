@@ -14,9 +14,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/reconcile"
@@ -108,7 +108,7 @@ func newEnv(t testing.TB) *env {
 	}
 	t.Cleanup(func() { calls.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	runner := projections.NewRunner(events, calls, eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPrefix}}, nil)
+	runner := projections.NewRunner(events, calls, eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}, nil)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = runner.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
@@ -181,16 +181,16 @@ func sid(n int) string { return fmt.Sprintf("CA%032x", n) }
 func (e *env) append(t testing.TB, ev *callledgerv1.Event) {
 	t.Helper()
 	if ev.EventId == "" {
-		ev.EventId = ledger.EventID("test", fmt.Appendf(nil, "%d %v", len(ev.GetCallSid()), ev)).String()
+		ev.EventId = eventcodec.EventID("test", fmt.Appendf(nil, "%d %v", len(ev.GetCallSid()), ev)).String()
 	}
 	if ev.ReceivedAt == nil {
 		ev.ReceivedAt = ev.GetReportedAt()
 	}
-	rec, err := ledger.Encode(ev)
+	rec, err := eventcodec.Encode(ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.events.Append(context.Background(), ledger.CallStream(ev.GetCallSid()), eventstore.Any(), rec); err != nil {
+	if _, err := e.events.Append(context.Background(), eventcodec.CallStream(ev.GetCallSid()), eventstore.Any(), rec); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -510,7 +510,7 @@ func TestReplacedReadModelIsFollowed(t *testing.T) {
 	}
 	t.Cleanup(func() { next.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	runner := projections.NewRunner(e.events, next, eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPrefix}}, nil)
+	runner := projections.NewRunner(e.events, next, eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}, nil)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = runner.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })

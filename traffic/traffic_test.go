@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/callledger/callledger/ledger"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/traffic"
 	"github.com/callledger/callledger/twilio"
 )
@@ -28,7 +28,7 @@ func TestRequestsVerifyAndDeriveIntoTheirCall(t *testing.T) {
 			t.Fatalf("%s %s: %v", r.Method, r.URI(), err)
 		}
 		ds := twilio.Derive(r.Kind, &twilio.Request{Method: r.Method, RawQuery: r.Query, Body: r.Body, Header: r.Header})
-		if len(ds) != 1 || ds[0].Stream != ledger.CallStream(r.CallSid) {
+		if len(ds) != 1 || ds[0].Stream != eventcodec.CallStream(r.CallSid) {
 			t.Fatalf("%s request for %s derived into %v", r.Kind, r.CallSid, ds)
 		}
 	}

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
-	"github.com/callledger/callledger/ledger"
+	"github.com/callledger/callledger/eventcodec"
 )
 
 // Kind is the route a webhook arrived on. It decides how the request is
@@ -99,11 +99,11 @@ func deriveForm(kind Kind, req *Request) Derived {
 		return quarantine(kind, req, "no CallSid", reported)
 	case sid == "":
 		return quarantine(kind, req, "empty CallSid", reported)
-	case !ledger.ValidCallSid(sid):
+	case !eventcodec.ValidCallSid(sid):
 		return quarantine(kind, req, "CallSid "+strconv.Quote(truncate(sid))+" is not a CallSid", reported)
 	}
 	ev := &callledgerv1.Event{
-		EventId:    ledger.EventID(string(kind), canonical(decoded, pairs, order)).String(),
+		EventId:    eventcodec.EventID(string(kind), canonical(decoded, pairs, order)).String(),
 		CallSid:    sid,
 		Source:     sourceOf(kind),
 		ReceivedAt: receivedAt(req),
@@ -118,7 +118,7 @@ func deriveForm(kind Kind, req *Request) Derived {
 	default:
 		ev.Body = &callledgerv1.Event_RecordingStatusReported{RecordingStatusReported: recordingReported(&p)}
 	}
-	return Derived{Stream: ledger.CallStream(sid), Event: ev}
+	return Derived{Stream: eventcodec.CallStream(sid), Event: ev}
 }
 
 // quarantine files a verified request that names no usable call. Its ID
@@ -128,7 +128,7 @@ func quarantine(kind Kind, req *Request, reason string, reported *timestamppb.Ti
 	content := appendField(nil, req.RawQuery)
 	content = appendField(content, req.Body)
 	return Derived{Stream: stream, Event: &callledgerv1.Event{
-		EventId:    ledger.EventID(stream, content).String(),
+		EventId:    eventcodec.EventID(stream, content).String(),
 		Source:     sourceOf(kind),
 		ReceivedAt: receivedAt(req),
 		ReportedAt: reported,
@@ -145,9 +145,9 @@ func quarantine(kind Kind, req *Request, reason string, reported *timestamppb.Ti
 func quarantineStream(kind Kind) string {
 	switch kind {
 	case KindStatus, KindDial, KindRecording, KindEvents:
-		return ledger.QuarantineStream(string(kind))
+		return eventcodec.QuarantineStream(string(kind))
 	default:
-		return ledger.QuarantineStream("unknown")
+		return eventcodec.QuarantineStream("unknown")
 	}
 }
 
@@ -559,7 +559,7 @@ func (p *fields) value(id field) string { return p.vals[id] }
 // calls together, and a malformed one must not create a call. The raw
 // value stays in the stored request.
 func (p *fields) callSid(id field) string {
-	if v := p.vals[id]; ledger.ValidCallSid(v) {
+	if v := p.vals[id]; eventcodec.ValidCallSid(v) {
 		return v
 	}
 	return ""

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
-	"github.com/callledger/callledger/ledger"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/twilio"
 )
 
@@ -38,9 +38,9 @@ func TestDeriveCorpus(t *testing.T) {
 		kind := kindOf(t, r)
 		ds := twilio.Derive(kind, requestOf(r))
 		checkDerived(t, kind, requestOf(r), ds)
-		want := ledger.CallStream(r.CallSid)
+		want := eventcodec.CallStream(r.CallSid)
 		if r.Kind == "quarantine" {
-			want = ledger.QuarantineStream(string(kind))
+			want = eventcodec.QuarantineStream(string(kind))
 		}
 		var ids []string
 		for _, d := range ds {
@@ -66,7 +66,7 @@ func TestDeriveCorpus(t *testing.T) {
 	}
 	calls := 0
 	for _, e := range expected {
-		got := len(streams[ledger.CallStream(e.CallSid)])
+		got := len(streams[eventcodec.CallStream(e.CallSid)])
 		if got != e.OwnEvents {
 			t.Errorf("call %s: %d distinct events, want own_events %d", e.CallSid, got, e.OwnEvents)
 		}
@@ -75,7 +75,7 @@ func TestDeriveCorpus(t *testing.T) {
 		}
 	}
 	for stream := range streams {
-		if sid, ok := ledger.CallSidOf(stream); ok && !slices.ContainsFunc(expected, func(e expectedCall) bool { return e.CallSid == sid }) {
+		if sid, ok := eventcodec.CallSidOf(stream); ok && !slices.ContainsFunc(expected, func(e expectedCall) bool { return e.CallSid == sid }) {
 			t.Errorf("stream %s is not a call of expected.jsonl", stream)
 		}
 	}
@@ -113,8 +113,8 @@ func checkDerived(t *testing.T, kind twilio.Kind, req *twilio.Request, ds []twil
 			t.Errorf("event %d: ID %s twice in %s", i, ev.GetEventId(), d.Stream)
 		}
 		seen[d.Stream+" "+ev.GetEventId()] = true
-		if sid, ok := ledger.CallSidOf(d.Stream); ok {
-			if !ledger.ValidCallSid(sid) || ev.GetCallSid() != sid {
+		if sid, ok := eventcodec.CallSidOf(d.Stream); ok {
+			if !eventcodec.ValidCallSid(sid) || ev.GetCallSid() != sid {
 				t.Errorf("event %d: stream %q with call_sid %q", i, d.Stream, ev.GetCallSid())
 			}
 			if ev.GetRequestQuarantined() != nil {
@@ -129,7 +129,7 @@ func checkDerived(t *testing.T, kind twilio.Kind, req *twilio.Request, ds []twil
 		if r := ev.GetRequest(); r == nil || !bytes.Equal(r.GetBody(), req.Body) || r.GetMethod() != validUTF8(req.Method) || r.GetUrl() != escapedURL(req.URL) {
 			t.Errorf("event %d: request not kept verbatim", i)
 		}
-		if _, err := ledger.Encode(ev); err != nil {
+		if _, err := eventcodec.Encode(ev); err != nil {
 			t.Errorf("event %d: %v", i, err)
 		}
 	}
@@ -156,9 +156,9 @@ func escapedURL(s string) string {
 func quarantineOf(kind twilio.Kind) string {
 	switch kind {
 	case twilio.KindStatus, twilio.KindDial, twilio.KindRecording, twilio.KindEvents:
-		return ledger.QuarantineStream(string(kind))
+		return eventcodec.QuarantineStream(string(kind))
 	}
-	return ledger.QuarantineStream("unknown")
+	return eventcodec.QuarantineStream("unknown")
 }
 
 func ts(s string) *timestamppb.Timestamp {
@@ -175,7 +175,7 @@ const account = "ACf42e06a462aa0c13b95dd4c7a152f73b"
 // requests.
 func TestDeriveGolden(t *testing.T) {
 	t.Parallel()
-	esID := func(id string) string { return ledger.EventID("events", []byte(id)).String() }
+	esID := func(id string) string { return eventcodec.EventID("events", []byte(id)).String() }
 	tests := []struct {
 		name   string
 		seq    int
@@ -564,7 +564,7 @@ func TestDeriveEventStreams(t *testing.T) {
 	// Redelivery of one CloudEvent in another array keeps its ID.
 	one := twilio.Derive(twilio.KindEvents, &twilio.Request{Body: []byte("[" + cloudEvent("E1", ringing, okData) + "]")})
 	two := twilio.Derive(twilio.KindEvents, &twilio.Request{Body: []byte("[" + cloudEvent("E0", ringing, okData) + ",\n " + cloudEvent("E1", ringing, okData) + "]")})
-	if one[0].Event.GetEventId() != two[1].Event.GetEventId() || one[0].Event.GetEventId() != ledger.EventID("events", []byte("E1")).String() {
+	if one[0].Event.GetEventId() != two[1].Event.GetEventId() || one[0].Event.GetEventId() != eventcodec.EventID("events", []byte("E1")).String() {
 		t.Errorf("redelivered CloudEvent E1: IDs %s and %s", one[0].Event.GetEventId(), two[1].Event.GetEventId())
 	}
 	if st := one[0].Event.GetCallStatusReported(); st.GetSequenceNumber() != 0 || st.SequenceNumber != nil {

@@ -25,7 +25,7 @@
 // CloudEvent, in the stream of its data.sid. Everything else is stored
 // verbatim as a RequestQuarantined event in quarantine-<kind>.
 //
-// Event IDs are UUIDv5 (ledger.EventID) over the kind and the sorted,
+// Event IDs are UUIDv5 (eventcodec.EventID) over the kind and the sorted,
 // length-prefixed parameters of a callback, or the CloudEvent id, or, in
 // quarantine, the raw query and body (or the CloudEvent's id or bytes):
 // a retry maps to the same ID and the store writes it once.

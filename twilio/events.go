@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
-	"github.com/callledger/callledger/ledger"
+	"github.com/callledger/callledger/eventcodec"
 )
 
 // Event Streams type prefixes of voice status callbacks: the current one
@@ -102,7 +102,7 @@ func deriveCloudEvent(req *Request, elem json.RawMessage, index int) Derived {
 	if err != nil {
 		return quarantineCloudEvent(req, elem, &ce, index, "data: "+err.Error(), reported)
 	}
-	if !ledger.ValidCallSid(data.Sid) {
+	if !eventcodec.ValidCallSid(data.Sid) {
 		return quarantineCloudEvent(req, elem, &ce, index, "data.sid "+strconv.Quote(truncate(data.Sid))+" is not a CallSid", reported)
 	}
 	p := fieldsOf(data.parameters())
@@ -111,8 +111,8 @@ func deriveCloudEvent(req *Request, elem json.RawMessage, index int) Derived {
 	} else if t := firstTime(data.Timestamp, ce.Time); t != nil {
 		reported = t
 	}
-	return Derived{Stream: ledger.CallStream(data.Sid), Event: &callledgerv1.Event{
-		EventId:    ledger.EventID(string(KindEvents), []byte(ce.ID)).String(),
+	return Derived{Stream: eventcodec.CallStream(data.Sid), Event: &callledgerv1.Event{
+		EventId:    eventcodec.EventID(string(KindEvents), []byte(ce.ID)).String(),
 		CallSid:    data.Sid,
 		Source:     callledgerv1.Source_SOURCE_EVENT_STREAMS,
 		ReceivedAt: receivedAt(req),
@@ -134,7 +134,7 @@ func quarantineCloudEvent(req *Request, elem json.RawMessage, ce *cloudEvent, in
 		canonical = appendField(appendField(nil, "raw"), elem)
 	}
 	return Derived{Stream: stream, Event: &callledgerv1.Event{
-		EventId:    ledger.EventID(stream, canonical).String(),
+		EventId:    eventcodec.EventID(stream, canonical).String(),
 		Source:     callledgerv1.Source_SOURCE_EVENT_STREAMS,
 		ReceivedAt: receivedAt(req),
 		ReportedAt: reported,

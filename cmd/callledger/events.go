@@ -17,8 +17,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/ledger"
 )
 
 func eventsCommand(stdout, stderr io.Writer) *ffcli.Command {
@@ -44,11 +44,11 @@ func eventsCommand(stdout, stderr io.Writer) *ffcli.Command {
 				return errors.New("usage: callledger events <CallSid> [--data-dir DIR | --store esdb://...]")
 			}
 			stream := pos[0]
-			if !strings.HasPrefix(stream, ledger.QuarantineStreamPrefix) {
-				if !ledger.ValidCallSid(stream) {
+			if !strings.HasPrefix(stream, eventcodec.QuarantineStreamPrefix) {
+				if !eventcodec.ValidCallSid(stream) {
 					return fmt.Errorf("%q is not a CallSid (CA followed by 32 hex digits)", stream)
 				}
-				stream = ledger.CallStream(stream)
+				stream = eventcodec.CallStream(stream)
 			}
 			logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 			store, err := sf.openOffline(ctx, logger, ", or read a copy of the directory")
@@ -113,7 +113,7 @@ func printEvents(ctx context.Context, store eventstore.Store, stream string, w i
 }
 
 func eventLine(rec eventstore.RecordedEvent) (eventJSON, error) {
-	ev, err := ledger.Decode(rec)
+	ev, err := eventcodec.Decode(rec)
 	if err != nil {
 		return eventJSON{}, err
 	}

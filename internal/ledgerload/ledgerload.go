@@ -19,8 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/traffic"
 	"github.com/callledger/callledger/twilio"
 )
@@ -216,7 +216,7 @@ func generate(cfg Config, i uint64, n int) ([]append1, error) {
 			ReceivedAt:  chunkStart.Add(time.Duration(j) * 10 * time.Millisecond),
 		})
 		for _, d := range derived {
-			rec, err := ledger.Encode(d.Event)
+			rec, err := eventcodec.Encode(d.Event)
 			if err != nil {
 				return nil, fmt.Errorf("ledgerload: encode %s: %w", d.Stream, err)
 			}

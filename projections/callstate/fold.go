@@ -24,7 +24,7 @@ import (
 
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
-	"github.com/callledger/callledger/ledger"
+	"github.com/callledger/callledger/eventcodec"
 )
 
 // Tx gives the fold the records an event touches. The fold reads each
@@ -70,7 +70,7 @@ const maxTreeDepth = 64
 // name no valid CallSid change nothing.
 func Apply(tx Tx, ev *callledgerv1.Event, pos uint64) error {
 	sid := ev.GetCallSid()
-	if !ledger.ValidCallSid(sid) {
+	if !eventcodec.ValidCallSid(sid) {
 		return nil
 	}
 	f := &fold{tx: tx, pos: pos}
@@ -94,7 +94,7 @@ func Apply(tx Tx, ev *callledgerv1.Event, pos uint64) error {
 		if r.GetRecordingSid() != "" {
 			mergeRecording(self, key, &callledgerv1.Recording{RecordingSid: r.GetRecordingSid(), Url: r.GetRecordingUrl()})
 		}
-		if p := r.GetParentCallSid(); ledger.ValidCallSid(p) && p != sid {
+		if p := r.GetParentCallSid(); eventcodec.ValidCallSid(p) && p != sid {
 			if err := f.link(p, self, key, at); err != nil {
 				return err
 			}
@@ -114,7 +114,7 @@ func Apply(tx Tx, ev *callledgerv1.Event, pos uint64) error {
 		if re := recordingSidOf(d.GetRecordingUrl()); re != "" {
 			mergeRecording(self, key, &callledgerv1.Recording{RecordingSid: re, Url: d.GetRecordingUrl()})
 		}
-		if c := d.GetDialCallSid(); ledger.ValidCallSid(c) && c != sid {
+		if c := d.GetDialCallSid(); eventcodec.ValidCallSid(c) && c != sid {
 			child, err := f.load(c)
 			if err != nil {
 				return err
@@ -199,7 +199,7 @@ func (f *fold) reconciled(self *statev1.CallRecord, ev *callledgerv1.Event, r *c
 	if t := r.GetStartTime(); t != nil {
 		f.touchTime(self, t.AsTime())
 	}
-	if p := r.GetParentCallSid(); ledger.ValidCallSid(p) && p != self.GetCallSid() {
+	if p := r.GetParentCallSid(); eventcodec.ValidCallSid(p) && p != self.GetCallSid() {
 		return f.link(p, self, key, at)
 	}
 	return nil

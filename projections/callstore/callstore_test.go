@@ -12,8 +12,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections/callstore"
 )
 
@@ -34,11 +34,11 @@ func (l *log) status(t testing.TB, call, parent string, st callledgerv1.CallStat
 		ReceivedAt: timestamppb.New(at), ReportedAt: timestamppb.New(at),
 		Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{Status: st, ParentCallSid: parent}},
 	}
-	rec, err := ledger.Encode(ev)
+	rec, err := eventcodec.Encode(ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return eventstore.RecordedEvent{ID: rec.ID, Type: rec.Type, Stream: ledger.CallStream(call), Position: eventstore.Position(l.pos), Data: rec.Data}
+	return eventstore.RecordedEvent{ID: rec.ID, Type: rec.Type, Stream: eventcodec.CallStream(call), Position: eventstore.Position(l.pos), Data: rec.Data}
 }
 
 func open(t testing.TB, dir string, opts callstore.Options) *callstore.Store {

@@ -16,8 +16,8 @@ import (
 
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections/callstate"
 )
 
@@ -296,10 +296,10 @@ func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) error {
 // stopping there would stop the projection for good. The live projection
 // and rebuilds both decode through it, so they fold the same events.
 func DecodeCallEvent(rec *eventstore.RecordedEvent, log *slog.Logger) (*callledgerv1.Event, bool) {
-	if _, ok := ledger.CallSidOf(rec.Stream); !ok {
+	if _, ok := eventcodec.CallSidOf(rec.Stream); !ok {
 		return nil, false
 	}
-	ev, err := ledger.DecodeFacts(*rec)
+	ev, err := eventcodec.DecodeFacts(*rec)
 	if err != nil {
 		log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
 		return nil, false

@@ -9,8 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/rebuild"
@@ -156,7 +156,7 @@ func (m *Manager) serve(name string, version uint64) (*served, error) {
 	s := &served{
 		name:    name,
 		store:   st,
-		runner:  projections.NewRunner(m.cfg.Log, st, eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPrefix}}, m.log.With("read_model", name)),
+		runner:  projections.NewRunner(m.cfg.Log, st, eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}, m.log.With("read_model", name)),
 		stop:    stop,
 		stopped: make(chan struct{}),
 	}

@@ -35,8 +35,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/services/rpcstatus"
@@ -128,7 +128,7 @@ const maxFieldLen = 128
 // call through Twilio and records the outcome.
 func (s *Server) RequestHangup(ctx context.Context, req *callledgerv1.RequestHangupRequest) (*callledgerv1.RequestHangupResponse, error) {
 	sid := req.GetCallSid()
-	if !ledger.ValidCallSid(sid) {
+	if !eventcodec.ValidCallSid(sid) {
 		return nil, invalid("call_sid %.40q is not a CallSid (CA followed by 32 lowercase hex digits)", sid)
 	}
 	if err := printable("request_id", req.GetRequestId()); err != nil {
@@ -144,7 +144,7 @@ func (s *Server) RequestHangup(ctx context.Context, req *callledgerv1.RequestHan
 
 	now := s.now()
 	ev := &callledgerv1.Event{
-		EventId:    ledger.EventID(kindHangupRequest, []byte(sid+"\x00"+req.GetRequestId())).String(),
+		EventId:    eventcodec.EventID(kindHangupRequest, []byte(sid+"\x00"+req.GetRequestId())).String(),
 		CallSid:    sid,
 		Source:     callledgerv1.Source_SOURCE_HANGUP_REQUEST,
 		ReceivedAt: timestamppb.New(now),
@@ -231,7 +231,7 @@ func (s *Server) end(ctx context.Context, sid, requestID string, t *target) *cal
 	_, err := s.twilio.UpdateCallStatus(ctx, t.account, sid, t.status)
 	ev.ReceivedAt = timestamppb.New(s.now())
 	if err == nil {
-		ev.EventId = ledger.EventID(kindHangupOutcome, []byte(sid+"\x00"+requestID+"\x00sent")).String()
+		ev.EventId = eventcodec.EventID(kindHangupOutcome, []byte(sid+"\x00"+requestID+"\x00sent")).String()
 		ev.Body = &callledgerv1.Event_HangupSent{HangupSent: &callledgerv1.HangupSent{RequestId: requestID, Status: t.status, AccountSid: t.account}}
 		s.log.InfoContext(ctx, "hang-up sent", "call_sid", sid, "request_id", requestID, "status", t.status)
 		return ev
@@ -241,7 +241,7 @@ func (s *Server) end(ctx context.Context, sid, requestID string, t *target) *cal
 	if errors.As(err, &re) {
 		f.ErrorCode, f.HttpStatus, f.ErrorMessage = int32(re.Code), int32(re.Status), re.Message
 	}
-	ev.EventId = ledger.EventID(kindHangupOutcome, fmt.Appendf(nil, "%s\x00%s\x00failed\x00%d\x00%d", sid, requestID, f.HttpStatus, f.ErrorCode)).String()
+	ev.EventId = eventcodec.EventID(kindHangupOutcome, fmt.Appendf(nil, "%s\x00%s\x00failed\x00%d\x00%d", sid, requestID, f.HttpStatus, f.ErrorCode)).String()
 	ev.Body = &callledgerv1.Event_HangupFailed{HangupFailed: f}
 	s.log.WarnContext(ctx, "hang-up failed", "call_sid", sid, "request_id", requestID, "status", t.status, "err", err)
 	return ev
@@ -250,13 +250,13 @@ func (s *Server) end(ctx context.Context, sid, requestID string, t *target) *cal
 // recall fills resp from the events of an earlier request with the same
 // request_id, and reports whether its update was sent.
 func (s *Server) recall(ctx context.Context, sid, requestID string, resp *callledgerv1.RequestHangupResponse) (bool, error) {
-	recs, err := s.store.ReadStream(ctx, ledger.CallStream(sid), 0, 100_000)
+	recs, err := s.store.ReadStream(ctx, eventcodec.CallStream(sid), 0, 100_000)
 	if err != nil {
-		return false, fmt.Errorf("read %s: %w", ledger.CallStream(sid), err)
+		return false, fmt.Errorf("read %s: %w", eventcodec.CallStream(sid), err)
 	}
 	sent := false
 	for _, rec := range recs {
-		ev, err := ledger.DecodeFacts(rec)
+		ev, err := eventcodec.DecodeFacts(rec)
 		if err != nil {
 			continue
 		}
@@ -295,13 +295,13 @@ func applyOutcome(h *callledgerv1.HangupRequest, ev *callledgerv1.Event) {
 }
 
 func (s *Server) append(ctx context.Context, sid string, ev *callledgerv1.Event) (eventstore.AppendResult, error) {
-	data, err := ledger.Encode(ev)
+	data, err := eventcodec.Encode(ev)
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	res, err := s.store.Append(ctx, ledger.CallStream(sid), eventstore.Any(), data)
+	res, err := s.store.Append(ctx, eventcodec.CallStream(sid), eventstore.Any(), data)
 	if err != nil {
-		return eventstore.AppendResult{}, fmt.Errorf("append %s to %s: %w", data.Type, ledger.CallStream(sid), err)
+		return eventstore.AppendResult{}, fmt.Errorf("append %s to %s: %w", data.Type, eventcodec.CallStream(sid), err)
 	}
 	return res, nil
 }

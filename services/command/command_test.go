@@ -15,12 +15,12 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/kurrentdb"
 	"github.com/callledger/callledger/eventstore/kurrentdb/kurrentdbtest"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/grpctest"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/services/command"
@@ -57,7 +57,7 @@ func newEnv(t testing.TB, withTwilio bool) *env {
 	}
 	t.Cleanup(func() { calls.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	runner := projections.NewRunner(events, calls, eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPrefix}}, nil)
+	runner := projections.NewRunner(events, calls, eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}, nil)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = runner.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
@@ -99,17 +99,17 @@ func (e *env) status(t testing.TB, sid, st string) eventstore.Position {
 		"queued": "QUEUED", "ringing": "RINGING", "in-progress": "IN_PROGRESS", "completed": "COMPLETED",
 	}[st]])
 	ev := &callledgerv1.Event{
-		EventId: ledger.EventID("test-status", []byte(sid+st)).String(), CallSid: sid,
+		EventId: eventcodec.EventID("test-status", []byte(sid+st)).String(), CallSid: sid,
 		Source: callledgerv1.Source_SOURCE_STATUS_CALLBACK, ReceivedAt: timestamppb.Now(),
 		Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
 			Status: enum, StatusRaw: st, AccountSid: acct,
 		}},
 	}
-	rec, err := ledger.Encode(ev)
+	rec, err := eventcodec.Encode(ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := e.events.Append(context.Background(), ledger.CallStream(sid), eventstore.Any(), rec)
+	res, err := e.events.Append(context.Background(), eventcodec.CallStream(sid), eventstore.Any(), rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func TestRequestHangupIsIdempotent(t *testing.T) {
 	if n := e.fake.Count(nil); n != 1 {
 		t.Errorf("Twilio got %d requests, want 1", n)
 	}
-	events, err := e.events.ReadStream(context.Background(), ledger.CallStream(sid), 0, 100)
+	events, err := e.events.ReadStream(context.Background(), eventcodec.CallStream(sid), 0, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,14 +332,14 @@ func TestRequestHangupRefusals(t *testing.T) {
 	// A call of an account without credentials.
 	foreign := newSid(501)
 	ev := &callledgerv1.Event{
-		EventId: ledger.EventID("test", []byte(foreign)).String(), CallSid: foreign, Source: callledgerv1.Source_SOURCE_STATUS_CALLBACK,
+		EventId: eventcodec.EventID("test", []byte(foreign)).String(), CallSid: foreign, Source: callledgerv1.Source_SOURCE_STATUS_CALLBACK,
 		ReceivedAt: timestamppb.Now(),
 		Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
 			Status: callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS, StatusRaw: "in-progress", AccountSid: otherAcct,
 		}},
 	}
-	rec, _ := ledger.Encode(ev)
-	res, err := withTwilio.events.Append(context.Background(), ledger.CallStream(foreign), eventstore.Any(), rec)
+	rec, _ := eventcodec.Encode(ev)
+	res, err := withTwilio.events.Append(context.Background(), eventcodec.CallStream(foreign), eventstore.Any(), rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,8 +367,8 @@ func TestRequestHangupRefusals(t *testing.T) {
 			if status.Code(err) != tc.want {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
-			if ledger.ValidCallSid(tc.req.GetCallSid()) {
-				recs, err := tc.e.events.ReadStream(context.Background(), ledger.CallStream(tc.req.GetCallSid()), 0, 100)
+			if eventcodec.ValidCallSid(tc.req.GetCallSid()) {
+				recs, err := tc.e.events.ReadStream(context.Background(), eventcodec.CallStream(tc.req.GetCallSid()), 0, 100)
 				if err != nil && !errors.Is(err, eventstore.ErrStreamNotFound) {
 					t.Fatal(err)
 				}

@@ -16,10 +16,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/grpctest"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/callversions"
 	"github.com/callledger/callledger/services/projection"
@@ -49,7 +49,7 @@ func newEnv(t *testing.T, n int, beforeSwitch func()) *env {
 	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	for i := range n {
 		sid := fmt.Sprintf("CA%032x", i+1)
-		rec, err := ledger.Encode(&callledgerv1.Event{
+		rec, err := eventcodec.Encode(&callledgerv1.Event{
 			EventId: uuid.NewString(), CallSid: sid, Source: callledgerv1.Source_SOURCE_STATUS_CALLBACK,
 			ReceivedAt: timestamppb.New(at), ReportedAt: timestamppb.New(at),
 			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
@@ -59,7 +59,7 @@ func newEnv(t *testing.T, n int, beforeSwitch func()) *env {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := log.Append(context.Background(), ledger.CallStream(sid), eventstore.Any(), rec)
+		res, err := log.Append(context.Background(), eventcodec.CallStream(sid), eventstore.Any(), rec)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,8 +13,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections/callstore"
 )
 
@@ -25,7 +25,7 @@ import (
 // yet" from NOT_FOUND.
 func (s *Server) GetCall(ctx context.Context, req *callledgerv1.GetCallRequest) (*callledgerv1.GetCallResponse, error) {
 	sid := req.GetCallSid()
-	if !ledger.ValidCallSid(sid) {
+	if !eventcodec.ValidCallSid(sid) {
 		return nil, invalid("call_sid %.40q is not a CallSid (CA followed by 32 lowercase hex digits)", sid)
 	}
 	if pos := req.GetMinPosition(); pos > 0 {
@@ -172,7 +172,7 @@ var (
 func toFilter(pf *callledgerv1.CallFilter) (callstore.Filter, error) {
 	f := callstore.Filter{ActiveOnly: pf.GetActiveOnly()}
 	if p := pf.GetParentCallSid(); p != "" {
-		if !ledger.ValidCallSid(p) {
+		if !eventcodec.ValidCallSid(p) {
 			return f, invalid("filter.parent_call_sid %.40q is not a CallSid", p)
 		}
 		f.ParentCallSid = p

@@ -8,8 +8,8 @@ import (
 	"hash/fnv"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/ledger"
 )
 
 // ListCallEvents pages through the events of one call's own stream, in
@@ -26,7 +26,7 @@ import (
 // that hides a record, or fails as a whole because of one, would mislead.
 func (s *Server) ListCallEvents(ctx context.Context, req *callledgerv1.ListCallEventsRequest) (*callledgerv1.ListCallEventsResponse, error) {
 	sid := req.GetCallSid()
-	if !ledger.ValidCallSid(sid) {
+	if !eventcodec.ValidCallSid(sid) {
 		return nil, invalid("call_sid %.40q is not a CallSid (CA followed by 32 lowercase hex digits)", sid)
 	}
 	limit, err := pageSize(req.GetPageSize())
@@ -39,7 +39,7 @@ func (s *Server) ListCallEvents(ctx context.Context, req *callledgerv1.ListCallE
 			return nil, invalid("invalid page_token: it is malformed or was issued for another call")
 		}
 	}
-	stream := ledger.CallStream(sid)
+	stream := eventcodec.CallStream(sid)
 	// One more than asked: whether it exists says if there is a next page.
 	recs, err := s.history.ReadStream(ctx, stream, from, limit+1)
 	if errors.Is(err, eventstore.ErrStreamNotFound) {
@@ -56,7 +56,7 @@ func (s *Server) ListCallEvents(ctx context.Context, req *callledgerv1.ListCallE
 	resp.Events = make([]*callledgerv1.StoredEvent, 0, len(recs))
 	for _, rec := range recs {
 		se := &callledgerv1.StoredEvent{Position: uint64(rec.Position), Revision: rec.Revision, Type: rec.Type}
-		if ev, err := ledger.Decode(rec); err != nil {
+		if ev, err := eventcodec.Decode(rec); err != nil {
 			s.log.ErrorContext(ctx, "listing an undecodable event without its body", "method", "ListCallEvents", "stream", stream, "revision", rec.Revision, "err", err)
 		} else {
 			se.Event = ev

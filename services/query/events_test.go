@@ -13,8 +13,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/services/query"
 )
 
@@ -63,7 +63,7 @@ func TestListCallEventsPaging(t *testing.T) {
 			t.Fatalf("page size %d: %d events in %d pages, want %d in %d", tc.size, len(got), pages, len(want), tc.pages)
 		}
 		for i, se := range got {
-			typ, _ := ledger.TypeOf(want[i].ev)
+			typ, _ := eventcodec.TypeOf(want[i].ev)
 			if se.GetRevision() != uint64(i) || se.GetPosition() != uint64(want[i].pos) || se.GetType() != typ {
 				t.Errorf("page size %d, event %d: revision %d position %d type %s, want %d, %d, %s", tc.size, i, se.GetRevision(), se.GetPosition(), se.GetType(), i, want[i].pos, typ)
 			}
@@ -103,7 +103,7 @@ func TestListCallEventsUndecodable(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	call := sid(1)
 	first := e.append(t, statusEvent(call, "", callledgerv1.CallStatus_CALL_STATUS_RINGING, base))
-	res, err := e.events.Append(context.Background(), ledger.CallStream(call), eventstore.Any(),
+	res, err := e.events.Append(context.Background(), eventcodec.CallStream(call), eventstore.Any(),
 		eventstore.EventData{ID: uuid.New(), Type: "SomethingElse", Data: []byte{0xff, 0xff, 0xff}})
 	if err != nil {
 		t.Fatal(err)

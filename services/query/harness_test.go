@@ -17,10 +17,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/grpctest"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/delays"
@@ -65,7 +65,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Cleanup(func() { calls.Close() })
 
 	ctx, cancel := context.WithCancel(context.Background())
-	runner := projections.NewRunner(events, calls, eventstore.Filter{StreamPrefixes: []string{ledger.CallStreamPrefix}}, nil)
+	runner := projections.NewRunner(events, calls, eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}, nil)
 	runner.MinBackoff, runner.MaxBackoff = time.Millisecond, 10*time.Millisecond
 	done := make(chan struct{})
 	go func() {
@@ -106,11 +106,11 @@ func (e *env) append(t testing.TB, ev *callledgerv1.Event) eventstore.Position {
 
 // tryAppend is append for goroutines other than the test's.
 func (e *env) tryAppend(ev *callledgerv1.Event) (eventstore.Position, error) {
-	rec, err := ledger.Encode(ev)
+	rec, err := eventcodec.Encode(ev)
 	if err != nil {
 		return 0, err
 	}
-	res, err := e.events.Append(context.Background(), ledger.CallStream(ev.GetCallSid()), eventstore.Any(), rec)
+	res, err := e.events.Append(context.Background(), eventcodec.CallStream(ev.GetCallSid()), eventstore.Any(), rec)
 	if err != nil {
 		return 0, fmt.Errorf("append %s: %w", ev.GetCallSid(), err)
 	}

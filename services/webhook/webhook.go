@@ -17,8 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/twilio"
 )
 
@@ -353,7 +353,7 @@ func (h *Handler) appendAll(ctx context.Context, kind twilio.Kind, derived []twi
 		}
 		records := make([]eventstore.EventData, 0, j-i)
 		for _, d := range derived[i:j] {
-			rec, err := ledger.Encode(d.Event)
+			rec, err := eventcodec.Encode(d.Event)
 			if err != nil {
 				return 0, fmt.Errorf("encode %s: %w", d.Stream, err)
 			}
@@ -368,7 +368,7 @@ func (h *Handler) appendAll(ctx context.Context, kind twilio.Kind, derived []twi
 		if n := len(res.Duplicates); n > 0 {
 			h.cfg.Observer.Duplicates(string(kind), n)
 		}
-		if n := len(records) - len(res.Duplicates); n > 0 && strings.HasPrefix(derived[i].Stream, ledger.QuarantineStreamPrefix) {
+		if n := len(records) - len(res.Duplicates); n > 0 && strings.HasPrefix(derived[i].Stream, eventcodec.QuarantineStreamPrefix) {
 			h.cfg.Observer.Quarantined(string(kind), n)
 		}
 		last = max(last, res.Position)

@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/corpus"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/twilio"
 )
@@ -140,13 +140,13 @@ func checkLedger(t *testing.T, store eventstore.Store, reqs []corpus.Request, ex
 	t.Helper()
 	total := 0
 	for _, e := range exp {
-		if got := streamLen(t, store, ledger.CallStream(e.CallSid)); got != e.OwnEvents {
+		if got := streamLen(t, store, eventcodec.CallStream(e.CallSid)); got != e.OwnEvents {
 			t.Errorf("%s (%s): %d events stored, want %d", e.CallSid, e.Scenario, got, e.OwnEvents)
 		}
 		total += e.OwnEvents
 	}
 	for _, a := range abs {
-		if got := streamLen(t, store, ledger.CallStream(a.CallSid)); got != 0 {
+		if got := streamLen(t, store, eventcodec.CallStream(a.CallSid)); got != 0 {
 			t.Errorf("forged %s (%s): %d events stored, want none", a.CallSid, a.Reason, got)
 		}
 	}

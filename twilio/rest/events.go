@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
-	"github.com/callledger/callledger/ledger"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/twilio"
 )
 
@@ -23,7 +23,7 @@ const kindReconciled = "reconciled"
 // CallSid.
 func Reconciled(c *api.ApiV2010Call, fetchedAt time.Time) *callledgerv1.Event {
 	sid := str(c.Sid)
-	if !ledger.ValidCallSid(sid) {
+	if !eventcodec.ValidCallSid(sid) {
 		return nil
 	}
 	r := &callledgerv1.CallReconciled{
@@ -44,7 +44,7 @@ func Reconciled(c *api.ApiV2010Call, fetchedAt time.Time) *callledgerv1.Event {
 	// Re-encoding a decoded struct cannot fail.
 	r.Resource, _ = json.Marshal(c)
 	return &callledgerv1.Event{
-		EventId:    ledger.EventID(kindReconciled, r.Resource).String(),
+		EventId:    eventcodec.EventID(kindReconciled, r.Resource).String(),
 		CallSid:    sid,
 		Source:     callledgerv1.Source_SOURCE_RECONCILIATION,
 		ReceivedAt: timestamppb.New(fetchedAt),
@@ -57,7 +57,7 @@ func Reconciled(c *api.ApiV2010Call, fetchedAt time.Time) *callledgerv1.Event {
 // for callSid in accountSid. One is stored per call and account.
 func NotFound(accountSid, callSid string, fetchedAt time.Time) *callledgerv1.Event {
 	return &callledgerv1.Event{
-		EventId:    ledger.EventID(kindReconciled, []byte("not-found\x00"+accountSid+"\x00"+callSid)).String(),
+		EventId:    eventcodec.EventID(kindReconciled, []byte("not-found\x00"+accountSid+"\x00"+callSid)).String(),
 		CallSid:    callSid,
 		Source:     callledgerv1.Source_SOURCE_RECONCILIATION,
 		ReceivedAt: timestamppb.New(fetchedAt),

@@ -8,8 +8,8 @@ import (
 	api "github.com/twilio/twilio-go/rest/api/v2010"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/ledger"
 	"github.com/callledger/callledger/twilio/rest"
 )
 
@@ -34,7 +34,7 @@ func FuzzReconciled(f *testing.F) {
 		}
 		ev := rest.Reconciled(&c, fetched)
 		if ev == nil {
-			if c.Sid != nil && ledger.ValidCallSid(*c.Sid) {
+			if c.Sid != nil && eventcodec.ValidCallSid(*c.Sid) {
 				t.Fatalf("no event for a resource of call %s", *c.Sid)
 			}
 			return
@@ -42,11 +42,11 @@ func FuzzReconciled(f *testing.F) {
 		if again := rest.Reconciled(&c, fetched.Add(time.Hour)); again.GetEventId() != ev.GetEventId() {
 			t.Fatalf("the same resource read later has ID %s, first %s", again.GetEventId(), ev.GetEventId())
 		}
-		data, err := ledger.Encode(ev)
+		data, err := eventcodec.Encode(ev)
 		if err != nil {
 			t.Fatalf("encode: %v", err)
 		}
-		back, err := ledger.Decode(eventstore.RecordedEvent{ID: data.ID, Type: data.Type, Stream: ledger.CallStream(ev.GetCallSid()), Position: 1, Data: data.Data, Metadata: data.Metadata})
+		back, err := eventcodec.Decode(eventstore.RecordedEvent{ID: data.ID, Type: data.Type, Stream: eventcodec.CallStream(ev.GetCallSid()), Position: 1, Data: data.Data, Metadata: data.Metadata})
 		if err != nil {
 			t.Fatalf("decode: %v", err)
 		}

@@ -97,7 +97,7 @@ func (Source) EnumDescriptor() ([]byte, []int) {
 // history without asking Twilio again.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Deterministic UUIDv5 (see ledger.EventID): a retry of the same request
+	// Deterministic UUIDv5 (see eventcodec.EventID): a retry of the same request
 	// maps to the same ID, and the store turns it into a no-op.
 	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
 	// The CallSid of the stream this event belongs to; empty in quarantine.

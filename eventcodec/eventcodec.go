@@ -1,8 +1,8 @@
-// Package ledger maps callledger's domain events onto event-store records:
+// Package eventcodec maps callledger's domain events onto event-store records:
 // stream names, stable event type names, deterministic event IDs and the
 // payload encoding. Every writer and reader of the log goes through it, so
 // the mapping is defined once.
-package ledger
+package eventcodec
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package ledger_test
+package eventcodec_test
 
 import (
 	"encoding/json"
@@ -11,21 +11,21 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/ledger"
 )
 
 func TestEventIDIsDeterministicAndKindScoped(t *testing.T) {
 	t.Parallel()
-	a := ledger.EventID("status", []byte("CallSid=CA1"))
-	if b := ledger.EventID("status", []byte("CallSid=CA1")); a != b {
+	a := eventcodec.EventID("status", []byte("CallSid=CA1"))
+	if b := eventcodec.EventID("status", []byte("CallSid=CA1")); a != b {
 		t.Errorf("same fact, different IDs: %s %s", a, b)
 	}
-	if c := ledger.EventID("dial", []byte("CallSid=CA1")); a == c {
+	if c := eventcodec.EventID("dial", []byte("CallSid=CA1")); a == c {
 		t.Error("different kinds with the same content share an ID")
 	}
 	// The separator keeps "ab"+"c" apart from "a"+"bc".
-	if ledger.EventID("ab", []byte("c")) == ledger.EventID("a", []byte("bc")) {
+	if eventcodec.EventID("ab", []byte("c")) == eventcodec.EventID("a", []byte("bc")) {
 		t.Error("kind and content boundaries collide")
 	}
 	if a.Version() != 5 {
@@ -43,7 +43,7 @@ func TestValidCallSid(t *testing.T) {
 		"CF0123456789abcdef0123456789abcdef":  false,
 		"":                                    false,
 	} {
-		if got := ledger.ValidCallSid(sid); got != want {
+		if got := eventcodec.ValidCallSid(sid); got != want {
 			t.Errorf("ValidCallSid(%q) = %v, want %v", sid, got, want)
 		}
 	}
@@ -53,7 +53,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	t.Parallel()
 	received := time.Date(2026, 3, 1, 4, 7, 50, 123, time.UTC)
 	ev := &callledgerv1.Event{
-		EventId:    ledger.EventID("status", []byte("x")).String(),
+		EventId:    eventcodec.EventID("status", []byte("x")).String(),
 		CallSid:    "CA0123456789abcdef0123456789abcdef",
 		Source:     callledgerv1.Source_SOURCE_STATUS_CALLBACK,
 		ReceivedAt: timestamppb.New(received),
@@ -62,11 +62,11 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		}},
 		Request: &callledgerv1.HttpRequest{Method: "POST", Body: []byte("CallStatus=ringing")},
 	}
-	rec, err := ledger.Encode(ev)
+	rec, err := eventcodec.Encode(ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Type != ledger.TypeCallStatusReported || rec.ID.String() != ev.GetEventId() {
+	if rec.Type != eventcodec.TypeCallStatusReported || rec.ID.String() != ev.GetEventId() {
 		t.Errorf("record type %q id %s", rec.Type, rec.ID)
 	}
 	var meta map[string]string
@@ -76,7 +76,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	if meta["callSid"] != ev.GetCallSid() || meta["source"] != "SOURCE_STATUS_CALLBACK" || meta["receivedAt"] != "2026-03-01T04:07:50.000000123Z" {
 		t.Errorf("metadata %v", meta)
 	}
-	back, err := ledger.Decode(eventstore.RecordedEvent{Data: rec.Data, Type: rec.Type})
+	back, err := eventcodec.Decode(eventstore.RecordedEvent{Data: rec.Data, Type: rec.Type})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,10 +88,10 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 func TestEncodeRefusesIncompleteEvents(t *testing.T) {
 	t.Parallel()
 	for name, ev := range map[string]*callledgerv1.Event{
-		"no body": {EventId: ledger.EventID("k", nil).String()},
+		"no body": {EventId: eventcodec.EventID("k", nil).String()},
 		"no id":   {Body: &callledgerv1.Event_RequestQuarantined{RequestQuarantined: &callledgerv1.RequestQuarantined{}}},
 	} {
-		if _, err := ledger.Encode(ev); !errors.Is(err, eventstore.ErrInvalidArgument) {
+		if _, err := eventcodec.Encode(ev); !errors.Is(err, eventstore.ErrInvalidArgument) {
 			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)
 		}
 	}
@@ -99,7 +99,7 @@ func TestEncodeRefusesIncompleteEvents(t *testing.T) {
 
 func TestDecodeRejectsGarbage(t *testing.T) {
 	t.Parallel()
-	if _, err := ledger.Decode(eventstore.RecordedEvent{Data: []byte{0xff, 0xff, 0xff}}); !errors.Is(err, ledger.ErrUndecodable) {
+	if _, err := eventcodec.Decode(eventstore.RecordedEvent{Data: []byte{0xff, 0xff, 0xff}}); !errors.Is(err, eventcodec.ErrUndecodable) {
 		t.Errorf("Decode(garbage) = %v, want ErrUndecodable", err)
 	}
 }
@@ -107,11 +107,11 @@ func TestDecodeRejectsGarbage(t *testing.T) {
 func TestStreams(t *testing.T) {
 	t.Parallel()
 	sid := "CA0123456789abcdef0123456789abcdef"
-	got, ok := ledger.CallSidOf(ledger.CallStream(sid))
+	got, ok := eventcodec.CallSidOf(eventcodec.CallStream(sid))
 	if !ok || got != sid {
 		t.Errorf("CallSidOf(CallStream(sid)) = %q, %v", got, ok)
 	}
-	if _, ok := ledger.CallSidOf(ledger.QuarantineStream("status")); ok {
+	if _, ok := eventcodec.CallSidOf(eventcodec.QuarantineStream("status")); ok {
 		t.Error("a quarantine stream was taken for a call stream")
 	}
 }
@@ -119,18 +119,18 @@ func TestStreams(t *testing.T) {
 func TestDecodeFactsEqualsDecodeWithoutVerbatim(t *testing.T) {
 	t.Parallel()
 	ev := &callledgerv1.Event{
-		EventId: ledger.EventID("events", []byte("ce")).String(), CallSid: "CA0123456789abcdef0123456789abcdef",
+		EventId: eventcodec.EventID("events", []byte("ce")).String(), CallSid: "CA0123456789abcdef0123456789abcdef",
 		Source: callledgerv1.Source_SOURCE_EVENT_STREAMS, ReceivedAt: timestamppb.Now(),
 		Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
 			Status: callledgerv1.CallStatus_CALL_STATUS_COMPLETED, StatusRaw: "completed"}},
 		Request:    &callledgerv1.HttpRequest{Method: "POST", Body: []byte("[{}]"), Headers: []*callledgerv1.Header{{Name: "A", Value: "b"}}},
 		CloudEvent: &callledgerv1.CloudEvent{Id: "ce", Raw: []byte("{}")},
 	}
-	rec, err := ledger.Encode(ev)
+	rec, err := eventcodec.Encode(ev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	facts, err := ledger.DecodeFacts(eventstore.RecordedEvent{Data: rec.Data})
+	facts, err := eventcodec.DecodeFacts(eventstore.RecordedEvent{Data: rec.Data})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestDecodeFactsEqualsDecodeWithoutVerbatim(t *testing.T) {
 	if !proto.Equal(facts, want) {
 		t.Errorf("DecodeFacts:\n%v\nwant\n%v", facts, want)
 	}
-	if _, err := ledger.DecodeFacts(eventstore.RecordedEvent{Data: []byte{0xa2, 0x01, 0xff}}); !errors.Is(err, ledger.ErrUndecodable) {
+	if _, err := eventcodec.DecodeFacts(eventstore.RecordedEvent{Data: []byte{0xa2, 0x01, 0xff}}); !errors.Is(err, eventcodec.ErrUndecodable) {
 		t.Errorf("truncated field: %v, want ErrUndecodable", err)
 	}
 }
@@ -150,8 +150,8 @@ func FuzzDecodeFacts(f *testing.F) {
 	f.Add(data)
 	f.Add([]byte{0xa2, 0x01, 0x02, 0x0a, 0x00})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		facts, err := ledger.DecodeFacts(eventstore.RecordedEvent{Data: data})
-		full, ferr := ledger.Decode(eventstore.RecordedEvent{Data: data})
+		facts, err := eventcodec.DecodeFacts(eventstore.RecordedEvent{Data: data})
+		full, ferr := eventcodec.Decode(eventstore.RecordedEvent{Data: data})
 		if ferr == nil && err != nil {
 			t.Fatalf("Decode accepts what DecodeFacts refuses: %v", err)
 		}
@@ -197,17 +197,17 @@ func TestTypeOfCommandAndReconciliationEvents(t *testing.T) {
 		t.Run(tc.want, func(t *testing.T) {
 			t.Parallel()
 			ev := tc.ev
-			ev.EventId = ledger.EventID(tc.want, []byte("x")).String()
+			ev.EventId = eventcodec.EventID(tc.want, []byte("x")).String()
 			ev.CallSid = "CA0123456789abcdef0123456789abcdef"
 			ev.ReceivedAt = timestamppb.Now()
-			rec, err := ledger.Encode(ev)
+			rec, err := eventcodec.Encode(ev)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if rec.Type != tc.want {
 				t.Errorf("type %q, want %q", rec.Type, tc.want)
 			}
-			back, err := ledger.Decode(eventstore.RecordedEvent{Data: rec.Data, Type: rec.Type})
+			back, err := eventcodec.Decode(eventstore.RecordedEvent{Data: rec.Data, Type: rec.Type})
 			if err != nil || !proto.Equal(back, ev) {
 				t.Errorf("round trip: %v, %v", back, err)
 			}
