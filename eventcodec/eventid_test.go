@@ -22,25 +22,28 @@ const pinSid = "CA0123456789abcdef0123456789abcdef"
 // TestEventIDKindsArePinned pins the ID of one content under every kind.
 func TestEventIDKindsArePinned(t *testing.T) {
 	t.Parallel()
+	quarantine := func(route string) eventcodec.IDKind {
+		return eventcodec.QuarantineIDKind(eventcodec.QuarantineStream(route))
+	}
 	for _, tc := range []struct {
-		kind    string
+		kind    eventcodec.IDKind
 		content string
 		want    string
 	}{
-		{"status", "CallSid=CA1", "f6c12429-9580-5375-95a1-20b9bd50aedc"},
-		{"dial", "CallSid=CA1", "f5aececd-fbd9-53db-aca9-17902bb65520"},
-		{"recording", "CallSid=CA1", "c9049b38-0319-5745-b94f-28cae9543058"},
-		{"events", "EV1", "cda2b99f-654c-5649-86c4-51e0c1029803"},
-		{"reconciled", "not-found\x00AC1\x00CA1", "d6f12a47-338f-592f-b697-62de181c59dc"},
-		{"hangup-request", pinSid + "\x00req-1", "ddc726e0-c0f8-5cdf-8411-d27ac226c4f0"},
-		{"hangup-outcome", pinSid + "\x00req-1\x00sent", "5019b75a-ab77-5371-ad8d-51b1366211db"},
-		{"hangup-request", "CA00000000000000000000000000000002\x00req-2", "d053714b-573a-522d-a7de-cef242c048ac"},
-		{"hangup-outcome", "CA00000000000000000000000000000002\x00req-2\x00failed\x00503\x0020503", "fe1e0601-0eed-588f-86e2-c3547181c712"},
-		{"quarantine-status", "raw", "49ad6b54-7708-5c74-a64e-032bdb01e7f4"},
-		{"quarantine-dial", "raw", "80f3ddbc-0486-5ca6-b292-c18b788f7781"},
-		{"quarantine-recording", "raw", "3036a7fa-b0dd-5430-89de-3654f6fcd409"},
-		{"quarantine-events", "raw", "169629df-0cfe-5021-83a6-4095b81e2d46"},
-		{"quarantine-unknown", "raw", "413b7688-45a0-5af1-a4a2-5fd46dd18c66"},
+		{eventcodec.IDKindStatus, "CallSid=CA1", "f6c12429-9580-5375-95a1-20b9bd50aedc"},
+		{eventcodec.IDKindDial, "CallSid=CA1", "f5aececd-fbd9-53db-aca9-17902bb65520"},
+		{eventcodec.IDKindRecording, "CallSid=CA1", "c9049b38-0319-5745-b94f-28cae9543058"},
+		{eventcodec.IDKindEvents, "EV1", "cda2b99f-654c-5649-86c4-51e0c1029803"},
+		{eventcodec.IDKindReconciled, "not-found\x00AC1\x00CA1", "d6f12a47-338f-592f-b697-62de181c59dc"},
+		{eventcodec.IDKindHangupRequest, pinSid + "\x00req-1", "ddc726e0-c0f8-5cdf-8411-d27ac226c4f0"},
+		{eventcodec.IDKindHangupOutcome, pinSid + "\x00req-1\x00sent", "5019b75a-ab77-5371-ad8d-51b1366211db"},
+		{eventcodec.IDKindHangupRequest, "CA00000000000000000000000000000002\x00req-2", "d053714b-573a-522d-a7de-cef242c048ac"},
+		{eventcodec.IDKindHangupOutcome, "CA00000000000000000000000000000002\x00req-2\x00failed\x00503\x0020503", "fe1e0601-0eed-588f-86e2-c3547181c712"},
+		{quarantine("status"), "raw", "49ad6b54-7708-5c74-a64e-032bdb01e7f4"},
+		{quarantine("dial"), "raw", "80f3ddbc-0486-5ca6-b292-c18b788f7781"},
+		{quarantine("recording"), "raw", "3036a7fa-b0dd-5430-89de-3654f6fcd409"},
+		{quarantine("events"), "raw", "169629df-0cfe-5021-83a6-4095b81e2d46"},
+		{quarantine("unknown"), "raw", "413b7688-45a0-5af1-a4a2-5fd46dd18c66"},
 	} {
 		if got := eventcodec.EventID(tc.kind, []byte(tc.content)).String(); got != tc.want {
 			t.Errorf("EventID(%q, %q) = %s, want %s", tc.kind, tc.content, got, tc.want)
