@@ -18,6 +18,7 @@ import (
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/projections"
+	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/reconcile"
 	"github.com/callledger/callledger/twilio/rest"
@@ -492,7 +493,7 @@ func (s *swappable) Watch(ctx context.Context, f callstore.Filter) (*callstore.W
 	return s.get().Watch(ctx, f)
 }
 
-func (s *swappable) Tree(ctx context.Context, sid string) (*callledgerv1.Call, []*callledgerv1.Call, eventstore.Position, error) {
+func (s *swappable) Tree(ctx context.Context, sid string) (callstate.Tree, error) {
 	return s.get().Tree(ctx, sid)
 }
 
