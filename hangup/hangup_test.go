@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
@@ -17,8 +16,8 @@ import (
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/hangup"
-	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/projections/callstore/callstoretest"
 	"github.com/callledger/callledger/twilio/rest"
 	"github.com/callledger/callledger/twilio/rest/resttest"
 )
@@ -36,21 +35,7 @@ type env struct {
 
 func newEnv(t testing.TB, withTwilio bool) *env {
 	t.Helper()
-	events, err := pebblestore.Open(t.TempDir(), pebblestore.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { events.Close() })
-	calls, err := callstore.Open(t.TempDir(), callstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { calls.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	runner := projections.NewRunner(events, calls, eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}, nil)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = runner.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	events, calls := callstoretest.Start(t)
 
 	e := &env{events: events, calls: calls}
 	cfg := hangup.Config{Log: events, Calls: calls}
@@ -63,6 +48,7 @@ func newEnv(t testing.TB, withTwilio bool) *env {
 		}
 		cfg.Twilio = rc
 	}
+	var err error
 	if e.h, err = hangup.New(cfg); err != nil {
 		t.Fatal(err)
 	}

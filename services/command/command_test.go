@@ -22,9 +22,8 @@ import (
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/hangup"
 	"github.com/callledger/callledger/internal/grpctest"
-	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstate"
-	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/projections/callstore/callstoretest"
 	"github.com/callledger/callledger/services/command"
 	"github.com/callledger/callledger/services/query"
 	"github.com/callledger/callledger/twilio/rest"
@@ -48,21 +47,7 @@ type env struct {
 
 func newEnv(t testing.TB, withTwilio bool) *env {
 	t.Helper()
-	events, err := pebblestore.Open(t.TempDir(), pebblestore.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { events.Close() })
-	calls, err := callstore.Open(t.TempDir(), callstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { calls.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	runner := projections.NewRunner(events, calls, eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}, nil)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = runner.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	events, calls := callstoretest.Start(t)
 
 	e := &env{events: events}
 	cfg := command.Config{Store: events, Calls: calls}
