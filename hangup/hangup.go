@@ -88,9 +88,9 @@ type Request struct {
 	// RequestID names the request: a retry with the same ID answers the
 	// original instead of recording a second request.
 	RequestID string
-	// RequestedBy is who asks, recorded with the request. The caller
-	// vouches for it: the adapter fills it from the authenticated
-	// principal where there is one.
+	// RequestedBy is who asks, recorded with the request: the caller's
+	// identity as the adapter knows it (for the gRPC service, the client's
+	// requested_by).
 	RequestedBy string
 	// EndCall asks for the call to be ended through Twilio, not only
 	// marked as ending.
@@ -105,8 +105,9 @@ type Result struct {
 	// OutcomePosition is the log position of the outcome Request shows; 0
 	// while none is recorded.
 	OutcomePosition eventstore.Position
-	// Request is the request as the read model shows it once it has
-	// applied both positions.
+	// Request is the request with its outcome as the call-state fold
+	// ranks it: what GetCall shows once the read model has applied both
+	// positions (unless a later request of the call replaced it there).
 	Request *callledgerv1.HangupRequest
 	// Duplicate: the request ID was already recorded, and Request is the
 	// original request.
