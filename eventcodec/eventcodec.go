@@ -37,6 +37,40 @@ const (
 	TypeCallReconciled          = "CallReconciled"
 )
 
+// IDKind is the first part of what an event ID is derived from, so that
+// facts of different kinds never share an ID even when their contents
+// coincide. Every kind is declared here. The values are part of the storage
+// format, like the type names: stored ledgers deduplicate redeliveries by
+// these IDs, so a changed value would store every redelivered fact again.
+type IDKind string
+
+// Event-ID kinds, with the canonical content each one's IDs cover.
+const (
+	// IDKindStatus, IDKindDial and IDKindRecording are the kinds of the
+	// form-encoded webhook callbacks, named as their routes (twilio.Kind);
+	// the ID covers the callback's canonical parameters.
+	IDKindStatus    IDKind = "status"
+	IDKindDial      IDKind = "dial"
+	IDKindRecording IDKind = "recording"
+	// IDKindEvents is the kind of a voice status callback delivered by
+	// Event Streams; the ID covers the CloudEvent's id.
+	IDKindEvents IDKind = "events"
+	// IDKindReconciled is the kind of CallReconciled; the ID covers the Call
+	// resource as read, or "not-found", the account and the CallSid.
+	IDKindReconciled IDKind = "reconciled"
+	// IDKindHangupRequest is the kind of HangupRequested; the ID covers the
+	// CallSid and the request_id.
+	IDKindHangupRequest IDKind = "hangup-request"
+	// IDKindHangupOutcome is the kind of HangupSent and HangupFailed; the ID
+	// covers the CallSid, the request_id and the outcome.
+	IDKindHangupOutcome IDKind = "hangup-outcome"
+)
+
+// QuarantineIDKind is the kind of a RequestQuarantined event stored in
+// stream (a QuarantineStream): the stream's name, so that quarantines of
+// different routes never share an ID.
+func QuarantineIDKind(stream string) IDKind { return IDKind(stream) }
+
 // namespace is the UUIDv5 namespace of every callledger event ID. Changing it
 // would break deduplication against everything already stored.
 var namespace = uuid.MustParse("6f1d3c2e-5b0a-5e7c-9a43-0c1f7d4b8e21")
@@ -44,7 +78,7 @@ var namespace = uuid.MustParse("6f1d3c2e-5b0a-5e7c-9a43-0c1f7d4b8e21")
 // EventID derives the deterministic ID of a fact from its kind and canonical
 // content, so that a redelivery of the same fact maps to the same ID and the
 // store writes it once.
-func EventID(kind string, canonical []byte) uuid.UUID {
+func EventID(kind IDKind, canonical []byte) uuid.UUID {
 	// NewSHA1 hashes namespace || data; prefixing the kind and a separator
 	// keeps kinds apart even when their contents coincide.
 	data := make([]byte, 0, len(kind)+1+len(canonical))

@@ -197,7 +197,7 @@ func TestTypeOfCommandAndReconciliationEvents(t *testing.T) {
 		t.Run(tc.want, func(t *testing.T) {
 			t.Parallel()
 			ev := tc.ev
-			ev.EventId = eventcodec.EventID(tc.want, []byte("x")).String()
+			ev.EventId = eventcodec.EventID(eventcodec.IDKind(tc.want), []byte("x")).String()
 			ev.CallSid = "CA0123456789abcdef0123456789abcdef"
 			ev.ReceivedAt = timestamppb.Now()
 			rec, err := eventcodec.Encode(ev)

@@ -39,10 +39,11 @@ import (
 )
 
 // Calls is the part of the call-state read model the reconciler follows;
-// *callstore.Store implements it.
+// *callstore.Store and *callversions.Manager implement it.
 type Calls interface {
 	Watch(ctx context.Context, f callstore.Filter) (*callstore.Watcher, error)
-	Tree(ctx context.Context, sid string) (*callledgerv1.Call, []*callledgerv1.Call, eventstore.Position, error)
+	// TreeReader finds the account of a call through its tree.
+	callstate.TreeReader
 }
 
 // Store is where CallReconciled events go.
@@ -471,11 +472,11 @@ func (r *Reconciler) reconcile(ctx context.Context, e *entry) error {
 // treeAccount is the account of any leg of sid's tree, "" when none is
 // known.
 func (r *Reconciler) treeAccount(ctx context.Context, sid string) string {
-	call, legs, _, err := r.cfg.Calls.Tree(ctx, sid)
+	tree, err := r.cfg.Calls.Tree(ctx, sid)
 	if err != nil {
 		return ""
 	}
-	return callstate.TreeAccount(call, legs)
+	return tree.Account()
 }
 
 // failed handles a failed request: a 404 is recorded and the call

@@ -17,8 +17,9 @@ import (
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
-	"github.com/callledger/callledger/projections"
+	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/projections/callstore/callstoretest"
 	"github.com/callledger/callledger/reconcile"
 	"github.com/callledger/callledger/twilio/rest"
 	"github.com/callledger/callledger/twilio/rest/resttest"
@@ -97,21 +98,7 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	events, err := pebblestore.Open(t.TempDir(), pebblestore.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { events.Close() })
-	calls, err := callstore.Open(t.TempDir(), callstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { calls.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	runner := projections.NewRunner(events, calls, eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}, nil)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = runner.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	events, calls := callstoretest.Start(t)
 	account := rest.Account{AccountSid: acct, AuthToken: "token1"}
 	fake := resttest.New(t, account)
 	return &env{events: events, calls: calls, fake: fake, clock: &clock{now: t0}, actions: map[string]int{}}
@@ -492,7 +479,7 @@ func (s *swappable) Watch(ctx context.Context, f callstore.Filter) (*callstore.W
 	return s.get().Watch(ctx, f)
 }
 
-func (s *swappable) Tree(ctx context.Context, sid string) (*callledgerv1.Call, []*callledgerv1.Call, eventstore.Position, error) {
+func (s *swappable) Tree(ctx context.Context, sid string) (callstate.Tree, error) {
 	return s.get().Tree(ctx, sid)
 }
 
@@ -509,11 +496,7 @@ func TestReplacedReadModelIsFollowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { next.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	runner := projections.NewRunner(e.events, next, eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}, nil)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = runner.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	callstoretest.Project(t, e.events, next)
 	calls := &swappable{cur: e.calls}
 	e.start(t, reconcile.Config{Calls: calls, IdleAfter: time.Minute})
 	e.settle(t)

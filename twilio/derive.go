@@ -103,7 +103,7 @@ func deriveForm(kind Kind, req *Request) Derived {
 		return quarantine(kind, req, "CallSid "+strconv.Quote(truncate(sid))+" is not a CallSid", reported)
 	}
 	ev := &callledgerv1.Event{
-		EventId:    eventcodec.EventID(string(kind), canonical(decoded, pairs, order)).String(),
+		EventId:    eventcodec.EventID(eventcodec.IDKind(kind), canonical(decoded, pairs, order)).String(), // a route is its callbacks' ID kind
 		CallSid:    sid,
 		Source:     sourceOf(kind),
 		ReceivedAt: receivedAt(req),
@@ -128,7 +128,7 @@ func quarantine(kind Kind, req *Request, reason string, reported *timestamppb.Ti
 	content := appendField(nil, req.RawQuery)
 	content = appendField(content, req.Body)
 	return Derived{Stream: stream, Event: &callledgerv1.Event{
-		EventId:    eventcodec.EventID(stream, content).String(),
+		EventId:    eventcodec.EventID(eventcodec.QuarantineIDKind(stream), content).String(),
 		Source:     sourceOf(kind),
 		ReceivedAt: receivedAt(req),
 		ReportedAt: reported,

@@ -112,7 +112,7 @@ func deriveCloudEvent(req *Request, elem json.RawMessage, index int) Derived {
 		reported = t
 	}
 	return Derived{Stream: eventcodec.CallStream(data.Sid), Event: &callledgerv1.Event{
-		EventId:    eventcodec.EventID(string(KindEvents), []byte(ce.ID)).String(),
+		EventId:    eventcodec.EventID(eventcodec.IDKindEvents, []byte(ce.ID)).String(),
 		CallSid:    data.Sid,
 		Source:     callledgerv1.Source_SOURCE_EVENT_STREAMS,
 		ReceivedAt: receivedAt(req),
@@ -134,7 +134,7 @@ func quarantineCloudEvent(req *Request, elem json.RawMessage, ce *cloudEvent, in
 		canonical = appendField(appendField(nil, "raw"), elem)
 	}
 	return Derived{Stream: stream, Event: &callledgerv1.Event{
-		EventId:    eventcodec.EventID(stream, canonical).String(),
+		EventId:    eventcodec.EventID(eventcodec.QuarantineIDKind(stream), canonical).String(),
 		Source:     callledgerv1.Source_SOURCE_EVENT_STREAMS,
 		ReceivedAt: receivedAt(req),
 		ReportedAt: reported,

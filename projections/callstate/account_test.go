@@ -7,8 +7,8 @@ import (
 	"github.com/callledger/callledger/projections/callstate"
 )
 
-// TestTreeAccount: a call's own account first, else the first leg's that
-// knows one (a placeholder's), else none.
+// TestTreeAccount: Tree.Account is a call's own account first, else the
+// first leg's that knows one (a placeholder's), else none.
 func TestTreeAccount(t *testing.T) {
 	t.Parallel()
 	own := &callledgerv1.Call{CallSid: "a", AccountSid: "AC1"}
@@ -27,8 +27,8 @@ func TestTreeAccount(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			if got := callstate.TreeAccount(tc.call, tc.legs); got != tc.want {
-				t.Errorf("TreeAccount = %q, want %q", got, tc.want)
+			if got := (callstate.Tree{Call: tc.call, Legs: tc.legs}).Account(); got != tc.want {
+				t.Errorf("Account = %q, want %q", got, tc.want)
 			}
 		})
 	}

@@ -79,7 +79,7 @@ func Apply(tx Tx, ev *callledgerv1.Event, pos uint64) error {
 		return err
 	}
 	f.touch(self)
-	id := eventID(ev)
+	id := EventKey(ev)
 	addOwnEvent(self, id)
 	at := eventTime(ev)
 	key := &statev1.Key{Priority: priority(ev.GetSource()), TimeUnixNanos: at.UnixNano(), EventId: id}
@@ -335,9 +335,10 @@ func (f *fold) flush() error {
 	return nil
 }
 
-// eventID is the 16 bytes of the event's UUID; an event whose ID does not
-// parse (never written by callledger) is keyed by its text.
-func eventID(ev *callledgerv1.Event) []byte {
+// EventKey is what the fold knows an event by (statev1.Key.event_id): the
+// 16 bytes of the event's UUID; an event whose ID does not parse (never
+// written by callledger) is keyed by its text.
+func EventKey(ev *callledgerv1.Event) []byte {
 	id, err := uuid.Parse(ev.GetEventId())
 	if err != nil {
 		return []byte(ev.GetEventId())

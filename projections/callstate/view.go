@@ -57,33 +57,27 @@ func View(r *statev1.CallRecord) *callledgerv1.Call {
 func hangupView(r *statev1.CallRecord, req *callledgerv1.HangupRequest) *callledgerv1.HangupRequest {
 	out := proto.CloneOf(req)
 	out.Outcome = callledgerv1.HangupOutcome_HANGUP_OUTCOME_PENDING
-	i, found := slices.BinarySearchFunc(r.GetHangupResults(), req.GetRequestId(), func(x *statev1.HangupResult, id string) int {
-		return strings.Compare(x.GetRequestId(), id)
-	})
-	if found {
-		res := r.GetHangupResults()[i]
+	if res := HangupResult(r, req.GetRequestId()); res != nil {
 		out.Outcome, out.ErrorCode, out.ErrorMessage, out.SentStatus = res.GetOutcome(), res.GetErrorCode(), res.GetErrorMessage(), res.GetStatus()
 	}
 	return out
+}
+
+// HangupResult is the REST outcome of hang-up request requestID that the
+// fold kept in r (its key names the event that reported it), nil while
+// none is recorded.
+func HangupResult(r *statev1.CallRecord, requestID string) *statev1.HangupResult {
+	i, found := slices.BinarySearchFunc(r.GetHangupResults(), requestID, func(x *statev1.HangupResult, id string) int {
+		return strings.Compare(x.GetRequestId(), id)
+	})
+	if !found {
+		return nil
+	}
+	return r.GetHangupResults()[i]
 }
 
 // Active reports whether a call is under way: its status is known and not
 // terminal.
 func Active(c *callledgerv1.Call) bool {
 	return !c.GetTerminal() && c.GetStatus() != callledgerv1.CallStatus_CALL_STATUS_UNSPECIFIED
-}
-
-// TreeAccount is the account of call, else of the first leg of its tree
-// that knows one: a placeholder knows its account only from its tree. ""
-// when none does.
-func TreeAccount(call *callledgerv1.Call, legs []*callledgerv1.Call) string {
-	if a := call.GetAccountSid(); a != "" {
-		return a
-	}
-	for _, l := range legs {
-		if a := l.GetAccountSid(); a != "" {
-			return a
-		}
-	}
-	return ""
 }

@@ -42,8 +42,8 @@ func BenchmarkTree(b *testing.B) {
 	b.ResetTimer()
 	i := 0
 	for b.Loop() {
-		if _, legs, _, err := s.Tree(context.Background(), sid(i%n)); err != nil || len(legs) != 2 {
-			b.Fatalf("%v %d", err, len(legs))
+		if tr, err := s.Tree(context.Background(), sid(i%n)); err != nil || len(tr.Legs) != 2 {
+			b.Fatalf("%v %d", err, len(tr.Legs))
 		}
 		i += 7919
 	}

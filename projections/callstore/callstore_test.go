@@ -14,6 +14,7 @@ import (
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
 )
 
@@ -89,10 +90,11 @@ func listAll(t *testing.T, s *callstore.Store, f callstore.Filter, page int) []s
 	var out []string
 	token := ""
 	for pages := 0; ; pages++ {
-		calls, next, _, err := s.List(context.Background(), f, page, token)
+		p, err := s.List(context.Background(), f, page, token)
 		if err != nil {
 			t.Fatal(err)
 		}
+		calls, next := p.Calls, p.Next
 		if len(calls) > page {
 			t.Fatalf("page of %d calls, limit %d", len(calls), page)
 		}
@@ -151,14 +153,14 @@ func TestPageTokenIsBoundToItsFilter(t *testing.T) {
 	t.Parallel()
 	s := open(t, t.TempDir(), callstore.Options{})
 	fixture(t, s)
-	_, next, _, err := s.List(context.Background(), callstore.Filter{}, 2, "")
-	if err != nil || next == "" {
-		t.Fatalf("first page: token %q, %v", next, err)
+	first, err := s.List(context.Background(), callstore.Filter{}, 2, "")
+	if err != nil || first.Next == "" {
+		t.Fatalf("first page: token %q, %v", first.Next, err)
 	}
-	if _, _, _, err := s.List(context.Background(), callstore.Filter{ActiveOnly: true}, 2, next); !errors.Is(err, callstore.ErrBadPageToken) {
+	if _, err := s.List(context.Background(), callstore.Filter{ActiveOnly: true}, 2, first.Next); !errors.Is(err, callstore.ErrBadPageToken) {
 		t.Errorf("token of another filter: %v, want ErrBadPageToken", err)
 	}
-	if _, _, _, err := s.List(context.Background(), callstore.Filter{}, 2, "!!not-base64"); !errors.Is(err, callstore.ErrBadPageToken) {
+	if _, err := s.List(context.Background(), callstore.Filter{}, 2, "!!not-base64"); !errors.Is(err, callstore.ErrBadPageToken) {
 		t.Errorf("garbage token: %v, want ErrBadPageToken", err)
 	}
 }
@@ -170,10 +172,11 @@ func TestTreeAndChildren(t *testing.T) {
 	parent, c1, c2 := sid(100), sid(101), sid(102)
 	// The children arrive first: the parent is a placeholder.
 	apply(t, s, l.status(t, c2, parent, ringing, t0.Add(2*time.Second)), l.status(t, c1, parent, inProgress, t0.Add(time.Second)))
-	call, legs, _, err := s.Tree(context.Background(), c1)
+	tr, err := s.Tree(context.Background(), c1)
 	if err != nil {
 		t.Fatal(err)
 	}
+	call, legs := tr.Call, tr.Legs
 	if call.GetCallSid() != c1 || len(legs) != 3 || legs[0].GetCallSid() != parent || !legs[0].GetPlaceholder() ||
 		legs[1].GetCallSid() != c1 || legs[2].GetCallSid() != c2 {
 		t.Fatalf("tree of %s: %v", c1, legs)
@@ -190,7 +193,7 @@ func TestTreeAndChildren(t *testing.T) {
 	if fmt.Sprint(kids) != fmt.Sprint([]string{c2, c1}) {
 		t.Errorf("children newest first: %v", kids)
 	}
-	if _, _, _, err := s.Tree(context.Background(), sid(999)); !errors.Is(err, callstore.ErrNotFound) {
+	if _, err := s.Tree(context.Background(), sid(999)); !errors.Is(err, callstate.ErrNotFound) {
 		t.Errorf("unknown call: %v, want ErrNotFound", err)
 	}
 }

@@ -16,11 +16,11 @@ func FuzzListPageToken(f *testing.F) {
 	s := open(f, f.TempDir(), callstore.Options{})
 	fixture(f, s)
 	filters := []callstore.Filter{{}, {ActiveOnly: true}, {ParentCallSid: sid(3)}, {StartedAfter: t0.UnixNano(), StartedBefore: t0.Add(1e12).UnixNano()}}
-	_, next, _, err := s.List(context.Background(), filters[0], 2, "")
-	if err != nil || next == "" {
-		f.Fatalf("first page: token %q, %v", next, err)
+	first, err := s.List(context.Background(), filters[0], 2, "")
+	if err != nil || first.Next == "" {
+		f.Fatalf("first page: token %q, %v", first.Next, err)
 	}
-	f.Add(uint8(0), uint8(2), next, []byte(nil))
+	f.Add(uint8(0), uint8(2), first.Next, []byte(nil))
 	f.Add(uint8(1), uint8(5), "", []byte{'t'})
 	f.Add(uint8(2), uint8(1), "AQ", []byte{'c', 0xff})
 	f.Add(uint8(3), uint8(0), "!!", []byte{})
@@ -28,17 +28,17 @@ func FuzzListPageToken(f *testing.F) {
 		filter := filters[int(which)%len(filters)]
 		n := int(limit%10) + 1
 		for _, token := range []string{raw, callstore.EncodeToken(filter, key)} {
-			calls, _, _, err := s.List(context.Background(), filter, n, token)
+			page, err := s.List(context.Background(), filter, n, token)
 			if err != nil {
 				if !errors.Is(err, callstore.ErrBadPageToken) {
 					t.Fatalf("token %q: %v, want a page or ErrBadPageToken", token, err)
 				}
 				continue
 			}
-			if len(calls) > n {
-				t.Fatalf("token %q: %d calls, limit %d", token, len(calls), n)
+			if len(page.Calls) > n {
+				t.Fatalf("token %q: %d calls, limit %d", token, len(page.Calls), n)
 			}
-			for _, c := range calls {
+			for _, c := range page.Calls {
 				if !filter.Match(c) {
 					t.Fatalf("token %q: %s does not match %+v", token, c.GetCallSid(), filter)
 				}

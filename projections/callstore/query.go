@@ -23,32 +23,33 @@ import (
 const MaxTreeLegs = 1000
 
 // Tree returns the call sid and every leg of its tree (root first, then by
-// CallSid), and a position the answer is at least as recent as. Legs are
-// read one by one, not from one snapshot: each is at least as recent as
-// the position, which is what read-your-writes needs, and GetCall, the
-// hottest query, saves a snapshot and a read per call.
-func (s *Store) Tree(ctx context.Context, sid string) (*callledgerv1.Call, []*callledgerv1.Call, eventstore.Position, error) {
+// CallSid), and a position the answer is at least as recent as; an unknown
+// call is callstate.ErrNotFound. Legs are read one by one, not from one
+// snapshot: each is at least as recent as the position, which is what
+// read-your-writes needs, and GetCall, the hottest query, saves a snapshot
+// and a read per call.
+func (s *Store) Tree(ctx context.Context, sid string) (callstate.Tree, error) {
 	done, err := s.reading()
 	if err != nil {
-		return nil, nil, 0, err
+		return callstate.Tree{}, err
 	}
 	defer done()
 	pos := eventstore.Position(s.applied.Load())
 	call, err := getView(s.db, sid)
 	if err != nil {
-		return nil, nil, 0, err
+		return callstate.Tree{}, err
 	}
 	if call == nil {
-		return nil, nil, pos, fmt.Errorf("%s: %w", sid, ErrNotFound)
+		return callstate.Tree{Position: pos}, fmt.Errorf("%s: %w", sid, callstate.ErrNotFound)
 	}
 	legs := []*callledgerv1.Call{call}
 	if root := call.GetRootCallSid(); root != sid || len(call.GetChildCallSids()) > 0 {
 		legs, err = tree(s.db, root, call)
 		if err != nil {
-			return nil, nil, 0, err
+			return callstate.Tree{}, err
 		}
 	}
-	return call, legs, pos, nil
+	return callstate.Tree{Call: call, Legs: legs, Position: pos}, nil
 }
 
 // tree collects the legs below root, breadth first; known is one leg
@@ -140,27 +141,37 @@ func decodeToken(f Filter, token string) ([]byte, error) {
 	return b[9:], nil
 }
 
+// Page is one page of List.
+type Page struct {
+	// Calls are the page's calls, newest start time first.
+	Calls []*callledgerv1.Call
+	// Next is the token of the next page, empty after the last.
+	Next string
+	// Position is the log position the page was read at.
+	Position eventstore.Position
+}
+
 // List returns up to limit calls matching f, newest start time first (then
 // by CallSid), after the position a page token marks; and the token of
 // the next page, empty after the last.
-func (s *Store) List(ctx context.Context, f Filter, limit int, token string) ([]*callledgerv1.Call, string, eventstore.Position, error) {
+func (s *Store) List(ctx context.Context, f Filter, limit int, token string) (Page, error) {
 	done, err := s.reading()
 	if err != nil {
-		return nil, "", 0, err
+		return Page{}, err
 	}
 	defer done()
 	var after []byte
 	if token != "" {
 		var err error
 		if after, err = decodeToken(f, token); err != nil {
-			return nil, "", 0, err
+			return Page{}, err
 		}
 	}
 	snap := s.db.NewSnapshot()
 	defer snap.Close()
 	pos, err := readCheckpoint(snap)
 	if err != nil {
-		return nil, "", 0, err
+		return Page{}, err
 	}
 	var calls []*callledgerv1.Call
 	var lastKey []byte
@@ -171,13 +182,13 @@ func (s *Store) List(ctx context.Context, f Filter, limit int, token string) ([]
 		calls, lastKey, more, err = listIndex(ctx, snap, f, limit, after)
 	}
 	if err != nil {
-		return nil, "", 0, err
+		return Page{}, err
 	}
 	next := ""
 	if more {
 		next = encodeToken(f, lastKey)
 	}
-	return calls, next, pos, nil
+	return Page{Calls: calls, Next: next, Position: pos}, nil
 }
 
 // listIndex scans the time index (or the active index) in order.
@@ -278,7 +289,8 @@ func listChildren(snap *pebble.Snapshot, f Filter, limit int, after []byte) ([]*
 	return out, last, false, nil
 }
 
-// Get returns one call without its tree.
+// Get returns one call without its tree; an unknown call is
+// callstate.ErrNotFound.
 func (s *Store) Get(ctx context.Context, sid string) (*callledgerv1.Call, error) {
 	done, err := s.reading()
 	if err != nil {
@@ -290,7 +302,7 @@ func (s *Store) Get(ctx context.Context, sid string) (*callledgerv1.Call, error)
 		return nil, err
 	}
 	if c == nil {
-		return nil, fmt.Errorf("%s: %w", sid, ErrNotFound)
+		return nil, fmt.Errorf("%s: %w", sid, callstate.ErrNotFound)
 	}
 	return c, nil
 }

@@ -28,8 +28,6 @@ const Version = 1
 
 // Errors callers branch on.
 var (
-	// ErrNotFound: no call with that SID is known.
-	ErrNotFound = errors.New("call not found")
 	// ErrBadPageToken: the page token is malformed or was issued for
 	// another filter.
 	ErrBadPageToken = errors.New("invalid page token")

@@ -45,11 +45,11 @@ func waitHead(t *testing.T, m *callversions.Manager, log eventstore.Store) {
 // someSid returns a CallSid the read model knows.
 func someSid(t *testing.T, m *callversions.Manager) string {
 	t.Helper()
-	calls, _, _, err := m.List(context.Background(), callstore.Filter{}, 1, "")
-	if err != nil || len(calls) == 0 {
-		t.Fatalf("list: %v (%d calls)", err, len(calls))
+	page, err := m.List(context.Background(), callstore.Filter{}, 1, "")
+	if err != nil || len(page.Calls) == 0 {
+		t.Fatalf("list: %v (%d calls)", err, len(page.Calls))
 	}
-	return calls[0].GetCallSid()
+	return page.Calls[0].GetCallSid()
 }
 
 // TestVersionBumpAnswersQueriesThroughout starts on a read model of
@@ -84,7 +84,7 @@ func TestVersionBumpAnswersQueriesThroughout(t *testing.T) {
 		if v := v2.Version(); v != want {
 			t.Errorf("served by version %d, want %d", v, want)
 		}
-		if call, legs, _, err := v2.Tree(ctx, sid); err != nil || call.GetCallSid() != sid || len(legs) == 0 {
+		if tr, err := v2.Tree(ctx, sid); err != nil || tr.Call.GetCallSid() != sid || len(tr.Legs) == 0 {
 			t.Errorf("GetCall from version %d: %v", want, err)
 		}
 	}
@@ -115,11 +115,11 @@ func TestVersionBumpAnswersQueriesThroughout(t *testing.T) {
 				return
 			default:
 			}
-			if _, _, _, err := v2.Tree(ctx, sid); err != nil {
+			if _, err := v2.Tree(ctx, sid); err != nil {
 				t.Errorf("GetCall during the version bump: %v", err)
 				return
 			}
-			if _, _, _, err := v2.List(ctx, callstore.Filter{}, 10, ""); err != nil {
+			if _, err := v2.List(ctx, callstore.Filter{}, 10, ""); err != nil {
 				t.Errorf("ListCalls during the version bump: %v", err)
 				return
 			}

@@ -5,6 +5,7 @@ import (
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
 )
 
@@ -14,31 +15,13 @@ import (
 // it with callstore.ErrClosed and the client watches again.
 
 // Tree is callstore.Store.Tree on the current read model.
-func (m *Manager) Tree(ctx context.Context, sid string) (*callledgerv1.Call, []*callledgerv1.Call, eventstore.Position, error) {
-	type tree struct {
-		call *callledgerv1.Call
-		legs []*callledgerv1.Call
-		pos  eventstore.Position
-	}
-	t, err := retry(m, func(s *callstore.Store) (tree, error) {
-		c, l, p, err := s.Tree(ctx, sid)
-		return tree{c, l, p}, err
-	})
-	return t.call, t.legs, t.pos, err
+func (m *Manager) Tree(ctx context.Context, sid string) (callstate.Tree, error) {
+	return retry(m, func(s *callstore.Store) (callstate.Tree, error) { return s.Tree(ctx, sid) })
 }
 
 // List is callstore.Store.List on the current read model.
-func (m *Manager) List(ctx context.Context, f callstore.Filter, limit int, token string) ([]*callledgerv1.Call, string, eventstore.Position, error) {
-	type page struct {
-		calls []*callledgerv1.Call
-		next  string
-		pos   eventstore.Position
-	}
-	p, err := retry(m, func(s *callstore.Store) (page, error) {
-		c, n, pos, err := s.List(ctx, f, limit, token)
-		return page{c, n, pos}, err
-	})
-	return p.calls, p.next, p.pos, err
+func (m *Manager) List(ctx context.Context, f callstore.Filter, limit int, token string) (callstore.Page, error) {
+	return retry(m, func(s *callstore.Store) (callstore.Page, error) { return s.List(ctx, f, limit, token) })
 }
 
 // Get is callstore.Store.Get on the current read model.

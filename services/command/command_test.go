@@ -20,9 +20,10 @@ import (
 	"github.com/callledger/callledger/eventstore/kurrentdb"
 	"github.com/callledger/callledger/eventstore/kurrentdb/kurrentdbtest"
 	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/hangup"
 	"github.com/callledger/callledger/internal/grpctest"
-	"github.com/callledger/callledger/projections"
-	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/projections/callstate"
+	"github.com/callledger/callledger/projections/callstore/callstoretest"
 	"github.com/callledger/callledger/services/command"
 	"github.com/callledger/callledger/services/query"
 	"github.com/callledger/callledger/twilio/rest"
@@ -46,21 +47,7 @@ type env struct {
 
 func newEnv(t testing.TB, withTwilio bool) *env {
 	t.Helper()
-	events, err := pebblestore.Open(t.TempDir(), pebblestore.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { events.Close() })
-	calls, err := callstore.Open(t.TempDir(), callstore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { calls.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	runner := projections.NewRunner(events, calls, eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}, nil)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = runner.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	events, calls := callstoretest.Start(t)
 
 	e := &env{events: events}
 	cfg := command.Config{Store: events, Calls: calls}
@@ -285,7 +272,7 @@ func TestRetryAfterLostOutcomeSendsAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	broken, err := command.New(command.Config{Store: &failSecond{Store: e.events}, Calls: noCalls{}, Twilio: rc})
+	broken, err := command.New(command.Config{Store: &failSecond{Log: e.events}, Calls: noCalls{}, Twilio: rc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +296,7 @@ func TestRetryAfterLostOutcomeSendsAgain(t *testing.T) {
 // failSecond fails every append after the first, as a store that went
 // away would.
 type failSecond struct {
-	command.Store
+	hangup.Log
 	n int
 }
 
@@ -317,13 +304,13 @@ func (f *failSecond) Append(ctx context.Context, stream string, expected eventst
 	if f.n++; f.n > 1 {
 		return eventstore.AppendResult{}, fmt.Errorf("test: %w", eventstore.ErrUnavailable)
 	}
-	return f.Store.Append(ctx, stream, expected, events...)
+	return f.Log.Append(ctx, stream, expected, events...)
 }
 
 type noCalls struct{}
 
-func (noCalls) Tree(context.Context, string) (*callledgerv1.Call, []*callledgerv1.Call, eventstore.Position, error) {
-	return nil, nil, 0, callstore.ErrNotFound
+func (noCalls) Tree(context.Context, string) (callstate.Tree, error) {
+	return callstate.Tree{}, callstate.ErrNotFound
 }
 
 func TestRequestHangupRefusals(t *testing.T) {

@@ -33,11 +33,11 @@ func (s *Server) GetCall(ctx context.Context, req *callledgerv1.GetCallRequest) 
 			return nil, err
 		}
 	}
-	call, legs, pos, err := s.calls.Tree(ctx, sid)
+	tree, err := s.calls.Tree(ctx, sid)
 	if err != nil {
 		return nil, s.fail(ctx, "GetCall", err)
 	}
-	return &callledgerv1.GetCallResponse{Call: call, Legs: legs, Position: uint64(pos)}, nil
+	return &callledgerv1.GetCallResponse{Call: tree.Call, Legs: tree.Legs, Position: uint64(tree.Position)}, nil
 }
 
 // waitFor waits until the read model has applied pos, within the request's
@@ -71,11 +71,11 @@ func (s *Server) ListCalls(ctx context.Context, req *callledgerv1.ListCallsReque
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
-	calls, next, pos, err := s.calls.List(ctx, f, limit, req.GetPageToken())
+	page, err := s.calls.List(ctx, f, limit, req.GetPageToken())
 	if err != nil {
 		return nil, s.fail(ctx, "ListCalls", err)
 	}
-	return &callledgerv1.ListCallsResponse{Calls: calls, NextPageToken: next, Position: uint64(pos)}, nil
+	return &callledgerv1.ListCallsResponse{Calls: page.Calls, NextPageToken: page.Next, Position: uint64(page.Position)}, nil
 }
 
 // WatchCalls streams the matching calls as of one position, a caught_up

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
 )
 
@@ -21,7 +22,7 @@ func invalid(format string, args ...any) error {
 // the rest are answered as in every service (see rpcstatus).
 func (s *Server) fail(ctx context.Context, method string, err error) error {
 	switch {
-	case errors.Is(err, callstore.ErrNotFound):
+	case errors.Is(err, callstate.ErrNotFound):
 		return status.Error(codes.NotFound, "call not found")
 	case errors.Is(err, callstore.ErrBadPageToken):
 		return status.Error(codes.InvalidArgument, "invalid page_token: it is malformed or was issued for another request")

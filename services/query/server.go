@@ -32,17 +32,19 @@ import (
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/services/rpcstatus"
 )
 
 // Calls is the part of the call-state read model the service reads.
-// *callstore.Store implements it.
+// *callstore.Store and *callversions.Manager implement it.
 type Calls interface {
-	// Tree returns a call, every leg of its tree and the position read at.
-	Tree(ctx context.Context, sid string) (*callledgerv1.Call, []*callledgerv1.Call, eventstore.Position, error)
+	// TreeReader answers GetCall: a call, every leg of its tree and the
+	// position read at.
+	callstate.TreeReader
 	// List returns a page of calls matching f and the next page's token.
-	List(ctx context.Context, f callstore.Filter, limit int, token string) ([]*callledgerv1.Call, string, eventstore.Position, error)
+	List(ctx context.Context, f callstore.Filter, limit int, token string) (callstore.Page, error)
 	// Watch follows the calls matching f: a snapshot, then changes.
 	Watch(ctx context.Context, f callstore.Filter) (*callstore.Watcher, error)
 	// WaitFor blocks until the read model has applied pos.

@@ -13,9 +13,6 @@ import (
 	"github.com/callledger/callledger/twilio"
 )
 
-// kindReconciled is the event-ID kind of CallReconciled events.
-const kindReconciled = "reconciled"
-
 // Reconciled turns a Call resource, read at fetchedAt, into the
 // CallReconciled event of its call's stream. Its ID covers what the
 // resource says (not when it was read), so reading an unchanged call again
@@ -44,7 +41,7 @@ func Reconciled(c *api.ApiV2010Call, fetchedAt time.Time) *callledgerv1.Event {
 	// Re-encoding a decoded struct cannot fail.
 	r.Resource, _ = json.Marshal(c)
 	return &callledgerv1.Event{
-		EventId:    eventcodec.EventID(kindReconciled, r.Resource).String(),
+		EventId:    eventcodec.EventID(eventcodec.IDKindReconciled, r.Resource).String(),
 		CallSid:    sid,
 		Source:     callledgerv1.Source_SOURCE_RECONCILIATION,
 		ReceivedAt: timestamppb.New(fetchedAt),
@@ -57,7 +54,7 @@ func Reconciled(c *api.ApiV2010Call, fetchedAt time.Time) *callledgerv1.Event {
 // for callSid in accountSid. One is stored per call and account.
 func NotFound(accountSid, callSid string, fetchedAt time.Time) *callledgerv1.Event {
 	return &callledgerv1.Event{
-		EventId:    eventcodec.EventID(kindReconciled, []byte("not-found\x00"+accountSid+"\x00"+callSid)).String(),
+		EventId:    eventcodec.EventID(eventcodec.IDKindReconciled, []byte("not-found\x00"+accountSid+"\x00"+callSid)).String(),
 		CallSid:    callSid,
 		Source:     callledgerv1.Source_SOURCE_RECONCILIATION,
 		ReceivedAt: timestamppb.New(fetchedAt),
