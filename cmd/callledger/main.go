@@ -63,16 +63,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ShortUsage: "callledger <subcommand> [flags]",
 		LongHelp: "An event-sourced call ledger for Twilio Voice. Every flag can also be set\n" +
 			"through an environment variable: --data-dir is CALLLEDGER_DATA_DIR.",
-		FlagSet: flag.NewFlagSet("callledger", flag.ContinueOnError),
-		Subcommands: []*ffcli.Command{
-			serveCommand(stdout, stderr),
-			eventsCommand(stdout, stderr),
-			simulateCommand(stdout, stderr),
-			rebuildCommand(stdout, stderr),
-			exportCommand(stdout, stderr),
-			loadCommand(stdout, stderr),
-		},
-		Exec: func(context.Context, []string) error { return flag.ErrHelp },
+		FlagSet:     flag.NewFlagSet("callledger", flag.ContinueOnError),
+		Subcommands: subcommands(stdout, stderr),
+		Exec:        func(context.Context, []string) error { return flag.ErrHelp },
 	}
 	root.FlagSet.SetOutput(stderr)
 	if err := root.Parse(args); err != nil {
@@ -105,6 +98,18 @@ func applyEnvFallbacks(fs *flag.FlagSet, fallbacks map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// subcommands are every subcommand of callledger.
+func subcommands(stdout, stderr io.Writer) []*ffcli.Command {
+	return []*ffcli.Command{
+		serveCommand(stdout, stderr),
+		eventsCommand(stdout, stderr),
+		simulateCommand(stdout, stderr),
+		rebuildCommand(stdout, stderr),
+		exportCommand(stdout, stderr),
+		loadCommand(stdout, stderr),
+	}
 }
 
 // newFlagSet makes a subcommand's flag set that reports errors instead of
