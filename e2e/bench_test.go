@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,11 +23,10 @@ import (
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/corpus"
 	"github.com/callledger/callledger/internal/grpctest"
+	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/projections/callstore"
-	"github.com/callledger/callledger/services/query"
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/traffic"
 )
@@ -68,9 +68,9 @@ func BenchmarkAckToVisible(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		r := reqs[i]
-		req, _ := http.NewRequest(r.Method, s.http.URL+r.URI(), bytes.NewReader(r.Body))
+		req, _ := http.NewRequest(r.Method, s.url+r.URI(), bytes.NewReader(r.Body))
 		req.Header = r.Header.Clone()
-		resp, err := s.http.Client().Do(req)
+		resp, err := s.httpc.Do(req)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -108,19 +108,24 @@ func report(b *testing.B, what string, lat []time.Duration) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), what+"-p99-µs")
 }
 
-// readModel returns a read model holding n calls, built straight through
-// the fold (one completed call with one answered child for every two
-// calls), as the runner would build it.
-func readModel(b *testing.B, n int) (*callstore.Store, []string) {
+// readModel writes into dataDir the read model of n calls, built straight
+// through the fold (one completed call with one answered child for every
+// two calls), as the runner would build it, where a server on dataDir
+// finds it; it returns the calls' SIDs.
+func readModel(b *testing.B, dataDir string, n int) []string {
 	sids := make([]string, n)
 	for i := range sids {
 		sids[i] = fmt.Sprintf("CA%032x", i+1)
 	}
-	s, err := callstore.Open(b.TempDir(), callstore.Options{})
+	s, err := callstore.Open(filepath.Join(server.ProjectionRoot(dataDir), fmt.Sprintf("v%d", callstore.Version)), callstore.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { s.Close() })
+	defer func() {
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}()
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	var pos uint64
 	batch := make([]eventstore.RecordedEvent, 0, 4096)
@@ -159,7 +164,7 @@ func readModel(b *testing.B, n int) (*callstore.Store, []string) {
 		}
 	}
 	flush()
-	return s, sids
+	return sids
 }
 
 var getCallSizes = flag.String("getcall.sizes", "10000,100000,1000000", "read-model sizes BenchmarkGetCall builds, comma-separated")
@@ -210,32 +215,24 @@ func BenchmarkGetCall(b *testing.B) {
 
 // eachReadModel runs, for each size of -getcall.sizes, a sub-benchmark
 // calls=<size> that builds a read model of that many calls (outside any
-// timed run) and serves GetCall on it over loopback with serve's server
-// options; fn gets four clients, each on a connection of its own, as
-// several internal services would call (one HTTP/2 connection serializes
-// on its reader and writer). The read model and its server end with the
-// size's sub-benchmark, so the next size is measured alone.
+// timed run) and serves GetCall on it over loopback from a server built
+// as serve builds it; fn gets four clients, each on a connection of its
+// own, as several internal services would call (one HTTP/2 connection
+// serializes on its reader and writer). The read model and its server end
+// with the size's sub-benchmark, so the next size is measured alone.
 func eachReadModel(b *testing.B, fn func(b *testing.B, clients []callledgerv1.CallQueryServiceClient, sids []string)) {
-	history, err := pebblestore.Open(b.TempDir(), pebblestore.Options{}) // GetCall never reads it
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { history.Close() })
 	for _, size := range strings.Split(*getCallSizes, ",") {
 		n, err := strconv.Atoi(size)
 		if err != nil {
 			b.Fatalf("-getcall.sizes: %v", err)
 		}
 		b.Run(fmt.Sprintf("calls=%d", n), func(b *testing.B) {
-			calls, sids := readModel(b, n)
-			qs, err := query.New(query.Config{Calls: calls, History: history})
-			if err != nil {
-				b.Fatal(err)
-			}
-			conn := grpctest.Serve(b, qs.Register, query.ServerOptions()...)
-			clients := []callledgerv1.CallQueryServiceClient{callledgerv1.NewCallQueryServiceClient(conn)}
-			for range 3 {
-				clients = append(clients, callledgerv1.NewCallQueryServiceClient(grpctest.Dial(b, conn.Target())))
+			dir := b.TempDir()
+			sids := readModel(b, dir, n)
+			srv := runServer(b, server.Config{DataDir: dir})
+			var clients []callledgerv1.CallQueryServiceClient
+			for range 4 {
+				clients = append(clients, callledgerv1.NewCallQueryServiceClient(grpctest.Dial(b, srv.Addrs().GRPC)))
 			}
 			fn(b, clients, sids)
 		})

@@ -119,7 +119,7 @@ func (s *stack) checkCorpus(t *testing.T, exp []corpus.Expected, abs []corpus.Ab
 			t.Errorf("forged %s: ListCallEvents %v with %d events, want an empty history", a.CallSid, err, len(events.GetEvents()))
 		}
 	}
-	s.sink.checkExactlyOnce(ctx, t, s.events)
+	s.projection.checkExactlyOnce(ctx, t, s.events)
 }
 
 // checkExpected compares a served call with its line of expected.jsonl.

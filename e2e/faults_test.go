@@ -65,7 +65,7 @@ func TestSubscriptionDropsLoseNothing(t *testing.T) {
 		if t.Failed() {
 			t.FailNow()
 		}
-		if err := s.sink.waitFor(ctx, s.seen()); err != nil {
+		if err := s.projection.waitFor(ctx, s.seen()); err != nil {
 			t.Fatalf("after drop %d: %v", i, err)
 		}
 	}
@@ -163,14 +163,14 @@ func TestNotLeaderIsRetried(t *testing.T) {
 
 // post delivers r and returns the whole answer, body read and closed.
 func (s *stack) post(r corpus.Request) (*http.Response, error) {
-	req, err := http.NewRequest(r.Method, s.http.URL+r.URI(), strings.NewReader(r.Body))
+	req, err := http.NewRequest(r.Method, s.url+r.URI(), strings.NewReader(r.Body))
 	if err != nil {
 		return nil, err
 	}
 	for k, v := range r.Headers {
 		req.Header.Set(k, v)
 	}
-	resp, err := s.http.Client().Do(req)
+	resp, err := s.httpc.Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -7,27 +7,22 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
-	"github.com/callledger/callledger/eventcodec"
-	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/corpus"
 	"github.com/callledger/callledger/internal/grpctest"
-	"github.com/callledger/callledger/projections"
-	"github.com/callledger/callledger/projections/callstore"
-	"github.com/callledger/callledger/reconcile"
-	"github.com/callledger/callledger/services/command"
-	"github.com/callledger/callledger/services/query"
+	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/twilio"
 	"github.com/callledger/callledger/twilio/rest"
@@ -36,11 +31,12 @@ import (
 
 const account = "AC0123456789abcdef0123456789abcdef"
 
-// commandStack is callledger as serve wires it with REST credentials:
+// commandStack is callledger as serve builds it with REST credentials:
 // webhooks over HTTP, queries and commands over gRPC, the reconciler, and
-// a fake Twilio REST API reached through a rewriting transport.
+// a fake Twilio REST API reached through the REST client's transport.
 type commandStack struct {
-	http     *httptest.Server
+	url      string // base URL of the HTTP listener
+	httpc    *http.Client
 	query    callledgerv1.CallQueryServiceClient
 	commands callledgerv1.CallCommandServiceClient
 	twilio   *resttest.Fake
@@ -48,67 +44,69 @@ type commandStack struct {
 
 func newCommandStack(t *testing.T, idleAfter time.Duration) *commandStack {
 	t.Helper()
-	quiet := slog.New(slog.DiscardHandler)
-	events, err := pebblestore.Open(t.TempDir(), pebblestore.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { events.Close() })
-	calls, err := callstore.Open(t.TempDir(), callstore.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { calls.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	runner := projections.NewRunner(events, calls, eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}, quiet)
-	runnerDone := make(chan struct{})
-	go func() { defer close(runnerDone); _ = runner.Run(ctx) }()
-
 	creds := rest.Account{AccountSid: account, AuthToken: "resttoken"}
 	fake := resttest.New(t, creds)
-	rc, err := rest.New(rest.Config{Accounts: []rest.Account{creds}, Transport: fake.Transport()})
+	// The credentials reach the server as in production, through the
+	// file of --twilio-accounts.
+	accounts := filepath.Join(t.TempDir(), "accounts.json")
+	file, err := json.Marshal(map[string]any{"accounts": []map[string]string{{"account_sid": creds.AccountSid, "auth_token": creds.AuthToken}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := reconcile.New(reconcile.Config{Calls: calls, Store: events, Twilio: rc, Logger: quiet, IdleAfter: idleAfter, Interval: 20 * time.Millisecond})
-	if err != nil {
+	if err := os.WriteFile(accounts, file, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	recDone := make(chan error, 1)
-	go func() { recDone <- rec.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-runnerDone
-		if err := <-recDone; err != nil {
-			t.Errorf("reconciler: %v", err)
+	logs := &errorLog{}
+	t.Cleanup(func() { // registered first: runs after the server has stopped
+		for _, msg := range logs.messages() {
+			if strings.HasPrefix(msg, "reconciler stopped") {
+				t.Errorf("reconciler: %s", msg)
+			}
 		}
 	})
-
-	verifier, err := twilio.NewVerifier(corpus.PublicURL, corpus.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hooks, err := webhook.New(webhook.Config{Verifier: verifier, Store: events, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpSrv := httptest.NewServer(hooks)
-	httpSrv.Client().Timeout = failBound
-	t.Cleanup(httpSrv.Close)
-
-	qs, err := query.New(query.Config{Calls: calls, History: events, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := command.New(command.Config{Store: events, Calls: calls, Twilio: rc, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := grpctest.Serve(t, func(g grpc.ServiceRegistrar) {
-		qs.Register(g)
-		cs.Register(g)
+	srv := runServer(t, server.Config{
+		Twilio:    server.Twilio{AccountsFile: accounts},
+		Reconcile: server.Reconcile{IdleAfter: idleAfter, Interval: 20 * time.Millisecond},
+		Logger:    slog.New(logs),
+		Seams:     server.Seams{RESTTransport: fake.Transport()},
 	})
-	return &commandStack{http: httpSrv, query: callledgerv1.NewCallQueryServiceClient(conn), commands: callledgerv1.NewCallCommandServiceClient(conn), twilio: fake}
+	conn := grpctest.Dial(t, srv.Addrs().GRPC)
+	return &commandStack{
+		url: "http://" + srv.Addrs().HTTP, httpc: &http.Client{Timeout: failBound},
+		query: callledgerv1.NewCallQueryServiceClient(conn), commands: callledgerv1.NewCallCommandServiceClient(conn), twilio: fake,
+	}
+}
+
+// errorLog is a log handler that keeps the server's error records (message
+// and error), for checks of what must never fail.
+type errorLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *errorLog) Enabled(_ context.Context, level slog.Level) bool { return level >= slog.LevelError }
+
+func (l *errorLog) Handle(_ context.Context, r slog.Record) error {
+	msg := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "err" {
+			msg += ": " + a.Value.String()
+		}
+		return true
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, msg)
+	return nil
+}
+
+func (l *errorLog) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *errorLog) WithGroup(string) slog.Handler      { return l }
+
+func (l *errorLog) messages() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.msgs)
 }
 
 var start = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
@@ -130,13 +128,13 @@ func callback(sid, status string, seq int, extra ...string) url.Values {
 // post sends a signed request as Twilio would and returns its position.
 func (s *commandStack) post(t *testing.T, uri, contentType string, body []byte) uint64 {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, s.http.URL+uri, strings.NewReader(string(body)))
+	req, err := http.NewRequest(http.MethodPost, s.url+uri, strings.NewReader(string(body)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("X-Twilio-Signature", twilio.Sign(corpus.Token, corpus.PublicURL+uri, body))
-	resp, err := s.http.Client().Do(req)
+	resp, err := s.httpc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

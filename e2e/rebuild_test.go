@@ -4,72 +4,34 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net/http/httptest"
+	"net/http"
 	"path/filepath"
 	"testing"
 
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
-	"github.com/callledger/callledger/eventstore/pebblestore"
-	"github.com/callledger/callledger/internal/corpus"
 	"github.com/callledger/callledger/internal/grpctest"
+	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/projections/callstore"
-	"github.com/callledger/callledger/projections/callversions"
 	"github.com/callledger/callledger/projections/rebuild"
-	"github.com/callledger/callledger/services/projection"
-	"github.com/callledger/callledger/services/query"
-	"github.com/callledger/callledger/services/webhook"
-	"github.com/callledger/callledger/twilio"
 )
 
 // TestRebuildEqualsLive ingests the capture corpus, shuffled and with
 // duplicates, through the running service (HTTP webhooks, the versioned
-// read model that serve uses, gRPC); then rebuilds the projection from
+// read model, gRPC, as serve builds them); then rebuilds the projection from
 // position 0, offline into a directory of its own and online through
 // ProjectionService, and both equal the live read model record for
 // record.
 func TestRebuildEqualsLive(t *testing.T) {
 	t.Parallel()
-	quiet := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithTimeout(context.Background(), failBound)
 	defer cancel()
-	events, err := pebblestore.Open(t.TempDir(), pebblestore.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { events.Close() })
-	calls, err := callversions.Open(ctx, callversions.Config{Root: filepath.Join(t.TempDir(), "callstate"), Log: events, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { calls.Close() })
-	verifier, err := twilio.NewVerifier(corpus.PublicURL, corpus.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hooks, err := webhook.New(webhook.Config{Verifier: verifier, Store: events, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpSrv := httptest.NewServer(hooks)
-	httpSrv.Client().Timeout = failBound
-	defer httpSrv.Close()
-	qs, err := query.New(query.Config{Calls: calls, History: events, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := projection.New(projection.Config{Projection: calls, Log: events, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := grpctest.Serve(t, func(g grpc.ServiceRegistrar) {
-		qs.Register(g)
-		ps.Register(g)
-	})
-	s := &stack{http: httpSrv, client: callledgerv1.NewCallQueryServiceClient(conn)}
+	srv := runServer(t, server.Config{})
+	events, calls := srv.Store(), srv.Projection()
+	conn := grpctest.Dial(t, srv.Addrs().GRPC)
+	s := &stack{url: "http://" + srv.Addrs().HTTP, httpc: &http.Client{Timeout: failBound}, client: callledgerv1.NewCallQueryServiceClient(conn)}
 
 	reqs, exp, _ := mustCorpus(t)
 	s.deliverAll(t, shuffledWithRetries(t, reqs))
@@ -98,7 +60,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 	if _, err := rebuild.Build(ctx, events, dir, rebuild.Options{BatchSize: 64}); err != nil {
 		t.Fatal(err)
 	}
-	rebuilt, err := callstore.Open(dir, callstore.Options{Logger: quiet})
+	rebuilt, err := callstore.Open(dir, callstore.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,20 +11,19 @@ import (
 
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
-	"github.com/callledger/callledger/projections"
 )
 
-// recordingSink is the read model as the runner feeds it, recording every
-// event applied: a subscription that loses or repeats an event shows here,
-// where the fold's idempotence would hide a repeat from the served state.
-type recordingSink struct {
-	inner projections.Sink
-
+// projectionRecorder records every batch the call-state projection
+// applied, as its subscriptions delivered them: a subscription that loses
+// or repeats an event shows here, where the fold's idempotence would hide
+// a repeat from the served state. The server hands it every subscription
+// the projection opens (server.Seams.ProjectionSubscription).
+type projectionRecorder struct {
 	mu         sync.Mutex
 	applied    map[eventKey]int
 	checkpoint eventstore.Position
 	violations []string
-	changed    chan struct{} // closed and replaced after every Apply
+	changed    chan struct{} // closed and replaced after every recorded batch
 }
 
 type eventKey struct {
@@ -32,21 +31,40 @@ type eventKey struct {
 	id     uuid.UUID
 }
 
-func newRecordingSink(inner projections.Sink) *recordingSink {
-	return &recordingSink{inner: inner, applied: map[eventKey]int{}, changed: make(chan struct{})}
+func newProjectionRecorder() *projectionRecorder {
+	return &projectionRecorder{applied: map[eventKey]int{}, changed: make(chan struct{})}
 }
 
-// Checkpoint is the read model's.
-func (r *recordingSink) Checkpoint(ctx context.Context) (eventstore.Position, error) {
-	return r.inner.Checkpoint(ctx)
+// wrap records what sub delivers once the projection has applied it.
+func (r *projectionRecorder) wrap(sub eventstore.Subscription) eventstore.Subscription {
+	return &recordedSubscription{Subscription: sub, rec: r}
 }
 
-// Apply applies b to the read model and records it once that succeeded:
-// every event must lie after the previous checkpoint and at or before b's.
-func (r *recordingSink) Apply(ctx context.Context, b eventstore.Batch) error {
-	if err := r.inner.Apply(ctx, b); err != nil {
-		return err
+// recordedSubscription tells a batch applied by the next call of Next: the
+// projection asks for the next batch only once the previous one is
+// applied with its checkpoint, and drops the subscription (Close) instead
+// when applying failed.
+type recordedSubscription struct {
+	eventstore.Subscription
+	rec     *projectionRecorder
+	pending *eventstore.Batch
+}
+
+func (s *recordedSubscription) Next(ctx context.Context) (eventstore.Batch, error) {
+	if s.pending != nil {
+		s.rec.record(*s.pending)
+		s.pending = nil
 	}
+	b, err := s.Subscription.Next(ctx)
+	if err == nil {
+		s.pending = &b
+	}
+	return b, err
+}
+
+// record records b as applied: every event must lie after the previous
+// checkpoint and at or before b's.
+func (r *projectionRecorder) record(b eventstore.Batch) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if b.Checkpoint < r.checkpoint {
@@ -61,11 +79,10 @@ func (r *recordingSink) Apply(ctx context.Context, b eventstore.Batch) error {
 	r.checkpoint = max(r.checkpoint, b.Checkpoint)
 	close(r.changed)
 	r.changed = make(chan struct{})
-	return nil
 }
 
 // waitFor returns once the read model has applied everything up to pos.
-func (r *recordingSink) waitFor(ctx context.Context, pos eventstore.Position) error {
+func (r *projectionRecorder) waitFor(ctx context.Context, pos eventstore.Position) error {
 	for {
 		r.mu.Lock()
 		cp, ch := r.checkpoint, r.changed
@@ -83,7 +100,7 @@ func (r *recordingSink) waitFor(ctx context.Context, pos eventstore.Position) er
 
 // checkExactlyOnce fails t unless the read model applied every event of
 // the call streams in store exactly once, and nothing else.
-func (r *recordingSink) checkExactlyOnce(ctx context.Context, t *testing.T, store eventstore.Store) {
+func (r *projectionRecorder) checkExactlyOnce(ctx context.Context, t *testing.T, store eventstore.Store) {
 	t.Helper()
 	want := map[eventKey]bool{}
 	var head eventstore.Position

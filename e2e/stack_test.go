@@ -1,12 +1,12 @@
 package e2e_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,18 +14,14 @@ import (
 	"time"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
-	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/eventstore/instrument"
 	"github.com/callledger/callledger/eventstore/kurrentdb"
 	"github.com/callledger/callledger/eventstore/kurrentdb/kurrentdbtest"
-	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/corpus"
 	"github.com/callledger/callledger/internal/grpctest"
-	"github.com/callledger/callledger/projections"
-	"github.com/callledger/callledger/projections/callstore"
-	"github.com/callledger/callledger/services/query"
+	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/services/webhook"
-	"github.com/callledger/callledger/twilio"
 )
 
 // failBound bounds every wait: reaching it is a failure, never an expected
@@ -46,13 +42,17 @@ const (
 // run on each.
 var backends = []backend{embedded, kurrentDB}
 
-// stack is callledger on loopback: webhooks over HTTP and queries over
-// gRPC, on one event store, with the read model fed by the runner.
+// stack is callledger on loopback, built through the composition root as
+// serve builds it: webhooks over HTTP and queries over gRPC, on one event
+// store, with the read model fed by the projection.
 type stack struct {
-	http   *httptest.Server
+	srv    *server.Server
+	url    string // base URL of the HTTP listener
+	httpc  *http.Client
 	client callledgerv1.CallQueryServiceClient
 	events eventstore.Store
-	sink   *recordingSink
+	// projection records every batch the call-state projection applied.
+	projection *projectionRecorder
 
 	// On the kurrentDB backend, the stand-in server and the adapter, for
 	// fault injection and the adapter's counters.
@@ -66,88 +66,69 @@ type stack struct {
 // newStack runs the stack on the embedded store.
 func newStack(t testing.TB) *stack { return newStackOn(t, embedded) }
 
-// newStackOn runs the stack on backend b, wired as serve wires it.
+// newStackOn runs the stack on backend b, wired as serve wires it: on
+// KurrentDB, the stand-in's connection string is the store URL, as
+// `serve --store esdb://…` is given it.
 func newStackOn(t testing.TB, b backend) *stack {
 	t.Helper()
-	quiet := slog.New(slog.DiscardHandler)
-	s := &stack{}
+	s := &stack{projection: newProjectionRecorder()}
+	cfg := server.Config{Seams: server.Seams{ProjectionSubscription: s.projection.wrap}}
 	switch b {
 	case embedded:
-		events, err := pebblestore.Open(t.TempDir(), pebblestore.Options{Logger: quiet})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.events = events
 	case kurrentDB:
 		kdb, err := kurrentdbtest.Start(kurrentdbtest.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(kdb.Close) // registered first: runs after the store's Close
-		ctx, cancel := context.WithTimeout(context.Background(), failBound)
-		defer cancel()
-		kstore, err := kurrentdb.Open(ctx, kdb.ConnString(), kurrentdb.Options{Logger: quiet})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.events, s.kdb, s.kstore = kstore, kdb, kstore
+		t.Cleanup(kdb.Close) // registered first: runs after the server has stopped
+		s.kdb, cfg.StoreURL = kdb, kdb.ConnString()
 	default:
 		t.Fatalf("unknown backend %q", b)
 	}
-	events := s.events
-	t.Cleanup(func() { events.Close() })
-	calls, err := callstore.Open(t.TempDir(), callstore.Options{Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
+	s.srv = runServer(t, cfg)
+	s.events = s.srv.Store()
+	if b == kurrentDB {
+		s.kstore = instrument.Unwrap(s.events).(*kurrentdb.Store)
 	}
-	t.Cleanup(func() { calls.Close() })
-	s.sink = newRecordingSink(calls)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	runner := projections.NewRunner(events, s.sink, eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}, quiet)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = runner.Run(ctx)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-
-	verifier, err := twilio.NewVerifier(corpus.PublicURL, corpus.Token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hooks, err := webhook.New(webhook.Config{Verifier: verifier, Store: events, Logger: quiet, Ready: ready(events)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpSrv := httptest.NewServer(hooks)
-	httpSrv.Client().Timeout = failBound
-	t.Cleanup(httpSrv.Close)
-
-	qs, err := query.New(query.Config{Calls: calls, History: events, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn := grpctest.Serve(t, qs.Register)
-
-	s.http, s.client = httpSrv, callledgerv1.NewCallQueryServiceClient(conn)
+	s.url, s.httpc = "http://"+s.srv.Addrs().HTTP, &http.Client{Timeout: failBound}
+	s.client = callledgerv1.NewCallQueryServiceClient(grpctest.Dial(t, s.srv.Addrs().GRPC))
 	return s
 }
 
-// ready is serve's readiness check: a cheap read of the store.
-func ready(events eventstore.Store) func(context.Context) error {
-	if p, ok := events.(interface{ Ping(context.Context) error }); ok {
-		return p.Ping
+// runServer builds the server cfg describes through the composition root,
+// on loopback ports, in a data directory of the test's own, with the
+// corpus's token and public URL and a quiet log (unless cfg says
+// otherwise), and runs it until the test ends; it must then stop cleanly.
+func runServer(t testing.TB, cfg server.Config) *server.Server {
+	t.Helper()
+	cfg.HTTP.Addr, cfg.GRPC.Addr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = cmp.Or(cfg.DataDir, t.TempDir())
+	cfg.HTTP.AuthToken = cmp.Or(cfg.HTTP.AuthToken, corpus.Token)
+	cfg.HTTP.PublicURL = cmp.Or(cfg.HTTP.PublicURL, corpus.PublicURL)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return func(ctx context.Context) error {
-		_, err := events.Head(ctx)
-		return err
+	ctx, cancel := context.WithTimeout(context.Background(), failBound)
+	defer cancel()
+	srv, err := server.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	return srv
 }
 
 // readyz returns the status code of the stack's GET /readyz.
 func (s *stack) readyz() (int, error) {
-	resp, err := s.http.Client().Get(s.http.URL + "/readyz")
+	resp, err := s.httpc.Get(s.url + "/readyz")
 	if err != nil {
 		return 0, err
 	}
@@ -160,14 +141,14 @@ func (s *stack) readyz() (int, error) {
 // the answer's status code and Callledger-Position (0 when absent). Safe
 // from any goroutine.
 func (s *stack) send(r corpus.Request) (int, eventstore.Position, error) {
-	req, err := http.NewRequest(r.Method, s.http.URL+r.URI(), strings.NewReader(r.Body))
+	req, err := http.NewRequest(r.Method, s.url+r.URI(), strings.NewReader(r.Body))
 	if err != nil {
 		return 0, 0, err
 	}
 	for k, v := range r.Headers {
 		req.Header.Set(k, v)
 	}
-	resp, err := s.http.Client().Do(req)
+	resp, err := s.httpc.Do(req)
 	if err != nil {
 		return 0, 0, fmt.Errorf("seq %d: %w", r.Seq, err)
 	}

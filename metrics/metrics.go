@@ -2,7 +2,7 @@
 // operator needs to see how late Twilio's callbacks arrive, how far the
 // projections trail the log, and whether anything is refused. Each type
 // here implements an observer interface that the package it watches
-// defines (webhook.Observer, the store's commit hook, …), so those packages
+// defines (webhook.Observer, instrument.Observer, …), so those packages
 // stay free of Prometheus. Nothing is registered globally: the caller
 // passes the registry, and tests build one each.
 package metrics
@@ -38,8 +38,6 @@ type Webhook struct {
 	duplicates *prometheus.CounterVec
 	signature  *prometheus.CounterVec
 	quarantine *prometheus.CounterVec
-	appendDur  prometheus.Histogram
-	appendErrs prometheus.Counter
 }
 
 // NewWebhook registers the webhook metrics with reg.
@@ -71,17 +69,8 @@ func NewWebhook(reg prometheus.Registerer) (*Webhook, error) {
 			Namespace: Namespace, Subsystem: "webhook", Name: "quarantined_total",
 			Help: "Signed events stored in a quarantine stream (no usable CallSid or unparseable), by callback kind.",
 		}, []string{"kind"}),
-		appendDur: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: Namespace, Subsystem: "store", Name: "append_seconds",
-			Help:    "Time of one append as the webhook sees it: queueing for the committer, group commit and fsync.",
-			Buckets: LatencyBuckets,
-		}),
-		appendErrs: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: Namespace, Subsystem: "store", Name: "append_errors_total",
-			Help: "Appends that failed (the webhook answered 503).",
-		}),
 	}
-	if err := register(reg, m.requests, m.ack, m.delay, m.duplicates, m.signature, m.quarantine, m.appendDur, m.appendErrs); err != nil {
+	if err := register(reg, m.requests, m.ack, m.delay, m.duplicates, m.signature, m.quarantine); err != nil {
 		return nil, err
 	}
 	// Export the refusal counters at zero from the start, so that a rate
@@ -113,14 +102,6 @@ func (m *Webhook) SignatureFailed(kind string) { m.signature.WithLabelValues(kin
 
 // Quarantined records n events newly stored in a quarantine stream.
 func (m *Webhook) Quarantined(kind string, n int) { m.quarantine.WithLabelValues(kind).Add(float64(n)) }
-
-// Appended records one append to the store.
-func (m *Webhook) Appended(elapsed time.Duration, err error) {
-	m.appendDur.Observe(elapsed.Seconds())
-	if err != nil {
-		m.appendErrs.Inc()
-	}
-}
 
 // codeText spells the common answer codes without allocating.
 func codeText(code int) string {

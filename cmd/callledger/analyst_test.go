@@ -17,6 +17,7 @@ import (
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/grpctest"
+	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/projections/callexport"
 )
 
@@ -43,7 +44,7 @@ func TestLoadRebuildExport(t *testing.T) {
 	if events, _ := strconv.Atoi(m[2]); events < 3000 || calls == 0 || m[4] != m[2] {
 		t.Errorf("rebuild: %q", out)
 	}
-	entries, err := os.ReadDir(projectionRoot(dir))
+	entries, err := os.ReadDir(server.ProjectionRoot(dir))
 	if err != nil || len(entries) != 1 || entries[0].Name() != m[1] {
 		t.Errorf("read models after rebuild: %v (%v), want only %s", entries, err, m[1])
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
+	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/projections/callexport"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/callversions"
@@ -139,7 +140,7 @@ func exportCalls(ctx context.Context, cfg exportConfig, stdout, stderr io.Writer
 
 // exportFromReadModel reads the current read model of a stopped server.
 func exportFromReadModel(ctx context.Context, dataDir string, exp *callexport.Exporter) error {
-	cat := callversions.Catalog{Root: projectionRoot(dataDir)}
+	cat := callversions.Catalog{Root: server.ProjectionRoot(dataDir)}
 	name, version, ok, err := cat.Current(callstore.Version)
 	if err != nil {
 		return err

@@ -24,6 +24,23 @@ import (
 // CALLLEDGER_DATA_DIR.
 const envPrefix = "CALLLEDGER"
 
+// envFallbacks are, per subcommand and flag, one more environment variable
+// the flag falls back to when neither it nor its CALLLEDGER_ variable is
+// set: Twilio's own names, which its console, tools and documentation use.
+// Together with envPrefix they are every way a flag reads the environment.
+var envFallbacks = map[string]map[string]string{
+	"serve": {
+		"auth-token":           "TWILIO_AUTH_TOKEN",
+		"auth-token-secondary": "TWILIO_AUTH_TOKEN_SECONDARY",
+		"twilio-account-sid":   "TWILIO_ACCOUNT_SID",
+		"twilio-api-key":       "TWILIO_API_KEY",
+		"twilio-api-secret":    "TWILIO_API_SECRET",
+	},
+	"simulate": {
+		"token": "TWILIO_AUTH_TOKEN",
+	},
+}
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	if len(os.Args) > 1 && (os.Args[1] == "serve" || os.Args[1] == "rebuild") {
@@ -46,22 +63,53 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ShortUsage: "callledger <subcommand> [flags]",
 		LongHelp: "An event-sourced call ledger for Twilio Voice. Every flag can also be set\n" +
 			"through an environment variable: --data-dir is CALLLEDGER_DATA_DIR.",
-		FlagSet: flag.NewFlagSet("callledger", flag.ContinueOnError),
-		Subcommands: []*ffcli.Command{
-			serveCommand(stdout, stderr),
-			eventsCommand(stdout, stderr),
-			simulateCommand(stdout, stderr),
-			rebuildCommand(stdout, stderr),
-			exportCommand(stdout, stderr),
-			loadCommand(stdout, stderr),
-		},
-		Exec: func(context.Context, []string) error { return flag.ErrHelp },
+		FlagSet:     flag.NewFlagSet("callledger", flag.ContinueOnError),
+		Subcommands: subcommands(stdout, stderr),
+		Exec:        func(context.Context, []string) error { return flag.ErrHelp },
 	}
 	root.FlagSet.SetOutput(stderr)
 	if err := root.Parse(args); err != nil {
 		return err
 	}
+	for _, sub := range root.Subcommands {
+		if sub.FlagSet.Parsed() {
+			if err := applyEnvFallbacks(sub.FlagSet, envFallbacks[sub.Name]); err != nil {
+				return err
+			}
+		}
+	}
 	return root.Run(ctx)
+}
+
+// applyEnvFallbacks sets each flag of fallbacks (flag name → variable) that
+// is still unset, neither on the command line nor through its CALLLEDGER_
+// variable, from its variable when that is not empty.
+func applyEnvFallbacks(fs *flag.FlagSet, fallbacks map[string]string) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for name, env := range fallbacks {
+		if set[name] {
+			continue
+		}
+		if v := os.Getenv(env); v != "" {
+			if err := fs.Set(name, v); err != nil {
+				return fmt.Errorf("--%s from %s: %w", name, env, err)
+			}
+		}
+	}
+	return nil
+}
+
+// subcommands are every subcommand of callledger.
+func subcommands(stdout, stderr io.Writer) []*ffcli.Command {
+	return []*ffcli.Command{
+		serveCommand(stdout, stderr),
+		eventsCommand(stdout, stderr),
+		simulateCommand(stdout, stderr),
+		rebuildCommand(stdout, stderr),
+		exportCommand(stdout, stderr),
+		loadCommand(stdout, stderr),
+	}
 }
 
 // newFlagSet makes a subcommand's flag set that reports errors instead of

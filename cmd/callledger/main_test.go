@@ -34,8 +34,8 @@ func TestMain(m *testing.M) {
 	os.Exit(stuckreport.Run(m))
 }
 
-// server is a `callledger serve` child process.
-type server struct {
+// serveProcess is a `callledger serve` child process.
+type serveProcess struct {
 	cmd      *exec.Cmd
 	httpURL  string
 	grpcAddr string
@@ -46,7 +46,7 @@ var servingLine = regexp.MustCompile(`msg="callledger serving" http=(\S+) grpc=(
 
 // startServer runs `serve` in a child process on ephemeral ports and waits
 // until it listens. env adds to the environment.
-func startServer(t *testing.T, dataDir string, env []string, args ...string) *server {
+func startServer(t *testing.T, dataDir string, env []string, args ...string) *serveProcess {
 	t.Helper()
 	args = append([]string{"serve", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(os.Args[0], args...)
@@ -74,7 +74,7 @@ func startServer(t *testing.T, dataDir string, env []string, args ...string) *se
 		if !ok {
 			t.Fatal("server exited before listening")
 		}
-		return &server{cmd: cmd, httpURL: "http://" + m[1], grpcAddr: m[2], dataDir: dataDir}
+		return &serveProcess{cmd: cmd, httpURL: "http://" + m[1], grpcAddr: m[2], dataDir: dataDir}
 	case <-time.After(30 * time.Second):
 		t.Fatal("server did not start within 30s")
 	}

@@ -22,6 +22,7 @@ import (
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/internal/grpctest"
+	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/twilio"
 )
 
@@ -203,7 +204,7 @@ func TestFullRunMetricsLogsAndNoSecrets(t *testing.T) {
 			if mode.withToken {
 				simArgs = append(simArgs, "--token", primary, "--public-url", publicURL)
 			} else {
-				dev, err := readDevToken(dir)
+				dev, err := server.ReadDevToken(dir)
 				if err != nil {
 					t.Fatal(err)
 				}

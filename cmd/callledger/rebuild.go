@@ -12,6 +12,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffcli"
 	"github.com/schollz/progressbar/v3"
 
+	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/callversions"
 	"github.com/callledger/callledger/projections/rebuild"
@@ -54,7 +55,7 @@ func rebuildOffline(ctx context.Context, sf storeFlags, batch int, stdout, stder
 		return err
 	}
 	defer store.Close()
-	cat := callversions.Catalog{Root: projectionRoot(sf.dataDir)}
+	cat := callversions.Catalog{Root: server.ProjectionRoot(sf.dataDir)}
 	if err := cat.RemoveTemporary(); err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
+	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/traffic"
 )
 
@@ -64,10 +64,7 @@ func simulate(ctx context.Context, cfg simulateConfig, stdout io.Writer) error {
 		cfg.publicURL = cfg.target
 	}
 	if cfg.token == "" {
-		cfg.token = os.Getenv("TWILIO_AUTH_TOKEN")
-	}
-	if cfg.token == "" {
-		tok, err := readDevToken(cfg.dataDir)
+		tok, err := server.ReadDevToken(cfg.dataDir)
 		if err != nil {
 			return fmt.Errorf("no --token and no TWILIO_AUTH_TOKEN; looked for a development server's token: %w", err)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/callledger/callledger/eventstore/instrument"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/metrics"
 	"github.com/callledger/callledger/services/webhook"
@@ -29,29 +30,37 @@ func BenchmarkIngest(b *testing.B) {
 func benchIngest(b *testing.B, withMetrics bool) {
 	cfg := webhook.Config{}
 	var storeOpts pebblestore.Options
+	var sm *metrics.Store
 	if withMetrics {
 		reg := prometheus.NewRegistry()
 		wm, err := metrics.NewWebhook(reg)
 		if err != nil {
 			b.Fatal(err)
 		}
-		sm, err := metrics.NewStore(reg)
+		if sm, err = metrics.NewStore(reg); err != nil {
+			b.Fatal(err)
+		}
+		gc, err := metrics.NewGroupCommit(reg)
 		if err != nil {
 			b.Fatal(err)
 		}
 		cfg.Observer = wm
-		storeOpts.OnCommit = func(ci pebblestore.CommitInfo) { sm.Commit(ci.Appends, ci.Events, ci.Duration) }
+		storeOpts.OnCommit = func(ci pebblestore.CommitInfo) { gc.Commit(ci.Appends, ci.Events, ci.Duration) }
 	}
 	store, err := pebblestore.Open(b.TempDir(), storeOpts)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { store.Close() })
+	cfg.Store = store
+	if sm != nil {
+		cfg.Store = instrument.Metrics(store, sm)
+	}
 	v, err := twilio.NewVerifier("https://hooks.example.com", "tok")
 	if err != nil {
 		b.Fatal(err)
 	}
-	cfg.Verifier, cfg.Store = v, store
+	cfg.Verifier = v
 	h, err := webhook.New(cfg)
 	if err != nil {
 		b.Fatal(err)

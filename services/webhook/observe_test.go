@@ -42,13 +42,6 @@ func (r *recorder) Delivered(kind string, d time.Duration) {
 func (r *recorder) Duplicates(kind string, n int)  { r.add("duplicates %s %d", kind, n) }
 func (r *recorder) SignatureFailed(kind string)    { r.add("signature %s", kind) }
 func (r *recorder) Quarantined(kind string, n int) { r.add("quarantined %s %d", kind, n) }
-func (r *recorder) Appended(_ time.Duration, err error) {
-	if err != nil {
-		r.add("append failed")
-	} else {
-		r.add("appended")
-	}
-}
 
 func (r *recorder) take() []string {
 	r.mu.Lock()
@@ -117,18 +110,18 @@ func TestObserverAndRefusalLogs(t *testing.T) {
 	}
 
 	do(t, srv, status)
-	check("first delivery", "appended", "answered /twilio/voice/status 204")
+	check("first delivery", "answered /twilio/voice/status 204")
 	if got := rec.delays["status"]; len(got) != 1 || got[0] != now.Sub(reported) {
 		t.Errorf("delivery delays %v, want [%v]", got, now.Sub(reported))
 	}
 	do(t, srv, status)
-	check("retry", "appended", "duplicates status 1", "answered /twilio/voice/status 204")
+	check("retry", "duplicates status 1", "answered /twilio/voice/status 204")
 
 	q := firstOfKind(t, "quarantine")
 	do(t, srv, q)
-	check("quarantined", "appended", "quarantined recording 1", "answered /twilio/voice/recording 204")
+	check("quarantined", "quarantined recording 1", "answered /twilio/voice/recording 204")
 	do(t, srv, q)
-	check("quarantined retry", "appended", "duplicates recording 1", "answered /twilio/voice/recording 204")
+	check("quarantined retry", "duplicates recording 1", "answered /twilio/voice/recording 204")
 	if n := len(logs.lines(t)); n != 0 {
 		t.Errorf("accepted requests logged %d lines", n)
 	}

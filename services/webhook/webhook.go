@@ -44,8 +44,6 @@ type Observer interface {
 	SignatureFailed(kind string)
 	// Quarantined: n events were newly stored in a quarantine stream.
 	Quarantined(kind string, n int)
-	// Appended: one append to the store, and its error.
-	Appended(elapsed time.Duration, err error)
 }
 
 // nopObserver is the Observer of a handler built without one.
@@ -56,7 +54,6 @@ func (nopObserver) Delivered(string, time.Duration)     {}
 func (nopObserver) Duplicates(string, int)              {}
 func (nopObserver) SignatureFailed(string)              {}
 func (nopObserver) Quarantined(string, int)             {}
-func (nopObserver) Appended(time.Duration, error)       {}
 
 // RequestIDHeader names a request in logs and answers: taken from the
 // request when a proxy set it, echoed on every refusal.
@@ -359,9 +356,7 @@ func (h *Handler) appendAll(ctx context.Context, kind twilio.Kind, derived []twi
 			}
 			records = append(records, rec)
 		}
-		began := h.cfg.Now()
 		res, err := h.cfg.Store.Append(ctx, derived[i].Stream, eventstore.Any(), records...)
-		h.cfg.Observer.Appended(h.cfg.Now().Sub(began), err)
 		if err != nil {
 			return 0, fmt.Errorf("append %s: %w", derived[i].Stream, err)
 		}

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"crypto/rand"
@@ -11,15 +11,16 @@ import (
 	"strings"
 )
 
-// devTokenFile holds the development auth token that `serve` makes up when
-// no Twilio token is configured, and `simulate` reads to sign its traffic.
+// devTokenFile holds the development auth token that the server makes up
+// when no Twilio token is configured, and `simulate` reads to sign its
+// traffic.
 const devTokenFile = "dev-auth-token"
 
 func devTokenPath(dataDir string) string { return filepath.Join(dataDir, devTokenFile) }
 
 // devToken returns the development token of dataDir, creating it once.
 func devToken(dataDir string) (string, error) {
-	if tok, err := readDevToken(dataDir); err == nil {
+	if tok, err := ReadDevToken(dataDir); err == nil {
 		return tok, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", err
@@ -35,7 +36,9 @@ func devToken(dataDir string) (string, error) {
 	return tok, nil
 }
 
-func readDevToken(dataDir string) (string, error) {
+// ReadDevToken returns the development token of a development server's
+// dataDir, for signing traffic to it.
+func ReadDevToken(dataDir string) (string, error) {
 	b, err := os.ReadFile(devTokenPath(dataDir))
 	if err != nil {
 		return "", fmt.Errorf("read development token: %w", err)

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
-	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/metrics"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
@@ -21,11 +20,12 @@ import (
 	"github.com/callledger/callledger/reconcile"
 )
 
-// telemetry is serve's metrics wiring: one registry per server, never the
-// global one, and the observers each component is handed.
+// telemetry is the server's metrics wiring: one registry per server, never
+// the global one, and the observers each component is handed.
 type telemetry struct {
-	reg        *prometheus.Registry
-	webhook    *metrics.Webhook
+	reg     *prometheus.Registry
+	webhook *metrics.Webhook
+	// store measures every append, through the store's decorator.
 	store      *metrics.Store
 	grpc       *grpcprom.ServerMetrics
 	reconciler *metrics.Reconciler
@@ -60,21 +60,14 @@ func newTelemetry() (*telemetry, error) {
 	return t, nil
 }
 
-// onCommit is the event store's group-commit hook.
-func (t *telemetry) onCommit(ci pebblestore.CommitInfo) {
-	t.store.Commit(ci.Appends, ci.Events, ci.Duration)
-}
-
-// watchStore exports the event store's cumulative counters.
-func (t *telemetry) watchStore(store *pebblestore.Store) error {
-	err := metrics.RegisterStoreStats(t.reg, func() metrics.StoreStats {
-		st := store.Stats()
-		return metrics.StoreStats{Commits: st.Commits, Appends: st.Appends, Events: st.Events}
-	})
+// groupCommit registers the group-commit metrics, which only the embedded
+// store has, and returns its hook for StoreOptions.OnGroupCommit.
+func (t *telemetry) groupCommit() (func(appends, events int, took time.Duration), error) {
+	m, err := metrics.NewGroupCommit(t.reg)
 	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	return nil
+	return m.Commit, nil
 }
 
 // watchProjection registers the call-state projection's lag and the read
@@ -88,15 +81,6 @@ func (t *telemetry) watchProjection(log projections.Log, calls projectionState) 
 		return fmt.Errorf("metrics: %w", err)
 	}
 	return nil
-}
-
-// grpcOptions instrument a gRPC server; call instrumentGRPC once its
-// services are registered.
-func (t *telemetry) grpcOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(t.grpc.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(t.grpc.StreamServerInterceptor()),
-	}
 }
 
 // instrumentGRPC exports every registered method at zero, so that rates

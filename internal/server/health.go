@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -42,7 +42,7 @@ type projectionHealth struct {
 func (p projectionHealth) run(ctx context.Context) {
 	t := time.NewTicker(p.interval)
 	defer t.Stop()
-	last := healthpb.HealthCheckResponse_NOT_SERVING // as serve starts it
+	last := healthpb.HealthCheckResponse_NOT_SERVING // as the server starts it
 	for {
 		var lag projections.Lag
 		var err error

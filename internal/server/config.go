@@ -1,0 +1,200 @@
+package server
+
+import (
+	"cmp"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/reconcile"
+	"github.com/callledger/callledger/services/webhook"
+)
+
+// Role is what a server serves.
+type Role string
+
+// The roles a server can take.
+const (
+	// RoleAll serves the webhooks, the call-state projection and the gRPC
+	// services.
+	RoleAll Role = "all"
+	// RoleWebhooks serves the webhooks, health and metrics only: no
+	// projection, no gRPC; for stateless webhook replicas on a shared
+	// KurrentDB.
+	RoleWebhooks Role = "webhooks"
+)
+
+// Config is everything a server can be told, as typed settings grouped by
+// the part of the server they configure. Each setting names the flag of
+// `callledger serve` that sets it, and errors about a setting name that
+// flag, since that is how users set it. The zero value of a setting is its
+// default unless its comment says otherwise.
+type Config struct {
+	// Role is what the server serves (--role); default RoleAll.
+	Role Role
+	// DataDir holds the embedded event store (ledger/), the projections
+	// (projections/) and the development token (--data-dir); created if
+	// missing.
+	DataDir string
+	// StoreURL names the event store (--store): empty for the embedded
+	// store in DataDir/ledger, or a KurrentDB connection string.
+	StoreURL string
+
+	HTTP       HTTP
+	GRPC       GRPC
+	Metrics    Metrics
+	Projection Projection
+	Twilio     Twilio
+	Reconcile  Reconcile
+	Tracing    Tracing
+
+	// ShutdownTimeout bounds how long a graceful shutdown waits for
+	// requests and streams in flight (--shutdown-timeout); default 20 s.
+	ShutdownTimeout time.Duration
+	// Logger receives the server's log; default discard.
+	Logger *slog.Logger
+
+	// Seams are for tests; production leaves them zero.
+	Seams Seams
+}
+
+// HTTP configures the listener Twilio reaches: the webhooks and the health
+// probes.
+type HTTP struct {
+	// Addr is the listen address (--http-addr); port 0 picks a free one
+	// (see Server.Addrs).
+	Addr string
+	// PublicURL is the base URL Twilio calls, which signatures are checked
+	// against (--public-url). Required with an AuthToken; in development
+	// mode it defaults to http://<bound address>.
+	PublicURL string
+	// AuthToken is the Twilio auth token (--auth-token). Empty means
+	// development mode: a token made up in DataDir that only `callledger
+	// simulate` knows, and Addr must be a loopback address.
+	AuthToken string
+	// SecondaryAuthToken is accepted too, during a rotation
+	// (--auth-token-secondary).
+	SecondaryAuthToken string
+	// MaxInFlight bounds the webhook appends in flight (--max-in-flight);
+	// default webhook.DefaultMaxInFlight.
+	MaxInFlight int
+	// DialTwiML answers <Dial action> callbacks (--dial-twiml); default
+	// webhook.DefaultDialTwiML.
+	DialTwiML string
+}
+
+// GRPC configures the listener of the gRPC services (RoleAll only).
+type GRPC struct {
+	// Addr is the listen address (--grpc-addr); port 0 picks a free one.
+	Addr string
+}
+
+// Metrics configures where /metrics is served.
+type Metrics struct {
+	// Addr is a listener of /metrics's own (--metrics-addr); empty serves
+	// /metrics on the HTTP listener.
+	Addr string
+}
+
+// Projection configures the call-state projection and the read model the
+// queries answer from (RoleAll only).
+type Projection struct {
+	// CacheBytes is the read model's block cache (--read-model-cache-mb);
+	// default callstore.DefaultCacheSize.
+	CacheBytes int64
+	// MaxLag: the query service reports NOT_SERVING on gRPC health while
+	// the projection's oldest unapplied event is older than this
+	// (--max-query-lag); 0 means no bound.
+	MaxLag time.Duration
+}
+
+// Twilio holds the credentials of Twilio's REST API, for hang-ups and the
+// reconciler. None means REST is off.
+type Twilio struct {
+	// AccountsFile is a JSON file of credentials per account
+	// (--twilio-accounts).
+	AccountsFile string
+	// AccountSid is one more account (--twilio-account-sid), authenticated
+	// by APIKeySid and APIKeySecret (--twilio-api-key,
+	// --twilio-api-secret) or else by HTTP.AuthToken.
+	AccountSid   string
+	APIKeySid    string
+	APIKeySecret string
+}
+
+// Reconcile tunes the reconciler, which runs when REST credentials are
+// configured; zero values take reconcile's defaults (Default*).
+type Reconcile struct {
+	// HangupAfter, IdleAfter and PlaceholderAfter say when a call is
+	// reconciled (--reconcile-hangup-after, --reconcile-idle-after,
+	// --reconcile-placeholder-after).
+	HangupAfter, IdleAfter, PlaceholderAfter time.Duration
+	// Rate and Burst bound the REST requests per account
+	// (--reconcile-rate, --reconcile-burst).
+	Rate  float64
+	Burst int
+	// Interval is the wait between looks for due calls when none is due
+	// (no flag: tests shorten it).
+	Interval time.Duration
+}
+
+// Tracing configures the export of traces.
+type Tracing struct {
+	// OTLPEndpoint is the OTLP/gRPC collector (--otlp-endpoint); empty
+	// means off unless the standard OTEL_EXPORTER_OTLP_ENDPOINT is set.
+	OTLPEndpoint string
+}
+
+// Seams let tests reach what production wires to the outside world. Each
+// is nil in production.
+type Seams struct {
+	// RESTTransport carries the requests of the Twilio REST client: tests
+	// point it at twilio/rest/resttest's fake. Nil: the real Twilio.
+	RESTTransport http.RoundTripper
+	// ProjectionSubscription wraps every subscription the call-state
+	// projection opens on the log: tests record what it is delivered.
+	ProjectionSubscription func(eventstore.Subscription) eventstore.Subscription
+}
+
+// withDefaults validates c and fills in its defaults.
+func (c Config) withDefaults() (Config, error) {
+	switch c.Role {
+	case "":
+		c.Role = RoleAll
+	case RoleAll, RoleWebhooks:
+	default:
+		return c, fmt.Errorf("--role %q: must be %q or %q", c.Role, RoleAll, RoleWebhooks)
+	}
+	if c.DataDir == "" {
+		return c, fmt.Errorf("--data-dir: empty")
+	}
+	if c.HTTP.MaxInFlight == 0 {
+		c.HTTP.MaxInFlight = webhook.DefaultMaxInFlight
+	}
+	if c.HTTP.DialTwiML == "" {
+		c.HTTP.DialTwiML = webhook.DefaultDialTwiML
+	}
+	switch {
+	case c.Projection.CacheBytes == 0:
+		c.Projection.CacheBytes = callstore.DefaultCacheSize
+	case c.Projection.CacheBytes < 0:
+		return c, fmt.Errorf("--read-model-cache-mb %d MiB: must be positive", c.Projection.CacheBytes>>20)
+	}
+	r := &c.Reconcile
+	r.HangupAfter = cmp.Or(r.HangupAfter, reconcile.DefaultHangupAfter)
+	r.IdleAfter = cmp.Or(r.IdleAfter, reconcile.DefaultIdleAfter)
+	r.PlaceholderAfter = cmp.Or(r.PlaceholderAfter, reconcile.DefaultPlaceholderAfter)
+	r.Rate = cmp.Or(r.Rate, reconcile.DefaultRate)
+	r.Burst = cmp.Or(r.Burst, reconcile.DefaultBurst)
+	r.Interval = cmp.Or(r.Interval, reconcile.DefaultInterval)
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 20 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
