@@ -52,23 +52,31 @@ checkgenerate: proto ## Fail when committed generated code is stale
 	fi
 
 # The committed image of proto/ (without comments) that `buf breaking`
-# checks against: stored events must decode the same forever, and CI runs
-# on a fresh clone, where git history may be missing (docs/EVENTS.md).
+# checks against, and the corpus of stored events: the ledger must decode the
+# same forever, and CI runs on a fresh clone, where git history may be
+# missing (docs/EVENTS.md).
 PROTO_BASELINE := proto/baseline.binpb
+STORED_EVENTS  := eventcodec/testdata/stored
 
 .PHONY: breaking
-breaking: $(BIN)/buf ## buf breaking: proto/ against the baseline and the previous commit; the baseline must be current
+breaking: $(BIN)/buf ## Stored events stay readable: buf breaking (baseline, previous commit), baseline current, stored corpus unchanged
 	buf breaking --against $(PROTO_BASELINE)
-	@if git rev-parse -q --verify 'HEAD~1^{commit}' >/dev/null && git cat-file -e HEAD~1:buf.yaml 2>/dev/null; then \
+	@buf build --exclude-source-info -o - | cmp -s - $(PROTO_BASELINE) || { \
+		echo "proto/ differs from $(PROTO_BASELINE): run 'make proto-baseline' and commit it" >&2; exit 1; }
+	@if git rev-parse -q --verify 'HEAD~1^{commit}' >/dev/null; then \
 		prev=$$(mktemp -d); trap 'rm -rf "$$prev"' EXIT; \
 		git archive HEAD~1 buf.yaml proto | tar -x -C "$$prev"; \
 		echo "buf breaking --against HEAD~1"; \
 		buf breaking --against "$$prev"; \
+		changed=$$(git diff --name-only --diff-filter=DMRT HEAD~1 -- '$(STORED_EVENTS)/v*'); \
+		dropped=$$(git diff --unified=0 HEAD~1 -- $(STORED_EVENTS)/SHA256SUMS | grep '^-[0-9a-f]' || true); \
+		if [ -n "$$changed$$dropped" ]; then \
+			echo "stored events changed or removed since HEAD~1 (they never change; docs/EVENTS.md):" >&2; \
+			echo "$$changed$$dropped" >&2; exit 1; \
+		fi; \
 	else \
-		echo "no previous commit (shallow clone): checked against $(PROTO_BASELINE) only"; \
+		echo "no previous commit (shallow clone): checked against $(PROTO_BASELINE) and $(STORED_EVENTS)/SHA256SUMS only"; \
 	fi
-	@buf build --exclude-source-info -o - | cmp -s - $(PROTO_BASELINE) || { \
-		echo "proto/ differs from $(PROTO_BASELINE): run 'make proto-baseline' and commit it" >&2; exit 1; }
 	./scripts/breaking-detects.sh $(PROTO_BASELINE)
 
 .PHONY: proto-baseline
