@@ -72,7 +72,7 @@ breaking: $(BIN)/buf ## Stored events stay readable: buf breaking (baseline, pre
 		dropped=$$(git diff --unified=0 HEAD~1 -- $(STORED_EVENTS)/SHA256SUMS | grep '^-[0-9a-f]' || true); \
 		if [ -n "$$changed$$dropped" ]; then \
 			echo "stored events changed or removed since HEAD~1 (they never change; docs/EVENTS.md):" >&2; \
-			echo "$$changed$$dropped" >&2; exit 1; \
+			printf '%s\n' $$changed "$$dropped" >&2; exit 1; \
 		fi; \
 	else \
 		echo "no previous commit (shallow clone): checked against $(PROTO_BASELINE) and $(STORED_EVENTS)/SHA256SUMS only"; \
