@@ -29,6 +29,7 @@ import (
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/internal/golden"
 	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/twilio"
@@ -395,20 +396,14 @@ func checkFold(t *testing.T, gen string, recs []eventstore.RecordedEvent, write 
 	}
 }
 
-// protoJSON renders m as protojson with proto field names, indented by
-// encoding/json: protojson varies its whitespace on purpose, and committed
-// files need the same bytes on every run.
+// protoJSON is m as the corpus files spell it.
 func protoJSON(t *testing.T, m proto.Message) json.RawMessage {
 	t.Helper()
-	raw, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+	b, err := golden.JSON(m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b bytes.Buffer
-	if err := json.Indent(&b, raw, "", "  "); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
+	return b
 }
 
 // indentedFile is v as a committed JSON file: indented, HTML characters

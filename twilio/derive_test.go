@@ -14,13 +14,13 @@ import (
 
 	"github.com/cockroachdb/datadriven"
 	"github.com/google/uuid"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventcodec"
+	"github.com/callledger/callledger/internal/golden"
 	"github.com/callledger/callledger/twilio"
 )
 
@@ -215,27 +215,15 @@ func TestDeriveGolden(t *testing.T) {
 					}
 					got.CloudEvent.Raw = nil
 				}
-				fmt.Fprintf(&out, "%s\n%s\n", d.Stream, indentedJSON(t, got))
+				js, err := golden.JSON(got)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Fprintf(&out, "%s\n%s\n", d.Stream, js)
 			}
 			return out.String()
 		})
 	})
-}
-
-// indentedJSON renders m as protojson with proto field names, re-indented
-// by encoding/json: protojson varies its whitespace on purpose, and golden
-// files need the same bytes on every run.
-func indentedJSON(t *testing.T, m proto.Message) string {
-	t.Helper()
-	raw, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	if err := json.Indent(&b, raw, "", "  "); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }
 
 // form derives a form callback of kind with body, POSTed.
