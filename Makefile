@@ -51,6 +51,39 @@ checkgenerate: proto ## Fail when committed generated code is stale
 		git status --porcelain -- api proto >&2; git diff --stat -- api proto >&2; exit 1; \
 	fi
 
+# The committed image of proto/ (without comments) that `buf breaking`
+# checks against, and the corpus of stored events: the ledger must decode the
+# same forever, and CI runs on a fresh clone, where git history may be
+# missing (docs/EVENTS.md).
+PROTO_BASELINE := proto/baseline.binpb
+STORED_EVENTS  := eventcodec/testdata/stored
+
+.PHONY: breaking
+breaking: $(BIN)/buf ## Stored events stay readable: buf breaking (baseline, previous commit), baseline current, stored corpus unchanged
+	buf breaking --against $(PROTO_BASELINE)
+	@buf build --exclude-source-info -o - | cmp -s - $(PROTO_BASELINE) || { \
+		echo "proto/ differs from $(PROTO_BASELINE): run 'make proto-baseline' and commit it" >&2; exit 1; }
+	@if git rev-parse -q --verify 'HEAD~1^{commit}' >/dev/null; then \
+		prev=$$(mktemp -d); trap 'rm -rf "$$prev"' EXIT; \
+		git archive HEAD~1 buf.yaml proto | tar -x -C "$$prev"; \
+		echo "buf breaking --against HEAD~1"; \
+		buf breaking --against "$$prev"; \
+		changed=$$(git diff --name-only --diff-filter=DMRT HEAD~1 -- '$(STORED_EVENTS)/v*'); \
+		dropped=$$(git diff --unified=0 HEAD~1 -- $(STORED_EVENTS)/SHA256SUMS | grep '^-[0-9a-f]' || true); \
+		if [ -n "$$changed$$dropped" ]; then \
+			echo "stored events changed or removed since HEAD~1 (they never change; docs/EVENTS.md):" >&2; \
+			printf '%s\n' $$changed "$$dropped" >&2; exit 1; \
+		fi; \
+	else \
+		echo "no previous commit (shallow clone): checked against $(PROTO_BASELINE) and $(STORED_EVENTS)/SHA256SUMS only"; \
+	fi
+	./scripts/breaking-detects.sh $(PROTO_BASELINE)
+
+.PHONY: proto-baseline
+proto-baseline: $(BIN)/buf ## Refresh proto/baseline.binpb after a compatible change (runs buf breaking first)
+	buf breaking --against $(PROTO_BASELINE)
+	buf build --exclude-source-info -o $(PROTO_BASELINE)
+
 .PHONY: lint
 lint: $(BIN)/buf $(BIN)/staticcheck ## buf lint, gofmt, go vet, staticcheck
 	buf lint
@@ -81,7 +114,7 @@ bench-rebuild: ## Rebuild benchmark: 1M, 3M and 10M-event ledgers from zero (eve
 	./scripts/bench-rebuild.sh $(BENCH_REBUILD_EVENTS)
 
 .PHONY: ci
-ci: checkgenerate lint lint-rules test ## What .ci/run runs
+ci: checkgenerate breaking lint lint-rules test ## What .ci/run runs
 
 $(BIN)/buf: Makefile
 	GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)

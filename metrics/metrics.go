@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callledger/callledger/twilio"
 )
 
 // Namespace prefixes every metric this package defines.
@@ -25,9 +27,6 @@ var DelayBuckets = []float64{0.25, 0.5, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 30, 60, 12
 // LatencyBuckets bound server-side latencies: acknowledgements and appends
 // wait for an fsync, so they start around a millisecond.
 var LatencyBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
-
-// Kinds are the webhook callback kinds, the values of the kind label.
-var Kinds = []string{"status", "dial", "recording", "events"}
 
 // Webhook counts and times the Twilio-facing HTTP routes. It implements
 // webhook.Observer.
@@ -75,10 +74,10 @@ func NewWebhook(reg prometheus.Registerer) (*Webhook, error) {
 	}
 	// Export the refusal counters at zero from the start, so that a rate
 	// (and an alert on it) exists before the first refusal.
-	for _, kind := range Kinds {
-		m.duplicates.WithLabelValues(kind)
-		m.signature.WithLabelValues(kind)
-		m.quarantine.WithLabelValues(kind)
+	for _, kind := range twilio.Kinds() {
+		m.duplicates.WithLabelValues(string(kind))
+		m.signature.WithLabelValues(string(kind))
+		m.quarantine.WithLabelValues(string(kind))
 	}
 	return m, nil
 }

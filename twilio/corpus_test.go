@@ -24,18 +24,11 @@ type (
 // kindOf is the route the request was sent to.
 func kindOf(t testing.TB, c capture) twilio.Kind {
 	t.Helper()
-	switch c.Path {
-	case "/twilio/voice/status":
-		return twilio.KindStatus
-	case "/twilio/voice/dial":
-		return twilio.KindDial
-	case "/twilio/voice/recording":
-		return twilio.KindRecording
-	case "/twilio/events":
-		return twilio.KindEvents
+	kind, ok := twilio.KindOfPath(c.Path)
+	if !ok {
+		t.Fatalf("seq %d: unknown path %q", c.Seq, c.Path)
 	}
-	t.Fatalf("seq %d: unknown path %q", c.Seq, c.Path)
-	return ""
+	return kind
 }
 
 // receivedAt is a fixed server clock: derived events do not depend on it

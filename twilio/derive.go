@@ -3,6 +3,7 @@ package twilio
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -21,13 +22,68 @@ import (
 // read and which event it becomes, and it is part of every event ID.
 type Kind string
 
-// The routes of DESIGN §6.
+// The webhook kinds, one per route Twilio calls.
 const (
 	KindStatus    Kind = "status"    // call status callbacks
 	KindDial      Kind = "dial"      // <Dial action> callbacks
 	KindRecording Kind = "recording" // recording status callbacks
 	KindEvents    Kind = "events"    // Event Streams webhook sink
 )
+
+// kinds is the one list of the webhook kinds: the path each is served on
+// and the source its events record. Routes, metric labels and quarantine
+// streams all come from it, so a new kind is one line here (and its
+// derivation).
+var kinds = [...]struct {
+	kind   Kind
+	path   string
+	source callledgerv1.Source
+}{
+	{KindStatus, "/twilio/voice/status", callledgerv1.Source_SOURCE_STATUS_CALLBACK},
+	{KindDial, "/twilio/voice/dial", callledgerv1.Source_SOURCE_DIAL_ACTION},
+	{KindRecording, "/twilio/voice/recording", callledgerv1.Source_SOURCE_RECORDING_STATUS},
+	{KindEvents, "/twilio/events", callledgerv1.Source_SOURCE_EVENT_STREAMS},
+}
+
+// Kinds returns every webhook kind, in route order.
+func Kinds() []Kind {
+	out := make([]Kind, len(kinds))
+	for i, k := range kinds {
+		out[i] = k.kind
+	}
+	return out
+}
+
+// KindOfPath returns the kind served on a URL path.
+func KindOfPath(path string) (Kind, bool) {
+	for _, k := range kinds {
+		if k.path == path {
+			return k.kind, true
+		}
+	}
+	return "", false
+}
+
+// Path is the URL path the kind is served on ("" for an unknown kind).
+func (k Kind) Path() string {
+	for _, e := range kinds {
+		if e.kind == k {
+			return e.path
+		}
+	}
+	return ""
+}
+
+// sourceOf is the source the kind's events record; UNSPECIFIED for an
+// unknown kind, which is how Derive tells kinds it does not know.
+func sourceOf(kind Kind) callledgerv1.Source {
+	for _, k := range kinds {
+		if k.kind == kind {
+			return k.source
+		}
+	}
+	return callledgerv1.Source_SOURCE_UNSPECIFIED
+}
 
 // Request is a verified webhook request, kept verbatim so that a future
 // projection can re-interpret it.
@@ -60,11 +116,11 @@ func Derive(kind Kind, req *Request) []Derived {
 	if req == nil {
 		req = &Request{}
 	}
-	switch kind {
-	case KindStatus, KindDial, KindRecording:
-		return []Derived{deriveForm(kind, req)}
-	case KindEvents:
+	switch {
+	case kind == KindEvents:
 		return deriveEvents(req)
+	case sourceOf(kind) != callledgerv1.Source_SOURCE_UNSPECIFIED:
+		return []Derived{deriveForm(kind, req)}
 	default:
 		return []Derived{quarantine(kind, req, "unknown webhook kind", nil)}
 	}
@@ -143,27 +199,10 @@ func quarantine(kind Kind, req *Request, reason string, reported *timestamppb.Ti
 // quarantineStream names the quarantine of kind; kinds this package does
 // not know share one, so that a caller's mistake cannot mint stream names.
 func quarantineStream(kind Kind) string {
-	switch kind {
-	case KindStatus, KindDial, KindRecording, KindEvents:
-		return eventcodec.QuarantineStream(string(kind))
-	default:
+	if sourceOf(kind) == callledgerv1.Source_SOURCE_UNSPECIFIED {
 		return eventcodec.QuarantineStream("unknown")
 	}
-}
-
-func sourceOf(kind Kind) callledgerv1.Source {
-	switch kind {
-	case KindStatus:
-		return callledgerv1.Source_SOURCE_STATUS_CALLBACK
-	case KindDial:
-		return callledgerv1.Source_SOURCE_DIAL_ACTION
-	case KindRecording:
-		return callledgerv1.Source_SOURCE_RECORDING_STATUS
-	case KindEvents:
-		return callledgerv1.Source_SOURCE_EVENT_STREAMS
-	default:
-		return callledgerv1.Source_SOURCE_UNSPECIFIED
-	}
+	return eventcodec.QuarantineStream(string(kind))
 }
 
 func receivedAt(req *Request) *timestamppb.Timestamp {
@@ -438,7 +477,7 @@ func canonical(decoded string, pairs []pair, order []uint64) []byte {
 	return out
 }
 
-// field names a parameter that events normalize.
+// field names a parameter that events normalize: an index into fieldNames.
 type field int
 
 const (
@@ -473,62 +512,55 @@ const (
 	fNone field = -1
 )
 
+// fieldNames spells each field as Twilio names the parameter: the one
+// table of the fields, which fieldByName inverts.
+var fieldNames = [numFields]string{
+	fCallSid:            "CallSid",
+	fCallStatus:         "CallStatus",
+	fSequenceNumber:     "SequenceNumber",
+	fAccountSid:         "AccountSid",
+	fParentCallSid:      "ParentCallSid",
+	fDirection:          "Direction",
+	fFrom:               "From",
+	fTo:                 "To",
+	fCallDuration:       "CallDuration",
+	fDuration:           "Duration",
+	fSipResponseCode:    "SipResponseCode",
+	fAnsweredBy:         "AnsweredBy",
+	fCallbackSource:     "CallbackSource",
+	fRecordingSid:       "RecordingSid",
+	fRecordingUrl:       "RecordingUrl",
+	fDialCallSid:        "DialCallSid",
+	fDialCallStatus:     "DialCallStatus",
+	fDialCallDuration:   "DialCallDuration",
+	fDialBridged:        "DialBridged",
+	fRecordingStatus:    "RecordingStatus",
+	fRecordingDuration:  "RecordingDuration",
+	fRecordingChannels:  "RecordingChannels",
+	fRecordingSource:    "RecordingSource",
+	fRecordingTrack:     "RecordingTrack",
+	fRecordingStartTime: "RecordingStartTime",
+	fErrorCode:          "ErrorCode",
+	fTimestamp:          "Timestamp",
+}
+
+// fieldByName is fieldNames inverted. Building it panics on a field left
+// without a name or a name given twice, so that the table cannot fall out
+// of step with the constants: the package would not start.
+var fieldByName = func() map[string]field {
+	m := make(map[string]field, numFields)
+	for f, name := range fieldNames {
+		if _, dup := m[name]; name == "" || dup {
+			panic(fmt.Sprintf("twilio: field %d has the name %q, empty or given twice", f, name))
+		}
+		m[name] = field(f)
+	}
+	return m
+}()
+
 func fieldOf(name string) field {
-	switch name {
-	case "CallSid":
-		return fCallSid
-	case "CallStatus":
-		return fCallStatus
-	case "SequenceNumber":
-		return fSequenceNumber
-	case "AccountSid":
-		return fAccountSid
-	case "ParentCallSid":
-		return fParentCallSid
-	case "Direction":
-		return fDirection
-	case "From":
-		return fFrom
-	case "To":
-		return fTo
-	case "CallDuration":
-		return fCallDuration
-	case "Duration":
-		return fDuration
-	case "SipResponseCode":
-		return fSipResponseCode
-	case "AnsweredBy":
-		return fAnsweredBy
-	case "CallbackSource":
-		return fCallbackSource
-	case "RecordingSid":
-		return fRecordingSid
-	case "RecordingUrl":
-		return fRecordingUrl
-	case "DialCallSid":
-		return fDialCallSid
-	case "DialCallStatus":
-		return fDialCallStatus
-	case "DialCallDuration":
-		return fDialCallDuration
-	case "DialBridged":
-		return fDialBridged
-	case "RecordingStatus":
-		return fRecordingStatus
-	case "RecordingDuration":
-		return fRecordingDuration
-	case "RecordingChannels":
-		return fRecordingChannels
-	case "RecordingSource":
-		return fRecordingSource
-	case "RecordingTrack":
-		return fRecordingTrack
-	case "RecordingStartTime":
-		return fRecordingStartTime
-	case "ErrorCode":
-		return fErrorCode
-	case "Timestamp":
-		return fTimestamp
+	if f, ok := fieldByName[name]; ok {
+		return f
 	}
 	return fNone
 }

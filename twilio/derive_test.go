@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cockroachdb/datadriven"
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
@@ -19,6 +20,7 @@ import (
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventcodec"
+	"github.com/callledger/callledger/internal/golden"
 	"github.com/callledger/callledger/twilio"
 )
 
@@ -169,160 +171,59 @@ func ts(s string) *timestamppb.Timestamp {
 	return timestamppb.New(t)
 }
 
-const account = "ACf42e06a462aa0c13b95dd4c7a152f73b"
-
-// TestDeriveGolden pins the normalized fields of representative corpus
-// requests.
+// TestDeriveGolden runs the files in testdata/derive: each case derives a
+// request of the capture corpus and prints every event it becomes, its
+// stream then the event as JSON (proto field names), without the verbatim
+// request and the CloudEvent's raw bytes, which are checked here against
+// the corpus instead. Regenerate with -rewrite after a deliberate change,
+// and read the diff: a stored event's fields mean the same forever.
+//
+//	derive seq=<corpus seq>
 func TestDeriveGolden(t *testing.T) {
 	t.Parallel()
-	esID := func(id string) string { return eventcodec.EventID("events", []byte(id)).String() }
-	tests := []struct {
-		name   string
-		seq    int
-		stream string
-		want   []*callledgerv1.Event // event_id left empty: checked apart for form kinds
-	}{
-		{"completed status with SequenceNumber, CallDuration, SipResponseCode", 1, "call-CAc088e8a85c1fb7af418617ca34e416b5", []*callledgerv1.Event{{
-			CallSid: "CAc088e8a85c1fb7af418617ca34e416b5", Source: callledgerv1.Source_SOURCE_STATUS_CALLBACK,
-			ReceivedAt: timestamppb.New(receivedAt), ReportedAt: ts("2026-03-26T16:01:53Z"),
-			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
-				Status: callledgerv1.CallStatus_CALL_STATUS_COMPLETED, StatusRaw: "completed", SequenceNumber: proto.Int64(3),
-				AccountSid: account, Direction: "outbound-api", From: "+14155550191", To: "+13035550109",
-				CallDurationSeconds: proto.Int64(227), DurationMinutes: proto.Int64(4), SipResponseCode: proto.Int32(200),
-				CallbackSource: "call-progress-events",
-			}},
-		}}},
-		{"child leg, one-digit day", 0, "call-CA617a3082904c476f6d86589e0768edb4", []*callledgerv1.Event{{
-			CallSid: "CA617a3082904c476f6d86589e0768edb4", Source: callledgerv1.Source_SOURCE_STATUS_CALLBACK,
-			ReceivedAt: timestamppb.New(receivedAt), ReportedAt: ts("2026-03-01T04:07:50Z"),
-			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
-				Status: callledgerv1.CallStatus_CALL_STATUS_INITIATED, StatusRaw: "initiated", SequenceNumber: proto.Int64(0),
-				AccountSid: account, ParentCallSid: "CA237be4912f7dd6b12047c7ad798c50ca", Direction: "outbound-dial",
-				From: "+16175550176", To: "sip:agent71@callcenter.sip.twilio.com", CallbackSource: "call-progress-events",
-			}},
-		}}},
-		{"dial action", 12, "call-CA90911190a716c66c0546b9dac0f8dbf6", []*callledgerv1.Event{{
-			CallSid: "CA90911190a716c66c0546b9dac0f8dbf6", Source: callledgerv1.Source_SOURCE_DIAL_ACTION,
-			ReceivedAt: timestamppb.New(receivedAt),
-			Body: &callledgerv1.Event_DialCompleted{DialCompleted: &callledgerv1.DialCompleted{
-				DialCallSid: "CA640e6d337221529cf514ee884cd5d36f", DialCallStatus: callledgerv1.CallStatus_CALL_STATUS_NO_ANSWER,
-				DialCallStatusRaw: "no-answer", DialCallDurationSeconds: proto.Int64(0), DialBridged: proto.Bool(false),
-				ParentStatus: callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS, ParentStatusRaw: "in-progress",
-				AccountSid: account, Direction: "inbound", From: "anonymous", To: "+14155550191",
-			}},
-		}}},
-		{"recording", 86, "call-CA3d6d6a91b4e8375767af8ac36c1246d1", []*callledgerv1.Event{{
-			CallSid: "CA3d6d6a91b4e8375767af8ac36c1246d1", Source: callledgerv1.Source_SOURCE_RECORDING_STATUS,
-			ReceivedAt: timestamppb.New(receivedAt),
-			Body: &callledgerv1.Event_RecordingStatusReported{RecordingStatusReported: &callledgerv1.RecordingStatusReported{
-				RecordingSid: "REb0f28e3f8bebf8a406ec9922a07da8af", RecordingStatus: "in-progress",
-				RecordingUrl:      "https://api.twilio.com/2010-04-01/Accounts/" + account + "/Recordings/REb0f28e3f8bebf8a406ec9922a07da8af",
-				RecordingChannels: proto.Int32(2), RecordingSource: "DialVerb", RecordingStartTime: ts("2026-03-02T15:33:21Z"),
-				AccountSid: account, ErrorCode: "0",
-			}},
-		}}},
-		{"GET status callback", 70, "call-CAd45c97f42881cdd16aba658ed77c464f", []*callledgerv1.Event{{
-			CallSid: "CAd45c97f42881cdd16aba658ed77c464f", Source: callledgerv1.Source_SOURCE_STATUS_CALLBACK,
-			ReceivedAt: timestamppb.New(receivedAt), ReportedAt: ts("2026-03-01T05:08:35Z"),
-			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
-				Status: callledgerv1.CallStatus_CALL_STATUS_INITIATED, StatusRaw: "initiated", SequenceNumber: proto.Int64(0),
-				AccountSid: "AC6d9126624276254e46e24386bb76fe7d", Direction: "outbound-api", From: "+12125550196", To: "+12125550123",
-				CallbackSource: "call-progress-events",
-			}},
-		}}},
-		{"Event Streams, data as a JSON string", 49, "call-CA181d8c998daf92d89fdfc48423e0688c", []*callledgerv1.Event{{
-			EventId: esID("NO6d1d6432a7945e3b2180a6994daa2df5"),
-			CallSid: "CA181d8c998daf92d89fdfc48423e0688c", Source: callledgerv1.Source_SOURCE_EVENT_STREAMS,
-			ReceivedAt: timestamppb.New(receivedAt), ReportedAt: ts("2026-03-19T13:41:37Z"),
-			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
-				Status: callledgerv1.CallStatus_CALL_STATUS_INITIATED, StatusRaw: "initiated", SequenceNumber: proto.Int64(0),
-				AccountSid: account, Direction: "outbound-api", From: "+12125550197", To: "+13125550107",
-				CallbackSource: "call-progress-events",
-			}},
-			CloudEvent: &callledgerv1.CloudEvent{
-				Id: "NO6d1d6432a7945e3b2180a6994daa2df5", Type: "com.twilio.voice.status-callback.call.initiated",
-				Source: "/2010-04-01/Accounts/" + account + "/Calls/CA181d8c998daf92d89fdfc48423e0688c.json",
-				Time:   "2026-03-19T13:41:37.175Z", Dataschema: "https://events-schemas.twilio.com/Voice.WebhookEvent/2",
-			},
-		}}},
-		{"Event Streams, two events", 127, "call-CAa4a265686fcd9e952f291f5fab786273", []*callledgerv1.Event{{
-			EventId: esID("NOeb9cc115b6a3039c7bad6024af69c7e9"),
-			CallSid: "CAa4a265686fcd9e952f291f5fab786273", Source: callledgerv1.Source_SOURCE_EVENT_STREAMS,
-			ReceivedAt: timestamppb.New(receivedAt), ReportedAt: ts("2026-03-10T13:52:48Z"),
-			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
-				Status: callledgerv1.CallStatus_CALL_STATUS_RINGING, StatusRaw: "ringing", SequenceNumber: proto.Int64(1),
-				AccountSid: account, Direction: "outbound-api", From: "+14155550198", To: "+13125550140",
-				CallbackSource: "call-progress-events",
-			}},
-			CloudEvent: &callledgerv1.CloudEvent{
-				Id: "NOeb9cc115b6a3039c7bad6024af69c7e9", Type: "com.twilio.voice.status-callback.call.ringing",
-				Source: "/2010-04-01/Accounts/" + account + "/Calls/CAa4a265686fcd9e952f291f5fab786273.json",
-				Time:   "2026-03-10T13:52:49.002Z", Dataschema: "https://events-schemas.twilio.com/Voice.WebhookEvent/2",
-			},
-		}, {
-			EventId: esID("NO53aeeb5edfeb5f2e9eeb78f36c562c12"),
-			CallSid: "CAa4a265686fcd9e952f291f5fab786273", Source: callledgerv1.Source_SOURCE_EVENT_STREAMS,
-			ReceivedAt: timestamppb.New(receivedAt), ReportedAt: ts("2026-03-10T13:52:54Z"),
-			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
-				Status: callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS, StatusRaw: "in-progress", SequenceNumber: proto.Int64(2),
-				AccountSid: account, Direction: "outbound-api", From: "+14155550198", To: "+13125550140",
-				CallbackSource: "call-progress-events",
-			}},
-			CloudEvent: &callledgerv1.CloudEvent{
-				Id: "NO53aeeb5edfeb5f2e9eeb78f36c562c12", Type: "com.twilio.voice.status-callback.call.answered",
-				Source: "/2010-04-01/Accounts/" + account + "/Calls/CAa4a265686fcd9e952f291f5fab786273.json",
-				Time:   "2026-03-10T13:52:55.054Z", Dataschema: "https://events-schemas.twilio.com/Voice.WebhookEvent/2",
-			},
-		}}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			c := bySeq(t, tt.seq)
+	datadriven.Walk(t, "testdata/derive", func(t *testing.T, path string) {
+		datadriven.RunTest(t, path, func(t *testing.T, td *datadriven.TestData) string {
+			if td.Cmd != "derive" {
+				td.Fatalf(t, "unknown command %q", td.Cmd)
+			}
+			var seq int
+			td.ScanArgs(t, "seq", &seq)
+			c := bySeq(t, seq)
 			req := requestOf(c)
 			ds := twilio.Derive(kindOf(t, c), req)
-			if len(ds) != len(tt.want) {
-				t.Fatalf("%d events, want %d", len(ds), len(tt.want))
-			}
 			var elems []json.RawMessage
 			if kindOf(t, c) == twilio.KindEvents {
 				if err := json.Unmarshal(req.Body, &elems); err != nil {
 					t.Fatal(err)
 				}
 			}
+			var out strings.Builder
 			for i, d := range ds {
-				if d.Stream != tt.stream {
-					t.Errorf("event %d: stream %q, want %q", i, d.Stream, tt.stream)
-				}
 				got := proto.CloneOf(d.Event)
 				if r := got.GetRequest(); r == nil || r.GetUrl() != corpusPublicURL+c.URI() || string(r.GetBody()) != c.Body ||
 					r.GetMethod() != c.Method || r.GetContentType() != c.ContentType || r.GetRemoteAddr() != req.RemoteAddr ||
 					len(r.GetHeaders()) != len(c.Headers) {
-					t.Errorf("event %d: request %v is not the verbatim request", i, prototext.Format(r))
+					t.Errorf("%s: event %d: request %v is not the verbatim request", td.Pos, i, prototext.Format(r))
 				}
 				if i > 0 && d.Event.GetRequest() == ds[0].Event.GetRequest() {
-					t.Errorf("event %d shares its request message with event 0", i)
+					t.Errorf("%s: event %d shares its request message with event 0", td.Pos, i)
 				}
 				got.Request = nil
 				if elems != nil {
 					if !bytes.Equal(got.GetCloudEvent().GetRaw(), elems[i]) {
-						t.Errorf("event %d: cloud_event.raw = %s, want the array element %s", i, got.GetCloudEvent().GetRaw(), elems[i])
+						t.Errorf("%s: event %d: cloud_event.raw = %s, want the array element %s", td.Pos, i, got.GetCloudEvent().GetRaw(), elems[i])
 					}
 					got.CloudEvent.Raw = nil
 				}
-				want := tt.want[i]
-				if want.EventId == "" {
-					if _, err := uuid.Parse(got.GetEventId()); err != nil {
-						t.Errorf("event %d: event_id %q: %v", i, got.GetEventId(), err)
-					}
-					got.EventId = ""
+				js, err := golden.JSON(got)
+				if err != nil {
+					t.Fatal(err)
 				}
-				if !proto.Equal(got, want) {
-					t.Errorf("event %d:\n got %v\nwant %v", i, prototext.Format(got), prototext.Format(want))
-				}
+				fmt.Fprintf(&out, "%s\n%s\n", d.Stream, js)
 			}
+			return out.String()
 		})
-	}
+	})
 }
 
 // form derives a form callback of kind with body, POSTed.
@@ -653,4 +554,36 @@ func TestDeriveInvalidUTF8(t *testing.T) {
 	bad := &twilio.Request{Method: http.MethodPost, Body: []byte("x")}
 	ds = twilio.Derive(twilio.Kind("\xff"), bad)
 	checkDerived(t, twilio.Kind("\xff"), bad, ds)
+}
+
+// TestKinds checks the one list of webhook kinds: each is served on its own
+// path, found back from it, and derives events of its own source, filed in
+// its own quarantine.
+func TestKinds(t *testing.T) {
+	t.Parallel()
+	kinds := twilio.Kinds()
+	if len(kinds) != 4 {
+		t.Fatalf("Kinds() = %v, want the four routes", kinds)
+	}
+	paths, sources := map[string]bool{}, map[callledgerv1.Source]bool{}
+	for _, k := range kinds {
+		if got, ok := twilio.KindOfPath(k.Path()); !ok || got != k || paths[k.Path()] {
+			t.Errorf("kind %s: path %q maps back to %q, %v (or is shared)", k, k.Path(), got, ok)
+		}
+		paths[k.Path()] = true
+		ds := twilio.Derive(k, &twilio.Request{Method: http.MethodPost, Body: []byte("not a callback")})
+		ev := ds[0].Event
+		if ds[0].Stream != eventcodec.QuarantineStream(string(k)) || ev.GetSource() == callledgerv1.Source_SOURCE_UNSPECIFIED || sources[ev.GetSource()] {
+			t.Errorf("kind %s: stream %s, source %s (or shared)", k, ds[0].Stream, ev.GetSource())
+		}
+		sources[ev.GetSource()] = true
+	}
+	for _, p := range []string{"", "/", "/twilio/voice", "/twilio/voice/status/", "/twilio/voice/unknown"} {
+		if k, ok := twilio.KindOfPath(p); ok {
+			t.Errorf("KindOfPath(%q) = %s", p, k)
+		}
+	}
+	if p := twilio.Kind("unknown").Path(); p != "" {
+		t.Errorf("unknown kind's path %q", p)
+	}
 }

@@ -1,7 +1,9 @@
 // Package twilio turns Twilio Voice webhooks into callledger events. It is
 // transport-free: an HTTP adapter hands it the raw request URI, body and
-// headers; it checks X-Twilio-Signature and derives the events to append
-// (DESIGN §3, §6).
+// headers; it checks X-Twilio-Signature and derives the events to append.
+// Kinds lists the webhook routes it serves: call status callbacks, <Dial
+// action> callbacks, recording status callbacks and the Event Streams
+// webhook sink.
 //
 // # Verification
 //

@@ -16,7 +16,8 @@ import (
 )
 
 // Event Streams type prefixes of voice status callbacks: the current one
-// and the deprecated one, still subscribable (reference §7).
+// and the deprecated "webhook" one, which Event Streams still lets a sink
+// subscribe to.
 const (
 	statusCallbackTypePrefix           = "com.twilio.voice.status-callback.call."
 	deprecatedStatusCallbackTypePrefix = "com.twilio.voice.webhook.status-callback.call."

@@ -244,18 +244,21 @@ func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 		p         = Progress{Phase: PhaseFold, Target: target}
 		next      = time.Now().Add(opts.ProgressEvery)
 		nextEpoch = opts.EpochEvents
-		foldErr   error
 		draining  bool
 	)
+	// fail stops the workers with err as the context's cause, which Fold
+	// returns below, and drains what they already sent.
+	fail := func(err error) {
+		cancel(err)
+		draining = true
+	}
 	for d := range out {
 		if draining {
 			continue
 		}
 		for i, ev := range d.events {
 			if err := callstate.Apply(mem, ev, d.pos[i]); err != nil {
-				foldErr = fmt.Errorf("rebuild: fold %s at %d: %w", ev.GetCallSid(), d.pos[i], err)
-				cancel(foldErr)
-				draining = true
+				fail(fmt.Errorf("rebuild: fold %s at %d: %w", ev.GetCallSid(), d.pos[i], err))
 				break
 			}
 		}
@@ -264,9 +267,7 @@ func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 		if p.Events >= nextEpoch && !draining {
 			nextEpoch = p.Events + opts.EpochEvents
 			if err := mem.advance(); err != nil {
-				foldErr = fmt.Errorf("rebuild: %w", err)
-				cancel(foldErr)
-				draining = true
+				fail(fmt.Errorf("rebuild: %w", err))
 			}
 		}
 		if now := time.Now(); now.After(next) {

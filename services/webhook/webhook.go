@@ -146,19 +146,11 @@ func New(cfg Config) (*Handler, error) {
 		slots: make(chan struct{}, cfg.MaxInFlight),
 		retry: strconv.Itoa(int((cfg.RetryAfter + time.Second - 1) / time.Second)),
 	}
-	for _, r := range []struct {
-		path    string
-		kind    twilio.Kind
-		methods []string
-	}{
-		{"/twilio/voice/status", twilio.KindStatus, []string{http.MethodGet, http.MethodPost}},
-		{"/twilio/voice/dial", twilio.KindDial, []string{http.MethodGet, http.MethodPost}},
-		{"/twilio/voice/recording", twilio.KindRecording, []string{http.MethodGet, http.MethodPost}},
-		{"/twilio/events", twilio.KindEvents, []string{http.MethodPost}},
-	} {
-		hf := h.ingest(r.kind)
-		for _, m := range r.methods {
-			h.mux.Handle(m+" "+r.path, hf)
+	for _, kind := range twilio.Kinds() {
+		hf := h.ingest(kind)
+		h.mux.Handle(http.MethodPost+" "+kind.Path(), hf)
+		if kind != twilio.KindEvents { // form callbacks may be configured as GET; Event Streams only POSTs
+			h.mux.Handle(http.MethodGet+" "+kind.Path(), hf)
 		}
 	}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -186,9 +178,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // metric label or a trace span name cannot grow with whatever paths
 // clients try.
 func Route(path string) string {
+	if _, ok := twilio.KindOfPath(path); ok {
+		return path
+	}
 	switch path {
-	case "/twilio/voice/status", "/twilio/voice/dial", "/twilio/voice/recording", "/twilio/events",
-		"/healthz", "/readyz", "/metrics":
+	case "/healthz", "/readyz", "/metrics":
 		return path
 	}
 	return "other"
