@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -107,10 +108,7 @@ func (s *Store) enqueue(ctx context.Context, req *appendReq) error {
 	if s.closing {
 		return errClosed
 	}
-	if s.broken.Load() {
-		return s.brokenErr()
-	}
-	if err := s.stalled(); err != nil {
+	if err := s.unavailable(); err != nil {
 		return err
 	}
 	select {
@@ -171,11 +169,14 @@ func (s *Store) run() {
 			retry = nil
 			began := time.Now()
 			if err := s.recover(); err != nil {
+				if errors.Is(err, errClosed) {
+					continue // Close ended it; the queue is closed too
+				}
 				s.faultMu.Lock()
 				s.recoverErr = err
 				s.faultMu.Unlock()
 				s.limit.Log(s.log, slog.LevelError, "recover", "event store still refusing appends: recovery failed; trying again",
-					"attempt", tries, "retry_in", s.opts.retryWaitFor(tries+1), "err", err)
+					"attempt", tries, "retry_in", s.opts.retryWaitFor(tries+1), errAttr(err))
 				continue
 			}
 			s.log.Info("event store recovered: taking appends again", "head", s.head.Load(),
@@ -346,13 +347,7 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 		}
 		s.reply(reqs, replies)
 	}
-	if s.broken.Load() {
-		refuse(s.brokenErr())
-		return
-	}
-	if err := s.stalled(); err != nil {
-		// A commit would wait for the disk to heal; refuse rather than
-		// hold every caller (and Close) until it does.
+	if err := s.unavailable(); err != nil {
 		refuse(err)
 		return
 	}
@@ -362,7 +357,7 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 	defer func() {
 		for _, b := range []*pebble.Batch{lb, ib} {
 			if err := b.Close(); err != nil {
-				s.log.Error("release batch", "err", err)
+				s.log.Error("release batch", errAttr(err))
 			}
 		}
 	}()
@@ -378,7 +373,7 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 	}
 
 	if g.writeErr != nil {
-		s.log.Error("group commit abandoned", "appends", len(reqs), "err", g.writeErr)
+		s.log.Error("group commit abandoned", "appends", len(reqs), errAttr(g.writeErr))
 		for i := range reqs {
 			replies[i] = appendReply{err: fmt.Errorf("append %s: %w: %w", reqs[i].stream, eventstore.ErrUnavailable, g.writeErr)}
 		}
@@ -406,7 +401,7 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 		if err != nil {
 			s.fail(err)
 			s.log.Error("group commit failed; refusing appends until the store has recovered",
-				"appends", len(reqs), "err", err)
+				"appends", len(reqs), errAttr(err))
 			refuse(fmt.Errorf("commit failed; the events may or may not be in the log, and appending them again is safe: %w: %w",
 				eventstore.ErrUnavailable, err))
 			return
@@ -427,7 +422,7 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 		// The group is durable and its answers stand, but the cache can no
 		// longer vouch for what it dropped: stop writing until a reopen.
 		s.fail(err)
-		s.log.Error("stream cache failed; refusing appends until the store has recovered", "err", err)
+		s.log.Error("stream cache failed; refusing appends until the store has recovered", errAttr(err))
 	}
 }
 

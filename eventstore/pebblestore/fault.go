@@ -19,17 +19,17 @@ import (
 // documentation (Disk faults) says why.
 
 // dbHealth is what Pebble's event listener tells the store about one of
-// its databases: whether flushes and compactions fail and whether writes
-// are stalled. Pebble retries failed flushes and compactions by itself; the
-// store only needs to know, to refuse appends that would stall and to fail
-// its readiness.
+// its databases: whether its flushes fail. Pebble retries a failed flush
+// until it succeeds (paced by pacedFS); meanwhile the store refuses appends
+// and fails its readiness. Appends could go on into the WAL for a while, but
+// once the memtables are full Pebble stalls every commit until a flush
+// succeeds, with the committer (and every caller, and Close) waiting on
+// the disk; refusing at once keeps answers prompt and honest.
 type dbHealth struct {
 	name string
 
 	mu         sync.Mutex
-	flushErr   error // the last flush failed with it; nil after a flush succeeds
-	compactErr error // likewise for compactions
-	stalled    bool
+	flushErr error // the last flush failed with it; nil after a flush succeeds
 	// flushFailures counts failed flushes since the database was opened,
 	// so that an open can tell that its WAL recovery keeps failing.
 	flushFailures int
@@ -45,7 +45,7 @@ func newHealth(name string) *dbHealth {
 func (h *dbHealth) reset() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.flushErr, h.compactErr, h.stalled, h.flushFailures = nil, nil, false, 0
+	h.flushErr, h.flushFailures = nil, 0
 	h.changedLocked()
 }
 
@@ -54,31 +54,14 @@ func (h *dbHealth) changedLocked() {
 	h.changed = make(chan struct{})
 }
 
-// failing returns why the database's background writes fail, or nil.
+// failing returns why the database's flushes fail, or nil. (A failed
+// compaction is only logged: Pebble may not pick it again, and writes go
+// on meanwhile.)
 func (h *dbHealth) failing() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	switch {
-	case h.flushErr != nil:
+	if h.flushErr != nil {
 		return fmt.Errorf("%s database: flushes to disk fail: %w", h.name, h.flushErr)
-	case h.compactErr != nil:
-		return fmt.Errorf("%s database: compactions fail: %w", h.name, h.compactErr)
-	}
-	return nil
-}
-
-// stalledFailing returns an error when writes are stalled and the flushes
-// or compactions that would end the stall fail: a commit would then wait
-// until the disk heals.
-func (h *dbHealth) stalledFailing() error {
-	h.mu.Lock()
-	stalled := h.stalled
-	h.mu.Unlock()
-	if !stalled {
-		return nil
-	}
-	if err := h.failing(); err != nil {
-		return fmt.Errorf("writes stalled: %w", err)
 	}
 	return nil
 }
@@ -103,7 +86,7 @@ func (s *Store) listener(h *dbHealth, log *slog.Logger) *pebble.EventListener {
 	}
 	return &pebble.EventListener{
 		BackgroundError: func(err error) {
-			limited(slog.LevelError, "background", "pebble background error", "err", err)
+			limited(slog.LevelError, "background", "pebble background error", errAttr(err))
 		},
 		FlushEnd: func(info pebble.FlushInfo) {
 			h.mu.Lock()
@@ -120,31 +103,8 @@ func (s *Store) listener(h *dbHealth, log *slog.Logger) *pebble.EventListener {
 			}
 			h.changedLocked()
 		},
-		CompactionEnd: func(info pebble.CompactionInfo) {
-			h.mu.Lock()
-			defer h.mu.Unlock()
-			switch {
-			case info.Err == nil:
-				h.compactErr = nil
-			case errors.Is(info.Err, pebble.ErrCancelledCompaction):
-				return
-			default:
-				h.compactErr = info.Err
-			}
-			h.changedLocked()
-		},
 		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
-			h.mu.Lock()
-			h.stalled = true
-			h.changedLocked()
-			h.mu.Unlock()
 			limited(slog.LevelWarn, "stall", "pebble write stall", "reason", info.Reason)
-		},
-		WriteStallEnd: func() {
-			h.mu.Lock()
-			h.stalled = false
-			h.changedLocked()
-			h.mu.Unlock()
 		},
 		DiskSlow: func(info pebble.DiskSlowInfo) {
 			limited(slog.LevelWarn, "slow", "disk slow", "info", info.String())
@@ -152,7 +112,7 @@ func (s *Store) listener(h *dbHealth, log *slog.Logger) *pebble.EventListener {
 		// Pebble's default calls Fatalf, which would end the process at the
 		// first bad block read; the read that met it fails with the error.
 		DataCorruption: func(info pebble.DataCorruptionInfo) {
-			limited(slog.LevelError, "corruption", "corrupt data on disk", "path", info.Path, "err", info.Details)
+			limited(slog.LevelError, "corruption", "corrupt data on disk", "path", info.Path, errAttr(info.Details))
 		},
 	}
 }
@@ -356,7 +316,7 @@ func (s *Store) brokenErr() error {
 }
 
 // unavailable returns why the store cannot take appends now, nil when it
-// can: it is broken, or a database's background writes fail.
+// can: it is broken, or a database's flushes fail (see dbHealth).
 func (s *Store) unavailable() error {
 	if s.broken.Load() {
 		return s.brokenErr()
@@ -369,19 +329,14 @@ func (s *Store) unavailable() error {
 	return nil
 }
 
-// stalled returns an error when a commit now would wait for a disk that
-// fails (see dbHealth.stalledFailing).
-func (s *Store) stalled() error {
-	for _, h := range s.health {
-		if err := h.stalledFailing(); err != nil {
-			return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
-		}
-	}
-	return nil
-}
-
 // retryWait is the wait before retry number n (from 1) to open or recover:
 // opts.retryWait doubled n-1 times, up to 30 times it.
 func (o Options) retryWaitFor(n int) time.Duration {
 	return min(o.retryWait<<min(n-1, 16), 30*o.retryWait)
+}
+
+// errAttr logs err by its message: slog formats errors with %+v, which
+// prints the stack traces Pebble's errors carry.
+func errAttr(err error) slog.Attr {
+	return slog.String("err", err.Error())
 }

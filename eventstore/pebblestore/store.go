@@ -256,18 +256,19 @@ func OpenContext(ctx context.Context, dir string, opts Options) (*Store, error) 
 	var err error
 	for attempt := 1; ; attempt++ {
 		if err = probe(s.probeFS, dir); err == nil {
-			o, err = s.openDBs(ctx, max(opts.OpenAttempts, 1))
+			o, err = s.openDBs(ctx, max(opts.OpenAttempts, 0))
 		}
-		if err == nil || !diskFault(err) || errors.Is(err, errAbandoned) {
+		if err == nil || !diskFault(err) {
 			break
 		}
-		if opts.OpenAttempts > 0 && attempt >= opts.OpenAttempts {
+		// An abandoned open holds the directory locks: no more tries.
+		if errors.Is(err, errAbandoned) || (opts.OpenAttempts > 0 && attempt >= opts.OpenAttempts) {
 			err = fmt.Errorf("the disk failed %d tries, giving up: %w: %w", attempt, eventstore.ErrUnavailable, err)
 			break
 		}
 		wait := opts.retryWaitFor(attempt)
 		s.limit.Log(log, slog.LevelWarn, "open", "event store cannot open yet; trying again",
-			"dir", dir, "attempt", attempt, "retry_in", wait, "err", err)
+			"dir", dir, "attempt", attempt, "retry_in", wait, errAttr(err))
 		if err = sleep(ctx, wait); err != nil {
 			break
 		}
@@ -326,7 +327,7 @@ func (s *Store) unlock() {
 	for i, l := range s.locks {
 		if l != nil {
 			if err := l.Close(); err != nil {
-				s.log.Error("release directory lock", "err", err)
+				s.log.Error("release directory lock", errAttr(err))
 			}
 			s.locks[i] = nil
 		}
@@ -340,14 +341,15 @@ type opened struct {
 	scan      int
 }
 
-// close closes what was opened, for an open that failed or was abandoned.
+// close closes what was opened: after a failed or abandoned open, and the
+// broken databases of a recovery.
 func (o *opened) close(log *slog.Logger) {
 	for _, db := range []*pebble.DB{o.index, o.db} {
 		if db == nil {
 			continue
 		}
 		if err := pebblelog.Catch(db.Close); err != nil {
-			log.Warn("close pebble after a failed open", "err", err)
+			log.Warn("close pebble", errAttr(err))
 		}
 	}
 	o.db, o.index = nil, nil
@@ -373,9 +375,10 @@ func (s *Store) openDBs(ctx context.Context, maxFlushFailures int) (opened, erro
 		err error
 	}
 	res := make(chan result, 1)
+	locks := s.locks // the goroutine may outlive the store's hold on them
 	go func() {
 		var o opened
-		err := pebblelog.Catch(func() error { return s.openSync(&o) })
+		err := pebblelog.Catch(func() error { return s.openSync(&o, locks) })
 		if err != nil {
 			o.close(s.log)
 		}
@@ -412,16 +415,16 @@ func (s *Store) openDBs(ctx context.Context, maxFlushFailures int) (opened, erro
 }
 
 // openSync is the open of openDBs, filling o as it goes.
-func (s *Store) openSync(o *opened) (err error) {
+func (s *Store) openSync(o *opened, locks [2]*pebble.Lock) (err error) {
 	cache := pebble.NewCache(cacheSize)
 	defer cache.Unref() // each database holds its own reference
-	if o.db, err = pebble.Open(s.dir, s.logOptions(cache)); err != nil {
+	if o.db, err = pebble.Open(s.dir, s.logOptions(cache, locks[logDB])); err != nil {
 		return err
 	}
 	if o.head, err = prepare(o.db); err != nil {
 		return err
 	}
-	if o.index, err = pebble.Open(filepath.Join(s.dir, indexDir), s.indexOptions(cache)); err != nil {
+	if o.index, err = pebble.Open(filepath.Join(s.dir, indexDir), s.indexOptions(cache, locks[indexDB])); err != nil {
 		return fmt.Errorf("open index: %w", err)
 	}
 	o.scan, err = catchUpIndex(o.db, o.index, o.head, s.opts, s.log)
@@ -454,7 +457,7 @@ func (s *Store) diskFS() {
 // down the LSM without rewriting them: the log is written twice (WAL and
 // flush) and compacted never. Nothing reads it by point lookups, so its
 // tables carry no Bloom filters.
-func (s *Store) logOptions(cache *pebble.Cache) *pebble.Options {
+func (s *Store) logOptions(cache *pebble.Cache, lock *pebble.Lock) *pebble.Options {
 	dbLog := s.log.With("component", "pebble", "db", "log")
 	po := &pebble.Options{
 		Logger:             pebblelog.New(dbLog, s.opts.logEvery),
@@ -480,7 +483,7 @@ func (s *Store) logOptions(cache *pebble.Cache) *pebble.Options {
 	if s.opts.Pebble != nil {
 		s.opts.Pebble("log", po)
 	}
-	po.FS, po.Cache, po.Lock = s.fs, cache, s.locks[logDB]
+	po.FS, po.Cache, po.Lock = s.fs, cache, lock
 	return po
 }
 
@@ -490,7 +493,7 @@ func (s *Store) logOptions(cache *pebble.Cache) *pebble.Options {
 // a WAL write. Dedup and head lookups are point gets, mostly of keys that
 // do not exist (new calls); Bloom filters answer those without reading
 // blocks.
-func (s *Store) indexOptions(cache *pebble.Cache) *pebble.Options {
+func (s *Store) indexOptions(cache *pebble.Cache, lock *pebble.Lock) *pebble.Options {
 	dbLog := s.log.With("component", "pebble", "db", "index")
 	po := &pebble.Options{
 		Logger:             pebblelog.New(dbLog, s.opts.logEvery),
@@ -505,7 +508,7 @@ func (s *Store) indexOptions(cache *pebble.Cache) *pebble.Options {
 	if s.opts.Pebble != nil {
 		s.opts.Pebble("index", po)
 	}
-	po.FS, po.Cache, po.Lock, po.DisableWAL = s.fs, cache, s.locks[indexDB], true
+	po.FS, po.Cache, po.Lock, po.DisableWAL = s.fs, cache, lock, true
 	return po
 }
 
@@ -582,7 +585,7 @@ func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 // Ping reports whether the store takes appends now, for readiness checks:
 // nil when it does, otherwise an error wrapping eventstore.ErrUnavailable
 // that says why (closed, recovering from a failed write, or a database
-// whose flushes or compactions fail, after which writes soon stall).
+// whose flushes fail).
 func (s *Store) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("ping: %w", err)
@@ -702,7 +705,7 @@ func (s *Store) waitCommitter() error {
 			return nil
 		case <-t.C:
 			if err := s.unavailable(); err != nil {
-				s.log.Error("a commit is stuck on the failing disk; leaving the event store open", "err", err)
+				s.log.Error("a commit is stuck on the failing disk; leaving the event store open", errAttr(err))
 				return fmt.Errorf("a commit is stuck on the failing disk: %w", err)
 			}
 		}
