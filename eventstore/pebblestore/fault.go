@@ -28,7 +28,7 @@ import (
 type dbHealth struct {
 	name string
 
-	mu         sync.Mutex
+	mu       sync.Mutex
 	flushErr error // the last flush failed with it; nil after a flush succeeds
 	// flushFailures counts failed flushes since the database was opened,
 	// so that an open can tell that its WAL recovery keeps failing.
