@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			rebuildCommand(stdout, stderr),
 			exportCommand(stdout, stderr),
 			loadCommand(stdout, stderr),
+			checkCommand(stdout, stderr),
 		},
 		Exec: func(context.Context, []string) error { return flag.ErrHelp },
 	}

@@ -304,20 +304,21 @@ func (s *Store) lock() error {
 			s.unlock()
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
-		l, err := pebble.LockDirectory(dir, s.probeFS)
+		l, err := lockDir(s.probeFS, dir)
 		if err != nil {
 			s.unlock()
-			if errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held by current process") {
-				// Pebble's LOCK file is held, by another process (flock
-				// fails) or by this one (Pebble's own check, which has no
-				// sentinel).
-				return ErrLocked
-			}
-			return fmt.Errorf("lock %s: %w", dir, err)
+			return err
 		}
 		s.locks[i] = l
 	}
 	return nil
+}
+
+// isLockHeld reports an error of pebble.LockDirectory that says the lock
+// is held: by another process (flock fails) or by this one (Pebble's own
+// check, which has no sentinel).
+func isLockHeld(err error) bool {
+	return errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held by current process")
 }
 
 // unlock releases the store's hold on the directory locks. A database
