@@ -163,7 +163,7 @@
 // Close refuses new appends with ErrUnavailable, commits and acknowledges
 // the requests already queued, stops the committer and closes Pebble.
 // Reads, Head and subscriptions after Close fail with ErrUnavailable. Close
-// is safe to call more than once. While the disk fails, a commit in
-// progress may wait for it; Close then gives up after 10 s with an error,
-// leaving the databases to the end of the process.
+// is safe to call more than once. While the disk fails or hangs, a commit
+// in progress may wait for it; Close then gives up after 10 s with an
+// error, leaving the databases to the end of the process.
 package pebblestore

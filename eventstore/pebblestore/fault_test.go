@@ -292,6 +292,7 @@ func TestWriteFailureRecovers(t *testing.T) {
 			if err := s.Close(); err != nil {
 				t.Fatalf("close after recovering: %v", err)
 			}
+			checkStore(t, dir, nil)
 			l.check(t, openClosed(t, dir, pebblestore.Options{}))
 
 			out := lines.String()
@@ -377,10 +378,27 @@ func TestAcknowledgedSurviveRandomFaults(t *testing.T) {
 	waitFor(t, "the store recovers", func() bool { return s.Ping(context.Background()) == nil })
 
 	crashed := mem.CrashClone(vfs.CrashCloneCfg{})
-	after := openClosed(t, "ledger", pebblestore.Options{FS: crashed, Logger: log})
+	after := open(t, "ledger", pebblestore.Options{FS: crashed, Logger: log})
 	l.check(t, after)
 	l.retry(t, after)
 	l.check(t, after)
+	if err := after.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkStore(t, "ledger", crashed)
+}
+
+// checkStore runs Check on the closed store in dir, which must find
+// nothing wrong.
+func checkStore(t *testing.T, dir string, fsys vfs.FS) {
+	t.Helper()
+	r, err := pebblestore.Check(context.Background(), dir, pebblestore.CheckOptions{FS: fsys})
+	if err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	if !r.OK() {
+		t.Errorf("check found %v", r.Problems)
+	}
 }
 
 // TestOpenOnFailingDisk: opening a store on a disk that fails tries a
@@ -531,6 +549,7 @@ func TestTableWritesFail(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
+	checkStore(t, dir, nil)
 	l.check(t, openClosed(t, dir, pebblestore.Options{}))
 	if n := strings.Count(lines.String(), "pebble background error"); n > 2 {
 		t.Errorf("failed flushes logged %d times within the interval, want at most once per database", n)

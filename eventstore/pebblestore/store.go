@@ -202,6 +202,9 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	// slowAt is when the disk was last reported slow (an operation taking
+	// over 5 s), in Unix nanoseconds.
+	slowAt atomic.Int64
 
 	commits, appends, events, failures, recoveries atomic.Uint64
 }
@@ -448,6 +451,7 @@ const cacheSize = 256 << 20
 func (s *Store) diskFS() {
 	log := s.log.With("component", "pebble")
 	s.probeFS, s.fsCloser = vfs.WithDiskHealthChecks(s.opts.FS, 5*time.Second, nil, func(info vfs.DiskSlowInfo) {
+		s.slowAt.Store(time.Now().UnixNano())
 		s.limit.Log(log, slog.LevelWarn, "disk slow", "disk slow", "info", info.String())
 	})
 	s.fs = &pacedFS{FS: s.probeFS}
@@ -640,9 +644,10 @@ const closeGrace = 10 * time.Second
 // queued, and closes the database. Calling it again returns the first
 // call's result.
 //
-// While the disk fails, a commit in progress may wait for it (Pebble stalls
-// writes until flushes succeed): Close then gives up after closeGrace and
-// returns an error, leaving the databases to the end of the process.
+// While the disk fails or hangs, a commit in progress may wait for it
+// (Pebble stalls writes until flushes succeed): Close then gives up after
+// closeGrace and returns an error, leaving the databases to the end of the
+// process.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.sendMu.Lock()
@@ -696,7 +701,7 @@ func (s *Store) Close() error {
 }
 
 // waitCommitter waits for the committer to answer what is queued and exit.
-// On a failing disk it waits closeGrace at most.
+// On a failing or hanging disk it waits closeGrace at most.
 func (s *Store) waitCommitter() error {
 	t := time.NewTicker(closeGrace)
 	defer t.Stop()
@@ -705,9 +710,13 @@ func (s *Store) waitCommitter() error {
 		case <-s.done:
 			return nil
 		case <-t.C:
-			if err := s.unavailable(); err != nil {
-				s.log.Error("a commit is stuck on the failing disk; leaving the event store open", errAttr(err))
-				return fmt.Errorf("a commit is stuck on the failing disk: %w", err)
+			err := s.unavailable()
+			if err == nil && time.Since(time.Unix(0, s.slowAt.Load())) < closeGrace {
+				err = errors.New("a disk operation has been hanging for over 5 s")
+			}
+			if err != nil {
+				s.log.Error("a commit is stuck on the disk; leaving the event store open", errAttr(err))
+				return fmt.Errorf("a commit is stuck on the disk: %w", err)
 			}
 		}
 	}
