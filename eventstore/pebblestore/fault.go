@@ -248,33 +248,34 @@ var errProbe = errors.New("the disk failed a write check")
 // waits for its WAL recovery to be flushed, however often that fails).
 func probe(fs vfs.FS, dir string) error {
 	name := fs.PathJoin(dir, probeName)
-	fail := func(what string, err error) error {
+	// The filesystem's errors name the operation and the file.
+	fail := func(err error) error {
 		_ = fs.Remove(name)
-		return fmt.Errorf("%w: %s %s: %w", errProbe, what, name, err)
+		return fmt.Errorf("%w: %w", errProbe, err)
 	}
 	if err := fs.MkdirAll(fs.PathJoin(dir, indexDir), 0o755); err != nil {
-		return fmt.Errorf("%w: create %s: %w", errProbe, dir, err)
+		return fail(err)
 	}
 	f, err := fs.Create(name, vfs.WriteCategoryUnspecified)
 	if err != nil {
-		return fail("create", err)
+		return fail(err)
 	}
 	buf := make([]byte, 64<<10)
 	for n := 0; n < probeSize; n += len(buf) {
 		if _, err := f.Write(buf); err != nil {
 			_ = f.Close()
-			return fail("write", err)
+			return fail(err)
 		}
 	}
 	if err := f.Sync(); err != nil {
 		_ = f.Close()
-		return fail("sync", err)
+		return fail(err)
 	}
 	if err := f.Close(); err != nil {
-		return fail("close", err)
+		return fail(err)
 	}
 	if err := fs.Remove(name); err != nil {
-		return fmt.Errorf("%w: remove %s: %w", errProbe, name, err)
+		return fail(err)
 	}
 	return nil
 }
