@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +29,10 @@ import (
 type dbHealth struct {
 	name string
 
+	// failing mirrors flushErr != nil for the append path, which must not
+	// take a lock per append.
+	failing atomic.Bool
+
 	mu       sync.Mutex
 	flushErr error // the last flush failed with it; nil after a flush succeeds
 	// flushFailures counts failed flushes since the database was opened,
@@ -46,6 +51,7 @@ func (h *dbHealth) reset() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.flushErr, h.flushFailures = nil, 0
+	h.failing.Store(false)
 	h.changedLocked()
 }
 
@@ -54,10 +60,13 @@ func (h *dbHealth) changedLocked() {
 	h.changed = make(chan struct{})
 }
 
-// failing returns why the database's flushes fail, or nil. (A failed
+// failingErr returns why the database's flushes fail, or nil. (A failed
 // compaction is only logged: Pebble may not pick it again, and writes go
 // on meanwhile.)
-func (h *dbHealth) failing() error {
+func (h *dbHealth) failingErr() error {
+	if !h.failing.Load() {
+		return nil
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.flushErr != nil {
@@ -101,6 +110,7 @@ func (s *Store) listener(h *dbHealth, log *slog.Logger) *pebble.EventListener {
 				h.flushErr = info.Err
 				h.flushFailures++
 			}
+			h.failing.Store(h.flushErr != nil)
 			h.changedLocked()
 		},
 		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
@@ -323,7 +333,7 @@ func (s *Store) unavailable() error {
 		return s.brokenErr()
 	}
 	for _, h := range s.health {
-		if err := h.failing(); err != nil {
+		if err := h.failingErr(); err != nil {
 			return fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err)
 		}
 	}

@@ -399,9 +399,9 @@ func (s *Store) openDBs(ctx context.Context, maxFlushFailures int) (opened, erro
 		logFails, logChanged := s.health[logDB].watch()
 		indexFails, indexChanged := s.health[indexDB].watch()
 		if maxFlushFailures > 0 && logFails+indexFails >= maxFlushFailures {
-			err := s.health[logDB].failing()
+			err := s.health[logDB].failingErr()
 			if err == nil {
-				err = s.health[indexDB].failing()
+				err = s.health[indexDB].failingErr()
 			}
 			return abandon(fmt.Errorf("%w %d times: %w", errRecoveryFlush, logFails+indexFails, err))
 		}
