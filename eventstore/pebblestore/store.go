@@ -50,8 +50,9 @@ type Options struct {
 	// Pebble, when set, may adjust the options of the store's two Pebble
 	// databases before they open (memtable size, compaction, …) without
 	// this package growing a knob for each; db is "log" or "index". It
-	// must not change the comparer, the merger, the block cache or
-	// DisableWAL.
+	// must not change the comparer or the merger; the store sets the
+	// filesystem, block cache, lock, logger, event listener and DisableWAL
+	// after it.
 	Pebble func(db string, o *pebble.Options)
 	// OnCommit, when set, is called by the committer after each group
 	// commit that wrote to the log, so metrics can see batch sizes and
@@ -465,8 +466,6 @@ func (s *Store) diskFS() {
 func (s *Store) logOptions(cache *pebble.Cache, lock *pebble.Lock) *pebble.Options {
 	dbLog := s.log.With("component", "pebble", "db", "log")
 	po := &pebble.Options{
-		Logger:             pebblelog.New(dbLog, s.opts.logEvery),
-		EventListener:      s.listener(s.health[logDB], dbLog),
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       32 << 20,
 	}
@@ -489,6 +488,7 @@ func (s *Store) logOptions(cache *pebble.Cache, lock *pebble.Lock) *pebble.Optio
 		s.opts.Pebble("log", po)
 	}
 	po.FS, po.Cache, po.Lock = s.fs, cache, lock
+	po.Logger, po.EventListener = pebblelog.New(dbLog, s.opts.logEvery), s.listener(s.health[logDB], dbLog)
 	return po
 }
 
@@ -501,8 +501,6 @@ func (s *Store) logOptions(cache *pebble.Cache, lock *pebble.Lock) *pebble.Optio
 func (s *Store) indexOptions(cache *pebble.Cache, lock *pebble.Lock) *pebble.Options {
 	dbLog := s.log.With("component", "pebble", "db", "index")
 	po := &pebble.Options{
-		Logger:             pebblelog.New(dbLog, s.opts.logEvery),
-		EventListener:      s.listener(s.health[indexDB], dbLog),
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       16 << 20,
 	}
@@ -514,6 +512,7 @@ func (s *Store) indexOptions(cache *pebble.Cache, lock *pebble.Lock) *pebble.Opt
 		s.opts.Pebble("index", po)
 	}
 	po.FS, po.Cache, po.Lock, po.DisableWAL = s.fs, cache, lock, true
+	po.Logger, po.EventListener = pebblelog.New(dbLog, s.opts.logEvery), s.listener(s.health[indexDB], dbLog)
 	return po
 }
 
