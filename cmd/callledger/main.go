@@ -109,6 +109,7 @@ func subcommands(stdout, stderr io.Writer) []*ffcli.Command {
 		rebuildCommand(stdout, stderr),
 		exportCommand(stdout, stderr),
 		loadCommand(stdout, stderr),
+		checkCommand(stdout, stderr),
 	}
 }
 

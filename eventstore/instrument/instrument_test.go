@@ -214,7 +214,8 @@ type visitor interface {
 }
 
 // TestEmbeddedCapabilities: under the decorators the embedded store still
-// lends its events to rebuilds (and has no Ping), and Unwrap reaches it.
+// lends its events to rebuilds, answers readiness through the adapter's
+// Ping, and Unwrap reaches it.
 func TestEmbeddedCapabilities(t *testing.T) {
 	t.Parallel()
 	s, _, _ := decorated(t)
@@ -224,8 +225,12 @@ func TestEmbeddedCapabilities(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, ok := s.(pinger); ok {
-		t.Error("the decorated embedded store has a Ping its adapter lacks")
+	p, ok := s.(pinger)
+	if !ok {
+		t.Fatal("the decorators hide the embedded store's Ping")
+	}
+	if err := p.Ping(ctx); err != nil {
+		t.Errorf("Ping of a healthy embedded store: %v", err)
 	}
 	v, ok := s.(visitor)
 	if !ok {

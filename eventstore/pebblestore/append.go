@@ -2,13 +2,16 @@ package pebblestore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/uuid"
 
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/internal/pebblelog"
 )
 
 // appendReq is one Append waiting for the committer. The committer owns it
@@ -105,8 +108,8 @@ func (s *Store) enqueue(ctx context.Context, req *appendReq) error {
 	if s.closing {
 		return errClosed
 	}
-	if s.broken.Load() {
-		return errBroken
+	if err := s.unavailable(); err != nil {
+		return err
 	}
 	select {
 	case s.reqs <- req:
@@ -118,31 +121,121 @@ func (s *Store) enqueue(ctx context.Context, req *appendReq) error {
 
 // run is the committer: it forms groups from the queue and commits them
 // until Close closes the queue and everything queued has been answered.
+// After a failed write it also recovers the store (see recover), retrying
+// with a growing wait while it answers appends with errors.
 func (s *Store) run() {
 	defer close(s.done)
-	g := newGroup(s.opts.StreamCacheSize, func() (uint64, error) { return durableApplied(s.index) })
-	var reqs []*appendReq
+	g := s.newGroup()
+	var (
+		reqs  []*appendReq
+		retry *time.Timer
+		tries int
+	)
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
 	for {
-		req, ok := <-s.reqs
-		if !ok {
-			return
-		}
-		reqs = append(reqs[:0], req)
-	drain:
-		for len(reqs) < s.opts.MaxGroupAppends {
-			select {
-			case r, ok := <-s.reqs:
-				if !ok {
-					break drain // answer what we have; the next receive ends the loop
-				}
-				reqs = append(reqs, r)
-			default:
-				break drain
+		var retryC <-chan time.Time
+		if s.broken.Load() {
+			if retry == nil {
+				tries++
+				retry = time.NewTimer(s.opts.retryWaitFor(tries))
 			}
+			retryC = retry.C
 		}
-		s.commitGroup(g, reqs)
-		clear(reqs) // let the requests be collected
+		select {
+		case req, ok := <-s.reqs:
+			if !ok {
+				return
+			}
+			reqs = append(reqs[:0], req)
+		drain:
+			for len(reqs) < s.opts.MaxGroupAppends {
+				select {
+				case r, ok := <-s.reqs:
+					if !ok {
+						break drain // answer what we have; the next receive ends the loop
+					}
+					reqs = append(reqs, r)
+				default:
+					break drain
+				}
+			}
+			s.commitGroup(g, reqs)
+			clear(reqs) // let the requests be collected
+		case <-retryC:
+			retry = nil
+			began := time.Now()
+			if err := s.recover(); err != nil {
+				if errors.Is(err, errClosed) {
+					continue // Close ended it; the queue is closed too
+				}
+				s.faultMu.Lock()
+				s.recoverErr = err
+				s.faultMu.Unlock()
+				s.limit.Log(s.log, slog.LevelError, "recover", "event store still refusing appends: recovery failed; trying again",
+					"attempt", tries, "retry_in", s.opts.retryWaitFor(tries+1), errAttr(err))
+				continue
+			}
+			s.log.Info("event store recovered: taking appends again", "head", s.head.Load(),
+				"attempts", tries, "reopen", time.Since(began).Round(time.Millisecond))
+			g, tries = s.newGroup(), 0
+		}
 	}
+}
+
+func (s *Store) newGroup() *group {
+	return newGroup(s.opts.StreamCacheSize, func() (uint64, error) { return durableApplied(s.index) })
+}
+
+// recover reopens the databases after a failed write, as a restart of the
+// process would: after a failed fsync nothing Pebble holds in memory can
+// be trusted, nor can the page cache (PostgreSQL's "fsyncgate"), so the
+// store closes both databases without flushing and reopens them, Pebble
+// recovering the log from what its WAL holds on disk and Open re-indexing
+// what the index lacks. A write probe comes first, so that a disk still
+// full or failing costs no reopen; readers keep reading the old databases
+// up to the head until then, and wait for the reopen (or their context)
+// while it runs. The reopened log may hold the failed group, whose
+// appends were answered with errors (as an append whose caller stopped
+// waiting may still commit); it must hold every acknowledged event.
+func (s *Store) recover() error {
+	if err := probe(s.probeFS, s.dir); err != nil {
+		return err
+	}
+	s.dbMu.Lock()
+	reopened := make(chan struct{})
+	s.reopening = reopened
+	old := opened{db: s.db, index: s.index}
+	s.db, s.index = nil, nil
+	s.dbMu.Unlock()
+	old.close(s.log) // without flushing the index: Open re-indexes
+
+	o, err := s.openDBs(context.Background(), 0)
+	s.dbMu.Lock()
+	s.db, s.index = o.db, o.index
+	s.reopening = nil
+	close(reopened)
+	s.dbMu.Unlock()
+	if err != nil {
+		return err
+	}
+	if head := s.head.Load(); o.head < head {
+		return fmt.Errorf("the log reopened at position %d, below the %d acknowledged: the disk lost acknowledged events; "+
+			"stop the server and run callledger check: %w", o.head, head, ErrCorrupt)
+	}
+	s.opts.scanIDs = o.scan
+	if o.head > s.head.Load() {
+		s.publish(o.head)
+	}
+	s.faultMu.Lock()
+	s.fault, s.recoverErr = nil, nil
+	s.faultMu.Unlock()
+	s.broken.Store(false)
+	s.recoveries.Add(1)
+	return nil
 }
 
 // group is the committer's state: the stream cache, which outlives
@@ -248,11 +341,14 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 	}
 	g.replies = replies
 	defer clear(replies)
-	if s.broken.Load() {
+	refuse := func(err error) {
 		for i := range reqs {
-			replies[i].err = fmt.Errorf("append %s: %w", reqs[i].stream, errBroken)
+			replies[i] = appendReply{err: fmt.Errorf("append %s: %w", reqs[i].stream, err)}
 		}
 		s.reply(reqs, replies)
+	}
+	if err := s.unavailable(); err != nil {
+		refuse(err)
 		return
 	}
 	g.reset()
@@ -261,7 +357,7 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 	defer func() {
 		for _, b := range []*pebble.Batch{lb, ib} {
 			if err := b.Close(); err != nil {
-				s.log.Error("release batch", "err", err)
+				s.log.Error("release batch", errAttr(err))
 			}
 		}
 	}()
@@ -277,7 +373,7 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 	}
 
 	if g.writeErr != nil {
-		s.log.Error("group commit abandoned", "appends", len(reqs), "err", g.writeErr)
+		s.log.Error("group commit abandoned", "appends", len(reqs), errAttr(g.writeErr))
 		for i := range reqs {
 			replies[i] = appendReply{err: fmt.Errorf("append %s: %w: %w", reqs[i].stream, eventstore.ErrUnavailable, g.writeErr)}
 		}
@@ -298,18 +394,16 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 			// The log is durable; the index follows it, without a WAL of
 			// its own. Should this fail, the events are in the log but not
 			// acknowledged: Open indexes them and a retry finds them.
-			if err = ib.Commit(pebble.NoSync); err != nil {
+			if err = pebblelog.Catch(func() error { return ib.Commit(pebble.NoSync) }); err != nil {
 				err = fmt.Errorf("index: %w", err)
 			}
 		}
 		if err != nil {
-			s.broken.Store(true)
-			s.log.Error("group commit failed; refusing further appends until the store is reopened",
-				"appends", len(reqs), "err", err)
-			for i := range reqs {
-				replies[i] = appendReply{err: fmt.Errorf("append %s: commit: %w: %w", reqs[i].stream, eventstore.ErrUnavailable, err)}
-			}
-			s.reply(reqs, replies)
+			s.fail(err)
+			s.log.Error("group commit failed; refusing appends until the store has recovered",
+				"appends", len(reqs), errAttr(err))
+			refuse(fmt.Errorf("commit failed; the events may or may not be in the log, and appending them again is safe: %w: %w",
+				eventstore.ErrUnavailable, err))
 			return
 		}
 		s.commits.Add(1)
@@ -327,16 +421,19 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 	if err := g.settle(s.opts.scanIDs); err != nil {
 		// The group is durable and its answers stand, but the cache can no
 		// longer vouch for what it dropped: stop writing until a reopen.
-		s.broken.Store(true)
-		s.log.Error("stream cache failed; refusing further appends until the store is reopened", "err", err)
+		s.fail(err)
+		s.log.Error("stream cache failed; refusing appends until the store has recovered", errAttr(err))
 	}
 }
 
+// commitBatch commits the log batch with a sync. When the WAL write or its
+// sync fails, Pebble calls Logger.Fatalf ("fatal commit error"), which
+// pebblelog turns into a panic that Catch returns here as the error.
 func (s *Store) commitBatch(b *pebble.Batch) error {
 	if s.opts.commit != nil {
 		return s.opts.commit(b)
 	}
-	return b.Commit(pebble.Sync)
+	return pebblelog.Catch(func() error { return b.Commit(pebble.Sync) })
 }
 
 func (s *Store) reply(reqs []*appendReq, replies []appendReply) {

@@ -27,12 +27,11 @@
 //
 // If a commit fails, every caller of the group gets an error wrapping
 // [eventstore.ErrUnavailable], the head does not advance, and the store
-// refuses every later append with ErrUnavailable. After a failed sync Pebble
-// may hold the batch in its memtable without it being durable; appending on
-// top of that state could acknowledge events that follow a hole after a
-// crash, so the only safe course is to stop writing until the process
-// reopens the store (reopening recovers whatever reached the disk). Readers
-// are bounded by the published head, so they never see the failed group.
+// refuses appends until it has recovered (see Disk faults). After a failed
+// sync Pebble may hold the batch in its memtable without it being durable;
+// appending on top of that state could acknowledge events that follow a
+// hole after a crash, so the store stops writing and reopens. Readers are
+// bounded by the published head, so they never see the failed group.
 //
 // # Exactly once
 //
@@ -102,10 +101,69 @@
 // subscriptions with an error wrapping [eventstore.ErrUnavailable]: the
 // subscriber may retry against a reopened store from its checkpoint.
 //
+// # Disk faults
+//
+// A full disk (ENOSPC), a failing one (EIO) or a failed fsync never gets an
+// append acknowledged, never leaves a gap or a double in the log, and does
+// not end the process:
+//
+//   - A commit whose WAL write or sync fails: Pebble calls Logger.Fatalf
+//     ("fatal commit error"); internal/pebblelog panics with a value that the
+//     committer catches on its own goroutine (returning from Fatalf would
+//     make Batch.Commit report the batch committed). The group's callers get
+//     ErrUnavailable, saying their events may or may not be in the log (a
+//     retry with the same IDs is safe), and the store is broken: appends are
+//     refused at once and [Store.Ping] fails with the cause. After a failed
+//     fsync nothing in Pebble's memory or the page cache can be trusted
+//     (PostgreSQL's "fsyncgate"), so the committer recovers as a restart
+//     would, in the process: it waits (1 s, doubling to 30 s), checks that
+//     the disk takes a write and a sync (a 1 MiB probe file), closes both
+//     databases without flushing and reopens them, Pebble recovering the log
+//     from the WAL on disk and Open re-indexing what the index lacks. Readers
+//     read the old databases up to the head until then and wait for the
+//     reopen, or their context, while it runs. The reopened log may hold the
+//     failed group; it must hold every acknowledged event, or the store
+//     stays broken with ErrCorrupt. The in-process recovery keeps webhooks
+//     answered (503, Retry-After) where an exit would leave Twilio with
+//     refused connections until a supervisor restarts the process.
+//   - A flush whose tables cannot be written: Pebble keeps the data in the
+//     WAL and retries the flush at once and forever; once the memtables are
+//     full it stalls every commit until a flush succeeds. The store learns of
+//     the failure from Pebble's event listener, refuses appends and fails
+//     Ping until a flush succeeds, so that no caller (nor Close) waits on
+//     the disk. Its filesystem paces Pebble's retries (each new file after a
+//     failed write waits, 50 ms doubling to 1 s; a successful sync ends it),
+//     so a full disk neither spins a core nor fills with log lines; repeated
+//     errors are logged at most once per interval (10 s).
+//   - Open on a full or failing disk: the write probe fails before Pebble
+//     is involved; Open tries again (1 s, 2 s, 4 s, …) up to
+//     Options.OpenAttempts times and returns an error wrapping
+//     ErrUnavailable that says what the disk did; OpenContext also gives up
+//     when its context ends (SIGTERM). Pebble's own open cannot be
+//     interrupted: it waits until the WAL's recovery is flushed, however
+//     often that fails. So it runs in a goroutine that Open abandons after
+//     OpenAttempts failed flushes (or when ctx ends); the abandoned open
+//     closes what it opened once the disk lets it, holding the directory
+//     lock until then. A server thus exits with a clear error after a
+//     bounded time, and its supervisor's restart comes back once the disk
+//     has room: a ledger that cannot be written at start-up has nothing to
+//     serve, and a restart loop with one log line per try is what operators
+//     expect of a full disk.
+//
+// Two failures still end the process, as Pebble designs: a failed MANIFEST
+// write in a background flush or compaction (Pebble cannot unwind its file
+// references; Fatalf on its goroutine panics), and a failure to close the
+// previous WAL at a memtable rotation (Pebble v2.1.7 panics there with its
+// mutex released, which no recover survives). Both are rare next to the
+// WAL write every commit makes, which a disk meets first; the restart
+// recovers from the WAL.
+//
 // # Closing
 //
 // Close refuses new appends with ErrUnavailable, commits and acknowledges
 // the requests already queued, stops the committer and closes Pebble.
 // Reads, Head and subscriptions after Close fail with ErrUnavailable. Close
-// is safe to call more than once.
+// is safe to call more than once. While the disk fails or hangs, a commit
+// in progress may wait for it; Close then gives up after 10 s with an
+// error, leaving the databases to the end of the process.
 package pebblestore

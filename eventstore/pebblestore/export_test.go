@@ -1,6 +1,10 @@
 package pebblestore
 
-import "github.com/cockroachdb/pebble/v2"
+import (
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
 
 // WithBeforeGroup returns opts with a hook the committer calls before it
 // processes each group, so that tests can hold the committer and queue
@@ -60,3 +64,13 @@ func WriteAmp(s *Store) float64 {
 	}
 	return float64(written) / float64(max(in, 1))
 }
+
+// WithFaultTiming returns opts that wait wait before the first try again
+// to open or recover, and log a repeated error once per every.
+func WithFaultTiming(opts Options, wait, every time.Duration) Options {
+	opts.retryWait, opts.logEvery = wait, every
+	return opts
+}
+
+// Broken reports whether the store refuses appends after a failed write.
+func Broken(s *Store) bool { return s.broken.Load() }

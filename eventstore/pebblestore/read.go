@@ -25,11 +25,11 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64, limi
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("read stream %s: %w", stream, err)
 	}
-	s.dbMu.RLock()
-	defer s.dbMu.RUnlock()
-	if s.dbClosed {
-		return nil, fmt.Errorf("read stream %s: %w", stream, errClosed)
+	release, err := s.acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", stream, err)
 	}
+	defer release()
 	evs, err := s.readStream(ctx, stream, from, limit, s.head.Load())
 	if err != nil {
 		return nil, fmt.Errorf("read stream %s: %w", stream, err)
@@ -142,18 +142,18 @@ func (s *Store) ReadAll(ctx context.Context, from eventstore.Position, limit int
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("read all from %d: %w", from, err)
 	}
-	s.dbMu.RLock()
-	defer s.dbMu.RUnlock()
-	if s.dbClosed {
-		return nil, fmt.Errorf("read all from %d: %w", from, errClosed)
+	release, err := s.acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read all from %d: %w", from, err)
 	}
+	defer release()
 	head := s.head.Load()
 	if uint64(from) >= head {
 		return []eventstore.RecordedEvent{}, nil
 	}
 	to := min(head, saturatingAdd(uint64(from), uint64(limit)))
 	out := make([]eventstore.RecordedEvent, 0, min(to-uint64(from), 1<<16))
-	out, _, err := s.scan(ctx, uint64(from), to, limit, nil, out)
+	out, _, err = s.scan(ctx, uint64(from), to, limit, nil, out)
 	if err != nil {
 		return nil, fmt.Errorf("read all from %d: %w", from, err)
 	}
@@ -172,11 +172,11 @@ func (s *Store) VisitAll(ctx context.Context, from, to eventstore.Position, fn f
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("visit from %d: %w", from, err)
 	}
-	s.dbMu.RLock()
-	defer s.dbMu.RUnlock()
-	if s.dbClosed {
-		return fmt.Errorf("visit from %d: %w", from, errClosed)
+	release, err := s.acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("visit from %d: %w", from, err)
 	}
+	defer release()
 	if head := s.head.Load(); uint64(to) > head {
 		return fmt.Errorf("visit from %d to %d past the head %d: %w", from, to, head, eventstore.ErrInvalidArgument)
 	}
@@ -249,7 +249,8 @@ func (s *Store) visit(ctx context.Context, it *pebble.Iterator, from, to uint64,
 // scan appends to dst the events with positions in (from, to] whose stream
 // the filter keeps (all when filter is nil), stopping after max events. It
 // returns the position up to which it looked: to, or the position of the
-// last event taken when it stopped at max. The caller holds dbMu and has
+// last event taken when it stopped at max. The caller has acquired the
+// databases and has
 // checked that to is committed.
 func (s *Store) scan(ctx context.Context, from, to uint64, max int, filter *eventstore.Filter, dst []eventstore.RecordedEvent) (_ []eventstore.RecordedEvent, last uint64, err error) {
 	upper := []byte{prefixEvent + 1}

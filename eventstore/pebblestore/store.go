@@ -18,6 +18,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/internal/pebblelog"
 )
 
 var _ eventstore.Store = (*Store)(nil)
@@ -49,14 +50,25 @@ type Options struct {
 	// Pebble, when set, may adjust the options of the store's two Pebble
 	// databases before they open (memtable size, compaction, …) without
 	// this package growing a knob for each; db is "log" or "index". It
-	// must not change the comparer, the merger, the block cache or
-	// DisableWAL.
+	// must not change the comparer or the merger; the store sets the
+	// filesystem, block cache, lock, logger, event listener and DisableWAL
+	// after it.
 	Pebble func(db string, o *pebble.Options)
 	// OnCommit, when set, is called by the committer after each group
 	// commit that wrote to the log, so metrics can see batch sizes and
 	// fsync latency without a lock on the write path. It runs on the
 	// committer goroutine: it must be quick and must not call the store.
 	OnCommit func(CommitInfo)
+	// FS is the filesystem the store lives on. Default: the operating
+	// system's. Tests inject disk faults through it (Pebble's vfs/errorfs).
+	FS vfs.FS
+	// OpenAttempts bounds how often OpenContext tries a directory whose
+	// disk fails (full, failing writes or syncs) before it gives up with an
+	// error wrapping eventstore.ErrUnavailable, waiting 1 s, 2 s, 4 s, …
+	// between tries. Negative: until its context ends. Default: 5. A store
+	// that is open recovers from a failed write without a limit (see the
+	// package documentation).
+	OpenAttempts int
 
 	// Test hooks, set only by this package's tests.
 	beforeGroup  func()                    // called by the committer before it processes a group
@@ -64,6 +76,8 @@ type Options struct {
 	scanIDs      int                       // replaces the constant scanIDs when > 0
 	reindexBatch int                       // events per batch when re-indexing; default 4096
 	afterRebuild func(applied uint64)      // called after each batch of a re-index
+	retryWait    time.Duration             // first wait between tries to open or recover; default 1s
+	logEvery     time.Duration             // repeated errors are logged once per logEvery; default pebblelog.DefaultInterval
 }
 
 func (o Options) withDefaults() Options {
@@ -91,6 +105,18 @@ func (o Options) withDefaults() Options {
 	if o.reindexBatch <= 0 {
 		o.reindexBatch = 4096
 	}
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.OpenAttempts == 0 {
+		o.OpenAttempts = 5
+	}
+	if o.retryWait <= 0 {
+		o.retryWait = time.Second
+	}
+	if o.logEvery <= 0 {
+		o.logEvery = pebblelog.DefaultInterval
+	}
 	return o
 }
 
@@ -103,6 +129,11 @@ type Stats struct {
 	Appends uint64
 	// Events counts events written (duplicates excluded).
 	Events uint64
+	// Failures counts writes that failed and stopped the store's appends
+	// until it recovered (see the package documentation).
+	Failures uint64
+	// Recoveries counts the reopens that ended such a stop.
+	Recoveries uint64
 }
 
 // CommitInfo describes one durable group commit, for Options.OnCommit.
@@ -117,11 +148,17 @@ type CommitInfo struct {
 
 // Store is the Pebble-backed event store. It is safe for concurrent use.
 type Store struct {
+	dir      string
+	fs       vfs.FS // what Pebble sees: paced, checked for slow operations
+	probeFS  vfs.FS // the same without the pacing, for the write probe
 	fsCloser io.Closer
-	db       *pebble.DB // the log: events by position, synced at every commit
-	index    *pebble.DB // stream and dedup indexes, rebuilt from the log on Open
-	log      *slog.Logger
-	opts     Options
+	// locks are the directory locks of the log and the index, held from
+	// Open to Close, across reopens.
+	locks  [2]*pebble.Lock
+	health [2]*dbHealth // of the log and the index, fed by their event listeners
+	log    *slog.Logger
+	limit  *pebblelog.Limiter // repeated errors of the store and its listeners
+	opts   Options
 
 	// sendMu orders Close against Appends that are handing a request to the
 	// committer, so that no request is ever sent on a closed channel and
@@ -129,10 +166,17 @@ type Store struct {
 	sendMu  sync.RWMutex
 	closing bool
 	reqs    chan *appendReq
+	stop    chan struct{} // closed when Close begins: ends a recovery
 	done    chan struct{} // closed when the committer has exited
 
-	// broken is set when a commit failed; appends are then refused.
+	// broken is set when a write failed; appends are then refused until
+	// the committer has reopened the databases.
 	broken atomic.Bool
+	// faultMu guards fault, the write failure that broke the store, and
+	// recoverErr, why the last attempt to recover failed.
+	faultMu    sync.Mutex
+	fault      error
+	recoverErr error
 
 	// head is the position of the last committed event. It is written only
 	// by the committer, under notifyMu, after fsync.
@@ -143,78 +187,253 @@ type Store struct {
 	notify       chan struct{}
 	notifyClosed bool
 
-	// dbMu keeps readers and the databases' Close apart: Pebble panics on
-	// use after Close, so readers hold the read side while they touch them.
-	dbMu     sync.RWMutex
-	dbClosed bool
+	// dbMu keeps readers away from databases being closed: Pebble panics on
+	// use after Close, so readers hold the read side while they touch db
+	// and index (see acquire). The committer, which alone replaces them,
+	// uses them without it.
+	dbMu sync.RWMutex
+	db   *pebble.DB // the log: events by position, synced at every commit
+	// index holds the stream and dedup indexes, rebuilt from the log on
+	// Open. db and index are nil while a recovery has them closed.
+	index *pebble.DB
+	// reopening, while a recovery reopens the databases, is closed when
+	// it is done.
+	reopening chan struct{}
+	dbClosed  bool
 
 	closeOnce sync.Once
 	closeErr  error
+	// slowAt is when the disk was last reported slow (an operation taking
+	// over 5 s), in Unix nanoseconds.
+	slowAt atomic.Int64
 
-	commits, appends, events atomic.Uint64
+	commits, appends, events, failures, recoveries atomic.Uint64
 }
+
+// The store's two databases, as indexes of Store.locks and Store.health.
+const (
+	logDB = iota
+	indexDB
+)
 
 // ErrLocked reports a store directory that is already open: by a running
 // server, another command, or this process. Pebble allows one opener.
 var ErrLocked = errors.New("pebblestore: directory in use by another process")
 
-// Open opens (creating it if needed) the store in dir. Only one Store may
-// have a directory open at a time; Pebble's lock file enforces it.
-//
-// The log database lives in dir and the index database in dir/index. Open
-// brings the index up to date with the log before it returns (after a crash
-// the index may lack the last events; see the package documentation).
+// Open is OpenContext without a context: it gives up on a failing disk
+// after Options.OpenAttempts tries only.
 func Open(dir string, opts Options) (*Store, error) {
+	return OpenContext(context.Background(), dir, opts)
+}
+
+// OpenContext opens (creating it if needed) the store in dir. Only one
+// Store may have a directory open at a time; Pebble's lock file enforces
+// it.
+//
+// The log database lives in dir and the index database in dir/index.
+// OpenContext brings the index up to date with the log before it returns
+// (after a crash the index may lack the last events; see the package
+// documentation). On a disk that is full or fails writes it tries again,
+// up to Options.OpenAttempts times, logging the failure at most once per
+// interval, and gives up early when ctx ends; the error then wraps
+// eventstore.ErrUnavailable and says what the disk did.
+func OpenContext(ctx context.Context, dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	log := opts.Logger.With("component", "pebblestore")
-	fs, fsCloser := diskFS(opts, log)
+	s := &Store{
+		dir:    dir,
+		log:    log,
+		limit:  pebblelog.NewLimiter(opts.logEvery),
+		opts:   opts,
+		health: [2]*dbHealth{newHealth("log"), newHealth("index")},
+		reqs:   make(chan *appendReq, opts.QueueSize),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+		notify: make(chan struct{}),
+	}
+	s.diskFS()
+	if err := s.lock(); err != nil {
+		_ = s.fsCloser.Close()
+		return nil, fmt.Errorf("open event store in %s: %w", dir, err)
+	}
+	var o opened
+	var err error
+	for attempt := 1; ; attempt++ {
+		if err = probe(s.probeFS, dir); err == nil {
+			o, err = s.openDBs(ctx, max(opts.OpenAttempts, 0))
+		}
+		if err == nil || !diskFault(err) {
+			break
+		}
+		// An abandoned open holds the directory locks: no more tries.
+		if errors.Is(err, errAbandoned) || (opts.OpenAttempts > 0 && attempt >= opts.OpenAttempts) {
+			err = fmt.Errorf("the disk failed %d tries, giving up: %w: %w", attempt, eventstore.ErrUnavailable, err)
+			break
+		}
+		wait := opts.retryWaitFor(attempt)
+		s.limit.Log(log, slog.LevelWarn, "open", "event store cannot open yet; trying again",
+			"dir", dir, "attempt", attempt, "retry_in", wait, errAttr(err))
+		if err = sleep(ctx, wait); err != nil {
+			break
+		}
+	}
+	if err != nil {
+		s.unlock()
+		_ = s.fsCloser.Close()
+		return nil, fmt.Errorf("open event store in %s: %w", dir, err)
+	}
+	s.db, s.index, s.opts.scanIDs = o.db, o.index, o.scan
+	s.head.Store(o.head)
+	go s.run()
+	log.Debug("event store open", "dir", dir, "head", o.head)
+	return s, nil
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// lock takes the directory locks of both databases, for the store's life.
+func (s *Store) lock() error {
+	for i, dir := range []string{s.dir, filepath.Join(s.dir, indexDir)} {
+		if err := s.probeFS.MkdirAll(dir, 0o755); err != nil {
+			s.unlock()
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+		l, err := lockDir(s.probeFS, dir)
+		if err != nil {
+			s.unlock()
+			return err
+		}
+		s.locks[i] = l
+	}
+	return nil
+}
+
+// isLockHeld reports an error of pebble.LockDirectory that says the lock
+// is held: by another process (flock fails) or by this one (Pebble's own
+// check, which has no sentinel).
+func isLockHeld(err error) bool {
+	return errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held by current process")
+}
+
+// unlock releases the store's hold on the directory locks. A database
+// still open (one an abandoned open will close) holds them until it
+// closes.
+func (s *Store) unlock() {
+	for i, l := range s.locks {
+		if l != nil {
+			if err := l.Close(); err != nil {
+				s.log.Error("release directory lock", errAttr(err))
+			}
+			s.locks[i] = nil
+		}
+	}
+}
+
+// opened is what openDBs opens.
+type opened struct {
+	db, index *pebble.DB
+	head      uint64
+	scan      int
+}
+
+// close closes what was opened: after a failed or abandoned open, and the
+// broken databases of a recovery.
+func (o *opened) close(log *slog.Logger) {
+	for _, db := range []*pebble.DB{o.index, o.db} {
+		if db == nil {
+			continue
+		}
+		if err := pebblelog.Catch(db.Close); err != nil {
+			log.Warn("close pebble", errAttr(err))
+		}
+	}
+	o.db, o.index = nil, nil
+}
+
+// errAbandoned marks an open given up while Pebble was still opening: it
+// holds the directory locks until it ends, so nothing can try again.
+var errAbandoned = errors.New("gave up waiting for pebble")
+
+// openDBs opens the log, recovers its head, opens the index and brings it
+// up to the log. Pebble's open cannot be interrupted: it waits until the
+// log's WAL recovery is flushed to tables, retrying the flush as often as
+// the disk fails it. So the open runs in a goroutine, which openDBs
+// abandons when ctx ends, the store closes or, if maxFlushFailures > 0,
+// that many flushes failed. An abandoned open closes what it opened once
+// Pebble lets it; until then it holds the directory locks.
+func (s *Store) openDBs(ctx context.Context, maxFlushFailures int) (opened, error) {
+	for _, h := range s.health {
+		h.reset()
+	}
+	type result struct {
+		o   opened
+		err error
+	}
+	res := make(chan result, 1)
+	locks := s.locks // the goroutine may outlive the store's hold on them
+	go func() {
+		var o opened
+		err := pebblelog.Catch(func() error { return s.openSync(&o, locks) })
+		if err != nil {
+			o.close(s.log)
+		}
+		res <- result{o, err}
+	}()
+	abandon := func(why error) (opened, error) {
+		go func() {
+			r := <-res
+			r.o.close(s.log)
+		}()
+		return opened{}, fmt.Errorf("%w: %w", errAbandoned, why)
+	}
+	for {
+		logFails, logChanged := s.health[logDB].watch()
+		indexFails, indexChanged := s.health[indexDB].watch()
+		if maxFlushFailures > 0 && logFails+indexFails >= maxFlushFailures {
+			err := s.health[logDB].failingErr()
+			if err == nil {
+				err = s.health[indexDB].failingErr()
+			}
+			return abandon(fmt.Errorf("%w %d times: %w", errRecoveryFlush, logFails+indexFails, err))
+		}
+		select {
+		case r := <-res:
+			return r.o, r.err
+		case <-ctx.Done():
+			return abandon(ctx.Err())
+		case <-s.stop:
+			return abandon(errClosed)
+		case <-logChanged:
+		case <-indexChanged:
+		}
+	}
+}
+
+// openSync is the open of openDBs, filling o as it goes.
+func (s *Store) openSync(o *opened, locks [2]*pebble.Lock) (err error) {
 	cache := pebble.NewCache(cacheSize)
 	defer cache.Unref() // each database holds its own reference
-
-	db, err := pebble.Open(dir, logOptions(opts, log, fs, cache))
-	if err != nil {
-		_ = fsCloser.Close() // stops the disk-health goroutine; it has nothing to report
-		if errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held by current process") {
-			// Pebble's LOCK file is held, by another process (flock fails)
-			// or by this one (Pebble's own check, which has no sentinel).
-			return nil, fmt.Errorf("open event store in %s: %w", dir, ErrLocked)
-		}
-		return nil, fmt.Errorf("open event store in %s: %w", dir, err)
+	if o.db, err = pebble.Open(s.dir, s.logOptions(cache, locks[logDB])); err != nil {
+		return err
 	}
-	fail := func(err error, dbs ...*pebble.DB) (*Store, error) {
-		for _, d := range dbs {
-			if cerr := d.Close(); cerr != nil {
-				log.Error("close pebble after a failed open", "dir", dir, "err", cerr)
-			}
-		}
-		_ = fsCloser.Close()
-		return nil, fmt.Errorf("open event store in %s: %w", dir, err)
+	if o.head, err = prepare(o.db); err != nil {
+		return err
 	}
-	head, err := prepare(db)
-	if err != nil {
-		return fail(err, db)
+	if o.index, err = pebble.Open(filepath.Join(s.dir, indexDir), s.indexOptions(cache, locks[indexDB])); err != nil {
+		return fmt.Errorf("open index: %w", err)
 	}
-	index, err := pebble.Open(filepath.Join(dir, indexDir), indexOptions(opts, log, fs, cache))
-	if err != nil {
-		return fail(fmt.Errorf("open index: %w", err), db)
-	}
-	if opts.scanIDs, err = catchUpIndex(db, index, head, opts, log); err != nil {
-		return fail(err, index, db)
-	}
-	s := &Store{
-		fsCloser: fsCloser,
-		db:       db,
-		index:    index,
-		log:      log,
-		opts:     opts,
-		reqs:     make(chan *appendReq, opts.QueueSize),
-		done:     make(chan struct{}),
-		notify:   make(chan struct{}),
-	}
-	s.head.Store(head)
-	go s.run()
-	log.Debug("event store open", "dir", dir, "head", head)
-	return s, nil
+	o.scan, err = catchUpIndex(o.db, o.index, o.head, s.opts, s.log)
+	return err
 }
 
 // indexDir is the index database's directory inside the store directory.
@@ -225,32 +444,18 @@ const indexDir = "index"
 // nothing.
 const cacheSize = 256 << 20
 
-// diskFS wraps the default filesystem so that writes (fsyncs above all)
-// that hang are reported, which would otherwise show only as appends
-// timing out. The store closes the returned closer after both databases
-// (Pebble only closes the wrapper it makes itself).
-func diskFS(opts Options, log *slog.Logger) (vfs.FS, io.Closer) {
-	listener := eventListener(log)
-	return vfs.WithDiskHealthChecks(vfs.Default, 5*time.Second, nil, func(info vfs.DiskSlowInfo) {
-		listener.DiskSlow(info)
+// diskFS sets up the filesystem under the store: Options.FS, wrapped so
+// that writes (fsyncs above all) that hang are reported, which would
+// otherwise show only as appends timing out, and so that Pebble's retries
+// after a failed write are paced (see pacedFS). The store closes fsCloser
+// after both databases (Pebble only closes the wrapper it makes itself).
+func (s *Store) diskFS() {
+	log := s.log.With("component", "pebble")
+	s.probeFS, s.fsCloser = vfs.WithDiskHealthChecks(s.opts.FS, 5*time.Second, nil, func(info vfs.DiskSlowInfo) {
+		s.slowAt.Store(time.Now().UnixNano())
+		s.limit.Log(log, slog.LevelWarn, "disk slow", "disk slow", "info", info.String())
 	})
-}
-
-func eventListener(log *slog.Logger) *pebble.EventListener {
-	return &pebble.EventListener{
-		BackgroundError: func(err error) {
-			log.Error("pebble background error", "err", err)
-		},
-		DiskSlow: func(info pebble.DiskSlowInfo) {
-			log.Warn("disk slow", "info", info.String())
-		},
-		WriteStallBegin: func(info pebble.WriteStallBeginInfo) {
-			log.Warn("pebble write stall", "reason", info.Reason)
-		},
-		WriteStallEnd: func() {
-			log.Info("pebble write stall ended")
-		},
-	}
+	s.fs = &pacedFS{FS: s.probeFS}
 }
 
 // logOptions are the log database's options. Its keys are written in
@@ -258,14 +463,10 @@ func eventListener(log *slog.Logger) *pebble.EventListener {
 // down the LSM without rewriting them: the log is written twice (WAL and
 // flush) and compacted never. Nothing reads it by point lookups, so its
 // tables carry no Bloom filters.
-func logOptions(opts Options, log *slog.Logger, fs vfs.FS, cache *pebble.Cache) *pebble.Options {
-	dbLog := log.With("component", "pebble", "db", "log")
+func (s *Store) logOptions(cache *pebble.Cache, lock *pebble.Lock) *pebble.Options {
+	dbLog := s.log.With("component", "pebble", "db", "log")
 	po := &pebble.Options{
-		Logger:             pebbleLogger{log: dbLog},
-		EventListener:      eventListener(dbLog),
 		FormatMajorVersion: pebble.FormatNewest,
-		FS:                 fs,
-		Cache:              cache,
 		MemTableSize:       32 << 20,
 	}
 	// One table per flush: the log's tables never overlap, so Pebble only
@@ -283,10 +484,11 @@ func logOptions(opts Options, log *slog.Logger, fs vfs.FS, cache *pebble.Cache) 
 	for i := range po.Levels {
 		po.Levels[i].BlockSize = 32 << 10
 	}
-	if opts.Pebble != nil {
-		opts.Pebble("log", po)
+	if s.opts.Pebble != nil {
+		s.opts.Pebble("log", po)
 	}
-	po.FS, po.Cache = fs, cache
+	po.FS, po.Cache, po.Lock = s.fs, cache, lock
+	po.Logger, po.EventListener = pebblelog.New(dbLog, s.opts.logEvery), s.listener(s.health[logDB], dbLog)
 	return po
 }
 
@@ -296,24 +498,21 @@ func logOptions(opts Options, log *slog.Logger, fs vfs.FS, cache *pebble.Cache) 
 // a WAL write. Dedup and head lookups are point gets, mostly of keys that
 // do not exist (new calls); Bloom filters answer those without reading
 // blocks.
-func indexOptions(opts Options, log *slog.Logger, fs vfs.FS, cache *pebble.Cache) *pebble.Options {
-	dbLog := log.With("component", "pebble", "db", "index")
+func (s *Store) indexOptions(cache *pebble.Cache, lock *pebble.Lock) *pebble.Options {
+	dbLog := s.log.With("component", "pebble", "db", "index")
 	po := &pebble.Options{
-		Logger:             pebbleLogger{log: dbLog},
-		EventListener:      eventListener(dbLog),
 		FormatMajorVersion: pebble.FormatNewest,
-		FS:                 fs,
-		Cache:              cache,
 		MemTableSize:       16 << 20,
 	}
 	po.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionFastest })
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
-	if opts.Pebble != nil {
-		opts.Pebble("index", po)
+	if s.opts.Pebble != nil {
+		s.opts.Pebble("index", po)
 	}
-	po.FS, po.Cache, po.DisableWAL = fs, cache, true
+	po.FS, po.Cache, po.Lock, po.DisableWAL = s.fs, cache, lock, true
+	po.Logger, po.EventListener = pebblelog.New(dbLog, s.opts.logEvery), s.listener(s.health[indexDB], dbLog)
 	return po
 }
 
@@ -368,7 +567,10 @@ func prepare(db *pebble.DB) (uint64, error) {
 
 // Stats returns the write-path counters.
 func (s *Store) Stats() Stats {
-	return Stats{Commits: s.commits.Load(), Appends: s.appends.Load(), Events: s.events.Load()}
+	return Stats{
+		Commits: s.commits.Load(), Appends: s.appends.Load(), Events: s.events.Load(),
+		Failures: s.failures.Load(), Recoveries: s.recoveries.Load(),
+	}
 }
 
 // Head returns the position of the last committed event.
@@ -384,21 +586,78 @@ func (s *Store) Head(ctx context.Context) (eventstore.Position, error) {
 	return eventstore.Position(s.head.Load()), nil
 }
 
-var (
-	errClosed = fmt.Errorf("store closed: %w", eventstore.ErrUnavailable)
-	errBroken = fmt.Errorf("store stopped writing after a failed commit; reopen it: %w", eventstore.ErrUnavailable)
-)
+// Ping reports whether the store takes appends now, for readiness checks:
+// nil when it does, otherwise an error wrapping eventstore.ErrUnavailable
+// that says why (closed, recovering from a failed write, or a database
+// whose flushes fail).
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	s.sendMu.RLock()
+	closing := s.closing
+	s.sendMu.RUnlock()
+	if closing {
+		return fmt.Errorf("ping: %w", errClosed)
+	}
+	if err := s.unavailable(); err != nil {
+		return fmt.Errorf("ping: %w", err)
+	}
+	return nil
+}
+
+var errClosed = fmt.Errorf("store closed: %w", eventstore.ErrUnavailable)
+
+// acquire waits until the databases may be read and returns the function
+// that ends the read. While a recovery reopens them it waits for it, or
+// until ctx ends; after a recovery that failed they stay closed and reads
+// fail with ErrUnavailable until one succeeds.
+func (s *Store) acquire(ctx context.Context) (release func(), err error) {
+	for {
+		s.dbMu.RLock()
+		switch {
+		case s.dbClosed:
+			s.dbMu.RUnlock()
+			return nil, errClosed
+		case s.db != nil:
+			return s.dbMu.RUnlock, nil
+		}
+		wait := s.reopening
+		s.dbMu.RUnlock()
+		if wait == nil {
+			return nil, fmt.Errorf("databases closed: %w", s.brokenErr())
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the store to reopen: %w: %w", eventstore.ErrUnavailable, ctx.Err())
+		}
+	}
+}
+
+// closeGrace is how long Close waits for a commit that a failing disk
+// holds up before it gives up on closing the databases.
+const closeGrace = 10 * time.Second
 
 // Close stops accepting appends, commits and acknowledges the ones already
 // queued, and closes the database. Calling it again returns the first
 // call's result.
+//
+// While the disk fails or hangs, a commit in progress may wait for it
+// (Pebble stalls writes until flushes succeed): Close then gives up after
+// closeGrace and returns an error, leaving the databases to the end of the
+// process.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.sendMu.Lock()
 		s.closing = true
 		close(s.reqs)
+		close(s.stop)
 		s.sendMu.Unlock()
-		<-s.done
+		if err := s.waitCommitter(); err != nil {
+			s.closeErr = fmt.Errorf("close event store: %w", err)
+			return
+		}
 
 		s.notifyMu.Lock()
 		s.notifyClosed = true
@@ -407,23 +666,29 @@ func (s *Store) Close() error {
 
 		s.dbMu.Lock()
 		s.dbClosed = true
+		db, index := s.db, s.index
+		s.db, s.index = nil, nil
+		s.dbMu.Unlock()
 		// The index has no WAL: flush it so that the next Open need not
 		// re-index. Without the flush nothing is lost, Open just works
-		// longer, so a store that stopped writing after a failed commit
-		// skips it.
+		// longer, so a store whose writes fail skips it.
 		var err error
-		if !s.broken.Load() {
-			if err = s.index.Flush(); err != nil {
-				err = fmt.Errorf("flush index: %w", err)
+		if index != nil {
+			if s.unavailable() == nil {
+				if err = pebblelog.Catch(index.Flush); err != nil {
+					err = fmt.Errorf("flush index: %w", err)
+				}
+			}
+			if cerr := pebblelog.Catch(index.Close); err == nil && cerr != nil {
+				err = fmt.Errorf("close index: %w", cerr)
 			}
 		}
-		if cerr := s.index.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("close index: %w", cerr)
+		if db != nil {
+			if cerr := pebblelog.Catch(db.Close); err == nil && cerr != nil {
+				err = fmt.Errorf("close log: %w", cerr)
+			}
 		}
-		if cerr := s.db.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("close log: %w", cerr)
-		}
-		s.dbMu.Unlock()
+		s.unlock()
 		if cerr := s.fsCloser.Close(); err == nil {
 			err = cerr
 		}
@@ -432,6 +697,28 @@ func (s *Store) Close() error {
 		}
 	})
 	return s.closeErr
+}
+
+// waitCommitter waits for the committer to answer what is queued and exit.
+// On a failing or hanging disk it waits closeGrace at most.
+func (s *Store) waitCommitter() error {
+	t := time.NewTicker(closeGrace)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return nil
+		case <-t.C:
+			err := s.unavailable()
+			if err == nil && time.Since(time.Unix(0, s.slowAt.Load())) < closeGrace {
+				err = errors.New("a disk operation has been hanging for over 5 s")
+			}
+			if err != nil {
+				s.log.Error("a commit is stuck on the disk; leaving the event store open", errAttr(err))
+				return fmt.Errorf("a commit is stuck on the disk: %w", err)
+			}
+		}
+	}
 }
 
 // snapshot returns the committed head, the channel that will be closed at
@@ -472,26 +759,4 @@ func getVersion(db *pebble.DB, key string) (int, error) {
 		return 0, fmt.Errorf("layout version %s: %w", got, ErrCorrupt)
 	}
 	return version, nil
-}
-
-// pebbleLogger routes Pebble's logging to slog, informational messages at
-// Debug so that a healthy store is quiet.
-type pebbleLogger struct{ log *slog.Logger }
-
-func (l pebbleLogger) Infof(format string, args ...any) {
-	if l.log.Enabled(context.Background(), slog.LevelDebug) {
-		l.log.Debug(fmt.Sprintf(format, args...))
-	}
-}
-
-func (l pebbleLogger) Errorf(format string, args ...any) {
-	l.log.Error(fmt.Sprintf(format, args...))
-}
-
-// Fatalf must not return: Pebble calls it when continuing would damage
-// data. We log, then panic so that the stack shows where.
-func (l pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	l.log.Error("pebble fatal error", "msg", msg)
-	panic("pebble: " + msg)
 }

@@ -97,11 +97,11 @@ func (sub *subscription) Next(ctx context.Context) (eventstore.Batch, error) {
 // read delivers the next batch from (checkpoint, head].
 func (sub *subscription) read(ctx context.Context, head uint64) (eventstore.Batch, error) {
 	s := sub.store
-	s.dbMu.RLock()
-	defer s.dbMu.RUnlock()
-	if s.dbClosed {
-		return eventstore.Batch{}, fmt.Errorf("subscription: %w", errClosed)
+	release, err := s.acquire(ctx)
+	if err != nil {
+		return eventstore.Batch{}, fmt.Errorf("subscription: %w", err)
 	}
+	defer release()
 	to := min(head, saturatingAdd(sub.checkpoint, sub.window))
 	var dst []eventstore.RecordedEvent
 	if sub.filter == nil {

@@ -50,7 +50,7 @@ func OpenStore(ctx context.Context, storeURL, dataDir string, opts StoreOptions)
 		if f := opts.OnGroupCommit; f != nil {
 			po.OnCommit = func(ci pebblestore.CommitInfo) { f(ci.Appends, ci.Events, ci.Duration) }
 		}
-		s, err := pebblestore.Open(dir, po)
+		s, err := pebblestore.OpenContext(ctx, dir, po)
 		if err != nil {
 			return nil, fmt.Errorf("open embedded event store %s: %w", dir, err)
 		}

@@ -18,6 +18,7 @@ import (
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/internal/pebblelog"
 	"github.com/callledger/callledger/projections/callstate"
 )
 
@@ -125,7 +126,7 @@ func (s *Store) reading() (func(), error) {
 // to every level below too.
 func pebbleOptions(opts Options) *pebble.Options {
 	po := &pebble.Options{
-		Logger:             quietLogger{log: opts.Logger},
+		Logger:             pebblelog.New(opts.Logger.With("component", "callstore-pebble"), 0),
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       32 << 20,
 	}
@@ -487,20 +488,4 @@ func getView(g getter, sid string) (*callledgerv1.Call, error) {
 		return nil, err
 	}
 	return callstate.View(rec), nil
-}
-
-// quietLogger routes Pebble's logging to slog at debug level.
-type quietLogger struct{ log *slog.Logger }
-
-func (l quietLogger) Infof(format string, args ...any) {
-	l.log.Debug(fmt.Sprintf(format, args...), "component", "callstore-pebble")
-}
-
-func (l quietLogger) Errorf(format string, args ...any) {
-	l.log.Error(fmt.Sprintf(format, args...), "component", "callstore-pebble")
-}
-
-func (l quietLogger) Fatalf(format string, args ...any) {
-	l.log.Error(fmt.Sprintf(format, args...), "component", "callstore-pebble")
-	panic(fmt.Sprintf(format, args...))
 }
