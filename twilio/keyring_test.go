@@ -82,6 +82,8 @@ func TestVerifyAccounts(t *testing.T) {
 		{"AccountSid twice, different", v, status, callback(subAccount) + "&AccountSid=" + mainAccount, "sub-token", twilio.ErrSignatureInvalid, "", ""},
 		{"GET: AccountSid in the query", v, status + "?" + callback(subAccount), "", "sub-token", nil, subAccount, ""},
 		{"body and query differ", v, status + "?AccountSid=" + mainAccount, callback(subAccount), "sub-token", twilio.ErrSignatureInvalid, "", ""},
+		{"body AccountSid empty, query names one", v, status + "?AccountSid=" + subAccount, "CallSid=CA0123456789abcdef0123456789abcdef&AccountSid=", "sub-token", twilio.ErrSignatureInvalid, "", ""},
+		{"AccountSid empty: the default token", v, status, "CallSid=CA0123456789abcdef0123456789abcdef&AccountSid=", "main-token", nil, "", ""},
 		{"query AccountSid twice, different", v, status + "?AccountSid=" + subAccount + "&AccountSid=" + mainAccount, "", "sub-token", twilio.ErrSignatureInvalid, "", ""},
 		{"Event Streams, the sink's account in the query", v, events("AccountSid=" + subAccount + "&"), jsonBody, "sub-token", nil, subAccount, ""},
 		{"Event Streams, no account: the default token", v, events(""), jsonBody, "main-token", nil, "", ""},

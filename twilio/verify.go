@@ -276,16 +276,16 @@ func (v *Verifier) VerifyAccount(requestURI string, body []byte, signature strin
 			return "", &VerifyError{err: fmt.Errorf("twilio: form body: %w: %w", bad.err(), ErrSignatureInvalid)}
 		}
 		s.order = sortByKey(s.buf, s.pairs, s.order)
-		acct, ok := formAccount(s.buf, s.pairs, s.order)
+		acct, found, ok := formAccount(s.buf, s.pairs, s.order)
 		switch {
 		case !ok:
 			return "", invalid(nil, "AccountSid repeated with different values")
-		case acct.end == acct.off:
-			acct = qAcct // none in the body: the query's, if any
+		case !found:
+			acct, found = qAcct, qFound // none in the body: the query's, if any
 		case qFound && !bytes.Equal(s.buf[acct.off:acct.end], s.buf[qAcct.off:qAcct.end]):
 			return "", invalid(nil, "AccountSid of the body and of the query differ")
 		}
-		if keys = v.keysFor(ring, s.buf, acct, acct.end > acct.off); keys == nil {
+		if keys = v.keysFor(ring, s.buf, acct, found); keys == nil {
 			return "", unknownAccount(s.buf[acct.off:acct.end])
 		}
 		s.msg = appendSigned(s.msg, s.buf, s.pairs, s.order)
@@ -302,7 +302,7 @@ const accountSidParam = "AccountSid"
 var accountSidPrefix = prefix([]byte(accountSidParam))
 
 // keysFor returns the tokens for a request whose AccountSid is buf[acct]
-// (none when !found), or nil for an account ring does not list.
+// (none when !found or empty), or nil for an account ring does not list.
 func (v *Verifier) keysFor(ring *Keyring, buf []byte, acct span, found bool) *keySet {
 	if !found {
 		return ring.def
@@ -310,12 +310,10 @@ func (v *Verifier) keysFor(ring *Keyring, buf []byte, acct span, found bool) *ke
 	return ring.lookup(buf[acct.off:acct.end])
 }
 
-// formAccount returns the value of the form's AccountSid parameter (an
-// empty span when it has none), and false when it has different values.
-// order sorts pairs by name.
-func formAccount(buf []byte, pairs []pair, order []uint64) (span, bool) {
-	var acct span
-	found := false
+// formAccount returns the first value of the form's AccountSid parameter
+// and whether it has one, and false when it has different values. order
+// sorts pairs by name.
+func formAccount(buf []byte, pairs []pair, order []uint64) (acct span, found, ok bool) {
 	for _, o := range order {
 		p := pairs[o]
 		if p.prefix != accountSidPrefix || string(buf[p.key.off:p.key.end]) != accountSidParam {
@@ -328,10 +326,10 @@ func formAccount(buf []byte, pairs []pair, order []uint64) (span, bool) {
 		case !found:
 			acct, found = p.val, true
 		case !bytes.Equal(buf[p.val.off:p.val.end], buf[acct.off:acct.end]):
-			return span{}, false
+			return span{}, false, false
 		}
 	}
-	return acct, true
+	return acct, found, true
 }
 
 // matches tries every token of keys on the URL as received, then (cold
