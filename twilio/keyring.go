@@ -10,9 +10,10 @@ import (
 var ErrInvalidAccountSid = errors.New("invalid AccountSid")
 
 // ErrUnknownAccount reports a request whose AccountSid names an account the
-// Keyring does not list: no token of it is configured, so its signature
-// cannot be checked. The HTTP adapter answers 403, as to a bad signature,
-// but counts it apart: it is a misconfiguration as often as a forgery.
+// Keyring does not list, and that the default tokens did not sign: no
+// token of that account is configured. The HTTP adapter answers 403, as to
+// a bad signature, but counts it apart: it is a misconfiguration (a
+// subaccount whose auth token is missing) as often as a forgery.
 var ErrUnknownAccount = errors.New("AccountSid names no configured Twilio account")
 
 // AccountTokens are the auth tokens Twilio signs one account's webhooks with.
@@ -33,19 +34,24 @@ type AccountTokens struct {
 // use; a reload builds a new Keyring and hands it to Verifier.SetKeyring.
 //
 // A request without AccountSid is checked against the default tokens. One
-// naming a listed account, against that account's tokens. One naming an
-// account the Keyring does not list is refused with ErrUnknownAccount,
-// unless the Keyring lists no account at all: a single-account deployment
-// checks every request against the default tokens, whatever it names.
+// naming a listed account, against that account's tokens only. One naming
+// an account the Keyring does not list, against the default tokens too
+// (they belong to an account the configuration need not name, whose
+// webhooks carry its AccountSid), and when they did not sign it, it is
+// refused with ErrUnknownAccount rather than ErrSignatureInvalid, unless the
+// Keyring lists no account at all: a single-account deployment checks every
+// request against the default tokens, whatever it names.
 type Keyring struct {
 	def      *keySet
+	unlisted *keySet            // the default tokens, for an account not listed
 	accounts map[string]*keySet // by AccountSid, hexadecimal in lowercase
 }
 
 // keySet is the tokens one request is checked against.
 type keySet struct {
-	account string // the listed account; "" for the default tokens
-	keys    []*signingKey
+	account  string // the listed account; "" for the default tokens
+	keys     []*signingKey
+	unlisted bool // for an account the Keyring does not list
 }
 
 // NewKeyring returns a Keyring with defaultTokens (the primary auth token
@@ -55,7 +61,7 @@ func NewKeyring(defaultTokens []string, accounts ...AccountTokens) (*Keyring, er
 	if err != nil {
 		return nil, fmt.Errorf("twilio: default auth tokens: %w", err)
 	}
-	k := &Keyring{def: def, accounts: make(map[string]*keySet, len(accounts))}
+	k := &Keyring{def: def, unlisted: &keySet{keys: def.keys, unlisted: true}, accounts: make(map[string]*keySet, len(accounts))}
 	for i, a := range accounts {
 		sid, ok := canonicalAccountSid(a.AccountSid)
 		if !ok {
@@ -102,13 +108,15 @@ func (k *Keyring) Configured(sid string) bool {
 }
 
 // lookup returns the tokens for a request whose AccountSid is account
-// (empty when it has none), or nil when it names an account the Keyring
-// does not list.
+// (empty when it has none).
 func (k *Keyring) lookup(account []byte) *keySet {
 	if len(account) == 0 || len(k.accounts) == 0 {
 		return k.def
 	}
-	return k.accounts[string(account)]
+	if set, ok := k.accounts[string(account)]; ok {
+		return set
+	}
+	return k.unlisted
 }
 
 // canonicalAccountSid returns sid with its hexadecimal digits in lowercase,

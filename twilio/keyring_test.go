@@ -75,8 +75,10 @@ func TestVerifyAccounts(t *testing.T) {
 		{"no AccountSid, the default token", v, status, "CallSid=CA0123456789abcdef0123456789abcdef", "main-token", nil, "", ""},
 		{"no AccountSid, a subaccount token", v, status, "CallSid=CA0123456789abcdef0123456789abcdef", "sub-token", twilio.ErrSignatureInvalid, "", ""},
 		{"account without tokens of its own, the default token", v, status, callback(apiAccount), "main-token", nil, apiAccount, ""},
-		{"unknown account", v, status, callback(strangerSid), "main-token", twilio.ErrUnknownAccount, "", strangerSid},
-		{"unknown account, not an AccountSid", v, status, callback("AC%0Aforged"), "main-token", twilio.ErrUnknownAccount, "", ""},
+		// The default token's account need not be listed.
+		{"unlisted account, the default token", v, status, callback(strangerSid), "main-token", nil, "", ""},
+		{"unlisted account, another token", v, status, callback(strangerSid), "sub-token", twilio.ErrUnknownAccount, "", strangerSid},
+		{"unlisted account, not an AccountSid", v, status, callback("AC%0Aforged"), "sub-token", twilio.ErrUnknownAccount, "", ""},
 		{"subaccount in uppercase", v, status, callback("AC" + strings.ToUpper(subAccount[2:])), "sub-token", twilio.ErrUnknownAccount, "", "AC" + strings.ToUpper(subAccount[2:])},
 		{"AccountSid twice, the same", v, status, callback(subAccount) + "&AccountSid=" + subAccount, "sub-token", nil, subAccount, ""},
 		{"AccountSid twice, different", v, status, callback(subAccount) + "&AccountSid=" + mainAccount, "sub-token", twilio.ErrSignatureInvalid, "", ""},
@@ -88,9 +90,11 @@ func TestVerifyAccounts(t *testing.T) {
 		{"Event Streams, the sink's account in the query", v, events("AccountSid=" + subAccount + "&"), jsonBody, "sub-token", nil, subAccount, ""},
 		{"Event Streams, no account: the default token", v, events(""), jsonBody, "main-token", nil, "", ""},
 		{"Event Streams, no account, a subaccount token", v, events(""), jsonBody, "sub-token", twilio.ErrSignatureInvalid, "", ""},
-		{"Event Streams, unknown account", v, events("AccountSid=" + strangerSid + "&"), jsonBody, "main-token", twilio.ErrUnknownAccount, "", strangerSid},
+		{"Event Streams, unlisted account, another token", v, events("AccountSid=" + strangerSid + "&"), jsonBody, "sub-token", twilio.ErrUnknownAccount, "", strangerSid},
+		{"Event Streams, unlisted account, body changed", v, "/twilio/events?AccountSid=" + strangerSid + "&bodySHA256=" + twilio.BodySHA256([]byte("[]")), jsonBody, "main-token", twilio.ErrUnknownAccount, "", strangerSid},
 		{"single account: any AccountSid, the default token", single, status, callback(strangerSid), "main-token", nil, "", ""},
 		{"single account: a subaccount token", single, status, callback(subAccount), "sub-token", twilio.ErrSignatureInvalid, "", ""},
+		{"single account: no AccountSid, a subaccount token", single, status, "CallSid=CA0123456789abcdef0123456789abcdef", "sub-token", twilio.ErrSignatureInvalid, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

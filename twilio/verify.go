@@ -207,7 +207,7 @@ func (v *Verifier) Verify(requestURI string, body []byte, signature string) erro
 // the listed account whose token signed it ("" for the default tokens).
 //
 // The tokens are those of the account the request's AccountSid parameter
-// names (Keyring): in the body of a form, else in the URL's query. A JSON
+// names (see Keyring): in the body of a form, else in the URL's query. A JSON
 // body (a non-empty bodySHA256 query parameter) is not read before it is
 // verified, so only the query can name its account: an Event Streams sink
 // is signed with the token of the account that owns the sink, while the
@@ -255,16 +255,15 @@ func (v *Verifier) VerifyAccount(requestURI string, body []byte, signature strin
 	hash, found, _, grown := queryValues(s.buf, query, bodySHA256Param, v.paramsWithinLimit)
 	s.buf = grown
 	var keys *keySet
+	var claimed span // the AccountSid that picked keys
 	if found && hash.end > hash.off {
-		if keys = v.keysFor(ring, s.buf, qAcct, qFound); keys == nil {
-			return "", unknownAccount(s.buf[qAcct.off:qAcct.end])
-		}
+		keys, claimed = v.keysFor(ring, s.buf, qAcct, qFound), qAcct
 		var sum [sha256.Size]byte
 		var hexSum [2 * sha256.Size]byte
 		sum = sha256.Sum256(body)
 		hex.Encode(hexSum[:], sum[:])
 		if subtle.ConstantTimeCompare(hexSum[:], s.buf[hash.off:hash.end]) != 1 {
-			return "", invalid(keys, "body does not match "+bodySHA256Param)
+			return "", refused(keys, s.buf[claimed.off:claimed.end], "body does not match "+bodySHA256Param)
 		}
 	} else {
 		if !v.paramsWithinLimit(bytes.Count(body, []byte{'&'}) + 1) {
@@ -285,15 +284,13 @@ func (v *Verifier) VerifyAccount(requestURI string, body []byte, signature strin
 		case qFound && !bytes.Equal(s.buf[acct.off:acct.end], s.buf[qAcct.off:qAcct.end]):
 			return "", invalid(nil, "AccountSid of the body and of the query differ")
 		}
-		if keys = v.keysFor(ring, s.buf, acct, found); keys == nil {
-			return "", unknownAccount(s.buf[acct.off:acct.end])
-		}
+		keys, claimed = v.keysFor(ring, s.buf, acct, found), acct
 		s.msg = appendSigned(s.msg, s.buf, s.pairs, s.order)
 	}
 	if v.matches(keys, &want, s.msg, urlLen) {
 		return keys.account, nil
 	}
-	return "", invalid(keys, "no auth token of the account signed this URL and body")
+	return "", refused(keys, s.buf[claimed.off:claimed.end], "no auth token of the account signed this URL and body")
 }
 
 // accountSidParam names the parameter that picks the tokens.
@@ -302,7 +299,7 @@ const accountSidParam = "AccountSid"
 var accountSidPrefix = prefix([]byte(accountSidParam))
 
 // keysFor returns the tokens for a request whose AccountSid is buf[acct]
-// (none when !found or empty), or nil for an account ring does not list.
+// (none when !found or empty).
 func (v *Verifier) keysFor(ring *Keyring, buf []byte, acct span, found bool) *keySet {
 	if !found {
 		return ring.def
@@ -379,11 +376,22 @@ func invalid(keys *keySet, why string) error {
 	return e
 }
 
+// refused is the error for a request checked against keys that failed for
+// why: ErrUnknownAccount when keys were picked for an account the Keyring
+// does not list (claimed), ErrSignatureInvalid otherwise.
+func refused(keys *keySet, claimed []byte, why string) error {
+	if keys.unlisted {
+		return unknownAccount(claimed)
+	}
+	return invalid(keys, why)
+}
+
 func unknownAccount(claimed []byte) error {
-	e := &VerifyError{err: fmt.Errorf("twilio: %w", ErrUnknownAccount)}
+	const why = "and the default tokens did not sign the request"
+	e := &VerifyError{err: fmt.Errorf("twilio: %w, %s", ErrUnknownAccount, why)}
 	if accountSidShaped(claimed) {
 		e.Claimed = string(claimed)
-		e.err = fmt.Errorf("twilio: AccountSid %s: %w", e.Claimed, ErrUnknownAccount)
+		e.err = fmt.Errorf("twilio: AccountSid %s: %w, %s", e.Claimed, ErrUnknownAccount, why)
 	}
 	return e
 }

@@ -88,17 +88,15 @@ type refRing struct {
 }
 
 // tokens returns the tokens a request naming account ("" for none) is
-// checked against, and false for an account the ring does not list.
-func (r refRing) tokens(account string) ([]string, bool) {
+// checked against, and whether the ring lists the account (or lists none,
+// or account is "").
+func (r refRing) tokens(account string) (tokens []string, listed bool) {
 	if account == "" || len(r.accounts) == 0 {
 		return r.def, true
 	}
 	toks, ok := r.accounts[account]
-	if !ok {
-		return nil, false
-	}
-	if toks == nil {
-		return r.def, true
+	if !ok || toks == nil {
+		return r.def, ok
 	}
 	return toks, true
 }
@@ -141,10 +139,7 @@ func refVerify(ring refRing, signedURL string, body []byte, sig string) bool {
 	if !ok {
 		return false
 	}
-	tokens, ok := ring.tokens(account)
-	if !ok {
-		return false
-	}
+	tokens, _ := ring.tokens(account)
 	if hash := u.Query().Get("bodySHA256"); hash != "" {
 		sum := sha256.Sum256(body)
 		if hex.EncodeToString(sum[:]) != hash {

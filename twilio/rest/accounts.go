@@ -71,7 +71,9 @@ func (a Account) WebhookTokens() []string {
 // WebhookKeyring is the Keyring that checks webhooks against accounts'
 // tokens: a request naming one of accounts is checked against its
 // WebhookTokens, or against defaultTokens (the --auth-token ones) when it
-// has none; a request naming no account, against defaultTokens.
+// has none; a request naming no account, against defaultTokens; one naming
+// another account, against defaultTokens too, and refused with
+// twilio.ErrUnknownAccount when they did not sign it.
 func WebhookKeyring(defaultTokens []string, accounts []Account) (*twilio.Keyring, error) {
 	ats := make([]twilio.AccountTokens, 0, len(accounts))
 	for _, a := range accounts {

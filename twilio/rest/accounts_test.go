@@ -144,18 +144,20 @@ func TestWebhookKeyring(t *testing.T) {
 	for _, tc := range []struct {
 		account, token string
 		want           error
+		verified       string // VerifyAccount's account
 	}{
-		{acct, "maintoken", nil},
-		{acct2, "subtoken1", nil},
-		{acct2, "subtoken2", nil},
-		{acct2, "maintoken", twilio.ErrSignatureInvalid},
-		{acct, "subtoken1", twilio.ErrSignatureInvalid},
-		{"AC99999999999999999999999999999999", "maintoken", twilio.ErrUnknownAccount},
+		{acct, "maintoken", nil, acct},
+		{acct2, "subtoken1", nil, acct2},
+		{acct2, "subtoken2", nil, acct2},
+		{acct2, "maintoken", twilio.ErrSignatureInvalid, ""},
+		{acct, "subtoken1", twilio.ErrSignatureInvalid, ""},
+		{"AC99999999999999999999999999999999", "maintoken", nil, ""}, // the default token's own account need not be listed
+		{"AC99999999999999999999999999999999", "subtoken1", twilio.ErrUnknownAccount, ""},
 	} {
 		body := []byte("CallSid=" + call1 + "&AccountSid=" + tc.account)
 		got, err := v.VerifyAccount(uri, body, twilio.Sign(tc.token, publicURL+uri, body))
-		if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) || (err == nil && got != tc.account) {
-			t.Errorf("account %s signed with %s: %q, %v; want %v", tc.account, tc.token, got, err, tc.want)
+		if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) || got != tc.verified {
+			t.Errorf("account %s signed with %s: %q, %v; want %q, %v", tc.account, tc.token, got, err, tc.verified, tc.want)
 		}
 	}
 	if _, err := rest.WebhookKeyring([]string{"maintoken"}, []rest.Account{{AccountSid: acct}}); !errors.Is(err, rest.ErrConfig) {
