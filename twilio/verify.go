@@ -272,7 +272,9 @@ func (v *Verifier) VerifyAccount(requestURI string, body []byte, signature strin
 		var bad formProblem
 		s.buf, s.pairs, bad = parseForm(s.buf, s.pairs[:0], body)
 		if !bad.ok() {
-			return "", &VerifyError{err: fmt.Errorf("twilio: form body: %w: %w", bad.err(), ErrSignatureInvalid)}
+			// Not bad.err(): it quotes the setting, and the body is not
+			// authenticated (the error is logged).
+			return "", &VerifyError{err: fmt.Errorf("twilio: form body: %w: %s: %w", ErrMalformedForm, bad.what, ErrSignatureInvalid)}
 		}
 		s.order = sortByKey(s.buf, s.pairs, s.order)
 		acct, found, ok := formAccount(s.buf, s.pairs, s.order)

@@ -296,6 +296,11 @@ func TestVerifyEdgeCases(t *testing.T) {
 			if malformed := strings.ContainsAny(tt.body, ";%"); errors.Is(err, twilio.ErrMalformedForm) != malformed {
 				t.Errorf("Verify = %v; errors.Is(ErrMalformedForm) should be %v", err, malformed)
 			}
+			for _, setting := range append(strings.Split(tt.body, "&"), tt.sig) {
+				if err != nil && len(setting) >= 4 && strings.Contains(err.Error(), setting) {
+					t.Errorf("Verify = %v quotes %q of the unauthenticated request", err, setting)
+				}
+			}
 			if ref := refVerify(ring, signedURL, []byte(tt.body), tt.sig); ref != tt.want {
 				t.Errorf("the reference says %v, want %v: the table is wrong", ref, tt.want)
 			}
