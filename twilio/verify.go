@@ -211,8 +211,11 @@ func (v *Verifier) Verify(requestURI string, body []byte, signature string) erro
 // body (a non-empty bodySHA256 query parameter) is not read before it is
 // verified, so only the query can name its account: an Event Streams sink
 // is signed with the token of the account that owns the sink, while the
-// CloudEvents it delivers may be of that account's subaccounts. Values of
-// AccountSid that differ, in the body or the query, are refused.
+// CloudEvents it delivers may be of that account's subaccounts (a
+// subscription can receive its subaccounts' events), so their account_sid
+// does not say who signed. A sink of an account other than the default one
+// names it in its destination URL: "…/twilio/events?AccountSid=AC…". Values
+// of AccountSid that differ, in the body or the query, are refused.
 //
 // It accepts what twilio-go's RequestValidator.ValidateBody accepts on the
 // signed URL with one of those tokens, except that a repeated parameter is

@@ -137,6 +137,15 @@ type accountsFile struct {
 // auth_token_secondary too during a rotation; against the default token
 // (--auth-token) when it gives none.
 //
+// Rotating an account's auth token without refusing a webhook: create the
+// secondary token in Twilio's console (Twilio still signs with the
+// primary); add it as auth_token_secondary and reload; promote it in the
+// console (Twilio signs with it from then on and revokes the old one); set
+// auth_token to the new token, keep the old one as auth_token_secondary
+// until deliveries signed before the promotion have arrived, then remove it
+// and reload. REST calls authenticated by that auth_token fail between the
+// promotion and the edit: an API key avoids that.
+//
 // The file must be accessible by its owner only (mode 0600 or 0400), as
 // ssh requires of a private key: it holds secrets, and a file others can
 // read has leaked them already. Errors never quote a secret.
