@@ -7,16 +7,25 @@
 //
 // # Verification
 //
-// Verifier accepts exactly the requests twilio-go's
-// client.RequestValidator.ValidateBody accepts, with the primary or the
-// secondary auth token, on the URL public URL + raw request URI (fragment
-// removed). That includes its quirks, kept on purpose so that the
-// differential tests can prove equality: only the first value of a
-// repeated form parameter is signed; a body url.ParseQuery rejects (a ';',
-// a bad %-escape, more parameters than net/url allows) never verifies; the
-// URL is also tried with its port added (:443, :80) or removed. The common
-// path computes one HMAC per token and allocates nothing; the port variant
-// is built only after a mismatch.
+// Verifier checks X-Twilio-Signature as Twilio signs it, on the URL public
+// URL + raw request URI (fragment removed): the URL, then each form
+// parameter name in byte order followed by each of its distinct values in
+// byte order (as twilio-python and twilio-node check it), or the URL alone
+// for a JSON body bound by its bodySHA256 query parameter. It accepts what
+// twilio-go's client.RequestValidator.ValidateBody accepts wherever the two
+// sign the same message, quirks included, kept on purpose so that the
+// differential tests can prove it: a body url.ParseQuery rejects (a ';', a
+// bad %-escape, more parameters than net/url allows) never verifies; the URL
+// is also tried with its port added (:443, :80) or removed. twilio-go signs
+// only the first value of a repeated parameter: a request that verifies
+// under that reading alone, another value appended to a captured one, is
+// refused.
+//
+// The tokens are those of the account the request's AccountSid names, from
+// a Keyring the Verifier swaps atomically on reload: Twilio signs a
+// subaccount's webhooks with the subaccount's own token. The common path
+// computes one HMAC per token and allocates nothing; the port variant is
+// built only after a mismatch.
 //
 // # Events
 //
@@ -34,7 +43,7 @@
 //
 // Choices the design leaves open, made here:
 //   - Normalized fields take the first value of a repeated parameter, as
-//     url.Values.Get and the signature do. Numbers that do not parse stay
+//     url.Values.Get does. Numbers that do not parse stay
 //     unset. ParentCallSid and DialCallSid are set only when they are valid
 //     CallSids, because they link calls; the raw request keeps any value.
 //   - Proto3 string fields must be UTF-8, or the event cannot be encoded.

@@ -21,10 +21,17 @@ func ParseFormString(q string) (url.Values, error) {
 	return valuesOf(buf, pairs), bad.err()
 }
 
-// SortedFirstValues is what Verify signs after the URL for a form body.
-func SortedFirstValues(q []byte) string {
+// SignedParams is what Verify signs after the URL for a form body.
+func SignedParams(q []byte) string {
 	buf, pairs, _ := parseForm(nil, nil, q)
 	return string(appendSigned(nil, buf, pairs, sortByKey(buf, pairs, nil)))
+}
+
+// QueryValues is Verify's reading of a query parameter: its first value as
+// url.URL.Query()[name][0], and whether another value differs.
+func QueryValues(query, name string) (first string, found, differs bool) {
+	val, found, differs, buf := queryValues(nil, query, name, urlParamsWithinLimit)
+	return string(buf[val.off:val.end]), found, differs
 }
 
 // QueryFirst is Verify's url.URL.Query().Get.

@@ -2,13 +2,14 @@ package twilio_test
 
 import (
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/mail"
 	"net/url"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,19 +18,35 @@ import (
 	"github.com/callledger/callledger/twilio"
 )
 
-// How FuzzVerifyMatchesTwilioGo signs its request.
+// How FuzzVerify signs its request.
 const (
 	sigCorrect     = iota // as Twilio would
 	sigCorrupted          // one bit of the correct MAC flipped
 	sigPortVariant        // over the other URL twilio-go tries (port added or removed)
 	sigGiven              // the fuzzer's own string
+	sigFirstValue         // as twilio-go expects: the first value of a repeated name only
 	sigModes
 )
 
-// FuzzVerifyMatchesTwilioGo asserts that Verify's verdict equals twilio-go's
-// ValidateBody on the signed URL, for every URL url.Parse accepts (Verify's
-// documented precondition).
-func FuzzVerifyMatchesTwilioGo(f *testing.F) {
+// Which accounts FuzzVerify's Keyring lists, beside the default token.
+const (
+	ringSingle    = iota // none: every request is checked against the default token
+	ringNamed            // the account the request names, with the request's token
+	ringUnnamed          // another account only
+	ringDefaulted        // the account the request names, without tokens of its own
+	ringModes
+)
+
+// otherAccount is an account FuzzVerify lists that requests do not name.
+const otherAccount = "ACffffffffffffffffffffffffffffffff"
+
+// FuzzVerify asserts that Verify's verdict equals the reference
+// implementation's (refVerify: every distinct value of a repeated parameter
+// signed, tokens picked by AccountSid) for every URL url.Parse accepts
+// (Verify's documented precondition), and twilio-go's ValidateBody verdict
+// wherever Twilio's rule and twilio-go's agree: no parameter with two
+// different values, and tokens picked.
+func FuzzVerify(f *testing.F) {
 	var mu sync.Mutex
 	verifiers := map[string]*twilio.Verifier{} // NewVerifier probes net/url once: cache
 	f.Fuzz(func(t *testing.T, https bool, host, port, prefix, path, query string, withHash bool, body []byte, token string, mode uint8, given string) {
@@ -42,21 +59,6 @@ func FuzzVerifyMatchesTwilioGo(f *testing.F) {
 			base += ":" + port
 		}
 		base += prefix
-		mu.Lock()
-		v, ok := verifiers[base+"\x00"+token]
-		if !ok {
-			var err error
-			if v, err = twilio.NewVerifier(base, token); err != nil {
-				mu.Unlock()
-				return // not a configuration NewVerifier accepts
-			}
-			if len(verifiers) > 1000 {
-				clear(verifiers)
-			}
-			verifiers[base+"\x00"+token] = v
-		}
-		mu.Unlock()
-
 		uri := path
 		if query != "" {
 			uri += "?" + query
@@ -68,6 +70,48 @@ func FuzzVerifyMatchesTwilioGo(f *testing.F) {
 			}
 			uri += sep + "bodySHA256=" + twilio.BodySHA256(body)
 		}
+
+		// The Keyring: the request's token is the default one, or that of
+		// the account the request names.
+		named, _ := refAccount(base+stripFragment(uri), body)
+		ringMode := int(mode/sigModes) % ringModes
+		ring := refRing{def: []string{token}}
+		switch {
+		case ringMode == ringSingle:
+		case ringMode == ringUnnamed || !validAccountSid(named) || named == otherAccount:
+			ring.accounts = map[string][]string{otherAccount: {"other-token"}}
+		case ringMode == ringNamed:
+			ring.def = []string{"default-token"}
+			ring.accounts = map[string][]string{named: {token}, otherAccount: {"other-token"}}
+		case ringMode == ringDefaulted:
+			ring.accounts = map[string][]string{named: nil, otherAccount: {"other-token"}}
+		}
+		var accounts []twilio.AccountTokens
+		for sid, toks := range ring.accounts {
+			accounts = append(accounts, twilio.AccountTokens{AccountSid: sid, Tokens: toks})
+		}
+		keyring, err := twilio.NewKeyring(ring.def, accounts...)
+		if err != nil {
+			if token == "" {
+				return // not a configuration NewKeyring accepts
+			}
+			t.Fatalf("NewKeyring: %v", err)
+		}
+		mu.Lock()
+		v, ok := verifiers[base]
+		if !ok {
+			if v, err = twilio.NewVerifierWithKeyring(base, keyring); err != nil {
+				mu.Unlock()
+				return // not a configuration NewVerifier accepts
+			}
+			if len(verifiers) > 1000 {
+				clear(verifiers)
+			}
+			verifiers[base] = v
+		}
+		mu.Unlock()
+		v.SetKeyring(keyring) // fuzz calls of one process run one at a time
+
 		signed := v.SignedURL(uri)
 		if _, err := url.Parse(signed); err != nil {
 			return // Verify's precondition
@@ -76,7 +120,7 @@ func FuzzVerifyMatchesTwilioGo(f *testing.F) {
 		correct := refSign(token, signed, body)
 		if _, err := url.ParseQuery(string(body)); err == nil {
 			if got := twilio.Sign(token, signed, body); got != correct {
-				t.Fatalf("Sign = %q, twilio-go computes %q", got, correct)
+				t.Fatalf("Sign = %q, the reference computes %q", got, correct)
 			}
 		}
 		var sig string
@@ -92,24 +136,77 @@ func FuzzVerifyMatchesTwilioGo(f *testing.F) {
 			if alt == signed {
 				alt = addPort(signed)
 			}
-			sig = refSign(token, alt, body)
+			sig = refHMAC(token, alt+refParams(signed, body, false))
 		case sigGiven:
 			sig = given
+		case sigFirstValue:
+			sig = refSignFirstValue(token, signed, body)
 		}
 
-		err := v.Verify(uri, body, sig)
-		want := twilioGo(token, signed, body, sig)
+		account, err := v.VerifyAccount(uri, body, sig)
+		want := refVerify(ring, signed, body, sig)
 		if (err == nil) != want {
-			t.Fatalf("Verify(%q, %q, %q) = %v; twilio-go ValidateBody(%q) = %v", uri, body, sig, err, signed, want)
+			t.Fatalf("Verify(%q, %q, %q) = %v; the reference says %v for %q", uri, body, sig, err, want, signed)
 		}
+		if tokens, _ := ring.tokens(named); rulesAgree(signed, body) && refAccountOK(signed, body) {
+			goSays := false
+			for _, tok := range tokens {
+				goSays = goSays || twilioGo(tok, signed, body, sig)
+			}
+			if goSays != want {
+				t.Fatalf("the reference says %v, twilio-go ValidateBody(%q, %q, %q) says %v", want, signed, body, sig, goSays)
+			}
+		}
+		if !rulesAgree(signed, body) && sig == refSignFirstValue(token, signed, body) && sig != correct && err == nil {
+			t.Fatalf("Verify(%q, %q) accepts the first-value signature of a repeated parameter", uri, body)
+		}
+		var verr *twilio.VerifyError
 		switch {
 		case err == nil:
+			if wantAccount := listedAccount(ring, named); account != wantAccount {
+				t.Fatalf("Verify's account = %q, want %q", account, wantAccount)
+			}
+		case !errors.As(err, &verr):
+			t.Fatalf("Verify error %v is not a *VerifyError", err)
 		case sig == "" && !errors.Is(err, twilio.ErrSignatureMissing):
 			t.Fatalf("Verify without signature = %v, want ErrSignatureMissing", err)
+		case errors.Is(err, twilio.ErrUnknownAccount):
+			if _, listed := ring.tokens(named); listed || verr.Account != "" || verr.Claimed != "" && verr.Claimed != named {
+				t.Fatalf("Verify = %v (account %q, claimed %q) for a request naming %q, which the ring lists", err, verr.Account, verr.Claimed, named)
+			}
 		case sig != "" && !errors.Is(err, twilio.ErrSignatureInvalid):
 			t.Fatalf("Verify = %v, want ErrSignatureInvalid", err)
 		}
 	})
+}
+
+// refAccountOK reports whether the request names one account at most.
+func refAccountOK(signedURL string, body []byte) bool {
+	_, ok := refAccount(signedURL, body)
+	return ok
+}
+
+// listedAccount is the account VerifyAccount reports for a request naming
+// named: itself when ring lists it, "" for the default tokens.
+func listedAccount(ring refRing, named string) string {
+	if _, ok := ring.accounts[named]; ok && named != "" {
+		return named
+	}
+	return ""
+}
+
+// validAccountSid reports whether s is an AccountSid as Twilio writes it.
+func validAccountSid(s string) bool {
+	if len(s) != 34 || !strings.HasPrefix(s, "AC") {
+		return false
+	}
+	_, err := hex.DecodeString(s[2:])
+	return err == nil && strings.ToLower(s) == "ac"+s[2:]
+}
+
+func stripFragment(uri string) string {
+	uri, _, _ = strings.Cut(uri, "#")
+	return uri
 }
 
 // addPort and removePort are twilio-go's (client/request_validator.go,
@@ -158,8 +255,8 @@ func removePort(u string) string {
 }
 
 // FuzzParseForm asserts that the form parser agrees with url.ParseQuery on
-// every name, every value and on failing, and that Verify signs the sorted
-// first values twilio-go signs.
+// every name, every value and on failing, and that Verify signs the
+// parameters as the reference does.
 func FuzzParseForm(f *testing.F) {
 	f.Fuzz(func(t *testing.T, q string) {
 		want, wantErr := url.ParseQuery(q)
@@ -175,25 +272,22 @@ func FuzzParseForm(f *testing.F) {
 			if errS != nil || !reflect.DeepEqual(gotS, want) {
 				t.Fatalf("ParseFormString(%q) = %v, %v; url.ParseQuery = %v", q, gotS, errS, want)
 			}
-			names := make([]string, 0, len(want))
-			for k := range want {
-				names = append(names, k)
-			}
-			sort.Strings(names)
-			var signed strings.Builder
-			for _, k := range names {
-				signed.WriteString(k + want[k][0])
-			}
-			if got := twilio.SortedFirstValues([]byte(q)); got != signed.String() {
-				t.Fatalf("SortedFirstValues(%q) = %q, want %q", q, got, signed.String())
+			if got, signed := twilio.SignedParams([]byte(q)), refSignedParams(want, false); got != signed {
+				t.Fatalf("SignedParams(%q) = %q, want %q", q, got, signed)
 			}
 		}
-		// The same text as a URL query: bodySHA256 as url.URL.Query().Get sees it.
-		for _, name := range []string{"bodySHA256", firstName(q)} {
+		// The same text as a URL query: bodySHA256 and AccountSid as
+		// url.URL.Query() sees them.
+		for _, name := range []string{"bodySHA256", "AccountSid", firstName(q)} {
 			u := &url.URL{RawQuery: q}
 			v, found := twilio.QueryFirst(q, name)
 			if wantV := u.Query().Get(name); v != wantV || found != u.Query().Has(name) {
 				t.Fatalf("QueryFirst(%q, %q) = %q, %v; url.Values.Get = %q, Has = %v", q, name, v, found, wantV, u.Query().Has(name))
+			}
+			first, found, differs := twilio.QueryValues(q, name)
+			values := u.Query()[name]
+			if first != u.Query().Get(name) || found != (len(values) > 0) || differs != (len(slices.Compact(slices.Sorted(slices.Values(values)))) > 1) {
+				t.Fatalf("QueryValues(%q, %q) = %q, %v, %v; url.Values = %q", q, name, first, found, differs, values)
 			}
 		}
 	})

@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"hash"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Errors of Verify. The HTTP adapter answers 403 to both; they are apart so
@@ -40,12 +42,16 @@ const bodySHA256Param = "bodySHA256"
 const maxPooledBytes = 64 << 10
 
 // Verifier checks X-Twilio-Signature against the public URL Twilio was
-// configured with. It accepts exactly what twilio-go's RequestValidator
-// ValidateBody accepts with either token, but computes one HMAC per token
-// on the common path and allocates nothing. It is safe for concurrent use.
+// configured with, with the tokens of the account the request names (see
+// Keyring). It signs as Twilio does: the URL, then for a form body every
+// parameter name in byte order, each followed by its every distinct value
+// in byte order, or for a JSON body the URL alone, the body being bound by
+// the URL's bodySHA256 parameter. On the common path it computes one HMAC
+// per token and allocates nothing. It is safe for concurrent use, and its
+// Keyring can be replaced while requests are being checked.
 type Verifier struct {
-	base string
-	keys []*signingKey // primary, then secondary
+	base    string
+	keyring atomic.Pointer[Keyring]
 	// stdLimit says net/url's parameter limit was the default when the
 	// Verifier was made; otherwise every check asks net/url.
 	stdLimit bool
@@ -78,25 +84,46 @@ type scratch struct {
 // optional port and path prefix; no user info, query or fragment; trailing
 // slashes are removed, since the request URI brings its own) and signed
 // with one of tokens: the primary auth token and, during a rotation, the
-// secondary one.
+// secondary one. Its Keyring lists no account: every request is checked
+// against tokens.
 func NewVerifier(publicURL string, tokens ...string) (*Verifier, error) {
+	k, err := NewKeyring(tokens)
+	if err != nil {
+		return nil, err
+	}
+	return NewVerifierWithKeyring(publicURL, k)
+}
+
+// NewVerifierWithKeyring returns a Verifier for requests Twilio sent to
+// publicURL (as for NewVerifier), checked against the tokens of k.
+func NewVerifierWithKeyring(publicURL string, k *Keyring) (*Verifier, error) {
+	if k == nil {
+		return nil, fmt.Errorf("twilio: no keyring: %w", ErrInvalidAuthToken)
+	}
 	base, err := normalizePublicURL(publicURL)
 	if err != nil {
 		return nil, err
 	}
-	if len(tokens) == 0 || len(tokens) > 2 {
-		return nil, fmt.Errorf("twilio: %d auth tokens given, want 1 or 2: %w", len(tokens), ErrInvalidAuthToken)
-	}
 	v := &Verifier{base: base, stdLimit: stdParamLimit()}
-	for i, tok := range tokens {
-		if tok == "" {
-			return nil, fmt.Errorf("twilio: auth token %d is empty: %w", i+1, ErrInvalidAuthToken)
-		}
-		v.keys = append(v.keys, newSigningKey(tok))
-	}
+	v.keyring.Store(k)
 	v.scratch.New = func() any { return new(scratch) }
 	return v, nil
 }
+
+// SetKeyring replaces the tokens requests are checked against, atomically:
+// a check in progress finishes with the Keyring it started with, every
+// later one uses k. To rotate a token without refusing a valid request,
+// go through a Keyring that holds both the old and the new token. k must
+// not be nil.
+func (v *Verifier) SetKeyring(k *Keyring) {
+	if k == nil {
+		panic("twilio: SetKeyring(nil)")
+	}
+	v.keyring.Store(k)
+}
+
+// Keyring returns the tokens requests are checked against now.
+func (v *Verifier) Keyring() *Keyring { return v.keyring.Load() }
 
 func normalizePublicURL(raw string) (string, error) {
 	bad := func(why string) error {
@@ -148,24 +175,68 @@ func (v *Verifier) SignedURL(requestURI string) string {
 	return v.base + stripFragment(requestURI)
 }
 
+// VerifyError is every error of Verify and VerifyAccount. It wraps
+// ErrSignatureMissing, ErrSignatureInvalid (and ErrMalformedForm for a body
+// that does not parse) or ErrUnknownAccount. Its text quotes no signature,
+// token or parameter value beyond a well-formed AccountSid.
+type VerifyError struct {
+	// Account is the listed account whose tokens the request was checked
+	// against; "" for the default tokens, or when none were tried (a
+	// missing or malformed signature, an unknown account). It comes from
+	// the configuration, so a metric may carry it as a label.
+	Account string
+	// Claimed is, with ErrUnknownAccount, the AccountSid the request named
+	// when it has an AccountSid's shape, "" otherwise. Nothing vouches for
+	// it: log it, but never make it a metric label.
+	Claimed string
+	err     error
+}
+
+func (e *VerifyError) Error() string { return e.err.Error() }
+func (e *VerifyError) Unwrap() error { return e.err }
+
 // Verify checks signature (the X-Twilio-Signature header) for a request with
-// the raw request URI requestURI and the raw body. It returns nil when
-// twilio-go's RequestValidator.ValidateBody(v.SignedURL(requestURI), body,
-// signature) accepts it with one of the tokens; otherwise an error wrapping
-// ErrSignatureMissing or ErrSignatureInvalid.
+// the raw request URI requestURI and the raw body, as VerifyAccount does.
+func (v *Verifier) Verify(requestURI string, body []byte, signature string) error {
+	_, err := v.VerifyAccount(requestURI, body, signature)
+	return err
+}
+
+// VerifyAccount checks signature (the X-Twilio-Signature header) for a
+// request with the raw request URI requestURI and the raw body, and returns
+// the listed account whose token signed it ("" for the default tokens).
+//
+// The tokens are those of the account the request's AccountSid parameter
+// names (see Keyring): in the body of a form, else in the URL's query. A JSON
+// body (a non-empty bodySHA256 query parameter) is not read before it is
+// verified, so only the query can name its account: an Event Streams sink
+// is signed with the token of the account that owns the sink, while the
+// CloudEvents it delivers may be of that account's subaccounts (a
+// subscription can receive its subaccounts' events), so their account_sid
+// does not say who signed. A sink of an account other than the default one
+// names it in its destination URL: "…/twilio/events?AccountSid=AC…". Values
+// of AccountSid that differ, in the body or the query, are refused.
+//
+// It accepts what twilio-go's RequestValidator.ValidateBody accepts on the
+// signed URL with one of those tokens, except that a repeated parameter is
+// signed with its every distinct value, sorted, as Twilio signs it (and
+// twilio-python and twilio-node check it), where twilio-go signs its first
+// value only: a request that verifies under that first-value reading alone
+// is refused. The error is a *VerifyError.
 //
 // Precondition: url.Parse accepts v.SignedURL(requestURI). It always does for
 // a request URI that net/http's server accepted; ValidateBody rejects the
 // others, which Verify does not parse on its fast path.
-func (v *Verifier) Verify(requestURI string, body []byte, signature string) error {
+func (v *Verifier) VerifyAccount(requestURI string, body []byte, signature string) (string, error) {
 	if signature == "" {
-		return fmt.Errorf("twilio: %w", ErrSignatureMissing)
+		return "", &VerifyError{err: fmt.Errorf("twilio: %w", ErrSignatureMissing)}
 	}
 	var want [sha1.Size]byte
 	if !decodeSignature(&want, signature) {
-		return invalid("not the base64 of an HMAC-SHA1")
+		return "", invalid(nil, "not the base64 of an HMAC-SHA1")
 	}
 	requestURI = stripFragment(requestURI)
+	ring := v.keyring.Load()
 
 	s := v.scratch.Get().(*scratch)
 	defer v.release(s)
@@ -173,42 +244,101 @@ func (v *Verifier) Verify(requestURI string, body []byte, signature string) erro
 	urlLen := len(s.msg)
 	_, query, _ := strings.Cut(requestURI, "?")
 
+	// The AccountSid of the query, all of its values the same.
+	var qAcct span
+	var qFound, qConflict bool
+	qAcct, qFound, qConflict, s.buf = queryValues(s.buf[:0], query, accountSidParam, v.paramsWithinLimit)
+	if qConflict {
+		return "", invalid(nil, "AccountSid repeated with different values")
+	}
+
 	// ValidateBody: a non-empty bodySHA256 query parameter means the URL
 	// alone is signed and the body is bound by its hash; otherwise the body
-	// is a form whose first values are signed after the URL.
-	var bodyHash []byte
-	bodyHash, s.buf, _ = queryFirst(s.buf[:0], query, bodySHA256Param, v.paramsWithinLimit)
-	if len(bodyHash) > 0 {
+	// is a form whose parameters are signed after the URL.
+	hash, found, _, grown := queryValues(s.buf, query, bodySHA256Param, v.paramsWithinLimit)
+	s.buf = grown
+	var keys *keySet
+	var claimed span // the AccountSid that picked keys
+	if found && hash.end > hash.off {
+		keys, claimed = v.keysFor(ring, s.buf, qAcct, qFound), qAcct
 		var sum [sha256.Size]byte
 		var hexSum [2 * sha256.Size]byte
 		sum = sha256.Sum256(body)
 		hex.Encode(hexSum[:], sum[:])
-		if subtle.ConstantTimeCompare(hexSum[:], bodyHash) != 1 {
-			return invalid("body does not match " + bodySHA256Param)
+		if subtle.ConstantTimeCompare(hexSum[:], s.buf[hash.off:hash.end]) != 1 {
+			return "", refused(keys, s.buf[claimed.off:claimed.end], "body does not match "+bodySHA256Param)
 		}
 	} else {
 		if !v.paramsWithinLimit(bytes.Count(body, []byte{'&'}) + 1) {
-			return fmt.Errorf("twilio: form body: %w: %w", errTooManyParams.err(), ErrSignatureInvalid)
+			return "", &VerifyError{err: fmt.Errorf("twilio: form body: %w: %w", errTooManyParams.err(), ErrSignatureInvalid)}
 		}
 		var bad formProblem
-		s.buf, s.pairs, bad = parseForm(s.buf[:0], s.pairs[:0], body)
+		s.buf, s.pairs, bad = parseForm(s.buf, s.pairs[:0], body)
 		if !bad.ok() {
-			return fmt.Errorf("twilio: form body: %w: %w", bad.err(), ErrSignatureInvalid)
+			// Not bad.err(): it quotes the setting, and the body is not
+			// authenticated (the error is logged).
+			return "", &VerifyError{err: fmt.Errorf("twilio: form body: %w: %s: %w", ErrMalformedForm, bad.what, ErrSignatureInvalid)}
 		}
 		s.order = sortByKey(s.buf, s.pairs, s.order)
+		acct, found, ok := formAccount(s.buf, s.pairs, s.order)
+		switch {
+		case !ok:
+			return "", invalid(nil, "AccountSid repeated with different values")
+		case !found:
+			acct, found = qAcct, qFound // none in the body: the query's, if any
+		case qFound && !bytes.Equal(s.buf[acct.off:acct.end], s.buf[qAcct.off:qAcct.end]):
+			return "", invalid(nil, "AccountSid of the body and of the query differ")
+		}
+		keys, claimed = v.keysFor(ring, s.buf, acct, found), acct
 		s.msg = appendSigned(s.msg, s.buf, s.pairs, s.order)
 	}
-	if v.matches(&want, s.msg, urlLen) {
-		return nil
+	if v.matches(keys, &want, s.msg, urlLen) {
+		return keys.account, nil
 	}
-	return invalid("no auth token signed this URL and body")
+	return "", refused(keys, s.buf[claimed.off:claimed.end], "no auth token of the account signed this URL and body")
 }
 
-// matches tries every token on the URL as received, then (cold path: only
-// a request that fails or comes through a port-changing proxy gets here)
-// on the other URL twilio-go tries.
-func (v *Verifier) matches(want *[sha1.Size]byte, msg []byte, urlLen int) bool {
-	for _, k := range v.keys {
+// accountSidParam names the parameter that picks the tokens.
+const accountSidParam = "AccountSid"
+
+var accountSidPrefix = prefix([]byte(accountSidParam))
+
+// keysFor returns the tokens for a request whose AccountSid is buf[acct]
+// (none when !found or empty).
+func (v *Verifier) keysFor(ring *Keyring, buf []byte, acct span, found bool) *keySet {
+	if !found {
+		return ring.def
+	}
+	return ring.lookup(buf[acct.off:acct.end])
+}
+
+// formAccount returns the first value of the form's AccountSid parameter
+// and whether it has one, and false when it has different values. order
+// sorts pairs by name.
+func formAccount(buf []byte, pairs []pair, order []uint64) (acct span, found, ok bool) {
+	for _, o := range order {
+		p := pairs[o]
+		if p.prefix != accountSidPrefix || string(buf[p.key.off:p.key.end]) != accountSidParam {
+			if found {
+				break // past the run of AccountSid
+			}
+			continue
+		}
+		switch {
+		case !found:
+			acct, found = p.val, true
+		case !bytes.Equal(buf[p.val.off:p.val.end], buf[acct.off:acct.end]):
+			return span{}, false, false
+		}
+	}
+	return acct, found, true
+}
+
+// matches tries every token of keys on the URL as received, then (cold
+// path: only a request that fails or comes through a port-changing proxy
+// gets here) on the other URL twilio-go tries.
+func (v *Verifier) matches(keys *keySet, want *[sha1.Size]byte, msg []byte, urlLen int) bool {
+	for _, k := range keys.keys {
 		if k.matches(want, msg, nil) {
 			return true
 		}
@@ -217,7 +347,7 @@ func (v *Verifier) matches(want *[sha1.Size]byte, msg []byte, urlLen int) bool {
 	if !ok {
 		return false
 	}
-	for _, k := range v.keys {
+	for _, k := range keys.keys {
 		if k.matches(want, []byte(alt), msg[urlLen:]) {
 			return true
 		}
@@ -241,8 +371,34 @@ func (v *Verifier) paramsWithinLimit(n int) bool {
 	return urlParamsWithinLimit(n)
 }
 
-func invalid(why string) error {
-	return fmt.Errorf("twilio: %s: %w", why, ErrSignatureInvalid)
+// invalid is ErrSignatureInvalid for why, after trying the tokens of keys
+// (nil when none were tried).
+func invalid(keys *keySet, why string) error {
+	e := &VerifyError{err: fmt.Errorf("twilio: %s: %w", why, ErrSignatureInvalid)}
+	if keys != nil {
+		e.Account = keys.account
+	}
+	return e
+}
+
+// refused is the error for a request checked against keys that failed for
+// why: ErrUnknownAccount when keys were picked for an account the Keyring
+// does not list (claimed), ErrSignatureInvalid otherwise.
+func refused(keys *keySet, claimed []byte, why string) error {
+	if keys.unlisted {
+		return unknownAccount(claimed)
+	}
+	return invalid(keys, why)
+}
+
+func unknownAccount(claimed []byte) error {
+	const why = "and the default tokens did not sign the request"
+	e := &VerifyError{err: fmt.Errorf("twilio: %w, %s", ErrUnknownAccount, why)}
+	if accountSidShaped(claimed) {
+		e.Claimed = string(claimed)
+		e.err = fmt.Errorf("twilio: AccountSid %s: %w, %s", e.Claimed, ErrUnknownAccount, why)
+	}
+	return e
 }
 
 // strictBase64 rejects non-canonical encodings, so that a decoded signature
@@ -267,15 +423,35 @@ func decodeSignature(dst *[sha1.Size]byte, sig string) bool {
 }
 
 // appendSigned appends what Twilio signs after the URL: for each name in
-// byte order, the name and its first value. order sorts pairs by name.
+// byte order, the name followed by one of its values, for each distinct
+// value in byte order. order sorts pairs by name; the values of a repeated
+// name are sorted in place.
 func appendSigned(msg, buf []byte, pairs []pair, order []uint64) []byte {
-	for i, o := range order {
-		p := pairs[o]
-		if i > 0 && sameKey(buf, p, pairs[order[i-1]]) {
-			continue // a later value of the same name: twilio-go signs the first only
+	for i := 0; i < len(order); {
+		first := pairs[order[i]]
+		j := i + 1
+		for j < len(order) && sameKey(buf, first, pairs[order[j]]) {
+			j++
 		}
-		msg = append(msg, buf[p.key.off:p.key.end]...)
-		msg = append(msg, buf[p.val.off:p.val.end]...)
+		if j-i > 1 {
+			run := order[i:j]
+			slices.SortFunc(run, func(a, b uint64) int {
+				return bytes.Compare(buf[pairs[a].val.off:pairs[a].val.end], buf[pairs[b].val.off:pairs[b].val.end])
+			})
+		}
+		for k := i; k < j; k++ {
+			p := pairs[order[k]]
+			val := buf[p.val.off:p.val.end]
+			if k > i {
+				prev := pairs[order[k-1]]
+				if bytes.Equal(val, buf[prev.val.off:prev.val.end]) {
+					continue // a value signed once however often it is sent
+				}
+			}
+			msg = append(msg, buf[p.key.off:p.key.end]...)
+			msg = append(msg, val...)
+		}
+		i = j
 	}
 	return msg
 }
@@ -318,10 +494,11 @@ func BodySHA256(body []byte) string {
 
 // Sign returns the X-Twilio-Signature Twilio sends with token for a request
 // to rawURL (a "#…" fragment is left out, as Twilio does) with body: the
-// HMAC-SHA1 of the URL followed, for a form body, by its names and first
-// values in byte order of the names, or of the URL alone when its query has
-// a non-empty bodySHA256 parameter. Tests and the traffic simulator use it;
-// a body url.ParseQuery rejects gets a signature no Verifier accepts.
+// HMAC-SHA1 of the URL followed, for a form body, by its names in byte
+// order, each followed by its every distinct value in byte order, or of the
+// URL alone when its query has a non-empty bodySHA256 parameter. Tests and
+// the traffic simulator use it; a body url.ParseQuery rejects gets a
+// signature no Verifier accepts.
 func Sign(token, rawURL string, body []byte) string {
 	u := stripFragment(rawURL)
 	_, query, _ := strings.Cut(u, "?")
@@ -333,4 +510,47 @@ func Sign(token, rawURL string, body []byte) string {
 	mac := hmac.New(sha1.New, []byte(token))
 	mac.Write(msg)
 	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// queryValues returns the first value of name among the settings of query,
+// as url.URL.Query()[name][0] sees it (malformed settings are skipped, and a
+// query over net/url's parameter limit has no settings at all), decoded into
+// buf at val, and whether another of its values differs. buf is returned
+// grown; nothing but the first value is left in it.
+func queryValues(buf []byte, query, name string, within func(int) bool) (val span, found, differs bool, grown []byte) {
+	if query == "" || !within(strings.Count(query, "&")+1) {
+		return span{}, false, false, buf
+	}
+	for len(query) > 0 {
+		var setting string
+		setting, query, _ = strings.Cut(query, "&")
+		if setting == "" || strings.IndexByte(setting, ';') >= 0 {
+			continue
+		}
+		key, v, _ := strings.Cut(setting, "=")
+		mark := len(buf)
+		var ok bool
+		if buf, ok = appendUnescaped(buf, key); !ok {
+			buf = buf[:mark]
+			continue
+		}
+		match := string(buf[mark:]) == name
+		buf = buf[:mark]
+		if !match {
+			continue
+		}
+		if buf, ok = appendUnescaped(buf, v); !ok {
+			buf = buf[:mark]
+			continue
+		}
+		if !found {
+			val, found = span{mark, len(buf)}, true
+			continue
+		}
+		if !bytes.Equal(buf[mark:], buf[val.off:val.end]) {
+			differs = true
+		}
+		buf = buf[:mark]
+	}
+	return val, found, differs, buf
 }

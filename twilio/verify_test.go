@@ -6,8 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/url"
-	"sort"
 	"strings"
 	"testing"
 
@@ -237,8 +235,9 @@ func TestVerifyBodySHA256(t *testing.T) {
 	}
 }
 
-// TestVerifyEdgeCases pins twilio-go's behaviour on bodies and signatures
-// that real traffic does not have but a forger might send.
+// TestVerifyEdgeCases pins the verdict on bodies and signatures that real
+// traffic does not have but a forger might send: the reference's, and
+// twilio-go's wherever its first-value rule signs what Twilio signs.
 func TestVerifyEdgeCases(t *testing.T) {
 	t.Parallel()
 	const token = "edge-token"
@@ -250,9 +249,12 @@ func TestVerifyEdgeCases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mac := hmac.New(sha1.New, []byte(token))
-	mac.Write([]byte(signedURL + "A1A2"))
-	bothValues := base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	hmacOf := func(msg string) string {
+		mac := hmac.New(sha1.New, []byte(token))
+		mac.Write([]byte(msg))
+		return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	}
+	bothValues := hmacOf(signedURL + "A1A2")
 	tests := []struct {
 		name string
 		body string
@@ -260,8 +262,12 @@ func TestVerifyEdgeCases(t *testing.T) {
 		want bool
 	}{
 		{"valid", "A=1&B=2", valid, true},
-		{"repeated name signs its first value", "A=1&A=2", twilio.Sign(token, signedURL, []byte("A=1")), true},
-		{"repeated name signed with both values", "A=1&A=2", bothValues, false},
+		{"repeated name signed with its first value only", "A=1&A=2", twilio.Sign(token, signedURL, []byte("A=1")), false},
+		{"repeated name signed with both values", "A=1&A=2", bothValues, true},
+		{"repeated name, values sorted", "A=2&A=1", bothValues, true},
+		{"repeated name signed in request order", "A=2&A=1", hmacOf(signedURL + "A2A1"), false},
+		{"repeated value signed once", "A=1&A=1&B=2", valid, true},
+		{"repeated value signed twice", "A=1&A=1&B=2", hmacOf(signedURL + "A1A1B2"), false},
 		{"semicolon", "A=1;B=2", twilio.Sign(token, signedURL, []byte("A=1;B=2")), false},
 		{"bad escape", "A=%zz&B=2", twilio.Sign(token, signedURL, []byte("A=%zz&B=2")), false},
 		{"escape at the end", "A=1&B=%2", twilio.Sign(token, signedURL, []byte("A=1&B=%2")), false},
@@ -276,6 +282,7 @@ func TestVerifyEdgeCases(t *testing.T) {
 		{"signature too long", "A=1&B=2", valid + "AAAA", false},
 		{"signature garbage", "A=1&B=2", "not a signature", false},
 	}
+	ring := refRing{def: []string{token}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -289,8 +296,18 @@ func TestVerifyEdgeCases(t *testing.T) {
 			if malformed := strings.ContainsAny(tt.body, ";%"); errors.Is(err, twilio.ErrMalformedForm) != malformed {
 				t.Errorf("Verify = %v; errors.Is(ErrMalformedForm) should be %v", err, malformed)
 			}
-			if ref := twilioGo(token, signedURL, []byte(tt.body), tt.sig); ref != tt.want {
-				t.Errorf("twilio-go says %v, want %v: the table is wrong", ref, tt.want)
+			for _, setting := range append(strings.Split(tt.body, "&"), tt.sig) {
+				if err != nil && len(setting) >= 4 && strings.Contains(err.Error(), setting) {
+					t.Errorf("Verify = %v quotes %q of the unauthenticated request", err, setting)
+				}
+			}
+			if ref := refVerify(ring, signedURL, []byte(tt.body), tt.sig); ref != tt.want {
+				t.Errorf("the reference says %v, want %v: the table is wrong", ref, tt.want)
+			}
+			if rulesAgree(signedURL, []byte(tt.body)) {
+				if ref := twilioGo(token, signedURL, []byte(tt.body), tt.sig); ref != tt.want {
+					t.Errorf("twilio-go says %v, want %v: the table is wrong", ref, tt.want)
+				}
 			}
 		})
 	}
@@ -415,6 +432,7 @@ func TestSignMatchesReference(t *testing.T) {
 	for _, tt := range []struct{ url, body string }{
 		{vectorURL, vectorBody},
 		{"https://h/p?x=1#rc=1", "B=2&A=1&A=3"},
+		{"https://h/p", "B=2&A=3&A=1&A=3&B=1&C="},
 		{"https://h/p?bodySHA256=abc", `{"a":1}`},
 		{"https://h/p?bodySHA256=", "A=1"},
 		{"https://h/p", ""},
@@ -423,27 +441,4 @@ func TestSignMatchesReference(t *testing.T) {
 			t.Errorf("Sign(%q, %q) = %q, reference %q", tt.url, tt.body, got, want)
 		}
 	}
-}
-
-// refSign is the signature twilio-go computes, written with net/url: the
-// URL (fragment removed) followed by the body's sorted names and first
-// values, unless the URL has a bodySHA256 parameter.
-func refSign(token, rawURL string, body []byte) string {
-	rawURL, _, _ = strings.Cut(rawURL, "#")
-	msg := rawURL
-	u, err := url.Parse(rawURL)
-	if err != nil || u.Query().Get("bodySHA256") == "" {
-		form, _ := url.ParseQuery(string(body))
-		names := make([]string, 0, len(form))
-		for k := range form {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		for _, k := range names {
-			msg += k + form[k][0]
-		}
-	}
-	mac := hmac.New(sha1.New, []byte(token))
-	mac.Write([]byte(msg))
-	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }

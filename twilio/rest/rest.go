@@ -9,12 +9,9 @@ package rest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/twilio/twilio-go/client"
@@ -23,99 +20,6 @@ import (
 
 // DefaultTimeout bounds one REST request, as twilio-go's own client does.
 const DefaultTimeout = 10 * time.Second
-
-// Account is how callledger authenticates to one Twilio account: its auth
-// token, or an API key (SK…) and its secret. API keys can be revoked on
-// their own, so they are the better choice for a service.
-type Account struct {
-	AccountSid   string `json:"account_sid"`
-	AuthToken    string `json:"auth_token,omitempty"`
-	APIKeySid    string `json:"api_key_sid,omitempty"`
-	APIKeySecret string `json:"api_key_secret,omitempty"`
-}
-
-// ErrConfig reports credentials that can never work.
-var ErrConfig = errors.New("invalid Twilio REST credentials")
-
-// Validate checks the shape of a, without contacting Twilio.
-func (a Account) Validate() error {
-	switch {
-	case !sidLike(a.AccountSid, "AC"):
-		return fmt.Errorf("account_sid %.40q is not an AccountSid (AC followed by 32 hex digits): %w", a.AccountSid, ErrConfig)
-	case a.AuthToken != "" && (a.APIKeySid != "" || a.APIKeySecret != ""):
-		return fmt.Errorf("account %s: set auth_token or api_key_sid and api_key_secret, not both: %w", a.AccountSid, ErrConfig)
-	case a.AuthToken == "" && (a.APIKeySid == "" || a.APIKeySecret == ""):
-		return fmt.Errorf("account %s: needs auth_token, or api_key_sid and api_key_secret: %w", a.AccountSid, ErrConfig)
-	case a.APIKeySid != "" && !sidLike(a.APIKeySid, "SK"):
-		return fmt.Errorf("account %s: api_key_sid is not an API key SID (SK…): %w", a.AccountSid, ErrConfig)
-	case !alphanumeric(a.AuthToken) || !alphanumeric(a.APIKeySecret):
-		// twilio-go refuses such credentials before sending (21222/21224).
-		return fmt.Errorf("account %s: the secret holds characters other than letters and digits: %w", a.AccountSid, ErrConfig)
-	}
-	return nil
-}
-
-// username and password of HTTP basic authentication.
-func (a Account) basicAuth() (string, string) {
-	if a.APIKeySid != "" {
-		return a.APIKeySid, a.APIKeySecret
-	}
-	return a.AccountSid, a.AuthToken
-}
-
-func sidLike(s, prefix string) bool {
-	if len(s) != 34 || !strings.HasPrefix(s, prefix) {
-		return false
-	}
-	for _, c := range s[2:] {
-		if !strings.ContainsRune("0123456789abcdefABCDEF", c) {
-			return false
-		}
-	}
-	return true
-}
-
-func alphanumeric(s string) bool {
-	for _, c := range s {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') {
-			return false
-		}
-	}
-	return true
-}
-
-// accountsFile is the JSON of LoadAccountsFile.
-type accountsFile struct {
-	Accounts []Account `json:"accounts"`
-}
-
-// LoadAccountsFile reads credentials from a JSON file of the form
-// {"accounts": [{"account_sid": "AC…", "auth_token": "…"},
-// {"account_sid": "AC…", "api_key_sid": "SK…", "api_key_secret": "…"}]}.
-// Errors never quote a secret.
-func LoadAccountsFile(path string) ([]Account, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read Twilio accounts file: %w", err)
-	}
-	var f accountsFile
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&f); err != nil {
-		// json errors can quote input: name the file and the offset only.
-		var syn *json.SyntaxError
-		if errors.As(err, &syn) {
-			return nil, fmt.Errorf("accounts file %s: JSON syntax error at byte %d: %w", path, syn.Offset, ErrConfig)
-		}
-		return nil, fmt.Errorf("accounts file %s: not an {\"accounts\": [...]} object: %w", path, ErrConfig)
-	}
-	for _, a := range f.Accounts {
-		if err := a.Validate(); err != nil {
-			return nil, fmt.Errorf("accounts file %s: %w", path, err)
-		}
-	}
-	return f.Accounts, nil
-}
 
 // Config wires a Client.
 type Config struct {

@@ -167,7 +167,8 @@ func TestAccountValidation(t *testing.T) {
 		{"auth token", rest.Account{AccountSid: acct, AuthToken: "abc123"}, true},
 		{"api key", rest.Account{AccountSid: acct, APIKeySid: key, APIKeySecret: "s3cret"}, true},
 		{"no secret", rest.Account{AccountSid: acct}, false},
-		{"both", rest.Account{AccountSid: acct, AuthToken: "a", APIKeySid: key, APIKeySecret: "b"}, false},
+		// An API key for REST, the auth token for webhooks.
+		{"both", rest.Account{AccountSid: acct, AuthToken: "a", APIKeySid: key, APIKeySecret: "b"}, true},
 		{"key without secret", rest.Account{AccountSid: acct, APIKeySid: key}, false},
 		{"not an AccountSid", rest.Account{AccountSid: "AC123", AuthToken: "a"}, false},
 		{"not an API key", rest.Account{AccountSid: acct, APIKeySid: acct, APIKeySecret: "b"}, false},
