@@ -39,8 +39,25 @@ build: ## Build bin/callledger
 	$(GO) build -o bin/callledger ./cmd/callledger
 
 .PHONY: test
-test: ## Run every test (race detector on, fuzz seed corpora included)
-	$(GO) test -race -count=1 -timeout 5m ./...
+test: chromium ## Run every test (race detector on, fuzz seed corpora included; the board's in headless Chromium)
+	$(GO) test -race -count=1 -timeout 10m ./...
+
+# The call board's tests drive Debian's chromium headless; they are skipped
+# without it, except in CI (CI set), where they must run.
+.PHONY: chromium
+chromium: ## Install Debian's chromium package for the browser tests when missing (as root)
+	@if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "chromium not found and not root: install Debian's chromium package, or the board's browser tests are skipped" >&2; \
+		else \
+			echo "chromium not found: installing Debian's chromium package" >&2; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+		fi; \
+	fi
+
+.PHONY: screenshot
+screenshot: chromium ## Retake docs/board.png, the README's screenshot of the call board
+	$(GO) test -count=1 -run '^TestBoardOverview$$' ./e2e -board-screenshot=$(abspath docs/board.png)
 
 .PHONY: proto
 proto: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2 ## Regenerate api/ and the OpenAPI document from proto/
