@@ -375,7 +375,7 @@ func callsHangupCommand(stdout, stderr io.Writer) *ffcli.Command {
 			case callledgerv1.HangupOutcome_HANGUP_OUTCOME_SENT:
 				fmt.Fprintf(stdout, "Twilio accepted Status=%s; the call turns terminal when Twilio reports it (or the reconciler asks)\n", h.GetSentStatus())
 			case callledgerv1.HangupOutcome_HANGUP_OUTCOME_FAILED:
-				return fmt.Errorf("Twilio did not end %s: error %d: %s", args[0], h.GetErrorCode(), h.GetErrorMessage())
+				return fmt.Errorf("the hang-up was recorded, but Twilio did not end %s: error %d: %s", args[0], h.GetErrorCode(), h.GetErrorMessage())
 			default:
 				if !h.GetEndCall() {
 					fmt.Fprintln(stdout, "recorded only (--end-call=false): end the call in your application")
