@@ -10,6 +10,9 @@ const lingerMs = 30000;
 const statsEveryMs = 5000;
 const delayWarnSeconds = 5;
 const lagWarnSeconds = 5;
+// At most this many call trees are drawn, newest first: more is no longer
+// readable, and the filters narrow it down. The count covers every call.
+const maxTrees = 300;
 
 const statusNames = {
   CALL_STATUS_UNSPECIFIED: "unknown",
@@ -305,7 +308,8 @@ function render() {
   const body = $("call-rows");
   const wanted = [];
   let shown = 0;
-  for (const t of trees()) {
+  const all = trees();
+  for (const t of all.slice(0, maxTrees)) {
     if (t.legs[0].callSid !== t.root) {
       wanted.push(treeHead(t.root));
     }
@@ -331,7 +335,8 @@ function render() {
   let active = 0;
   for (const c of state.calls.values()) if (!c.terminal) active++;
   $("active-count").textContent = String(active);
-  $("shown").textContent = filtering() ? `${shown} of ${active} active shown` : "";
+  const cut = all.length > maxTrees ? ` (the newest ${maxTrees} of ${all.length} call trees: filter to see others)` : "";
+  $("shown").textContent = filtering() || cut ? `${shown} of ${active} active shown${cut}` : "";
   $("empty").hidden = wanted.length > 0;
   $("empty").textContent = state.calls.size && filtering() ? "No call matches the filters." : "No active calls.";
   checkOverdue();
