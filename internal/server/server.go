@@ -445,9 +445,9 @@ func (s *Server) Projection() *callversions.Manager { return s.calls }
 // Run serves until ctx ends or a server fails, then shuts down in order:
 // webhooks drain (new ones get 503), gRPC health turns NOT_SERVING, the
 // servers stop in turn (HTTP, then the API, whose watch streams end at
-// once, then gRPC, bounded by ShutdownTimeout, /metrics last), the background work stops, and the read model, the
-// store and the trace export close. It returns the failure that stopped
-// it, if any.
+// once, then gRPC, bounded by ShutdownTimeout, /metrics last), the
+// background work stops, and the read model, the store and the trace
+// export close. It returns the failure that stopped it, if any.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.Close()
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
