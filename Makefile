@@ -10,6 +10,9 @@ MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
 BUF_VERSION                := v1.57.0
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+# protoc-gen-grpc-gateway and protoc-gen-openapiv2 (the REST routes and the
+# OpenAPI document); the same version as the runtime in go.mod.
+GRPC_GATEWAY_VERSION       := v2.34.0
 STATICCHECK_VERSION        := v0.8.2
 
 TMP := .tmp
@@ -36,19 +39,39 @@ build: ## Build bin/callledger
 	$(GO) build -o bin/callledger ./cmd/callledger
 
 .PHONY: test
-test: ## Run every test (race detector on, fuzz seed corpora included)
-	$(GO) test -race -count=1 -timeout 5m ./...
+test: chromium ## Run every test (race detector on, fuzz seed corpora included; the board's in headless Chromium)
+	$(GO) test -race -count=1 -timeout 10m ./...
+
+# The call board's tests drive Debian's chromium headless; they are skipped
+# without it, except in CI (CI set), where they must run.
+.PHONY: chromium
+chromium: ## Install Debian's chromium package for the browser tests when missing (as root)
+	@if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "chromium not found and not root: install Debian's chromium package, or the board's browser tests are skipped" >&2; \
+		else \
+			echo "chromium not found: installing Debian's chromium package" >&2; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+		fi; \
+	fi
+
+.PHONY: screenshot
+screenshot: chromium ## Retake docs/board.png, the README's screenshot of the call board
+	$(GO) test -count=1 -run '^TestBoardOverview$$' ./e2e -board-screenshot=$(abspath docs/board.png)
 
 .PHONY: proto
-proto: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## Regenerate api/ from proto/
-	buf format -w
+proto: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2 ## Regenerate api/ and the OpenAPI document from proto/
+	buf format -w --exclude-path proto/google
 	buf generate
+
+# What `make proto` writes: Go code, and the OpenAPI document the API serves.
+GENERATED := api proto services/httpapi/openapi
 
 .PHONY: checkgenerate
 checkgenerate: proto ## Fail when committed generated code is stale
-	@if [ -n "$$(git status --porcelain -- api proto)" ]; then \
+	@if [ -n "$$(git status --porcelain -- $(GENERATED))" ]; then \
 		echo "generated code is stale: run 'make proto' and commit the result" >&2; \
-		git status --porcelain -- api proto >&2; git diff --stat -- api proto >&2; exit 1; \
+		git status --porcelain -- $(GENERATED) >&2; git diff --stat -- $(GENERATED) >&2; exit 1; \
 	fi
 
 # The committed image of proto/ (without comments) that `buf breaking`
@@ -126,6 +149,14 @@ $(BIN)/protoc-gen-go: Makefile
 
 $(BIN)/protoc-gen-go-grpc: Makefile
 	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	@touch $@
+
+$(BIN)/protoc-gen-grpc-gateway: Makefile
+	GOBIN=$(BIN) $(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@$(GRPC_GATEWAY_VERSION)
+	@touch $@
+
+$(BIN)/protoc-gen-openapiv2: Makefile
+	GOBIN=$(BIN) $(GO) install github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@$(GRPC_GATEWAY_VERSION)
 	@touch $@
 
 $(BIN)/staticcheck: Makefile

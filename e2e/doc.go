@@ -7,7 +7,8 @@
 // add REST credentials and reach a fake Twilio REST API through the
 // server's one test seam for it. The shared Twilio capture corpus is sent
 // over HTTP and the state it must produce is read back over gRPC; on
-// KurrentDB, faults are injected under the running service.
+// KurrentDB, faults are injected under the running service. The call board
+// is driven in headless Chromium (chromedp) on the server's API listener.
 //
 // The package has no code of its own, only tests.
 package e2e

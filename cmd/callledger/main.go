@@ -1,7 +1,8 @@
 // Command callledger is the event-sourced call ledger for Twilio Voice: one
 // binary that serves webhooks and queries (serve), inspects the ledger
-// offline (events), rebuilds and exports the projection (rebuild, export)
-// and sends realistic signed traffic (simulate).
+// offline (events), rebuilds and exports the projection (rebuild, export),
+// sends realistic signed traffic (simulate), and lists, watches and hangs
+// up the calls of a running server (calls, stats).
 package main
 
 import (
@@ -110,6 +111,8 @@ func subcommands(stdout, stderr io.Writer) []*ffcli.Command {
 		exportCommand(stdout, stderr),
 		loadCommand(stdout, stderr),
 		checkCommand(stdout, stderr),
+		callsCommand(stdout, stderr),
+		statsCommand(stdout, stderr),
 	}
 }
 

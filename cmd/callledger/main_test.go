@@ -48,7 +48,7 @@ var servingLine = regexp.MustCompile(`msg="callledger serving" http=(\S+) grpc=(
 // until it listens. env adds to the environment.
 func startServer(t *testing.T, dataDir string, env []string, args ...string) *serveProcess {
 	t.Helper()
-	args = append([]string{"serve", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"}, args...)
+	args = append([]string{"serve", "--data-dir", dataDir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"}, args...)
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(append(cleanEnv(), "CALLLEDGER_TEST_MAIN=1"), env...)
 	stderr, err := cmd.StderrPipe()

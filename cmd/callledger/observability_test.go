@@ -63,7 +63,7 @@ func serveInProcess(t *testing.T, args ...string) *inProcessServer {
 	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0"}, args...), out, out)
+		done <- run(ctx, append([]string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"}, args...), out, out)
 	}()
 	stopped := false
 	var stopErr error

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
@@ -23,6 +24,8 @@ type serveFlags struct {
 	metricsAddr     string
 	otlpEndpoint    string
 	grpcAddr        string
+	apiAddr         string
+	apiCORSOrigins  string
 	publicURL       string
 	authToken       string
 	authToken2      string
@@ -44,6 +47,8 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "listen address of /metrics on a listener of its own (e.g. 0.0.0.0:9464), so that scrapers need not reach the listener Twilio reaches; empty: /metrics is served on --http-addr")
 	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "OpenTelemetry collector to export traces of webhooks and gRPC calls to, over OTLP/gRPC (e.g. http://collector:4317; http: without TLS); empty: off, unless the standard OTEL_EXPORTER_OTLP_ENDPOINT is set")
 	fs.StringVar(&f.grpcAddr, "grpc-addr", "127.0.0.1:9090", "listen address of the gRPC services")
+	fs.StringVar(&f.apiAddr, "api-addr", "127.0.0.1:8081", "listen address of the browser API: the REST routes of the gRPC services (/v1/…), /openapi.json and the live call board at /; empty: off")
+	fs.StringVar(&f.apiCORSOrigins, "api-cors-origins", "", "comma-separated origins allowed to call the REST routes from other pages (e.g. https://ops.example.com), or *; empty: same origin only")
 	fs.StringVar(&f.publicURL, "public-url", "", "public base URL Twilio calls (e.g. https://hooks.example.com), which signatures are checked against; defaults to http://<http-addr> only in development mode")
 	fs.StringVar(&f.authToken, "auth-token", "", "Twilio auth token (primary); falls back to TWILIO_AUTH_TOKEN")
 	fs.StringVar(&f.authToken2, "auth-token-secondary", "", "Twilio secondary auth token, accepted during rotation; falls back to TWILIO_AUTH_TOKEN_SECONDARY")
@@ -96,6 +101,7 @@ func (f *serveFlags) config(logger *slog.Logger) (server.Config, error) {
 			MaxInFlight: f.maxInFlight, DialTwiML: f.dialTwiML,
 		},
 		GRPC:       server.GRPC{Addr: f.grpcAddr},
+		API:        server.API{Addr: f.apiAddr, CORSOrigins: splitList(f.apiCORSOrigins)},
 		Metrics:    server.Metrics{Addr: f.metricsAddr},
 		Projection: server.Projection{CacheBytes: int64(f.cacheMB) << 20, MaxLag: f.maxQueryLag},
 		Twilio: server.Twilio{
@@ -110,4 +116,15 @@ func (f *serveFlags) config(logger *slog.Logger) (server.Config, error) {
 		ShutdownTimeout: f.shutdownTimeout,
 		Logger:          logger,
 	}, nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

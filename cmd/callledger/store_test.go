@@ -126,7 +126,7 @@ func waitReady(t *testing.T, base string) {
 // opener's own cases are internal/server's TestOpenStoreRefusesBadConnectionStrings).
 func TestStoreFlagRefusesBadConnectionStrings(t *testing.T) {
 	t.Parallel()
-	_, err := cli(t, "serve", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--store", "kurrent://db:2113")
+	_, err := cli(t, "serve", "--data-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--store", "kurrent://db:2113")
 	if err == nil || !strings.Contains(err.Error(), "esdb:// and esdb+discover:// only") {
 		t.Fatalf("serve --store kurrent://…: %v", err)
 	}

@@ -47,6 +47,7 @@ func (s *Server) commands(authToken string, calls reconcile.Calls) (*command.Ser
 			return nil, nil, err
 		}
 	}
+	s.restOn = client != nil
 	cc := command.Config{Store: s.store, Calls: calls, Logger: s.log}
 	if client != nil {
 		cc.Twilio = client // a nil *rest.Client must not become a non-nil interface

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/reconcile"
@@ -45,6 +47,7 @@ type Config struct {
 
 	HTTP       HTTP
 	GRPC       GRPC
+	API        API
 	Metrics    Metrics
 	Projection Projection
 	Twilio     Twilio
@@ -90,6 +93,19 @@ type HTTP struct {
 type GRPC struct {
 	// Addr is the listen address (--grpc-addr); port 0 picks a free one.
 	Addr string
+}
+
+// API configures the listener browsers and scripts reach (RoleAll only):
+// the REST routes of the gRPC services, the OpenAPI document and the call
+// board, served through the gRPC server's own interceptors.
+type API struct {
+	// Addr is the listen address (--api-addr); empty: no API listener.
+	// Without a Twilio auth token (development mode) it must be loopback.
+	Addr string
+	// CORSOrigins may call the REST routes from other origins
+	// (--api-cors-origins): scheme://host[:port], or * for any. Empty:
+	// same origin only.
+	CORSOrigins []string
 }
 
 // Metrics configures where /metrics is served.
@@ -157,6 +173,16 @@ type Seams struct {
 	// ProjectionSubscription wraps every subscription the call-state
 	// projection opens on the log: tests record what it is delivered.
 	ProjectionSubscription func(eventstore.Subscription) eventstore.Subscription
+	// GRPCInterceptors run last in the gRPC server's chains: tests stand
+	// in for authentication with them.
+	GRPCInterceptors *Interceptors
+}
+
+// Interceptors are a unary and a stream gRPC server interceptor; both are
+// required.
+type Interceptors struct {
+	Unary  grpc.UnaryServerInterceptor
+	Stream grpc.StreamServerInterceptor
 }
 
 // withDefaults validates c and fills in its defaults.

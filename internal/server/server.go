@@ -58,6 +58,9 @@ type Server struct {
 	// The query side; nil with RoleWebhooks.
 	calls  *callversions.Manager
 	health *health.Server
+	// restOn: Twilio REST credentials are configured, so hang-ups can end
+	// calls and the reconciler runs.
+	restOn bool
 
 	// servers are the listeners and what serves each, in the order they
 	// shut down: the one Twilio reaches first, /metrics last.
@@ -94,6 +97,9 @@ type Addrs struct {
 	// Metrics serves /metrics on a listener of its own; empty when it is
 	// on HTTP.
 	Metrics string
+	// API serves the REST routes, the OpenAPI document and the call
+	// board; empty when off (or with RoleWebhooks).
+	API string
 }
 
 // New builds the server cfg describes and binds its listeners. It opens
@@ -114,6 +120,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
+	if err := cfg.checkAPIAddr(cfg.HTTP.AuthToken == ""); err != nil {
+		return nil, err
+	}
 	restToken, err := s.authenticate()
 	if err != nil {
 		return nil, err
@@ -122,10 +131,15 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	var grpcLn, metricsLn net.Listener
+	var grpcLn, metricsLn, apiLn net.Listener
 	if s.queries() {
 		if grpcLn, err = s.listen("grpc", "--grpc-addr", cfg.GRPC.Addr); err != nil {
 			return nil, err
+		}
+		if cfg.API.Addr != "" {
+			if apiLn, err = s.listen("api", "--api-addr", cfg.API.Addr); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if cfg.Metrics.Addr != "" {
@@ -189,6 +203,14 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		g, err := s.querySide(ctx, restToken)
 		if err != nil {
 			return nil, err
+		}
+		if apiLn != nil {
+			// Before gRPC: the API's calls run on the gRPC server.
+			api, err := s.apiServers(apiLn, g)
+			if err != nil {
+				return nil, err
+			}
+			s.servers = append(s.servers, api...)
 		}
 		s.servers = append(s.servers, &listener{
 			name: "grpc", ln: grpcLn, serve: g.Serve,
@@ -379,6 +401,9 @@ func (s *Server) querySide(ctx context.Context, restToken string) (*grpc.Server,
 func (s *Server) grpcOptions() []grpc.ServerOption {
 	unary := []grpc.UnaryServerInterceptor{s.tel.grpc.UnaryServerInterceptor()}
 	stream := []grpc.StreamServerInterceptor{s.tel.grpc.StreamServerInterceptor()}
+	if seam := s.cfg.Seams.GRPCInterceptors; seam != nil {
+		unary, stream = append(unary, seam.Unary), append(stream, seam.Stream)
+	}
 	opts := slices.Concat(query.ServerOptions(), []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
@@ -401,6 +426,8 @@ func (s *Server) Addrs() Addrs {
 			a.GRPC = l.ln.Addr().String()
 		case "metrics":
 			a.Metrics = l.ln.Addr().String()
+		case "api":
+			a.API = l.ln.Addr().String()
 		}
 	}
 	return a
@@ -417,10 +444,10 @@ func (s *Server) Projection() *callversions.Manager { return s.calls }
 
 // Run serves until ctx ends or a server fails, then shuts down in order:
 // webhooks drain (new ones get 503), gRPC health turns NOT_SERVING, the
-// servers stop in turn (HTTP, then gRPC, bounded by ShutdownTimeout,
-// /metrics last), the background work stops, and the read model, the
-// store and the trace export close. It returns the failure that stopped
-// it, if any.
+// servers stop in turn (HTTP, then the API, whose watch streams end at
+// once, then gRPC, bounded by ShutdownTimeout, /metrics last), the
+// background work stops, and the read model, the store and the trace
+// export close. It returns the failure that stopped it, if any.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.Close()
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
@@ -433,9 +460,9 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() { errc <- l.serve(l.ln) }()
 	}
 	a := s.Addrs()
-	grpcAt, metricsAt := cmp.Or(a.GRPC, "off"), cmp.Or(a.Metrics, "http")
+	grpcAt, metricsAt, apiAt := cmp.Or(a.GRPC, "off"), cmp.Or(a.Metrics, "http"), cmp.Or(a.API, "off")
 	s.log.Info("callledger serving",
-		"http", a.HTTP, "grpc", grpcAt, "metrics", metricsAt, "role", string(s.cfg.Role),
+		"http", a.HTTP, "grpc", grpcAt, "api", apiAt, "metrics", metricsAt, "role", string(s.cfg.Role),
 		"public_url", s.cfg.HTTP.PublicURL, "data_dir", s.cfg.DataDir, "store", storeKind(s.cfg.StoreURL))
 
 	var serveErr error

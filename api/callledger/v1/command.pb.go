@@ -7,6 +7,7 @@
 package callledgerv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	reflect "reflect"
@@ -172,7 +173,7 @@ var File_callledger_v1_command_proto protoreflect.FileDescriptor
 
 const file_callledger_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1bcallledger/v1/command.proto\x12\rcallledger.v1\x1a\x18callledger/v1/call.proto\"\x8e\x01\n" +
+	"\x1bcallledger/v1/command.proto\x12\rcallledger.v1\x1a\x18callledger/v1/call.proto\x1a\x1cgoogle/api/annotations.proto\"\x8e\x01\n" +
 	"\x14RequestHangupRequest\x12\x19\n" +
 	"\bcall_sid\x18\x01 \x01(\tR\acallSid\x12!\n" +
 	"\frequested_by\x18\x02 \x01(\tR\vrequestedBy\x12\x1d\n" +
@@ -183,9 +184,9 @@ const file_callledger_v1_command_proto_rawDesc = "" +
 	"\bposition\x18\x01 \x01(\x04R\bposition\x12C\n" +
 	"\x0ehangup_request\x18\x02 \x01(\v2\x1c.callledger.v1.HangupRequestR\rhangupRequest\x12)\n" +
 	"\x10outcome_position\x18\x03 \x01(\x04R\x0foutcomePosition\x12\x1c\n" +
-	"\tduplicate\x18\x04 \x01(\bR\tduplicate2p\n" +
-	"\x12CallCommandService\x12Z\n" +
-	"\rRequestHangup\x12#.callledger.v1.RequestHangupRequest\x1a$.callledger.v1.RequestHangupResponseBAZ?github.com/callledger/callledger/api/callledger/v1;callledgerv1b\x06proto3"
+	"\tduplicate\x18\x04 \x01(\bR\tduplicate2\x99\x01\n" +
+	"\x12CallCommandService\x12\x82\x01\n" +
+	"\rRequestHangup\x12#.callledger.v1.RequestHangupRequest\x1a$.callledger.v1.RequestHangupResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/calls/{call_sid}:hangupBAZ?github.com/callledger/callledger/api/callledger/v1;callledgerv1b\x06proto3"
 
 var (
 	file_callledger_v1_command_proto_rawDescOnce sync.Once

@@ -7,6 +7,7 @@
 package callledgerv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -380,7 +381,7 @@ var File_callledger_v1_projection_proto protoreflect.FileDescriptor
 
 const file_callledger_v1_projection_proto_rawDesc = "" +
 	"\n" +
-	"\x1ecallledger/v1/projection.proto\x12\rcallledger.v1\x1a\x1egoogle/protobuf/duration.proto\"\x1c\n" +
+	"\x1ecallledger/v1/projection.proto\x12\rcallledger.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\"\x1c\n" +
 	"\x1aGetProjectionStatusRequest\"\xb6\x02\n" +
 	"\x1bGetProjectionStatusResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12!\n" +
@@ -413,9 +414,9 @@ const file_callledger_v1_projection_proto_rawDesc = "" +
 	"\x12REBUILD_PHASE_FOLD\x10\x01\x12\x17\n" +
 	"\x13REBUILD_PHASE_WRITE\x10\x02\x12\x1a\n" +
 	"\x16REBUILD_PHASE_CATCH_UP\x10\x03\x12\x1a\n" +
-	"\x16REBUILD_PHASE_SWITCHED\x10\x042\xeb\x01\n" +
-	"\x11ProjectionService\x12l\n" +
-	"\x13GetProjectionStatus\x12).callledger.v1.GetProjectionStatusRequest\x1a*.callledger.v1.GetProjectionStatusResponse\x12h\n" +
+	"\x16REBUILD_PHASE_SWITCHED\x10\x042\x8f\x02\n" +
+	"\x11ProjectionService\x12\x8f\x01\n" +
+	"\x13GetProjectionStatus\x12).callledger.v1.GetProjectionStatusRequest\x1a*.callledger.v1.GetProjectionStatusResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/projections/callstate\x12h\n" +
 	"\x11RebuildProjection\x12'.callledger.v1.RebuildProjectionRequest\x1a(.callledger.v1.RebuildProjectionResponse0\x01BAZ?github.com/callledger/callledger/api/callledger/v1;callledgerv1b\x06proto3"
 
 var (

@@ -7,6 +7,7 @@
 package callledgerv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -918,7 +919,7 @@ var File_callledger_v1_query_proto protoreflect.FileDescriptor
 
 const file_callledger_v1_query_proto_rawDesc = "" +
 	"\n" +
-	"\x19callledger/v1/query.proto\x12\rcallledger.v1\x1a\x18callledger/v1/call.proto\x1a\x1fcallledger/v1/call_status.proto\x1a\x19callledger/v1/event.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"N\n" +
+	"\x19callledger/v1/query.proto\x12\rcallledger.v1\x1a\x18callledger/v1/call.proto\x1a\x1fcallledger/v1/call_status.proto\x1a\x19callledger/v1/event.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"N\n" +
 	"\x0eGetCallRequest\x12\x19\n" +
 	"\bcall_sid\x18\x01 \x01(\tR\acallSid\x12!\n" +
 	"\fmin_position\x18\x02 \x01(\x04R\vminPosition\"\x7f\n" +
@@ -982,14 +983,14 @@ const file_callledger_v1_query_proto_rawDesc = "" +
 	"\x03p50\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03p50\x12+\n" +
 	"\x03p90\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03p90\x12+\n" +
 	"\x03p99\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03p99\x12+\n" +
-	"\x03max\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03max2\xad\x03\n" +
-	"\x10CallQueryService\x12H\n" +
-	"\aGetCall\x12\x1d.callledger.v1.GetCallRequest\x1a\x1e.callledger.v1.GetCallResponse\x12N\n" +
-	"\tListCalls\x12\x1f.callledger.v1.ListCallsRequest\x1a .callledger.v1.ListCallsResponse\x12S\n" +
+	"\x03max\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03max2\xb0\x04\n" +
+	"\x10CallQueryService\x12f\n" +
+	"\aGetCall\x12\x1d.callledger.v1.GetCallRequest\x1a\x1e.callledger.v1.GetCallResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/calls/{call_sid}\x12a\n" +
+	"\tListCalls\x12\x1f.callledger.v1.ListCallsRequest\x1a .callledger.v1.ListCallsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/calls\x12l\n" +
 	"\n" +
-	"WatchCalls\x12 .callledger.v1.WatchCallsRequest\x1a!.callledger.v1.WatchCallsResponse0\x01\x12]\n" +
-	"\x0eListCallEvents\x12$.callledger.v1.ListCallEventsRequest\x1a%.callledger.v1.ListCallEventsResponse\x12K\n" +
-	"\bGetStats\x12\x1e.callledger.v1.GetStatsRequest\x1a\x1f.callledger.v1.GetStatsResponseBAZ?github.com/callledger/callledger/api/callledger/v1;callledgerv1b\x06proto3"
+	"WatchCalls\x12 .callledger.v1.WatchCallsRequest\x1a!.callledger.v1.WatchCallsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/calls:watch0\x01\x12\x82\x01\n" +
+	"\x0eListCallEvents\x12$.callledger.v1.ListCallEventsRequest\x1a%.callledger.v1.ListCallEventsResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/calls/{call_sid}/events\x12^\n" +
+	"\bGetStats\x12\x1e.callledger.v1.GetStatsRequest\x1a\x1f.callledger.v1.GetStatsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/statsBAZ?github.com/callledger/callledger/api/callledger/v1;callledgerv1b\x06proto3"
 
 var (
 	file_callledger_v1_query_proto_rawDescOnce sync.Once

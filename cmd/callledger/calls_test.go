@@ -1,0 +1,376 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/callledger/callledger/internal/server"
+	"github.com/callledger/callledger/twilio"
+	"github.com/callledger/callledger/twilio/rest"
+	"github.com/callledger/callledger/twilio/rest/resttest"
+)
+
+const (
+	clientTestToken = "client-test-token"
+	clientPublicURL = "https://hooks.example.com"
+	clientAccount   = "AC0123456789abcdef0123456789abcdef"
+)
+
+// liveServer is a server running in the test process, for the client
+// commands.
+type liveServer struct {
+	grpc   string
+	hooks  string
+	twilio *resttest.Fake
+}
+
+// startLive runs a server with REST credentials on a fake Twilio, and with
+// interceptors when given.
+func startLive(t *testing.T, ic *server.Interceptors) *liveServer {
+	t.Helper()
+	creds := rest.Account{AccountSid: clientAccount, AuthToken: "resttoken"}
+	fake := resttest.New(t, creds)
+	file := filepath.Join(t.TempDir(), "accounts.json")
+	body, _ := json.Marshal(map[string]any{"accounts": []map[string]string{{"account_sid": creds.AccountSid, "auth_token": creds.AuthToken}}})
+	if err := os.WriteFile(file, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := server.Config{
+		DataDir:   t.TempDir(),
+		HTTP:      server.HTTP{Addr: "127.0.0.1:0", AuthToken: clientTestToken, PublicURL: clientPublicURL},
+		GRPC:      server.GRPC{Addr: "127.0.0.1:0"},
+		Twilio:    server.Twilio{AccountsFile: file},
+		Reconcile: server.Reconcile{IdleAfter: time.Hour, HangupAfter: time.Hour},
+		Logger:    slog.New(slog.DiscardHandler),
+		Seams:     server.Seams{RESTTransport: fake.Transport(), GRPCInterceptors: ic},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := server.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	return &liveServer{grpc: srv.Addrs().GRPC, hooks: "http://" + srv.Addrs().HTTP, twilio: fake}
+}
+
+// status sends a signed status callback and returns its position.
+func (s *liveServer) status(t *testing.T, sid, callStatus string, seq int, extra ...string) uint64 {
+	t.Helper()
+	f := url.Values{
+		"CallSid": {sid}, "AccountSid": {clientAccount}, "CallStatus": {callStatus}, "SequenceNumber": {strconv.Itoa(seq)},
+		"Timestamp": {time.Now().UTC().Format("Mon, 2 Jan 2006 15:04:05 -0700")}, "Direction": {"outbound-api"},
+		"From": {"+14155550100"}, "To": {"+14155550199"}, "CallbackSource": {"call-progress-events"},
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		f.Set(extra[i], extra[i+1])
+	}
+	body := []byte(f.Encode())
+	req, err := http.NewRequest(http.MethodPost, s.hooks+"/twilio/voice/status", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Twilio-Signature", twilio.Sign(clientTestToken, clientPublicURL+"/twilio/voice/status", body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("webhook: HTTP %d", resp.StatusCode)
+	}
+	pos, err := strconv.ParseUint(resp.Header.Get("Callledger-Position"), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pos
+}
+
+func mustContain(t *testing.T, what, got string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(got, w) {
+			t.Errorf("%s does not contain %q:\n%s", what, w, got)
+		}
+	}
+}
+
+// TestCallsCommands: list, get, events, hangup and stats against a running
+// server, in both output formats.
+func TestCallsCommands(t *testing.T) {
+	t.Parallel()
+	s := startLive(t, nil)
+	const (
+		active = "CA1000000000000000000000000000000a"
+		child  = "CA1000000000000000000000000000000b"
+		ended  = "CA1000000000000000000000000000000c"
+	)
+	s.status(t, active, "ringing", 1)
+	s.status(t, active, "in-progress", 2)
+	s.status(t, child, "in-progress", 1, "ParentCallSid", active, "Direction", "outbound-dial")
+	s.status(t, ended, "completed", 3, "CallDuration", "42")
+	s.twilio.Put(resttest.Call{Sid: active, AccountSid: clientAccount, Status: "in-progress", StartTime: time.Now()})
+	addr := []string{"--addr", s.grpc}
+
+	out, err := cli(t, append([]string{"calls", "list"}, addr...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "calls list", out, "CALLSID", active, child, ended, "in-progress", "completed", "42s")
+	out, err = cli(t, append([]string{"calls", "list", "--active", "--status", "in-progress", "--output", "json"}, addr...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sids []string
+	for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
+		var c struct {
+			CallSid string `json:"callSid"`
+		}
+		if err := json.Unmarshal([]byte(line), &c); err != nil {
+			t.Fatalf("json line %q: %v", line, err)
+		}
+		sids = append(sids, c.CallSid)
+	}
+	if len(sids) != 2 || strings.Contains(out, ended) {
+		t.Errorf("active in-progress calls %v", sids)
+	}
+	if out, err = cli(t, append([]string{"calls", "list", "--limit", "1"}, addr...)...); err != nil || strings.Count(out, "\nCA") != 1 {
+		t.Errorf("--limit 1: %v\n%s", err, out)
+	}
+
+	out, err = cli(t, append([]string{"calls", "get", active}, addr...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "calls get", out, active, "in-progress", "status-callback", "legs of the tree", child)
+
+	out, err = cli(t, append([]string{"calls", "hangup", active, "--requested-by", "agent-7", "--request-id", "r-1"}, addr...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "calls hangup", out, "hang-up of "+active+" recorded", "request r-1, by agent-7", "Twilio accepted Status=completed")
+	// A retry answers the original and sends nothing again.
+	out, err = cli(t, append([]string{"calls", "hangup", active, "--requested-by", "agent-7", "--request-id", "r-1"}, addr...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "the retried hang-up", out, "had already been recorded")
+	if n := s.twilio.Count(func(r resttest.Request) bool { return r.Method == http.MethodPost }); n != 1 {
+		t.Errorf("Twilio received %d updates, want 1", n)
+	}
+	out, err = cli(t, append([]string{"calls", "get", active, "--output", "json"}, addr...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Call struct {
+			Ending bool `json:"ending"`
+		} `json:"call"`
+		Legs []json.RawMessage `json:"legs"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || !got.Call.Ending || len(got.Legs) != 2 {
+		t.Errorf("calls get --output json after the hang-up: %v %s", err, out)
+	}
+
+	out, err = cli(t, append([]string{"calls", "events", active}, addr...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "calls events", out, "CallStatusReported", "status-callback", "ringing", "HangupRequested", "by agent-7, end call", "HangupSent", "Status=completed")
+
+	out, err = cli(t, append([]string{"stats", "--window", "1m"}, addr...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "stats", out, "active calls    2", "delivery delay", "p99", "caught up: true")
+	out, err = cli(t, append([]string{"stats", "--output", "json"}, addr...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || !strings.Contains(lines[0], `"activeCalls":"2"`) {
+		t.Errorf("stats --output json:\n%s", out)
+	}
+}
+
+// lineWriter hands the lines written to it to a channel.
+type lineWriter struct {
+	mu    sync.Mutex
+	buf   []byte
+	lines chan string
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		w.lines <- string(w.buf[:i])
+		w.buf = w.buf[i+1:]
+	}
+}
+
+// TestCallsWatch: watch prints the active calls, then each change as it
+// happens, until interrupted.
+func TestCallsWatch(t *testing.T) {
+	t.Parallel()
+	s := startLive(t, nil)
+	const before, later = "CA2000000000000000000000000000000a", "CA2000000000000000000000000000000b"
+	s.status(t, before, "ringing", 1)
+	out := &lineWriter{lines: make(chan string, 100)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"calls", "watch", "--addr", s.grpc}, out, io.Discard) }()
+	next := func() string {
+		t.Helper()
+		select {
+		case l := <-out.lines:
+			return l
+		case err := <-done:
+			t.Fatalf("watch ended: %v", err)
+		case <-time.After(time.Minute):
+			t.Fatal("watch printed nothing for a minute")
+		}
+		return ""
+	}
+	for _, want := range []string{"CALLSID", before, "caught up"} {
+		if l := next(); !strings.Contains(l, want) {
+			t.Fatalf("line %q, want one with %q", l, want)
+		}
+	}
+	s.status(t, later, "ringing", 1)
+	if l := next(); !strings.Contains(l, later) || !strings.Contains(l, "ringing") {
+		t.Errorf("change line %q", l)
+	}
+	s.status(t, before, "completed", 2)
+	if l := next(); !strings.Contains(l, before) || !strings.Contains(l, "completed") {
+		t.Errorf("change line %q", l)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("watch after an interrupt: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("watch did not stop when interrupted")
+	}
+}
+
+// TestClientErrors: each failure says what to do.
+func TestClientErrors(t *testing.T) {
+	t.Parallel()
+	const secret = "cli-secret"
+	check := func(ctx context.Context) error {
+		md, _ := metadata.FromIncomingContext(ctx)
+		v := md.Get("authorization")
+		if len(v) != 1 || v[0] != "Bearer "+secret {
+			return status.Error(codes.Unauthenticated, "missing or unknown token")
+		}
+		return nil
+	}
+	s := startLive(t, &server.Interceptors{
+		Unary: func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if err := check(ctx); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		},
+		Stream: func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if err := check(ss.Context()); err != nil {
+				return err
+			}
+			return h(srv, ss)
+		},
+	})
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody := closed.Addr().String()
+	closed.Close()
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unreachable", []string{"calls", "list", "--addr", nobody}, "cannot reach callledger at " + nobody},
+		{"no token", []string{"calls", "list", "--addr", s.grpc}, "requires a token: pass --token or set CALLLEDGER_TOKEN"},
+		{"wrong token", []string{"calls", "list", "--addr", s.grpc, "--token", "nope"}, "refused the token"},
+		{"no such call", []string{"calls", "get", "CA3000000000000000000000000000000a", "--addr", s.grpc, "--token", secret}, "no call CA3000000000000000000000000000000a in the ledger"},
+		{"not a CallSid", []string{"calls", "get", "CAxyz", "--addr", s.grpc}, `"CAxyz" is not a CallSid`},
+		{"watch without a token", []string{"calls", "watch", "--addr", s.grpc}, "requires a token"},
+		{"a token in clear beyond loopback", []string{"stats", "--addr", "192.0.2.1:9090", "--token", secret}, "refusing to send the token in clear"},
+		{"TLS against plaintext", []string{"stats", "--addr", s.grpc, "--tls"}, "add --tls (or --tls-ca); if not, drop the --tls flags"},
+		{"bad status", []string{"calls", "list", "--addr", s.grpc, "--status", "dancing"}, `--status "dancing"`},
+		{"bad output", []string{"stats", "--output", "yaml"}, `--output "yaml"`},
+		{"missing CallSid", []string{"calls", "hangup"}, "usage: callledger calls hangup"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := cli(t, tc.args...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestClientTokenFromEnvironment: CALLLEDGER_TOKEN stands for --token.
+func TestClientTokenFromEnvironment(t *testing.T) {
+	const secret = "env-secret"
+	var mu sync.Mutex
+	var seen []string
+	s := startLive(t, &server.Interceptors{
+		Unary: func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			md, _ := metadata.FromIncomingContext(ctx)
+			mu.Lock()
+			seen = append(seen, md.Get("authorization")...)
+			mu.Unlock()
+			return h(ctx, req)
+		},
+		Stream: func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			return h(srv, ss)
+		},
+	})
+	t.Setenv("CALLLEDGER_TOKEN", secret)
+	if out, err := cli(t, "stats", "--addr", s.grpc); err != nil || !strings.Contains(out, "active calls") {
+		t.Fatalf("stats with CALLLEDGER_TOKEN: %v\n%s", err, out)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) == 0 || seen[0] != "Bearer "+secret {
+		t.Errorf("the server saw authorization %q", seen)
+	}
+}
