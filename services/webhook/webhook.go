@@ -291,7 +291,7 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 		derived := twilio.Derive(kind, &twilio.Request{
 			Method:      r.Method,
 			URL:         h.cfg.Verifier.SignedURL(r.RequestURI),
-			RawQuery:    r.URL.RawQuery,
+			RawQuery:    signedQuery(r.URL.RawQuery),
 			ContentType: r.Header.Get("Content-Type"),
 			Header:      r.Header,
 			Body:        body,
@@ -364,6 +364,17 @@ func (h *Handler) appendAll(ctx context.Context, kind twilio.Kind, derived []twi
 		i = j
 	}
 	return last, nil
+}
+
+// signedQuery is the part of a request's raw query Twilio signed: net/http
+// keeps in RawQuery anything after a '#' in the request line (a fragment is
+// not meant to be sent), which the signature does not cover, so nothing is
+// derived or stored from it.
+func signedQuery(rawQuery string) string {
+	if i := strings.IndexByte(rawQuery, '#'); i >= 0 {
+		return rawQuery[:i]
+	}
+	return rawQuery
 }
 
 func (h *Handler) unavailable(w http.ResponseWriter, msg string) {
