@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/instrument"
@@ -91,7 +93,7 @@ func newStackOn(t testing.TB, b backend) *stack {
 		s.kstore = instrument.Unwrap(s.events).(*kurrentdb.Store)
 	}
 	s.url, s.httpc = "http://"+s.srv.Addrs().HTTP, &http.Client{Timeout: failBound}
-	s.client = callledgerv1.NewCallQueryServiceClient(grpctest.Dial(t, s.srv.Addrs().GRPC))
+	s.client = callledgerv1.NewCallQueryServiceClient(dialServer(t, s.srv))
 	return s
 }
 
@@ -124,6 +126,17 @@ func runServer(t testing.TB, cfg server.Config) *server.Server {
 		}
 	})
 	return srv
+}
+
+// dialServer opens a gRPC connection to srv that authenticates with its
+// local API token, as a client on the same machine does.
+func dialServer(t testing.TB, srv *server.Server) *grpc.ClientConn {
+	t.Helper()
+	tok, err := server.ReadLocalAPIToken(srv.DataDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return grpctest.Dial(t, srv.Addrs().GRPC, grpctest.Token(tok))
 }
 
 // readyz returns the status code of the stack's GET /readyz.
