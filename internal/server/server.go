@@ -466,8 +466,7 @@ func (s *Server) grpcOptions() []grpc.ServerOption {
 
 // grpcLimits bound what one connection can take of the server: streams at
 // once, message sizes (requests are small; the largest answer, a page of
-// ListCallEvents, is bounded below the send limit by
-// query.DefaultMaxPageBytes),
+// ListCallEvents, stays below the send limit by query.DefaultMaxPageBytes),
 // how often a client may ping, and how long a handshake may take. Idle
 // connections are probed so that a vanished client's streams end.
 func grpcLimits() []grpc.ServerOption {
