@@ -44,6 +44,11 @@ func writeAccounts(t *testing.T, path, primary, secondary string) {
 // statusCallback sends a status callback of call naming account (none
 // when empty), signed with signer, and returns the answer's code.
 func statusCallback(base, account, call, signer string) (int, error) {
+	return statusCallbackVia(http.DefaultClient, base, account, call, signer)
+}
+
+// statusCallbackVia is statusCallback through client.
+func statusCallbackVia(client *http.Client, base, account, call, signer string) (int, error) {
 	f := url.Values{"CallSid": {call}, "CallStatus": {"ringing"}, "SequenceNumber": {"0"}}
 	if account != "" {
 		f.Set("AccountSid", account)
@@ -55,7 +60,7 @@ func statusCallback(base, account, call, signer string) (int, error) {
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Twilio-Signature", twilio.Sign(signer, publicURL+"/twilio/voice/status", []byte(body)))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err
 	}

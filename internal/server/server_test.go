@@ -37,7 +37,9 @@ func start(t *testing.T, cfg server.Config) (*server.Server, func() error) {
 	cfg.DataDir = cmp.Or(cfg.DataDir, t.TempDir())
 	cfg.HTTP.Addr, cfg.GRPC.Addr = cmp.Or(cfg.HTTP.Addr, "127.0.0.1:0"), cmp.Or(cfg.GRPC.Addr, "127.0.0.1:0")
 	cfg.HTTP.AuthToken, cfg.HTTP.PublicURL = token, publicURL
-	cfg.Logger = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), failBound)
 	defer cancel()
 	srv, err := server.New(ctx, cfg)

@@ -2,14 +2,19 @@ package webhook_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/internal/corpus"
+	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/twilio"
 )
 
@@ -109,4 +114,44 @@ func TestGETFragmentIgnored(t *testing.T) {
 	if got, want := ev.GetRequest().GetUrl(), corpus.PublicURL+uri; got != want {
 		t.Errorf("stored URL %q, want the signed %q", got, want)
 	}
+}
+
+// TestRefusalLogsNoBody: the log line of a refused request holds no byte
+// of its body, which nothing has authenticated: not of a malformed form,
+// not of one with a bad signature.
+func TestRefusalLogsNoBody(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	store := openStore(t)
+	srv := newServer(t, store, func(c *webhook.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
+	})
+	for _, body := range []string{"CallSid=MARKER1%zz&CallStatus=MARKER2", "CallSid=MARKER1;x=MARKER2", "CallSid=MARKER1&CallStatus=MARKER2"} {
+		r := corpus.Request{Method: http.MethodPost, Path: "/twilio/voice/status", Body: body, Headers: map[string]string{
+			"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": twilio.Sign("wrong", corpus.PublicURL+"/twilio/voice/status", []byte(body)),
+		}}
+		if resp := do(t, srv, r); resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("%q: HTTP %d, want 403", body, resp.StatusCode)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logs.String(), "refused: signature") {
+		t.Fatalf("no refusal logged:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), "MARKER") {
+		t.Errorf("the log holds bytes of an unauthenticated body:\n%s", logs.String())
+	}
+}
+
+type lockedWriter struct {
+	w  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
