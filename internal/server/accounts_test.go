@@ -139,7 +139,7 @@ func TestAccountTokenRotationUnderLoad(t *testing.T) {
 		primary, secondary string
 		signers            []string
 	}{
-		{"oldtoken1", "", []string{"oldtoken1"}},                      // before
+		{"oldtoken1", "", []string{"oldtoken1"}},                       // before
 		{"oldtoken1", "newtoken2", []string{"oldtoken1", "newtoken2"}}, // secondary created and added
 		{"newtoken2", "oldtoken1", []string{"newtoken2"}},              // promoted; old deliveries drain
 		{"newtoken2", "", []string{"newtoken2"}},                       // old removed
