@@ -24,21 +24,19 @@ type Config struct {
 	// without authentication (an explicit choice of the operator's): every
 	// call is let through, with no principal.
 	Credentials *Credentials
-	// Logger gets one line per refusal; default discard.
+	// Logger gets one line per refusal; default discard. (The metrics of
+	// the gRPC server count refusals by code.)
 	Logger *slog.Logger
-	// Refused, when set, is told of every refusal, for metrics.
-	Refused func(method string, code codes.Code)
 }
 
 // Authorizer checks every call against the Policy. It is safe for
 // concurrent use, and its Credentials can be replaced while calls are
 // checked.
 type Authorizer struct {
-	policy  Policy
-	creds   atomic.Pointer[Credentials]
-	off     bool
-	log     *slog.Logger
-	refused func(string, codes.Code)
+	policy Policy
+	creds  atomic.Pointer[Credentials]
+	off    bool
+	log    *slog.Logger
 }
 
 // New builds an Authorizer.
@@ -49,7 +47,7 @@ func New(cfg Config) (*Authorizer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Authorizer{policy: cfg.Policy, off: cfg.Credentials == nil, log: cfg.Logger, refused: cfg.Refused}
+	a := &Authorizer{policy: cfg.Policy, off: cfg.Credentials == nil, log: cfg.Logger}
 	if cfg.Credentials != nil {
 		a.creds.Store(cfg.Credentials)
 	}
@@ -164,9 +162,6 @@ func (a *Authorizer) refuse(ctx context.Context, method string, code codes.Code,
 		attrs = append(attrs, "peer", p.Addr.String())
 	}
 	a.log.WarnContext(ctx, "gRPC call refused", attrs...)
-	if a.refused != nil {
-		a.refused(method, code)
-	}
 	return status.Error(code, msg)
 }
 
