@@ -24,7 +24,6 @@ import (
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/internal/corpus"
-	"github.com/callledger/callledger/internal/grpctest"
 	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/services/webhook"
@@ -232,7 +231,7 @@ func eachReadModel(b *testing.B, fn func(b *testing.B, clients []callledgerv1.Ca
 			srv := runServer(b, server.Config{DataDir: dir})
 			var clients []callledgerv1.CallQueryServiceClient
 			for range 4 {
-				clients = append(clients, callledgerv1.NewCallQueryServiceClient(grpctest.Dial(b, srv.Addrs().GRPC)))
+				clients = append(clients, callledgerv1.NewCallQueryServiceClient(dialServer(b, srv)))
 			}
 			fn(b, clients, sids)
 		})

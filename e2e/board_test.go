@@ -19,12 +19,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/callledger/callledger/internal/corpus"
+	"github.com/callledger/callledger/internal/grpcauth"
 	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/traffic"
 	"github.com/callledger/callledger/twilio"
@@ -58,11 +55,14 @@ func chromium(t *testing.T) string {
 // boardStack is callledger with its API listener, and a headless Chromium
 // tab on its call board.
 type boardStack struct {
-	hooks  string // base URL of the webhook listener
-	api    string // base URL of the API listener
-	httpc  *http.Client
-	twilio *resttest.Fake // nil without REST credentials
-	tab    context.Context
+	// token and publicURL sign webhooks: the development token and the
+	// webhook listener's own URL in development mode, else the corpus's.
+	token, publicURL string
+	hooks            string // base URL of the webhook listener
+	api              string // base URL of the API listener
+	httpc            *http.Client
+	twilio           *resttest.Fake // nil without REST credentials
+	tab              context.Context
 }
 
 type boardOptions struct {
@@ -71,21 +71,35 @@ type boardOptions struct {
 	rest bool
 	// hangupAfter is the reconciler's wait; 0 for its default.
 	hangupAfter time.Duration
-	// interceptors stand in for the API's authentication.
-	interceptors *server.Interceptors
+	// apiTokens, when set, is the server's --api-tokens file, and the
+	// server runs with a Twilio auth token (so the API asks for a token);
+	// else it runs as `make run` does, in development mode, where the API
+	// takes this machine's requests without one.
+	apiTokens string
 }
+
+// boardDevToken is the development webhook token the board tests' servers
+// find in their data directory (and the REST account's auth token).
+const boardDevToken = "devboardtoken0123456789"
 
 func newBoard(t *testing.T, o boardOptions) *boardStack {
 	t.Helper()
 	exe := chromium(t)
 	cfg := server.Config{
+		DataDir:   t.TempDir(),
 		API:       server.API{Addr: "127.0.0.1:0"},
 		Reconcile: server.Reconcile{HangupAfter: o.hangupAfter, IdleAfter: time.Hour, Interval: 20 * time.Millisecond},
-		Seams:     server.Seams{GRPCInterceptors: o.interceptors},
 	}
-	b := &boardStack{httpc: &http.Client{Timeout: failBound}}
+	b := &boardStack{httpc: &http.Client{Timeout: failBound}, token: boardDevToken}
+	if o.apiTokens != "" {
+		cfg.HTTP.AuthToken, cfg.HTTP.PublicURL, cfg.GRPC.APITokens = corpus.Token, corpus.PublicURL, o.apiTokens
+		b.token, b.publicURL = corpus.Token, corpus.PublicURL
+	} else if err := os.WriteFile(filepath.Join(cfg.DataDir, "dev-auth-token"), []byte(boardDevToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if o.rest {
-		creds := rest.Account{AccountSid: account, AuthToken: "resttoken"}
+		// The account's auth token signs its webhooks, as at Twilio.
+		creds := rest.Account{AccountSid: account, AuthToken: b.token}
 		b.twilio = resttest.New(t, creds)
 		file := filepath.Join(t.TempDir(), "accounts.json")
 		body, err := json.Marshal(map[string]any{"accounts": []map[string]string{{"account_sid": creds.AccountSid, "auth_token": creds.AuthToken}}})
@@ -98,8 +112,11 @@ func newBoard(t *testing.T, o boardOptions) *boardStack {
 		cfg.Twilio.AccountsFile = file
 		cfg.Seams.RESTTransport = b.twilio.Transport()
 	}
-	srv := runServer(t, cfg)
+	srv := startServer(t, cfg)
 	b.hooks, b.api = "http://"+srv.Addrs().HTTP, "http://"+srv.Addrs().API
+	if b.publicURL == "" {
+		b.publicURL = b.hooks // development mode signs for the listener's own URL
+	}
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
@@ -270,7 +287,7 @@ func (b *boardStack) status(t *testing.T, sid, callStatus string, seq int, lateB
 	const uri = "/twilio/voice/status"
 	h := http.Header{}
 	h.Set("Content-Type", "application/x-www-form-urlencoded")
-	h.Set("X-Twilio-Signature", twilio.Sign(corpus.Token, corpus.PublicURL+uri, body))
+	h.Set("X-Twilio-Signature", twilio.Sign(b.token, b.publicURL+uri, body))
 	return b.send(t, traffic.Request{Method: http.MethodPost, Path: uri, Header: h, Body: body})
 }
 
@@ -333,7 +350,7 @@ func terminalStatus(s string) bool {
 func TestBoardShowsTrafficLive(t *testing.T) {
 	b := newBoard(t, boardOptions{})
 	b.open(t)
-	cfg := traffic.Config{Calls: 8, Seed: 11, PublicURL: corpus.PublicURL, Token: corpus.Token, RetryRate: -1}
+	cfg := traffic.Config{Calls: 8, Seed: 11, PublicURL: b.publicURL, Token: b.token, RetryRate: -1}
 	stamper := traffic.NewStamper(cfg)
 	ended, checked := map[string]bool{}, map[string]bool{}
 	var worst float64
@@ -447,27 +464,12 @@ func TestBoardSaysWhenNoEndArrives(t *testing.T) {
 // a wrong one with another prompt, and goes live with the right one.
 func TestBoardTokenPrompt(t *testing.T) {
 	const secret = "board-secret-token"
-	check := func(ctx context.Context) error {
-		md, _ := metadata.FromIncomingContext(ctx)
-		if v := md.Get("authorization"); len(v) != 1 || v[0] != "Bearer "+secret {
-			return status.Error(codes.Unauthenticated, "a valid bearer token is required")
-		}
-		return nil
+	tokens := filepath.Join(t.TempDir(), "api-tokens.json")
+	file := fmt.Sprintf(`{"tokens":[{"principal":"ops-board","sha256":%q,"scopes":["calls:read","calls:hangup"]}]}`, grpcauth.HashToken(secret))
+	if err := os.WriteFile(tokens, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	b := newBoard(t, boardOptions{interceptors: &server.Interceptors{
-		Unary: func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if err := check(ctx); err != nil {
-				return nil, err
-			}
-			return h(ctx, req)
-		},
-		Stream: func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			if err := check(ss.Context()); err != nil {
-				return err
-			}
-			return h(srv, ss)
-		},
-	}})
+	b := newBoard(t, boardOptions{apiTokens: tokens})
 	b.do(t, chromedp.Navigate(b.api+"/"))
 	b.waitJS(t, `document.getElementById("token-dialog").open && document.getElementById("conn").dataset.state === "token"`)
 
@@ -580,7 +582,7 @@ func TestBoardOverview(t *testing.T) {
 	b.do(t, chromedp.KeyEvent(kb.Enter))
 	b.waitJS(t, `!document.getElementById("detail").hidden && document.querySelectorAll("#detail-legs tr").length === 2 && document.querySelectorAll("#detail-timeline li").length >= 3`)
 	timeline := eval[string](t, b, `document.getElementById("detail-timeline").textContent`)
-	for _, want := range []string{"status callback", "delivered", "after Twilio's time", "Raw request", "POST " + corpus.PublicURL + "/twilio/voice/status", "CallStatus=in-progress"} {
+	for _, want := range []string{"status callback", "delivered", "after Twilio's time", "Raw request", "POST " + b.publicURL + "/twilio/voice/status", "CallStatus=in-progress"} {
 		if !strings.Contains(timeline, want) {
 			t.Errorf("the timeline does not show %q", want)
 		}

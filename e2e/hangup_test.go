@@ -21,6 +21,7 @@ import (
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/internal/corpus"
+	"github.com/callledger/callledger/internal/grpcauth"
 	"github.com/callledger/callledger/internal/grpctest"
 	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/services/webhook"
@@ -29,7 +30,12 @@ import (
 	"github.com/callledger/callledger/twilio/rest/resttest"
 )
 
-const account = "AC0123456789abcdef0123456789abcdef"
+const (
+	account    = "AC0123456789abcdef0123456789abcdef"
+	agentToken = "agent-42-token"
+	// accountToken is the auth token of account in --twilio-accounts.
+	accountToken = "resttoken"
+)
 
 // commandStack is callledger as serve builds it with REST credentials:
 // webhooks over HTTP, queries and commands over gRPC, the reconciler, and
@@ -44,7 +50,9 @@ type commandStack struct {
 
 func newCommandStack(t *testing.T, idleAfter time.Duration) *commandStack {
 	t.Helper()
-	creds := rest.Account{AccountSid: account, AuthToken: "resttoken"}
+	// The account's auth token authenticates its REST calls and signs its
+	// webhooks (post signs them with it).
+	creds := rest.Account{AccountSid: account, AuthToken: accountToken}
 	fake := resttest.New(t, creds)
 	// The credentials reach the server as in production, through the
 	// file of --twilio-accounts.
@@ -54,6 +62,16 @@ func newCommandStack(t *testing.T, idleAfter time.Duration) *commandStack {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(accounts, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The client is the principal agent-42: its hang-ups are recorded as
+	// requested by it.
+	tokens := filepath.Join(t.TempDir(), "api-tokens.json")
+	tokensFile, err := json.Marshal(grpcauth.TokensFile{Tokens: []grpcauth.TokenEntry{{Principal: "agent-42", SHA256: grpcauth.HashToken(agentToken), Scopes: grpcauth.Scopes()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tokens, tokensFile, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logs := &errorLog{}
@@ -66,11 +84,12 @@ func newCommandStack(t *testing.T, idleAfter time.Duration) *commandStack {
 	})
 	srv := runServer(t, server.Config{
 		Twilio:    server.Twilio{AccountsFile: accounts},
+		GRPC:      server.GRPC{APITokens: tokens},
 		Reconcile: server.Reconcile{IdleAfter: idleAfter, Interval: 20 * time.Millisecond},
 		Logger:    slog.New(logs),
 		Seams:     server.Seams{RESTTransport: fake.Transport()},
 	})
-	conn := grpctest.Dial(t, srv.Addrs().GRPC)
+	conn := grpctest.Dial(t, srv.Addrs().GRPC, grpctest.Token(agentToken))
 	return &commandStack{
 		url: "http://" + srv.Addrs().HTTP, httpc: &http.Client{Timeout: failBound},
 		query: callledgerv1.NewCallQueryServiceClient(conn), commands: callledgerv1.NewCallCommandServiceClient(conn), twilio: fake,
@@ -133,7 +152,13 @@ func (s *commandStack) post(t *testing.T, uri, contentType string, body []byte) 
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", contentType)
-	req.Header.Set("X-Twilio-Signature", twilio.Sign(corpus.Token, corpus.PublicURL+uri, body))
+	// Twilio signs a callback with the auth token of the account it names;
+	// the Event Streams sink, which names none, is the main account's.
+	token := corpus.Token
+	if f, err := url.ParseQuery(string(body)); err == nil && contentType == "application/x-www-form-urlencoded" && f.Get("AccountSid") == account {
+		token = accountToken
+	}
+	req.Header.Set("X-Twilio-Signature", twilio.Sign(token, corpus.PublicURL+uri, body))
 	resp, err := s.httpc.Do(req)
 	if err != nil {
 		t.Fatal(err)

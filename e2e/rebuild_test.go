@@ -12,7 +12,6 @@ import (
 
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
-	"github.com/callledger/callledger/internal/grpctest"
 	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/rebuild"
@@ -30,7 +29,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 	defer cancel()
 	srv := runServer(t, server.Config{})
 	events, calls := srv.Store(), srv.Projection()
-	conn := grpctest.Dial(t, srv.Addrs().GRPC)
+	conn := dialServer(t, srv)
 	s := &stack{url: "http://" + srv.Addrs().HTTP, httpc: &http.Client{Timeout: failBound}, client: callledgerv1.NewCallQueryServiceClient(conn)}
 
 	reqs, exp, _ := mustCorpus(t)

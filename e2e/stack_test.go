@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/instrument"
@@ -91,7 +93,7 @@ func newStackOn(t testing.TB, b backend) *stack {
 		s.kstore = instrument.Unwrap(s.events).(*kurrentdb.Store)
 	}
 	s.url, s.httpc = "http://"+s.srv.Addrs().HTTP, &http.Client{Timeout: failBound}
-	s.client = callledgerv1.NewCallQueryServiceClient(grpctest.Dial(t, s.srv.Addrs().GRPC))
+	s.client = callledgerv1.NewCallQueryServiceClient(dialServer(t, s.srv))
 	return s
 }
 
@@ -101,10 +103,17 @@ func newStackOn(t testing.TB, b backend) *stack {
 // otherwise), and runs it until the test ends; it must then stop cleanly.
 func runServer(t testing.TB, cfg server.Config) *server.Server {
 	t.Helper()
-	cfg.HTTP.Addr, cfg.GRPC.Addr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir = cmp.Or(cfg.DataDir, t.TempDir())
 	cfg.HTTP.AuthToken = cmp.Or(cfg.HTTP.AuthToken, corpus.Token)
 	cfg.HTTP.PublicURL = cmp.Or(cfg.HTTP.PublicURL, corpus.PublicURL)
+	return startServer(t, cfg)
+}
+
+// startServer runs the server cfg describes on loopback ports, as it is:
+// without a Twilio auth token it is in development mode, as `make run` is.
+func startServer(t testing.TB, cfg server.Config) *server.Server {
+	t.Helper()
+	cfg.HTTP.Addr, cfg.GRPC.Addr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = cmp.Or(cfg.DataDir, t.TempDir())
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -124,6 +133,17 @@ func runServer(t testing.TB, cfg server.Config) *server.Server {
 		}
 	})
 	return srv
+}
+
+// dialServer opens a gRPC connection to srv that authenticates with its
+// local API token, as a client on the same machine does.
+func dialServer(t testing.TB, srv *server.Server) *grpc.ClientConn {
+	t.Helper()
+	tok, err := server.ReadLocalAPIToken(srv.DataDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return grpctest.Dial(t, srv.Addrs().GRPC, grpctest.Token(tok))
 }
 
 // readyz returns the status code of the stack's GET /readyz.

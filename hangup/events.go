@@ -45,9 +45,12 @@ func sent(sid, requestID string, t *target, at time.Time) *callledgerv1.Event {
 }
 
 // failed is the HangupFailed event of a REST update that failed with err.
-// One per request and answer (HTTP status and Twilio error code).
+// One per request and answer (HTTP status and Twilio error code). Its
+// message is Twilio's, or a short reason: it is stored for good and shown
+// to clients, so it never quotes an error of the transport (which names
+// URLs and addresses); the log has those.
 func failed(sid, requestID string, t *target, err error, at time.Time) *callledgerv1.Event {
-	f := &callledgerv1.HangupFailed{RequestId: requestID, Status: t.status, AccountSid: t.account, ErrorMessage: err.Error()}
+	f := &callledgerv1.HangupFailed{RequestId: requestID, Status: t.status, AccountSid: t.account, ErrorMessage: "the REST update failed"}
 	var re *rest.Error
 	if errors.As(err, &re) {
 		f.ErrorCode, f.HttpStatus, f.ErrorMessage = int32(re.Code), int32(re.Status), re.Message

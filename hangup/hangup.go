@@ -89,8 +89,9 @@ type Request struct {
 	// original instead of recording a second request.
 	RequestID string
 	// RequestedBy is who asks, recorded with the request: the caller's
-	// identity as the adapter knows it (for the gRPC service, the client's
-	// requested_by).
+	// identity as the adapter knows it (for the gRPC service, the
+	// authenticated principal, or the client's requested_by on a server
+	// that does not authenticate calls).
 	RequestedBy string
 	// EndCall asks for the call to be ended through Twilio, not only
 	// marked as ending.

@@ -62,8 +62,10 @@ func NewWebhook(reg prometheus.Registerer) (*Webhook, error) {
 		}, []string{"kind"}),
 		signature: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Subsystem: "webhook", Name: "signature_failures_total",
-			Help: "Requests refused with 403 for a missing or invalid X-Twilio-Signature, by callback kind.",
-		}, []string{"kind"}),
+			Help: "Requests refused with 403 for a missing or invalid X-Twilio-Signature, by callback kind and account: " +
+				"the configured AccountSid whose tokens did not sign it, \"default\" for the default tokens, " +
+				"\"unlisted\" for an AccountSid that --twilio-accounts does not list (and the default tokens did not sign).",
+		}, []string{"kind", "account"}),
 		quarantine: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Subsystem: "webhook", Name: "quarantined_total",
 			Help: "Signed events stored in a quarantine stream (no usable CallSid or unparseable), by callback kind.",
@@ -76,7 +78,8 @@ func NewWebhook(reg prometheus.Registerer) (*Webhook, error) {
 	// (and an alert on it) exists before the first refusal.
 	for _, kind := range twilio.Kinds() {
 		m.duplicates.WithLabelValues(string(kind))
-		m.signature.WithLabelValues(string(kind))
+		m.signature.WithLabelValues(string(kind), "default")
+		m.signature.WithLabelValues(string(kind), "unlisted")
 		m.quarantine.WithLabelValues(string(kind))
 	}
 	return m, nil
@@ -96,8 +99,12 @@ func (m *Webhook) Delivered(kind string, delay time.Duration) {
 // Duplicates records n events that were already stored.
 func (m *Webhook) Duplicates(kind string, n int) { m.duplicates.WithLabelValues(kind).Add(float64(n)) }
 
-// SignatureFailed records a request refused for its signature.
-func (m *Webhook) SignatureFailed(kind string) { m.signature.WithLabelValues(kind).Inc() }
+// SignatureFailed records a request refused for its signature; account is
+// a configured AccountSid, "default" or "unlisted", never a value of the
+// request's (see webhook.Observer).
+func (m *Webhook) SignatureFailed(kind, account string) {
+	m.signature.WithLabelValues(kind, account).Inc()
+}
 
 // Quarantined records n events newly stored in a quarantine stream.
 func (m *Webhook) Quarantined(kind string, n int) { m.quarantine.WithLabelValues(kind).Add(float64(n)) }

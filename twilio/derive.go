@@ -90,7 +90,7 @@ func sourceOf(kind Kind) callledgerv1.Source {
 type Request struct {
 	Method      string
 	URL         string      // as signed: Verifier.SignedURL(requestURI)
-	RawQuery    string      // the request URI's raw query, without '?'
+	RawQuery    string      // the request URI's raw query, without '?' and without any '#…' (unsigned)
 	ContentType string      // the Content-Type header
 	Header      http.Header // all received headers; Authorization, Proxy-Authorization and Cookie are never stored
 	Body        []byte      // raw bytes, exactly as received
@@ -447,7 +447,10 @@ func formFields(decoded string, pairs []pair, order []uint64) fields {
 }
 
 // canonical encodes every parameter, sorted by name then value, each name
-// and value length-prefixed: the content of a callback's event ID.
+// and value length-prefixed, a value repeated under one name once: the
+// content of a callback's event ID. It covers what Twilio signs (every
+// distinct value of a name), so that a copy of a signed request with one of
+// its pairs sent again, which still verifies, maps to the same event.
 func canonical(decoded string, pairs []pair, order []uint64) []byte {
 	out := make([]byte, 0, len(decoded)+4*len(pairs))
 	var run []pair
@@ -468,7 +471,10 @@ func canonical(decoded string, pairs []pair, order []uint64) []byte {
 			run = append(run, pairs[o])
 		}
 		slices.SortFunc(run, func(a, b pair) int { return strings.Compare(valOf(decoded, a), valOf(decoded, b)) })
-		for _, q := range run {
+		for k, q := range run {
+			if k > 0 && valOf(decoded, q) == valOf(decoded, run[k-1]) {
+				continue // the same pair again: signed once, one fact
+			}
 			out = appendField(out, keyOf(decoded, q))
 			out = appendField(out, valOf(decoded, q))
 		}

@@ -16,7 +16,6 @@ import (
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore/pebblestore"
-	"github.com/callledger/callledger/internal/grpctest"
 	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/projections/callexport"
 )
@@ -114,7 +113,7 @@ func TestServeRebuildsOnline(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := startServer(t, dir, nil)
-	conn := grpctest.Dial(t, srv.grpcAddr)
+	conn := srv.dial(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	client := callledgerv1.NewProjectionServiceClient(conn)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,10 +19,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
+	"github.com/callledger/callledger/internal/grpcauth"
 	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/twilio"
 	"github.com/callledger/callledger/twilio/rest"
@@ -29,7 +28,7 @@ import (
 )
 
 const (
-	clientTestToken = "client-test-token"
+	clientTestToken = "clienttesttoken"
 	clientPublicURL = "https://hooks.example.com"
 	clientAccount   = "AC0123456789abcdef0123456789abcdef"
 )
@@ -37,26 +36,49 @@ const (
 // liveServer is a server running in the test process, for the client
 // commands.
 type liveServer struct {
-	grpc   string
-	hooks  string
-	twilio *resttest.Fake
+	grpc    string
+	hooks   string
+	dataDir string
+	twilio  *resttest.Fake
 }
 
-// startLive runs a server with REST credentials on a fake Twilio, and with
-// interceptors when given.
-func startLive(t *testing.T, ic *server.Interceptors) *liveServer {
+// The API tokens of the client tests' servers, and their principals.
+const (
+	agentToken  = "agent-secret" // agent-7: every scope
+	readerToken = "cli-secret"   // reader: calls:read
+	envToken    = "env-secret"   // env: calls:read
+)
+
+// startLive runs a server with REST credentials on a fake Twilio, with the
+// API tokens above (or, when local, the local API token in its data
+// directory), and with interceptors when given (after authentication).
+func startLive(t *testing.T, local bool, ic *server.Interceptors) *liveServer {
 	t.Helper()
-	creds := rest.Account{AccountSid: clientAccount, AuthToken: "resttoken"}
+	// The account's auth token signs its webhooks and authenticates REST.
+	creds := rest.Account{AccountSid: clientAccount, AuthToken: clientTestToken}
 	fake := resttest.New(t, creds)
-	file := filepath.Join(t.TempDir(), "accounts.json")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "accounts.json")
 	body, _ := json.Marshal(map[string]any{"accounts": []map[string]string{{"account_sid": creds.AccountSid, "auth_token": creds.AuthToken}}})
 	if err := os.WriteFile(file, body, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	grpcCfg := server.GRPC{Addr: "127.0.0.1:0"}
+	if !local {
+		grpcCfg.APITokens = filepath.Join(dir, "api-tokens.json")
+		tokens := fmt.Sprintf(`{"tokens":[
+			{"principal":"agent-7","sha256":%q,"scopes":["calls:read","calls:hangup","projections:admin"]},
+			{"principal":"reader","sha256":%q,"scopes":["calls:read"]},
+			{"principal":"env","sha256":%q,"scopes":["calls:read"]}]}`,
+			grpcauth.HashToken(agentToken), grpcauth.HashToken(readerToken), grpcauth.HashToken(envToken))
+		if err := os.WriteFile(grpcCfg.APITokens, []byte(tokens), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cfg := server.Config{
 		DataDir:   t.TempDir(),
 		HTTP:      server.HTTP{Addr: "127.0.0.1:0", AuthToken: clientTestToken, PublicURL: clientPublicURL},
-		GRPC:      server.GRPC{Addr: "127.0.0.1:0"},
+		GRPC:      grpcCfg,
 		Twilio:    server.Twilio{AccountsFile: file},
 		Reconcile: server.Reconcile{IdleAfter: time.Hour, HangupAfter: time.Hour},
 		Logger:    slog.New(slog.DiscardHandler),
@@ -77,7 +99,7 @@ func startLive(t *testing.T, ic *server.Interceptors) *liveServer {
 			t.Errorf("server: %v", err)
 		}
 	})
-	return &liveServer{grpc: srv.Addrs().GRPC, hooks: "http://" + srv.Addrs().HTTP, twilio: fake}
+	return &liveServer{grpc: srv.Addrs().GRPC, hooks: "http://" + srv.Addrs().HTTP, dataDir: cfg.DataDir, twilio: fake}
 }
 
 // status sends a signed status callback and returns its position.
@@ -127,7 +149,7 @@ func mustContain(t *testing.T, what, got string, want ...string) {
 // server, in both output formats.
 func TestCallsCommands(t *testing.T) {
 	t.Parallel()
-	s := startLive(t, nil)
+	s := startLive(t, false, nil)
 	const (
 		active = "CA1000000000000000000000000000000a"
 		child  = "CA1000000000000000000000000000000b"
@@ -138,7 +160,7 @@ func TestCallsCommands(t *testing.T) {
 	s.status(t, child, "in-progress", 1, "ParentCallSid", active, "Direction", "outbound-dial")
 	s.status(t, ended, "completed", 3, "CallDuration", "42")
 	s.twilio.Put(resttest.Call{Sid: active, AccountSid: clientAccount, Status: "in-progress", StartTime: time.Now()})
-	addr := []string{"--addr", s.grpc}
+	addr := []string{"--addr", s.grpc, "--token", agentToken}
 
 	out, err := cli(t, append([]string{"calls", "list"}, addr...)...)
 	if err != nil {
@@ -245,13 +267,15 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 // happens, until interrupted.
 func TestCallsWatch(t *testing.T) {
 	t.Parallel()
-	s := startLive(t, nil)
+	s := startLive(t, true, nil)
 	const before, later = "CA2000000000000000000000000000000a", "CA2000000000000000000000000000000b"
 	s.status(t, before, "ringing", 1)
 	out := &lineWriter{lines: make(chan string, 100)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"calls", "watch", "--addr", s.grpc}, out, io.Discard) }()
+	go func() {
+		done <- run(ctx, []string{"calls", "watch", "--addr", s.grpc, "--data-dir", s.dataDir}, out, io.Discard)
+	}()
 	next := func() string {
 		t.Helper()
 		select {
@@ -291,29 +315,8 @@ func TestCallsWatch(t *testing.T) {
 // TestClientErrors: each failure says what to do.
 func TestClientErrors(t *testing.T) {
 	t.Parallel()
-	const secret = "cli-secret"
-	check := func(ctx context.Context) error {
-		md, _ := metadata.FromIncomingContext(ctx)
-		v := md.Get("authorization")
-		if len(v) != 1 || v[0] != "Bearer "+secret {
-			return status.Error(codes.Unauthenticated, "missing or unknown token")
-		}
-		return nil
-	}
-	s := startLive(t, &server.Interceptors{
-		Unary: func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if err := check(ctx); err != nil {
-				return nil, err
-			}
-			return h(ctx, req)
-		},
-		Stream: func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			if err := check(ss.Context()); err != nil {
-				return err
-			}
-			return h(srv, ss)
-		},
-	})
+	const secret = readerToken
+	s := startLive(t, false, nil)
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -349,14 +352,13 @@ func TestClientErrors(t *testing.T) {
 
 // TestClientTokenFromEnvironment: CALLLEDGER_TOKEN stands for --token.
 func TestClientTokenFromEnvironment(t *testing.T) {
-	const secret = "env-secret"
 	var mu sync.Mutex
 	var seen []string
-	s := startLive(t, &server.Interceptors{
+	s := startLive(t, false, &server.Interceptors{
 		Unary: func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			md, _ := metadata.FromIncomingContext(ctx)
+			p, _ := grpcauth.PrincipalFrom(ctx)
 			mu.Lock()
-			seen = append(seen, md.Get("authorization")...)
+			seen = append(seen, p.Name)
 			mu.Unlock()
 			return h(ctx, req)
 		},
@@ -364,13 +366,29 @@ func TestClientTokenFromEnvironment(t *testing.T) {
 			return h(srv, ss)
 		},
 	})
-	t.Setenv("CALLLEDGER_TOKEN", secret)
+	t.Setenv("CALLLEDGER_TOKEN", envToken)
 	if out, err := cli(t, "stats", "--addr", s.grpc); err != nil || !strings.Contains(out, "active calls") {
 		t.Fatalf("stats with CALLLEDGER_TOKEN: %v\n%s", err, out)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(seen) == 0 || seen[0] != "Bearer "+secret {
-		t.Errorf("the server saw authorization %q", seen)
+	if len(seen) == 0 || seen[0] != "env" {
+		t.Errorf("the server saw the call as %q, want env", seen)
+	}
+}
+
+// TestClientLocalToken: without a token, a client on the server's machine
+// calls with the local API token found in --data-dir, and without one it is
+// told to pass a token.
+func TestClientLocalToken(t *testing.T) {
+	t.Parallel()
+	s := startLive(t, true, nil)
+	s.status(t, "CA4000000000000000000000000000000a", "ringing", 1)
+	out, err := cli(t, "calls", "list", "--addr", s.grpc, "--data-dir", s.dataDir)
+	if err != nil || !strings.Contains(out, "CA4000000000000000000000000000000a") {
+		t.Fatalf("calls list with the local token: %v\n%s", err, out)
+	}
+	if _, err := cli(t, "calls", "list", "--addr", s.grpc, "--data-dir", t.TempDir()); err == nil || !strings.Contains(err.Error(), "requires a token") {
+		t.Errorf("calls list without any token: %v, want one saying a token is required", err)
 	}
 }

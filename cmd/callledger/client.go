@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/callledger/callledger/internal/server"
 )
 
 // clientFlags are the flags of the commands that talk to a running server
@@ -27,6 +29,7 @@ import (
 type clientFlags struct {
 	addr          string
 	token         string
+	dataDir       string
 	tls           bool
 	tlsCA         string
 	tlsCert       string
@@ -39,6 +42,7 @@ type clientFlags struct {
 func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:9090", "gRPC address of the callledger server (its --grpc-addr)")
 	fs.StringVar(&c.token, "token", "", "API token, sent as \"authorization: Bearer <token>\", when the server requires one (prefer CALLLEDGER_TOKEN: flags show in process listings)")
+	fs.StringVar(&c.dataDir, "data-dir", "./data", "data directory of a server on this machine: without --token (or CALLLEDGER_TOKEN), a loopback --addr is called with the local API token the server keeps there (<data-dir>/local-api-token)")
 	fs.BoolVar(&c.tls, "tls", false, "connect over TLS, trusting the system's certificate authorities (implied by the other --tls-* flags)")
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "PEM file of the certificate authority that signed the server's certificate (its --grpc-tls-cert)")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM client certificate, for a server that requires one (--grpc-client-ca)")
@@ -99,6 +103,14 @@ func (c *clientFlags) dial() (*grpc.ClientConn, error) {
 		creds = credentials.NewTLS(cfg)
 	}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if c.token == "" && isLoopbackAddr(c.addr) && c.dataDir != "" {
+		// A server on this machine guarded by its local token: use it, as
+		// simulate uses the development webhook token. None is no error;
+		// the server says whether it needs a token.
+		if tok, err := server.ReadLocalAPIToken(c.dataDir); err == nil {
+			c.token = tok
+		}
+	}
 	if c.token != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(bearer{token: c.token, secure: c.usesTLS()}))
 	}

@@ -22,7 +22,7 @@ type commandFlags struct {
 }
 
 func (c *commandFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.accountsFile, "twilio-accounts", "", `JSON file of Twilio REST credentials per account: {"accounts":[{"account_sid":"AC…","auth_token":"…"} or {"account_sid":"AC…","api_key_sid":"SK…","api_key_secret":"…"}]}`)
+	fs.StringVar(&c.accountsFile, "twilio-accounts", "", `JSON file (mode 0600; re-read on SIGHUP) of Twilio accounts: the tokens their webhooks are verified with, and REST credentials: {"accounts":[{"account_sid":"AC…","auth_token":"…","auth_token_secondary":"… (during a rotation)"} or {"account_sid":"AC…","api_key_sid":"SK…","api_key_secret":"…","auth_token":"… (for its webhooks; without it, --auth-token)"}]}; a webhook is checked against the tokens of the account its AccountSid names, one without AccountSid against --auth-token`)
 	fs.StringVar(&c.accountSid, "twilio-account-sid", "", "one Twilio account for REST calls, with --twilio-api-key/--twilio-api-secret or else the auth token; falls back to TWILIO_ACCOUNT_SID")
 	fs.StringVar(&c.apiKey, "twilio-api-key", "", "API key SID (SK…) for REST calls; falls back to TWILIO_API_KEY")
 	fs.StringVar(&c.apiSecret, "twilio-api-secret", "", "API key secret for REST calls; falls back to TWILIO_API_SECRET")

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,16 +13,20 @@ import (
 	"google.golang.org/grpc/status"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/internal/grpcauth"
 	"github.com/callledger/callledger/internal/grpctest"
 )
 
 // TestServeRecordsHangupsWithoutCredentials: without REST credentials
-// serve still takes hang-up requests (the call shows as ending at once)
-// and refuses end_call, which could never succeed.
+// serve still takes hang-up requests (the call shows as ending at once,
+// requested by the caller's principal) and refuses end_call, which could
+// never succeed.
 func TestServeRecordsHangupsWithoutCredentials(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, t.TempDir(), nil)
-	conn := grpctest.Dial(t, srv.grpcAddr)
+	dir := t.TempDir()
+	tokens := writeAPITokens(t, dir, grpcauth.TokenEntry{Principal: "ops", SHA256: grpcauth.HashToken("ops-token"), Scopes: grpcauth.Scopes()})
+	srv := startServer(t, dir, nil, "--api-tokens", tokens)
+	conn := grpctest.Dial(t, srv.grpcAddr, grpctest.Token("ops-token"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	commands := callledgerv1.NewCallCommandServiceClient(conn)
@@ -72,4 +77,19 @@ func TestServeRefusesBadCredentials(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeAPITokens writes an API tokens file of entries into dir, mode 0600,
+// and returns its path.
+func writeAPITokens(t *testing.T, dir string, entries ...grpcauth.TokenEntry) string {
+	t.Helper()
+	raw, err := json.Marshal(grpcauth.TokensFile{Tokens: entries})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "api-tokens.json")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

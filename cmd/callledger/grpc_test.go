@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
-	"github.com/callledger/callledger/internal/grpctest"
 	"github.com/callledger/callledger/traffic"
 )
 
@@ -23,7 +22,7 @@ func TestServeAnswersQueries(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	srv := startServer(t, dir, nil)
-	conn := grpctest.Dial(t, srv.grpcAddr)
+	conn := srv.dial(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 

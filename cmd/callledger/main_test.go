@@ -18,6 +18,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
+	"github.com/callledger/callledger/internal/grpctest"
+	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/internal/stuckreport"
 	"github.com/callledger/callledger/traffic"
 	"github.com/callledger/callledger/twilio"
@@ -79,6 +83,17 @@ func startServer(t *testing.T, dataDir string, env []string, args ...string) *se
 		t.Fatal("server did not start within 30s")
 	}
 	return nil
+}
+
+// dial opens a gRPC connection to the server that authenticates with its
+// local API token, as a client on the same machine does.
+func (p *serveProcess) dial(t *testing.T) *grpc.ClientConn {
+	t.Helper()
+	tok, err := server.ReadLocalAPIToken(p.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return grpctest.Dial(t, p.grpcAddr, grpctest.Token(tok))
 }
 
 // cleanEnv is the environment without Twilio or callledger settings, so a

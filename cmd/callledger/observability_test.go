@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"google.golang.org/grpc"
 	"gopkg.in/yaml.v3"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
@@ -48,8 +49,20 @@ func (s *syncBuffer) String() string {
 // every byte it writes is captured.
 type inProcessServer struct {
 	httpURL, grpcAddr string
+	dataDir           string // of --data-dir
 	out               *syncBuffer
 	stop              func() error
+}
+
+// dial opens a gRPC connection to the server that authenticates with its
+// local API token, as a client on the same machine does.
+func (p *inProcessServer) dial(t *testing.T) *grpc.ClientConn {
+	t.Helper()
+	tok, err := server.ReadLocalAPIToken(p.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return grpctest.Dial(t, p.grpcAddr, grpctest.Token(tok))
 }
 
 var (
@@ -81,7 +94,13 @@ func serveInProcess(t *testing.T, args ...string) *inProcessServer {
 		s := out.String()
 		for _, re := range []*regexp.Regexp{servingText, servingJSON} {
 			if m := re.FindStringSubmatch(s); m != nil {
-				return &inProcessServer{httpURL: "http://" + m[1], grpcAddr: m[2], out: out, stop: stop}
+				dataDir := ""
+				for i, a := range args[:len(args)-1] {
+					if a == "--data-dir" {
+						dataDir = args[i+1]
+					}
+				}
+				return &inProcessServer{httpURL: "http://" + m[1], grpcAddr: m[2], dataDir: dataDir, out: out, stop: stop}
 			}
 		}
 		select {
@@ -243,7 +262,7 @@ func TestFullRunMetricsLogsAndNoSecrets(t *testing.T) {
 
 			// GetStats over gRPC, once the projection has applied what
 			// simulate sent.
-			conn := grpctest.Dial(t, srv.grpcAddr)
+			conn := srv.dial(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			var stats *callledgerv1.GetStatsResponse

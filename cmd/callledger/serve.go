@@ -36,6 +36,7 @@ type serveFlags struct {
 	maxQueryLag     time.Duration
 	log             logFlags
 	commands        commandFlags
+	security        securityFlags
 }
 
 func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
@@ -59,6 +60,7 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.DurationVar(&f.maxQueryLag, "max-query-lag", 30*time.Second, "the query service reports NOT_SERVING on gRPC health while the projection's oldest unapplied event is older than this (0: no bound)")
 	f.log.register(fs)
 	f.commands.register(fs)
+	f.security.register(fs)
 	return &ffcli.Command{
 		Name:       "serve",
 		ShortUsage: "callledger serve [flags]",
@@ -81,6 +83,8 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
+			stop := reloadOnSIGHUP(srv)
+			defer stop()
 			return srv.Run(ctx)
 		},
 	}
@@ -99,9 +103,19 @@ func (f *serveFlags) config(logger *slog.Logger) (server.Config, error) {
 			Addr: f.httpAddr, PublicURL: f.publicURL,
 			AuthToken: f.authToken, SecondaryAuthToken: f.authToken2,
 			MaxInFlight: f.maxInFlight, DialTwiML: f.dialTwiML,
+			TLSCert: f.security.httpTLSCert, TLSKey: f.security.httpTLSKey, MaxConns: f.security.httpMaxConns,
 		},
-		GRPC:       server.GRPC{Addr: f.grpcAddr},
-		API:        server.API{Addr: f.apiAddr, CORSOrigins: splitList(f.apiCORSOrigins)},
+		GRPC: server.GRPC{
+			Addr:    f.grpcAddr,
+			TLSCert: f.security.grpcTLSCert, TLSKey: f.security.grpcTLSKey, ClientCA: f.security.grpcClientCA,
+			APITokens: f.security.apiTokens, Insecure: f.security.grpcInsecure,
+			HangupRate: f.security.hangupRate, HangupBurst: f.security.hangupBurst,
+			MaxWatches: f.security.maxWatches, MaxWatchesPerPrincipal: f.security.maxWatchesPerPrincipal,
+		},
+		API: server.API{
+			Addr: f.apiAddr, CORSOrigins: splitList(f.apiCORSOrigins),
+			TLSCert: f.security.apiTLSCert, TLSKey: f.security.apiTLSKey,
+		},
 		Metrics:    server.Metrics{Addr: f.metricsAddr},
 		Projection: server.Projection{CacheBytes: int64(f.cacheMB) << 20, MaxLag: f.maxQueryLag},
 		Twilio: server.Twilio{

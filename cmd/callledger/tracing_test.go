@@ -71,7 +71,7 @@ func TestServeExportsTraces(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
-	client := callledgerv1.NewCallQueryServiceClient(grpctest.Dial(t, srv.grpcAddr))
+	client := callledgerv1.NewCallQueryServiceClient(srv.dial(t))
 	if _, err := client.GetCall(ctx, &callledgerv1.GetCallRequest{CallSid: "CA00000000000000000000000000000002"}); err == nil {
 		t.Fatal("GetCall of an unknown call succeeded")
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/internal/pebblelog"
+	"github.com/callledger/callledger/internal/privatefs"
 )
 
 // This file holds what the store does when its disk fails; the package
@@ -263,7 +264,7 @@ func probe(fs vfs.FS, dir string) error {
 		_ = fs.Remove(name)
 		return fmt.Errorf("%w: %w", errProbe, err)
 	}
-	if err := fs.MkdirAll(fs.PathJoin(dir, indexDir), 0o755); err != nil {
+	if err := fs.MkdirAll(fs.PathJoin(dir, indexDir), privatefs.DirMode); err != nil {
 		return fail(err)
 	}
 	f, err := fs.Create(name, vfs.WriteCategoryUnspecified)

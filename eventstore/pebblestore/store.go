@@ -19,6 +19,7 @@ import (
 
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/internal/pebblelog"
+	"github.com/callledger/callledger/internal/privatefs"
 )
 
 var _ eventstore.Store = (*Store)(nil)
@@ -106,7 +107,7 @@ func (o Options) withDefaults() Options {
 		o.reindexBatch = 4096
 	}
 	if o.FS == nil {
-		o.FS = vfs.Default
+		o.FS = privatefs.Pebble(vfs.Default)
 	}
 	if o.OpenAttempts == 0 {
 		o.OpenAttempts = 5
@@ -304,7 +305,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // lock takes the directory locks of both databases, for the store's life.
 func (s *Store) lock() error {
 	for i, dir := range []string{s.dir, filepath.Join(s.dir, indexDir)} {
-		if err := s.probeFS.MkdirAll(dir, 0o755); err != nil {
+		if err := s.probeFS.MkdirAll(dir, privatefs.DirMode); err != nil {
 			s.unlock()
 			return fmt.Errorf("create %s: %w", dir, err)
 		}

@@ -10,6 +10,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/callledger/callledger/internal/grpcauth"
 )
 
 // Serve starts a gRPC server built with opts on a free loopback port,
@@ -27,6 +29,12 @@ func Serve(t testing.TB, register func(grpc.ServiceRegistrar), opts ...grpc.Serv
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	return Dial(t, lis.Addr().String())
+}
+
+// Token is the dial option that sends token as a bearer token with every
+// call, over the plaintext connections of Dial.
+func Token(token string) grpc.DialOption {
+	return grpc.WithPerRPCCredentials(grpcauth.Bearer{Token: token, AllowPlaintext: true})
 }
 
 // Dial opens a plaintext client connection to addr, closed when t ends.

@@ -69,12 +69,18 @@ func (s *Server) apiServers(ln net.Listener, g *grpc.Server) ([]*listener, error
 
 	var inner http.Protocols
 	inner.SetUnencryptedHTTP2(true)
-	grpcOverHTTP := s.httpServer("in-memory grpc", mem, g, &http.Server{Protocols: &inner, ReadHeaderTimeout: 5 * time.Second})
+	grpcOverHTTP := s.httpServer("in-memory grpc", mem, g, nil, &http.Server{Protocols: &inner, ReadHeaderTimeout: 5 * time.Second})
 
 	// No ReadTimeout or WriteTimeout: they would cut the watch streams;
 	// the API bounds each unary answer itself (httpapi.UnaryWriteTimeout)
 	// and each body (httpapi.MaxBodyBytes).
-	front := s.httpServer("api", ln, mux, &http.Server{
+	var handler http.Handler = mux
+	if s.devMode && s.localAPIToken != "" {
+		handler = localAccess(mux, s.localAPIToken)
+		s.log.Warn("DEVELOPMENT MODE: the API listener takes requests from this machine without a token, as the local principal " +
+			"(loopback peer and Host, not sent by another site's page); with a Twilio auth token it asks for one")
+	}
+	front := s.httpServer("api", ln, handler, s.apiTLS, &http.Server{
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
@@ -85,4 +91,43 @@ func (s *Server) apiServers(ln net.Listener, g *grpc.Server) ([]*listener, error
 		return shutdown(ctx)
 	}
 	return []*listener{front, grpcOverHTTP}, nil
+}
+
+// localAccess lets a development server's own machine use the API without
+// a token, as `make run` lets it send webhooks without Twilio: a request
+// that carries no Authorization is given the local API token when it comes
+// from a loopback peer, names a loopback Host (so a page of another site
+// that rebinds its name to 127.0.0.1 is refused), and is not sent by
+// another site's page (Sec-Fetch-Site and Origin, which browsers set and
+// pages cannot forge). Only in development mode: every listener is then
+// loopback, and a server with a Twilio auth token always asks for a token.
+func localAccess(next http.Handler, token string) http.Handler {
+	bearer := "Bearer " + token
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" && fromThisMachine(r) {
+			r.Header.Set("Authorization", bearer)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// fromThisMachine reports whether r is a request of a program or a page of
+// this server's own origin on the server's machine (see localAccess).
+func fromThisMachine(r *http.Request) bool {
+	peer, _, err := net.SplitHostPort(r.RemoteAddr)
+	if ip := net.ParseIP(peer); err != nil || ip == nil || !ip.IsLoopback() {
+		return false
+	}
+	if !isLoopback(r.Host) && !isLoopback(net.JoinHostPort(r.Host, "0")) {
+		return false
+	}
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "", "same-origin", "none":
+	default:
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "http://"+r.Host && o != "https://"+r.Host {
+		return false
+	}
+	return true
 }

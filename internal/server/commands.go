@@ -1,26 +1,23 @@
 package server
 
 import (
+	"context"
 	"fmt"
+	"slices"
 
+	"github.com/callledger/callledger/internal/grpcauth"
 	"github.com/callledger/callledger/reconcile"
 	"github.com/callledger/callledger/services/command"
 	"github.com/callledger/callledger/twilio/rest"
 )
 
-// accounts gathers the REST credentials: the file's accounts, then the
-// single account of AccountSid with an API key or, failing that, authToken
-// (the webhook token; "" in development mode, whose token is no REST
-// credential). None means REST is off.
-func (c Twilio) accounts(authToken string) ([]rest.Account, error) {
-	var out []rest.Account
-	if c.AccountsFile != "" {
-		file, err := rest.LoadAccountsFile(c.AccountsFile)
-		if err != nil {
-			return nil, fmt.Errorf("--twilio-accounts: %w", err)
-		}
-		out = append(out, file...)
-	}
+// accounts gathers the REST credentials: the accounts of the file
+// (AccountsFile, read by the caller), then the single account of
+// AccountSid with an API key or, failing that, authToken (the webhook
+// token; "" in development mode, whose token is no REST credential). None
+// means REST is off.
+func (c Twilio) accounts(file []rest.Account, authToken string) ([]rest.Account, error) {
+	out := slices.Clone(file)
 	switch {
 	case c.AccountSid == "":
 	case c.APIKeySid != "" || c.APIKeySecret != "":
@@ -36,8 +33,8 @@ func (c Twilio) accounts(authToken string) ([]rest.Account, error) {
 // commands builds CallCommandService and, when REST credentials are
 // configured, the reconciler (nil otherwise), which Run starts. authToken
 // is the real webhook token ("" in development mode).
-func (s *Server) commands(authToken string, calls reconcile.Calls) (*command.Server, *reconcile.Reconciler, error) {
-	accounts, err := s.cfg.Twilio.accounts(authToken)
+func (s *Server) commands(authToken string, file []rest.Account, calls reconcile.Calls) (*command.Server, *reconcile.Reconciler, error) {
+	accounts, err := s.cfg.Twilio.accounts(file, authToken)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -48,9 +45,10 @@ func (s *Server) commands(authToken string, calls reconcile.Calls) (*command.Ser
 		}
 	}
 	s.restOn = client != nil
-	cc := command.Config{Store: s.store, Calls: calls, Logger: s.log}
+	cc := command.Config{Store: s.store, Calls: calls, Logger: s.log, Principal: principal}
 	if client != nil {
 		cc.Twilio = client // a nil *rest.Client must not become a non-nil interface
+		s.rest = client
 	}
 	cmds, err := command.New(cc)
 	if err != nil {
@@ -77,4 +75,11 @@ func (s *Server) commands(authToken string, calls reconcile.Calls) (*command.Ser
 	s.log.Info("reconciliation on", "accounts", sids, "hangup_after", rc.HangupAfter, "idle_after", rc.IdleAfter,
 		"placeholder_after", rc.PlaceholderAfter, "rate", rc.Rate)
 	return cmds, rec, nil
+}
+
+// principal is the authenticated caller of a gRPC call, for the audit
+// trail of the commands.
+func principal(ctx context.Context) (string, bool) {
+	p, ok := grpcauth.PrincipalFrom(ctx)
+	return p.Name, ok
 }

@@ -87,12 +87,50 @@ type HTTP struct {
 	// DialTwiML answers <Dial action> callbacks (--dial-twiml); default
 	// webhook.DefaultDialTwiML.
 	DialTwiML string
+	// TLSCert and TLSKey serve the webhooks over HTTPS (--http-tls-cert,
+	// --http-tls-key; PEM, reloaded when they change and by Reload), for
+	// deployments without a terminating proxy. Twilio requires a
+	// certificate of a public CA.
+	TLSCert, TLSKey string
+	// MaxConns caps the connections open at once
+	// (--http-max-connections); more wait to be accepted. Default
+	// DefaultHTTPMaxConns.
+	MaxConns int
 }
 
-// GRPC configures the listener of the gRPC services (RoleAll only).
+// GRPC configures the listener of the gRPC services (RoleAll only) and who
+// may call them (see docs/SECURITY.md).
 type GRPC struct {
 	// Addr is the listen address (--grpc-addr); port 0 picks a free one.
+	// Beyond loopback, New refuses to serve it without TLS and an
+	// authentication method unless Insecure is set.
 	Addr string
+	// TLSCert and TLSKey serve gRPC over TLS 1.2 or later
+	// (--grpc-tls-cert, --grpc-tls-key; PEM, reloaded when they change and
+	// by Reload, without dropping connections).
+	TLSCert, TLSKey string
+	// ClientCA, with TLS, requires a client certificate signed by this CA
+	// (--grpc-client-ca); its identity is a principal of APITokens.
+	ClientCA string
+	// APITokens is the API tokens file (--api-tokens; re-read by Reload):
+	// principals by token hash or client certificate, with their scopes.
+	// Empty, on a loopback address and without ClientCA or Insecure: a
+	// local token is made in DataDir (LocalAPITokenPath) for every scope.
+	APITokens string
+	// Insecure serves without TLS or without authentication, whatever is
+	// missing (--grpc-insecure), with a warning at start and every hour.
+	// What is configured still applies.
+	Insecure bool
+	// HangupRate and HangupBurst bound the RequestHangup calls of each
+	// principal (--hangup-rate per second, --hangup-burst); defaults
+	// DefaultHangupRate, DefaultHangupBurst.
+	HangupRate  float64
+	HangupBurst int
+	// MaxWatches and MaxWatchesPerPrincipal cap the WatchCalls streams
+	// open at once, in all and per principal (--max-watches,
+	// --max-watches-per-principal); defaults DefaultMaxWatches,
+	// DefaultMaxWatchesPerPrincipal.
+	MaxWatches, MaxWatchesPerPrincipal int
 }
 
 // API configures the listener browsers and scripts reach (RoleAll only):
@@ -106,12 +144,30 @@ type API struct {
 	// (--api-cors-origins): scheme://host[:port], or * for any. Empty:
 	// same origin only.
 	CORSOrigins []string
+	// TLSCert and TLSKey serve the API over HTTPS (--api-tls-cert,
+	// --api-tls-key; PEM, reloaded when they change and by Reload).
+	// Beyond loopback, New refuses a plaintext API unless GRPC.Insecure.
+	TLSCert, TLSKey string
 }
+
+// Defaults of the limits.
+const (
+	DefaultHTTPMaxConns           = 10_000
+	DefaultHangupRate             = 2.0
+	DefaultHangupBurst            = 20
+	DefaultMaxWatches             = 1000
+	DefaultMaxWatchesPerPrincipal = 100
+	// DefaultMetricsPort is the port of /metrics's own listener when
+	// --http-addr is not loopback and --metrics-addr is not set.
+	DefaultMetricsPort = "9464"
+)
 
 // Metrics configures where /metrics is served.
 type Metrics struct {
-	// Addr is a listener of /metrics's own (--metrics-addr); empty serves
-	// /metrics on the HTTP listener.
+	// Addr is a listener of /metrics's own (--metrics-addr). Empty serves
+	// /metrics on the HTTP listener when it is loopback, and otherwise on
+	// the HTTP listener's host at port DefaultMetricsPort, so that a
+	// listener Twilio reaches never serves it.
 	Addr string
 }
 
@@ -173,9 +229,15 @@ type Seams struct {
 	// ProjectionSubscription wraps every subscription the call-state
 	// projection opens on the log: tests record what it is delivered.
 	ProjectionSubscription func(eventstore.Subscription) eventstore.Subscription
-	// GRPCInterceptors run last in the gRPC server's chains: tests stand
-	// in for authentication with them.
+	// GRPCInterceptors run last in the gRPC server's chains, after
+	// authentication: tests stand in for other interceptors with them.
 	GRPCInterceptors *Interceptors
+	// TLSPollInterval is how often TLS files are checked for changes; 0:
+	// tlsfiles.DefaultPollInterval.
+	TLSPollInterval time.Duration
+	// InsecureWarningInterval is how often the warning of an insecure
+	// gRPC listener is repeated; 0: an hour.
+	InsecureWarningInterval time.Duration
 }
 
 // Interceptors are a unary and a stream gRPC server interceptor; both are
@@ -202,6 +264,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.HTTP.DialTwiML == "" {
 		c.HTTP.DialTwiML = webhook.DefaultDialTwiML
+	}
+	if err := c.securityDefaults(); err != nil {
+		return c, err
 	}
 	switch {
 	case c.Projection.CacheBytes == 0:

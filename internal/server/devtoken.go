@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/callledger/callledger/internal/privatefs"
 )
 
 // devTokenFile holds the development auth token that the server makes up
@@ -30,7 +32,7 @@ func devToken(dataDir string) (string, error) {
 		return "", fmt.Errorf("make development token: %w", err)
 	}
 	tok := "dev" + hex.EncodeToString(b[:])
-	if err := os.WriteFile(devTokenPath(dataDir), []byte(tok+"\n"), 0o600); err != nil {
+	if err := privatefs.WriteFile(devTokenPath(dataDir), []byte(tok+"\n")); err != nil {
 		return "", fmt.Errorf("write development token: %w", err)
 	}
 	return tok, nil

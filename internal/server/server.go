@@ -13,10 +13,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -24,14 +24,20 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"golang.org/x/net/netutil"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/instrument"
+	"github.com/callledger/callledger/internal/grpcauth"
+	"github.com/callledger/callledger/internal/privatefs"
+	"github.com/callledger/callledger/internal/tlsfiles"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/callversions"
@@ -40,6 +46,7 @@ import (
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/tracing"
 	"github.com/callledger/callledger/twilio"
+	"github.com/callledger/callledger/twilio/rest"
 )
 
 // Server is callledger, built and ready to serve: its listeners are bound
@@ -55,9 +62,30 @@ type Server struct {
 	store eventstore.Store
 	hooks *webhook.Handler
 
+	// Security (security.go): the webhook verifier and the default tokens
+	// its keyring is rebuilt with, the REST client and the token that
+	// authenticates it ("" in development mode), the TLS of each listener
+	// (nil when plaintext), the gRPC authorizer; Reload swaps what they
+	// hold.
+	verifier      *twilio.Verifier
+	defaultTokens []string
+	restToken     string
+	rest          *rest.Client
+	grpcTLS       *tlsfiles.Server
+	httpTLS       *tlsfiles.Server
+	apiTLS        *tlsfiles.Server
+	auth          *grpcauth.Authorizer
+	// localAPIToken is the token of the local principal when the gRPC API
+	// is guarded by it (see GRPC.APITokens); devMode: no Twilio auth token
+	// was configured, so every listener is loopback.
+	localAPIToken string
+	devMode       bool
+	reloadMu      sync.Mutex
+
 	// The query side; nil with RoleWebhooks.
-	calls  *callversions.Manager
-	health *health.Server
+	calls        *callversions.Manager
+	health       *health.Server
+	grpcServices map[string]grpc.ServiceInfo
 	// restOn: Twilio REST credentials are configured, so hang-ups can end
 	// calls and the reconciler runs.
 	restOn bool
@@ -111,20 +139,31 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, devMode: cfg.HTTP.AuthToken == ""}
 	defer func() {
 		if err != nil {
 			_ = s.Close()
 		}
 	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
+	if err := s.privateDataDir(); err != nil {
+		return nil, err
 	}
 	if err := cfg.checkAPIAddr(cfg.HTTP.AuthToken == ""); err != nil {
 		return nil, err
 	}
 	restToken, err := s.authenticate()
 	if err != nil {
+		return nil, err
+	}
+	s.restToken = restToken
+	if err := s.checkExposure(cfg.HTTP.AuthToken == ""); err != nil {
+		return nil, err
+	}
+	accounts, err := s.loadAccounts()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.httpSecurity(); err != nil {
 		return nil, err
 	}
 	httpLn, err := s.listen("http", "--http-addr", cfg.HTTP.Addr)
@@ -150,14 +189,21 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if s.cfg.HTTP.PublicURL == "" {
 		// Development mode: the server signs for itself as it is reached
 		// locally, on the port it actually got.
-		s.cfg.HTTP.PublicURL = "http://" + httpLn.Addr().String()
+		scheme := "http://"
+		if s.httpTLS != nil {
+			scheme = "https://"
+		}
+		s.cfg.HTTP.PublicURL = scheme + httpLn.Addr().String()
 	}
-	tokens := []string{s.cfg.HTTP.AuthToken}
+	s.defaultTokens = []string{s.cfg.HTTP.AuthToken}
 	if cfg.HTTP.SecondaryAuthToken != "" {
-		tokens = append(tokens, cfg.HTTP.SecondaryAuthToken)
+		s.defaultTokens = append(s.defaultTokens, cfg.HTTP.SecondaryAuthToken)
 	}
-	verifier, err := twilio.NewVerifier(s.cfg.HTTP.PublicURL, tokens...)
+	keyring, err := s.webhookKeyring(accounts)
 	if err != nil {
+		return nil, err
+	}
+	if s.verifier, err = twilio.NewVerifierWithKeyring(s.cfg.HTTP.PublicURL, keyring); err != nil {
 		return nil, fmt.Errorf("--public-url: %w", err)
 	}
 
@@ -172,7 +218,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 
 	s.hooks, err = webhook.New(webhook.Config{
-		Verifier:    verifier,
+		Verifier:    s.verifier,
 		Store:       s.store,
 		Logger:      s.log,
 		MaxInFlight: cfg.HTTP.MaxInFlight,
@@ -192,15 +238,16 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 			otelhttp.WithTracerProvider(s.tp), otelhttp.WithPropagators(tracing.Propagator()),
 			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + webhook.Route(r.URL.Path) }))
 	}
-	s.servers = append(s.servers, s.httpServer("http", httpLn, handler, &http.Server{
+	s.servers = append(s.servers, s.httpServer("http", netutil.LimitListener(httpLn, cfg.HTTP.MaxConns), handler, s.httpTLS, &http.Server{
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      20 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
 	}))
 
 	if s.queries() {
-		g, err := s.querySide(ctx, restToken)
+		g, err := s.querySide(ctx, restToken, accounts)
 		if err != nil {
 			return nil, err
 		}
@@ -221,13 +268,26 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		// Last in the list, so that scrapes see the drain to its end.
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", s.tel.handler(s.log))
-		s.servers = append(s.servers, s.httpServer("metrics", metricsLn, mux, &http.Server{
+		s.servers = append(s.servers, s.httpServer("metrics", netutil.LimitListener(metricsLn, maxMetricsConns), mux, nil, &http.Server{
 			ReadHeaderTimeout: 5 * time.Second,
 			WriteTimeout:      30 * time.Second,
+			MaxHeaderBytes:    maxHeaderBytes,
 		}))
+	}
+	for _, t := range []*tlsfiles.Server{s.grpcTLS, s.httpTLS, s.apiTLS} {
+		if t != nil {
+			s.background = append(s.background, func(ctx context.Context) { t.Watch(ctx, cfg.Seams.TLSPollInterval) })
+		}
 	}
 	return s, nil
 }
+
+// Limits of the HTTP listeners: Twilio's requests carry a few KiB of
+// headers, and a scraper needs a handful of connections.
+const (
+	maxHeaderBytes  = 64 << 10
+	maxMetricsConns = 64
+)
 
 // queries reports whether the server runs the query side: the projection
 // and the gRPC services.
@@ -277,11 +337,17 @@ func (s *Server) listen(name, flag, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// httpServer is srv serving h on ln, logging through the server's log.
-func (s *Server) httpServer(name string, ln net.Listener, h http.Handler, srv *http.Server) *listener {
+// httpServer is srv serving h on ln, over TLS when t is not nil, logging
+// through the server's log.
+func (s *Server) httpServer(name string, ln net.Listener, h http.Handler, t *tlsfiles.Server, srv *http.Server) *listener {
 	srv.Handler = h
 	srv.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
-	return &listener{name: name, ln: ln, serve: srv.Serve, shutdown: srv.Shutdown}
+	serve := srv.Serve
+	if t != nil {
+		srv.TLSConfig = t.TLSConfig("h2", "http/1.1")
+		serve = func(ln net.Listener) error { return srv.ServeTLS(ln, "", "") }
+	}
+	return &listener{name: name, ln: ln, serve: serve, shutdown: srv.Shutdown}
 }
 
 // startTracing starts exporting traces when they are asked for.
@@ -335,7 +401,7 @@ func (s *Server) openStore(ctx context.Context) error {
 // querySide opens the call-state projection and builds the gRPC server
 // over it: queries, projection management, commands, health and
 // reflection. The reconciler and the health watch run beside the servers.
-func (s *Server) querySide(ctx context.Context, restToken string) (*grpc.Server, error) {
+func (s *Server) querySide(ctx context.Context, restToken string, accounts []rest.Account) (*grpc.Server, error) {
 	var log callversions.Log = s.store
 	if wrap := s.cfg.Seams.ProjectionSubscription; wrap != nil {
 		log = instrument.Subscriptions(s.store, wrap)
@@ -353,11 +419,20 @@ func (s *Server) querySide(ctx context.Context, restToken string) (*grpc.Server,
 		return nil, err
 	}
 
+	if err := s.grpcSecurity(); err != nil {
+		return nil, err
+	}
 	g := grpc.NewServer(s.grpcOptions()...)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(g, s.health)
 	reflection.Register(g)
-	queries, err := query.New(query.Config{Calls: calls, History: s.store, Logger: s.log, Counts: calls, Delays: s.tel.delays})
+	queries, err := query.New(query.Config{
+		Calls: calls, History: s.store, Logger: s.log, Counts: calls, Delays: s.tel.delays,
+		Lag: func(ctx context.Context) (uint64, time.Duration, bool, error) {
+			l, err := projections.MeasureLag(ctx, s.store, calls, time.Now())
+			return l.Positions, l.Age, calls.CaughtUp(), err
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -367,7 +442,7 @@ func (s *Server) querySide(ctx context.Context, restToken string) (*grpc.Server,
 		return nil, err
 	}
 	proj.Register(g)
-	cmds, rec, err := s.commands(restToken, calls)
+	cmds, rec, err := s.commands(restToken, accounts, calls)
 	if err != nil {
 		return nil, err
 	}
@@ -391,29 +466,68 @@ func (s *Server) querySide(ctx context.Context, restToken string) (*grpc.Server,
 		maxLag: s.cfg.Projection.MaxLag, interval: 500 * time.Millisecond, log: s.log,
 	}
 	s.background = append(s.background, watch.run)
+	// No method serves without a rule.
+	if err := Policy().Check(g.GetServiceInfo()); err != nil {
+		return nil, err
+	}
+	s.grpcServices = g.GetServiceInfo()
 	s.tel.instrumentGRPC(g) // after the last service is registered
 	return g, nil
 }
 
 // grpcOptions are every option of the gRPC server, assembled here alone:
-// the query service's, the interceptors in the order they run, and the
-// tracing stats handler.
+// the query service's, TLS, the limits, the interceptors in the order they
+// run (metrics first, so that refusals are counted; then authentication and
+// authorization; then the per-principal limits), and the tracing stats
+// handler.
 func (s *Server) grpcOptions() []grpc.ServerOption {
-	unary := []grpc.UnaryServerInterceptor{s.tel.grpc.UnaryServerInterceptor()}
-	stream := []grpc.StreamServerInterceptor{s.tel.grpc.StreamServerInterceptor()}
+	limits := newCallLimits(s.cfg.GRPC)
+	unary := []grpc.UnaryServerInterceptor{s.tel.grpc.UnaryServerInterceptor(), s.auth.Unary(), limits.unary}
+	stream := []grpc.StreamServerInterceptor{s.tel.grpc.StreamServerInterceptor(), s.auth.Stream(), limits.stream}
 	if seam := s.cfg.Seams.GRPCInterceptors; seam != nil {
 		unary, stream = append(unary, seam.Unary), append(stream, seam.Stream)
 	}
-	opts := slices.Concat(query.ServerOptions(), []grpc.ServerOption{
+	opts := slices.Concat(query.ServerOptions(), grpcLimits(), []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	})
+	if s.grpcTLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.grpcTLS.TLSConfig("h2"))))
+	}
 	if s.tp != nil {
 		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(s.tp), otelgrpc.WithPropagators(tracing.Propagator()))))
 	}
 	return opts
 }
+
+// grpcLimits bound what one connection can take of the server: streams at
+// once, message sizes (requests are small; the largest answer, a page of
+// ListCallEvents, stays below the send limit by query.DefaultMaxPageBytes),
+// how often a client may ping, and how long a handshake may take. Idle
+// connections are probed so that a vanished client's streams end.
+func grpcLimits() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxConcurrentStreams(maxConcurrentStreams),
+		grpc.MaxRecvMsgSize(maxRecvMsgSize),
+		grpc.MaxSendMsgSize(maxSendMsgSize),
+		grpc.ConnectionTimeout(10 * time.Second),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+	}
+}
+
+// Limits of a gRPC connection.
+const (
+	maxConcurrentStreams = 256
+	maxRecvMsgSize       = 1 << 20
+	maxSendMsgSize       = 16 << 20
+)
+
+// GRPCServices returns the services and methods the gRPC server registered
+// (grpc.Server.GetServiceInfo); nil with RoleWebhooks. Every one has a rule
+// in Policy.
+func (s *Server) GRPCServices() map[string]grpc.ServiceInfo { return s.grpcServices }
 
 // Addrs returns the addresses the server listens on.
 func (s *Server) Addrs() Addrs {
@@ -432,6 +546,10 @@ func (s *Server) Addrs() Addrs {
 	}
 	return a
 }
+
+// DataDir returns the data directory, where tools and tests beside the
+// server find its local tokens (ReadLocalAPIToken, ReadDevToken).
+func (s *Server) DataDir() string { return s.cfg.DataDir }
 
 // Store returns the event store as the server uses it, decorators
 // included; instrument.Unwrap reaches the adapter. For tests and tools
@@ -526,6 +644,27 @@ func stopGRPC(ctx context.Context, srv *grpc.Server) {
 	case <-ctx.Done():
 		srv.Stop()
 	}
+}
+
+// privateDataDir creates the data directory 0700 and takes group and
+// others' permissions away from what an older version left in it
+// (privatefs). A directory the server does not own (a volume's root) keeps
+// its mode, with a warning.
+func (s *Server) privateDataDir() error {
+	dir := s.cfg.DataDir
+	err := privatefs.MkdirAll(dir)
+	if errors.Is(err, fs.ErrPermission) {
+		s.log.Warn("the data directory is not private and the server cannot change its mode: make it 0700, "+
+			"or point --data-dir at a directory inside it, which the server creates 0700", "data_dir", dir, "err", err)
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	if err := privatefs.Tighten(dir); err != nil {
+		s.log.Warn("some files of the data directory stay readable by others", "data_dir", dir, "err", err)
+	}
+	return nil
 }
 
 // isLoopback reports whether addr binds a loopback interface only.

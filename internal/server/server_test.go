@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"google.golang.org/grpc"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore/kurrentdb/kurrentdbtest"
@@ -32,10 +34,19 @@ const (
 // returned func stops it and returns what Run returned.
 func start(t *testing.T, cfg server.Config) (*server.Server, func() error) {
 	t.Helper()
-	cfg.DataDir = t.TempDir()
-	cfg.HTTP.Addr, cfg.GRPC.Addr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.HTTP.AuthToken, cfg.HTTP.PublicURL = token, publicURL
-	cfg.Logger = slog.New(slog.DiscardHandler)
+	return startAsIs(t, cfg)
+}
+
+// startAsIs is start without a Twilio auth token unless cfg has one: a
+// server without one is in development mode, as after `make run`.
+func startAsIs(t *testing.T, cfg server.Config) (*server.Server, func() error) {
+	t.Helper()
+	cfg.DataDir = cmp.Or(cfg.DataDir, t.TempDir())
+	cfg.HTTP.Addr, cfg.GRPC.Addr = cmp.Or(cfg.HTTP.Addr, "127.0.0.1:0"), cmp.Or(cfg.GRPC.Addr, "127.0.0.1:0")
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), failBound)
 	defer cancel()
 	srv, err := server.New(ctx, cfg)
@@ -134,6 +145,17 @@ func TestStoreMetricsOnEveryBackend(t *testing.T) {
 	}
 }
 
+// dialLocal opens a gRPC connection to srv that authenticates with its
+// local API token.
+func dialLocal(t *testing.T, srv *server.Server) *grpc.ClientConn {
+	t.Helper()
+	tok, err := server.ReadLocalAPIToken(srv.DataDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return grpctest.Dial(t, srv.Addrs().GRPC, grpctest.Token(tok))
+}
+
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -155,7 +177,7 @@ func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 func TestShutdownEndsStreams(t *testing.T) {
 	t.Parallel()
 	srv, stop := start(t, server.Config{ShutdownTimeout: 50 * time.Millisecond})
-	client := callledgerv1.NewCallQueryServiceClient(grpctest.Dial(t, srv.Addrs().GRPC))
+	client := callledgerv1.NewCallQueryServiceClient(dialLocal(t, srv))
 	ctx, cancel := context.WithTimeout(context.Background(), failBound)
 	defer cancel()
 	watch, err := client.WatchCalls(ctx, &callledgerv1.WatchCallsRequest{})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/protobuf/proto"
 
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
@@ -19,6 +20,7 @@ import (
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/internal/pebblelog"
+	"github.com/callledger/callledger/internal/privatefs"
 	"github.com/callledger/callledger/projections/callstate"
 )
 
@@ -129,6 +131,8 @@ func pebbleOptions(opts Options) *pebble.Options {
 		Logger:             pebblelog.New(opts.Logger.With("component", "callstore-pebble"), 0),
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       32 << 20,
+		// Phone numbers and raw requests: 0700 directories, 0600 files.
+		FS: privatefs.Pebble(vfs.Default),
 	}
 	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	po.Levels[0].IndexBlockSize = 256 << 10

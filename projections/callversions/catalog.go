@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/callledger/callledger/internal/privatefs"
 	"github.com/callledger/callledger/projections/rebuild"
 )
 
@@ -141,7 +142,7 @@ func (c Catalog) NewBuild(version uint64) (tmp, name string, err error) {
 		}
 	}
 	name = fmt.Sprintf("v%d-%d", version, gen+1)
-	if err := os.MkdirAll(c.Root, 0o750); err != nil {
+	if err := privatefs.MkdirAll(c.Root); err != nil {
 		return "", "", fmt.Errorf("create %s: %w", c.Root, err)
 	}
 	tmp = c.Path(name + tmpSuffix)

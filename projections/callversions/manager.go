@@ -11,6 +11,7 @@ import (
 
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/internal/privatefs"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/rebuild"
@@ -103,7 +104,7 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	m := &Manager{cfg: cfg, cat: Catalog{Root: cfg.Root}, log: cfg.Logger.With("projection", "callstate"), upgraded: make(chan struct{})}
 	m.bgCtx, m.bgStop = context.WithCancel(context.WithoutCancel(ctx))
-	if err := os.MkdirAll(cfg.Root, 0o750); err != nil {
+	if err := privatefs.MkdirAll(cfg.Root); err != nil {
 		return nil, fmt.Errorf("create %s: %w", cfg.Root, err)
 	}
 	if err := m.cat.RemoveTemporary(); err != nil {

@@ -5,6 +5,13 @@
 // INVALID_ARGUMENT, ErrCannotEnd is FAILED_PRECONDITION, and the log's or
 // read model's failures are answered as in every service (rpcstatus),
 // with the hint to retry with the same request_id.
+//
+// The authenticated principal is the audit trail: when the server
+// authenticates calls, it is recorded as requested_by, and a request whose
+// requested_by names someone else is refused (INVALID_ARGUMENT) rather
+// than kept beside it, so that a recorded requester is always one the
+// server vouches for. requested_by may be left empty. Without
+// authentication, the client's requested_by is recorded and required.
 package command
 
 import (
@@ -35,14 +42,18 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock of requested_at; default time.Now.
 	Now func() time.Time
+	// Principal returns the authenticated caller of a call, and false
+	// when calls are not authenticated; nil: never authenticated.
+	Principal func(ctx context.Context) (string, bool)
 }
 
 // Server implements callledgerv1.CallCommandServiceServer.
 type Server struct {
 	callledgerv1.UnimplementedCallCommandServiceServer
 
-	hangup *hangup.Handler
-	errs   rpcstatus.Mapper
+	hangup    *hangup.Handler
+	errs      rpcstatus.Mapper
+	principal func(ctx context.Context) (string, bool)
 }
 
 var _ callledgerv1.CallCommandServiceServer = (*Server)(nil)
@@ -62,7 +73,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	// A retry is safe only with the same request_id: a new one would
 	// record a second request.
-	return &Server{hangup: h, errs: rpcstatus.New(log, "retry with the same request_id")}, nil
+	if cfg.Principal == nil {
+		cfg.Principal = func(context.Context) (string, bool) { return "", false }
+	}
+	return &Server{hangup: h, errs: rpcstatus.New(log, "retry with the same request_id"), principal: cfg.Principal}, nil
 }
 
 // Register adds the service to a gRPC server.
@@ -73,10 +87,18 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 // RequestHangup records a hang-up request and, with end_call, ends the
 // call through Twilio and records the outcome.
 func (s *Server) RequestHangup(ctx context.Context, req *callledgerv1.RequestHangupRequest) (*callledgerv1.RequestHangupResponse, error) {
+	by := req.GetRequestedBy()
+	if p, ok := s.principal(ctx); ok {
+		if by != "" && by != p {
+			return nil, status.Errorf(codes.InvalidArgument,
+				"requested_by %.40q differs from the authenticated principal %q, which is what is recorded: leave requested_by empty", by, p)
+		}
+		by = p
+	}
 	res, err := s.hangup.Handle(ctx, hangup.Request{
 		CallSid:     req.GetCallSid(),
 		RequestID:   req.GetRequestId(),
-		RequestedBy: req.GetRequestedBy(),
+		RequestedBy: by,
 		EndCall:     req.GetEndCall(),
 	})
 	if err != nil {

@@ -5,10 +5,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,8 +22,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
+	"github.com/callledger/callledger/internal/grpcauth"
 	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/services/httpapi"
 	"github.com/callledger/callledger/services/webhook"
@@ -42,6 +45,23 @@ type api struct {
 	base  string // the API listener
 	hooks string // the webhook listener
 	stop  func() error
+	// auth is the Authorization requests carry unless they set their own:
+	// the local API token (the server guards its API with it on loopback).
+	auth string
+}
+
+// authorize sets a.auth on req unless its header names an Authorization of
+// its own; an empty one means none at all.
+func (a *api) authorize(req *http.Request) {
+	if v, set := req.Header["Authorization"]; set {
+		if len(v) == 0 || v[0] == "" {
+			req.Header.Del("Authorization")
+		}
+		return
+	}
+	if a.auth != "" {
+		req.Header.Set("Authorization", a.auth)
+	}
 }
 
 // start runs a server built from cfg on loopback ports.
@@ -78,7 +98,15 @@ func start(t *testing.T, cfg server.Config) *api {
 			t.Errorf("server: %v", err)
 		}
 	})
-	return &api{srv: srv, base: "http://" + srv.Addrs().API, hooks: "http://" + srv.Addrs().HTTP, stop: stop}
+	a := &api{srv: srv, base: "http://" + srv.Addrs().API, hooks: "http://" + srv.Addrs().HTTP, stop: stop}
+	if cfg.GRPC.APITokens == "" {
+		tok, err := server.ReadLocalAPIToken(cfg.DataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.auth = "Bearer " + tok
+	}
+	return a
 }
 
 // status sends a signed status callback and returns its position.
@@ -127,6 +155,7 @@ func (a *api) call(t *testing.T, method, path string, body string, header http.H
 	for k, v := range header {
 		req.Header[k] = v
 	}
+	a.authorize(req)
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -203,8 +232,8 @@ func TestRoutes(t *testing.T) {
 			RequestID   string `json:"requestId"`
 		} `json:"hangupRequest"`
 	}
-	resp = a.call(t, "POST", "/v1/calls/"+sid+":hangup", `{"requestedBy":"ops","requestId":"r-1"}`, nil, &hung)
-	if resp.StatusCode != http.StatusOK || hung.HangupRequest.RequestedBy != "ops" || hung.HangupRequest.RequestID != "r-1" || hung.Position == "" {
+	resp = a.call(t, "POST", "/v1/calls/"+sid+":hangup", `{"requestId":"r-1"}`, nil, &hung)
+	if resp.StatusCode != http.StatusOK || hung.HangupRequest.RequestedBy != server.LocalPrincipal || hung.HangupRequest.RequestID != "r-1" || hung.Position == "" {
 		t.Fatalf("POST :hangup: HTTP %d %+v", resp.StatusCode, hung)
 	}
 	a.call(t, "GET", "/v1/calls/"+sid+"?minPosition="+hung.Position, "", nil, &got)
@@ -276,10 +305,10 @@ func TestErrors(t *testing.T) {
 		{"bad filter status", "GET", "/v1/calls?filter.statuses=CALL_STATUS_DANCING", "", 400, codes.InvalidArgument},
 		{"page too large", "GET", "/v1/calls?pageSize=5000", "", 400, codes.InvalidArgument},
 		{"bad window", "GET", "/v1/stats?window=forever", "", 400, codes.InvalidArgument},
-		{"hang-up without request_id", "POST", "/v1/calls/" + sid + ":hangup", `{"requestedBy":"ops"}`, 400, codes.InvalidArgument},
+		{"hang-up without request_id", "POST", "/v1/calls/" + sid + ":hangup", `{}`, 400, codes.InvalidArgument},
 		{"hang-up with an unknown field", "POST", "/v1/calls/" + sid + ":hangup", `{"requestedBy":"ops","requestId":"r","endcall":true}`, 400, codes.InvalidArgument},
 		{"hang-up that is not JSON", "POST", "/v1/calls/" + sid + ":hangup", `requestedBy=ops`, 400, codes.InvalidArgument},
-		{"end_call without REST credentials", "POST", "/v1/calls/" + sid + ":hangup", `{"requestedBy":"ops","requestId":"r","endCall":true}`, 400, codes.FailedPrecondition},
+		{"end_call without REST credentials", "POST", "/v1/calls/" + sid + ":hangup", `{"requestId":"r","endCall":true}`, 400, codes.FailedPrecondition},
 		{"body over the limit", "POST", "/v1/calls/" + sid + ":hangup", `{"requestedBy":"` + strings.Repeat("x", httpapi.MaxBodyBytes) + `","requestId":"r"}`, 400, codes.InvalidArgument},
 		{"no such route", "GET", "/v1/nothing", "", 404, codes.NotFound},
 	} {
@@ -360,6 +389,7 @@ func openWatch(t *testing.T, ctx context.Context, a *api, header http.Header) (*
 	for k, v := range header {
 		req.Header[k] = v
 	}
+	a.authorize(req)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -386,7 +416,11 @@ func TestWatchStreamsEachChange(t *testing.T) {
 	t.Parallel()
 	a := start(t, server.Config{})
 	const before = "CA3000000000000000000000000000000c"
-	a.status(t, before, "ringing", 1)
+	pos := a.status(t, before, "ringing", 1)
+	// The snapshot is the read model's: wait until it holds the call.
+	if resp := a.call(t, "GET", fmt.Sprintf("/v1/calls/%s?minPosition=%d", before, pos), "", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("GetCall at position %d: HTTP %d", pos, resp.StatusCode)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), failBound)
 	defer cancel()
@@ -441,39 +475,40 @@ func TestShutdownEndsWatches(t *testing.T) {
 	}
 }
 
-// TestThroughInterceptors: a REST request reaches the gRPC server's
-// interceptors with the method's full name and the Authorization header as
-// `authorization` metadata, and nothing else a browser could set; a
-// refusal is 401 with a Bearer challenge, for unary routes and streams.
+// TestThroughInterceptors: a REST request passes the gRPC server's
+// authentication with the Authorization header as `authorization`
+// metadata, and reaches the services as the token's principal with the
+// method's full name and nothing else a browser could set; a refusal is 401
+// with a Bearer challenge, for unary routes and streams alike.
 func TestThroughInterceptors(t *testing.T) {
 	t.Parallel()
 	type seen struct {
-		method string
-		md     metadata.MD
+		method    string
+		principal string
+		md        metadata.MD
 	}
 	var mu sync.Mutex
 	var calls []seen
-	check := func(ctx context.Context, method string) error {
+	record := func(ctx context.Context, method string) {
 		md, _ := metadata.FromIncomingContext(ctx)
+		p, _ := grpcauth.PrincipalFrom(ctx)
 		mu.Lock()
-		calls = append(calls, seen{method, md})
+		calls = append(calls, seen{method, p.Name, md})
 		mu.Unlock()
-		if v := md.Get("authorization"); len(v) != 1 || v[0] != "Bearer good" {
-			return status.Error(codes.Unauthenticated, "token required")
-		}
-		return nil
 	}
-	a := start(t, server.Config{Seams: server.Seams{GRPCInterceptors: &server.Interceptors{
+	dir := t.TempDir()
+	tokens := filepath.Join(dir, "api-tokens.json")
+	file := fmt.Sprintf(`{"tokens":[{"principal":"board-test","sha256":%q,"scopes":["calls:read"]}]}`, grpcauth.HashToken("good"))
+	if err := os.WriteFile(tokens, []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := start(t, server.Config{GRPC: server.GRPC{APITokens: tokens}, Seams: server.Seams{GRPCInterceptors: &server.Interceptors{
 		Unary: func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if err := check(ctx, info.FullMethod); err != nil {
-				return nil, err
-			}
+			record(ctx, info.FullMethod)
 			return h(ctx, req)
 		},
 		Stream: func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			if err := check(ss.Context(), info.FullMethod); err != nil {
-				return err
-			}
+			record(ss.Context(), info.FullMethod)
 			return h(srv, ss)
 		},
 	}}})
@@ -481,15 +516,23 @@ func TestThroughInterceptors(t *testing.T) {
 	var st rpcStatus
 	resp := a.call(t, "GET", "/v1/stats", "", http.Header{"Grpc-Metadata-Authorization": {"Bearer good"}, "X-Role": {"admin"}}, &st)
 	if resp.StatusCode != http.StatusUnauthorized || codes.Code(st.Code) != codes.Unauthenticated || resp.Header.Get("WWW-Authenticate") != `Bearer realm="callledger"` {
-		t.Errorf("without Authorization: HTTP %d %+v, WWW-Authenticate %q", resp.StatusCode, st, resp.Header.Get("WWW-Authenticate"))
+		t.Errorf("without Authorization (a token in Grpc-Metadata-Authorization only): HTTP %d %+v, WWW-Authenticate %q", resp.StatusCode, st, resp.Header.Get("WWW-Authenticate"))
 	}
-	resp = a.call(t, "GET", "/v1/stats", "", http.Header{"Authorization": {"Bearer good"}, "Traceparent": {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}, nil)
+	resp = a.call(t, "GET", "/v1/stats", "", http.Header{"Authorization": {"Bearer wrong"}}, &st)
+	if resp.StatusCode != http.StatusUnauthorized || codes.Code(st.Code) != codes.Unauthenticated {
+		t.Errorf("with a wrong token: HTTP %d %+v", resp.StatusCode, st)
+	}
+	resp = a.call(t, "GET", "/v1/stats", "", http.Header{"Authorization": {"Bearer good"}, "X-Role": {"admin"}, "Traceparent": {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}, nil)
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("with the token: HTTP %d", resp.StatusCode)
 	}
+	resp = a.call(t, "POST", "/v1/calls/CA1000000000000000000000000000000a:hangup", `{"requestId":"r1"}`, http.Header{"Authorization": {"Bearer good"}}, &st)
+	if resp.StatusCode != http.StatusForbidden || codes.Code(st.Code) != codes.PermissionDenied {
+		t.Errorf("hang-up with a calls:read token: HTTP %d %+v, want 403 PermissionDenied", resp.StatusCode, st)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), failBound)
 	defer cancel()
-	resp, _ = openWatch(t, ctx, a, nil)
+	resp, _ = openWatch(t, ctx, a, http.Header{"Authorization": {""}})
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("watch without a token: HTTP %d", resp.StatusCode)
 	}
@@ -500,25 +543,19 @@ func TestThroughInterceptors(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	if len(calls) != 4 {
-		t.Fatalf("the interceptors saw %d calls, want 4", len(calls))
+	if len(calls) != 2 {
+		t.Fatalf("%d calls passed authentication, want 2: %+v", len(calls), calls)
 	}
-	for i, want := range []string{
-		"/callledger.v1.CallQueryService/GetStats", "/callledger.v1.CallQueryService/GetStats",
-		"/callledger.v1.CallQueryService/WatchCalls", "/callledger.v1.CallQueryService/WatchCalls",
-	} {
-		if calls[i].method != want {
-			t.Errorf("call %d: %s, want %s", i, calls[i].method, want)
+	for i, want := range []string{"/callledger.v1.CallQueryService/GetStats", "/callledger.v1.CallQueryService/WatchCalls"} {
+		if calls[i].method != want || calls[i].principal != "board-test" {
+			t.Errorf("call %d: %s as %q, want %s as board-test", i, calls[i].method, calls[i].principal, want)
 		}
-	}
-	if v := calls[0].md.Get("authorization"); len(v) != 0 {
-		t.Errorf("Grpc-Metadata-Authorization became authorization metadata %q: a browser must not set metadata", v)
 	}
 	if v := calls[0].md.Get("x-role"); len(v) != 0 {
 		t.Errorf("an arbitrary header reached the services: %q", v)
 	}
-	if v := calls[1].md.Get("traceparent"); len(v) != 1 {
-		t.Errorf("traceparent not forwarded: %v", calls[1].md)
+	if v := calls[0].md.Get("traceparent"); len(v) != 1 {
+		t.Errorf("traceparent not forwarded: %v", calls[0].md)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"hash/fnv"
 
+	"google.golang.org/protobuf/proto"
+
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
@@ -54,6 +56,7 @@ func (s *Server) ListCallEvents(ctx context.Context, req *callledgerv1.ListCallE
 		recs = recs[:limit]
 	}
 	resp.Events = make([]*callledgerv1.StoredEvent, 0, len(recs))
+	bytes := 0
 	for _, rec := range recs {
 		se := &callledgerv1.StoredEvent{Position: uint64(rec.Position), Revision: rec.Revision, Type: rec.Type}
 		if ev, err := eventcodec.Decode(rec); err != nil {
@@ -61,6 +64,14 @@ func (s *Server) ListCallEvents(ctx context.Context, req *callledgerv1.ListCallE
 		} else {
 			se.Event = ev
 		}
+		// The page ends before the event that would take it past the
+		// byte bound (its first event always fits), and goes on from it.
+		size := proto.Size(se) + 8 // the field's tag and length
+		if len(resp.Events) > 0 && bytes+size > s.maxPageBytes {
+			resp.NextPageToken = encodeEventsToken(sid, rec.Revision)
+			break
+		}
+		bytes += size
 		resp.Events = append(resp.Events, se)
 	}
 	return resp, nil

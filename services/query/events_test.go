@@ -147,3 +147,59 @@ func TestInternalErrorsStayInside(t *testing.T) {
 		t.Errorf("internal error not logged with its method; logs:\n%s", logs)
 	}
 }
+
+// TestListCallEventsByteBound: a page ends before its encoded events would
+// pass the byte bound, however many page_size allows, and the next page
+// goes on from there: every event once, in order. A single event larger
+// than the bound still makes a page.
+func TestListCallEventsByteBound(t *testing.T) {
+	t.Parallel()
+	const bound = 200 << 10
+	e := newEnv(t, envOptions{maxPageBytes: bound})
+	call := sid(3)
+	body := []byte(strings.Repeat("x", 50<<10))
+	const n = 12
+	for i := range n {
+		ev := statusEvent(call, "", callledgerv1.CallStatus_CALL_STATUS_RINGING, base.Add(time.Duration(i)*time.Second))
+		ev.Request = &callledgerv1.HttpRequest{Method: "POST", Body: body}
+		if i == n-1 {
+			ev.Request.Body = []byte(strings.Repeat("y", bound)) // larger than a page
+		}
+		e.append(t, ev)
+	}
+	var revisions []uint64
+	token, pages := "", 0
+	for {
+		resp, err := e.client.ListCallEvents(context.Background(), &callledgerv1.ListCallEventsRequest{CallSid: call, PageSize: query.MaxPageSize, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if size := proto.Size(resp); len(resp.GetEvents()) > 1 && size > bound {
+			t.Errorf("page %d: %d events in %d bytes, over the bound of %d", pages, len(resp.GetEvents()), size, bound)
+		}
+		if len(resp.GetEvents()) == 0 {
+			t.Fatalf("page %d is empty", pages)
+		}
+		for _, se := range resp.GetEvents() {
+			revisions = append(revisions, se.GetRevision())
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
+		if pages > n {
+			t.Fatal("more pages than events")
+		}
+	}
+	if len(revisions) != n {
+		t.Fatalf("%d events listed, want %d", len(revisions), n)
+	}
+	for i, r := range revisions {
+		if r != uint64(i) {
+			t.Fatalf("revisions %v: want 0 to %d once each, in order", revisions, n-1)
+		}
+	}
+	if pages < 4 {
+		t.Errorf("%d pages: the bound did not cut them", pages)
+	}
+}

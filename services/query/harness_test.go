@@ -48,6 +48,8 @@ type envOptions struct {
 	maxWait time.Duration
 	// history replaces the event store as the service's History.
 	history func(eventstore.Store) query.History
+	// maxPageBytes is query.Config.MaxPageBytes.
+	maxPageBytes int
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -86,6 +88,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		MaxWait: o.maxWait,
 		Counts:  calls,
 		Delays:  window,
+
+		MaxPageBytes: o.maxPageBytes,
 	})
 	if err != nil {
 		t.Fatal(err)

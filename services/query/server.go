@@ -11,7 +11,9 @@
 //     DEADLINE_EXCEEDED.
 //   - page_size 0 means DefaultPageSize; negative or above MaxPageSize is
 //     INVALID_ARGUMENT. A page token is only valid with the request (filter,
-//     or call) it was issued for.
+//     or call) it was issued for. A page of ListCallEvents also ends before
+//     it would exceed Config.MaxPageBytes (each event carries its raw
+//     request), with a next_page_token: a short page is not the end.
 //   - Filter times must lie between 1970 and 2262 (Unix nanoseconds), and
 //     started_after must not be later than started_before.
 //   - ListCallEvents of a call without events of its own (unknown, or a
@@ -69,6 +71,9 @@ const (
 	// request carries no deadline, so that a position that never comes
 	// (a typo, a position of another store) cannot hold a request forever.
 	DefaultMaxWait = 30 * time.Second
+	// DefaultMaxPageBytes bounds the encoded events of one ListCallEvents
+	// page: a thousand events with their raw requests could reach 64 MiB.
+	DefaultMaxPageBytes = 4 << 20
 )
 
 // Config wires a Server.
@@ -88,6 +93,12 @@ type Config struct {
 	// UNIMPLEMENTED.
 	Counts Counts
 	Delays Delays
+	// Lag measures how far the read model trails the log, for GetStats;
+	// nil leaves the lag out.
+	Lag func(ctx context.Context) (lagEvents uint64, lag time.Duration, caughtUp bool, err error)
+	// MaxPageBytes bounds a ListCallEvents page's encoded events (one
+	// event at least); default DefaultMaxPageBytes.
+	MaxPageBytes int
 }
 
 // Server implements callledgerv1.CallQueryServiceServer.
@@ -101,6 +112,9 @@ type Server struct {
 	maxWait time.Duration
 	counts  Counts
 	delays  Delays
+	lag     func(ctx context.Context) (uint64, time.Duration, bool, error)
+	// maxPageBytes bounds a ListCallEvents page.
+	maxPageBytes int
 }
 
 var _ callledgerv1.CallQueryServiceServer = (*Server)(nil)
@@ -116,6 +130,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = DefaultMaxWait
 	}
+	if cfg.MaxPageBytes <= 0 {
+		cfg.MaxPageBytes = DefaultMaxPageBytes
+	}
 	log := cfg.Logger.With("component", "query")
 	return &Server{
 		calls:   cfg.Calls,
@@ -125,6 +142,9 @@ func New(cfg Config) (*Server, error) {
 		maxWait: cfg.MaxWait,
 		counts:  cfg.Counts,
 		delays:  cfg.Delays,
+		lag:     cfg.Lag,
+
+		maxPageBytes: cfg.MaxPageBytes,
 	}, nil
 }
 

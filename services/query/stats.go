@@ -36,7 +36,7 @@ type Delays interface {
 }
 
 // GetStats answers the call counts and the delivery-delay percentiles.
-func (s *Server) GetStats(_ context.Context, req *callledgerv1.GetStatsRequest) (*callledgerv1.GetStatsResponse, error) {
+func (s *Server) GetStats(ctx context.Context, req *callledgerv1.GetStatsRequest) (*callledgerv1.GetStatsResponse, error) {
 	if s.counts == nil || s.delays == nil {
 		return nil, status.Error(codes.Unimplemented, "statistics are not configured on this server")
 	}
@@ -69,5 +69,12 @@ func (s *Server) GetStats(_ context.Context, req *callledgerv1.GetStatsRequest) 
 		resp.CallsByStatus = append(resp.CallsByStatus, &callledgerv1.StatusCount{Status: st, Count: n})
 	}
 	slices.SortFunc(resp.CallsByStatus, func(a, b *callledgerv1.StatusCount) int { return int(a.GetStatus() - b.GetStatus()) })
+	if s.lag != nil {
+		events, age, caughtUp, err := s.lag(ctx)
+		if err != nil {
+			return nil, s.fail(ctx, "GetStats", err)
+		}
+		resp.LagEvents, resp.Lag, resp.CaughtUp = events, durationpb.New(age), caughtUp
+	}
 	return resp, nil
 }

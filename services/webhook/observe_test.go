@@ -40,7 +40,7 @@ func (r *recorder) Delivered(kind string, d time.Duration) {
 	r.delays[kind] = append(r.delays[kind], d)
 }
 func (r *recorder) Duplicates(kind string, n int)  { r.add("duplicates %s %d", kind, n) }
-func (r *recorder) SignatureFailed(kind string)    { r.add("signature %s", kind) }
+func (r *recorder) SignatureFailed(kind, _ string) { r.add("signature %s", kind) }
 func (r *recorder) Quarantined(kind string, n int) { r.add("quarantined %s %d", kind, n) }
 
 func (r *recorder) take() []string {

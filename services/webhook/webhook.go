@@ -40,8 +40,13 @@ type Observer interface {
 	Delivered(kind string, delay time.Duration)
 	// Duplicates: n events of a request were already stored.
 	Duplicates(kind string, n int)
-	// SignatureFailed: a request was refused for its signature.
-	SignatureFailed(kind string)
+	// SignatureFailed: a request was refused for its signature. account
+	// is the configured account whose tokens it was checked against
+	// (twilio.VerifyError.Account), AccountDefault for the default tokens
+	// (or none tried), AccountUnlisted for an AccountSid the configuration
+	// does not list (twilio.ErrUnknownAccount): never a value the request
+	// chose, so that it can be a metric label.
+	SignatureFailed(kind, account string)
 	// Quarantined: n events were newly stored in a quarantine stream.
 	Quarantined(kind string, n int)
 }
@@ -52,8 +57,26 @@ type nopObserver struct{}
 func (nopObserver) Answered(string, int, time.Duration) {}
 func (nopObserver) Delivered(string, time.Duration)     {}
 func (nopObserver) Duplicates(string, int)              {}
-func (nopObserver) SignatureFailed(string)              {}
+func (nopObserver) SignatureFailed(string, string)      {}
 func (nopObserver) Quarantined(string, int)             {}
+
+// Values of SignatureFailed's account besides configured AccountSids.
+const (
+	AccountDefault  = "default"
+	AccountUnlisted = "unlisted"
+)
+
+// failedAccount is the account label of a signature failure err.
+func failedAccount(err error) string {
+	var ve *twilio.VerifyError
+	switch {
+	case errors.Is(err, twilio.ErrUnknownAccount):
+		return AccountUnlisted
+	case errors.As(err, &ve) && ve.Account != "":
+		return ve.Account
+	}
+	return AccountDefault
+}
 
 // RequestIDHeader names a request in logs and answers: taken from the
 // request when a proxy set it, echoed on every refusal.
@@ -273,7 +296,7 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 		if err := h.cfg.Verifier.Verify(r.RequestURI, body, r.Header.Get("X-Twilio-Signature")); err != nil {
 			// The error says why (missing, malformed, no token matched),
 			// never the signature or a token.
-			h.cfg.Observer.SignatureFailed(string(kind))
+			h.cfg.Observer.SignatureFailed(string(kind), failedAccount(err))
 			h.refused(w, r, "refused: signature", "err", err)
 			http.Error(w, "invalid Twilio signature", http.StatusForbidden)
 			return
@@ -291,7 +314,7 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 		derived := twilio.Derive(kind, &twilio.Request{
 			Method:      r.Method,
 			URL:         h.cfg.Verifier.SignedURL(r.RequestURI),
-			RawQuery:    r.URL.RawQuery,
+			RawQuery:    signedQuery(r.URL.RawQuery),
 			ContentType: r.Header.Get("Content-Type"),
 			Header:      r.Header,
 			Body:        body,
@@ -364,6 +387,17 @@ func (h *Handler) appendAll(ctx context.Context, kind twilio.Kind, derived []twi
 		i = j
 	}
 	return last, nil
+}
+
+// signedQuery is the part of a request's raw query Twilio signed: net/http
+// keeps in RawQuery anything after a '#' in the request line (a fragment is
+// not meant to be sent), which the signature does not cover, so nothing is
+// derived or stored from it.
+func signedQuery(rawQuery string) string {
+	if i := strings.IndexByte(rawQuery, '#'); i >= 0 {
+		return rawQuery[:i]
+	}
+	return rawQuery
 }
 
 func (h *Handler) unavailable(w http.ResponseWriter, msg string) {

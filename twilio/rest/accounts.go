@@ -6,10 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"runtime"
 	"strings"
 
+	"github.com/callledger/callledger/internal/secretfile"
 	"github.com/callledger/callledger/twilio"
 )
 
@@ -31,8 +30,9 @@ type Account struct {
 var ErrConfig = errors.New("invalid Twilio credentials")
 
 // ErrInsecureFile reports a credentials file that others than its owner may
-// read or write.
-var ErrInsecureFile = errors.New("credentials file accessible by group or others")
+// read or write; it is secretfile.ErrInsecure, which every secret file
+// loader returns.
+var ErrInsecureFile = secretfile.ErrInsecure
 
 // Validate checks the shape of a, without contacting Twilio. Errors name
 // fields, never their values (but a valid AccountSid).
@@ -150,8 +150,11 @@ type accountsFile struct {
 // ssh requires of a private key: it holds secrets, and a file others can
 // read has leaked them already. Errors never quote a secret.
 func LoadAccountsFile(path string) ([]Account, error) {
-	raw, err := readPrivateFile(path, maxAccountsFile)
-	if err != nil {
+	raw, err := secretfile.Read("Twilio accounts file", path, maxAccountsFile)
+	switch {
+	case errors.Is(err, secretfile.ErrTooLarge):
+		return nil, fmt.Errorf("%w: %w", err, ErrConfig)
+	case err != nil:
 		return nil, err
 	}
 	accounts, err := parseAccounts(raw)
@@ -159,33 +162,6 @@ func LoadAccountsFile(path string) ([]Account, error) {
 		return nil, fmt.Errorf("accounts file %s: %w", path, err)
 	}
 	return accounts, nil
-}
-
-// readPrivateFile reads path, up to limit bytes, after checking on its open
-// descriptor that no one but its owner may read or write it.
-func readPrivateFile(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read Twilio accounts file: %w", err)
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("read Twilio accounts file: %w", err)
-	}
-	// Windows has no such mode bits: its ACLs are the administrator's.
-	if perm := info.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
-		return nil, fmt.Errorf("accounts file %s has mode %04o: it holds Twilio credentials, so it must be readable by its owner only, "+
-			"as ssh requires of a private key (chmod 600 %s; in Kubernetes, defaultMode 0400 on the secret volume): %w", path, perm, path, ErrInsecureFile)
-	}
-	raw, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read Twilio accounts file: %w", err)
-	}
-	if int64(len(raw)) > limit {
-		return nil, fmt.Errorf("accounts file %s: larger than %d bytes: %w", path, limit, ErrConfig)
-	}
-	return raw, nil
 }
 
 // parseAccounts decodes and validates an accounts file. Errors name the

@@ -11,7 +11,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/twilio/twilio-go/client"
@@ -36,26 +38,23 @@ type Config struct {
 // Client calls Twilio's REST API for the configured accounts. It is safe
 // for concurrent use.
 type Client struct {
-	accounts  map[string]Account
-	first     string
+	// creds are the accounts' credentials, replaced whole by SetAccounts.
+	creds     atomic.Pointer[credentials]
 	transport http.RoundTripper
 	timeout   time.Duration
 }
 
+// credentials are the accounts of a Client at one time.
+type credentials struct {
+	accounts map[string]Account
+	first    string
+}
+
 // New validates cfg and builds a Client.
 func New(cfg Config) (*Client, error) {
-	if len(cfg.Accounts) == 0 {
-		return nil, fmt.Errorf("no Twilio accounts: %w", ErrConfig)
-	}
-	c := &Client{accounts: make(map[string]Account, len(cfg.Accounts)), first: cfg.Accounts[0].AccountSid, transport: cfg.Transport, timeout: cfg.Timeout}
-	for _, a := range cfg.Accounts {
-		if err := a.Validate(); err != nil {
-			return nil, err
-		}
-		if _, dup := c.accounts[a.AccountSid]; dup {
-			return nil, fmt.Errorf("account %s configured twice: %w", a.AccountSid, ErrConfig)
-		}
-		c.accounts[a.AccountSid] = a
+	c := &Client{transport: cfg.Transport, timeout: cfg.Timeout}
+	if err := c.SetAccounts(cfg.Accounts); err != nil {
+		return nil, err
 	}
 	if c.transport == nil {
 		c.transport = http.DefaultTransport
@@ -66,17 +65,49 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
+// SetAccounts replaces the accounts' credentials (as Config.Accounts),
+// atomically: a request already started finishes with the credentials it
+// started with. Invalid accounts are refused and the Client keeps its
+// credentials. A reload of the accounts file uses it, so that a rotated
+// token or API key takes effect without a restart.
+func (c *Client) SetAccounts(accounts []Account) error {
+	if len(accounts) == 0 {
+		return fmt.Errorf("no Twilio accounts: %w", ErrConfig)
+	}
+	cr := &credentials{accounts: make(map[string]Account, len(accounts)), first: accounts[0].AccountSid}
+	for _, a := range accounts {
+		if err := a.Validate(); err != nil {
+			return err
+		}
+		if _, dup := cr.accounts[a.AccountSid]; dup {
+			return fmt.Errorf("account %s configured twice: %w", a.AccountSid, ErrConfig)
+		}
+		cr.accounts[a.AccountSid] = a
+	}
+	c.creds.Store(cr)
+	return nil
+}
+
 // Account picks the account to use for a call of accountSid: that one when
 // configured, the default (first) one when accountSid is unknown (""), and
 // ErrUnknownAccount otherwise.
 func (c *Client) Account(accountSid string) (string, error) {
+	_, sid, err := c.account(accountSid)
+	return sid, err
+}
+
+// account returns the credentials and SID of the account to use for a
+// call of accountSid, as Account picks it.
+func (c *Client) account(accountSid string) (Account, string, error) {
+	cr := c.creds.Load()
 	if accountSid == "" {
-		return c.first, nil
+		accountSid = cr.first
 	}
-	if _, ok := c.accounts[accountSid]; !ok {
-		return "", fmt.Errorf("account %s: %w", accountSid, ErrUnknownAccount)
+	a, ok := cr.accounts[accountSid]
+	if !ok {
+		return Account{}, "", fmt.Errorf("account %s: %w", accountSid, ErrUnknownAccount)
 	}
-	return accountSid, nil
+	return a, accountSid, nil
 }
 
 // ErrUnknownAccount reports a call of an account without credentials.
@@ -85,11 +116,10 @@ var ErrUnknownAccount = errors.New("no credentials for the Twilio account")
 // service returns twilio-go's API service for one account, its requests
 // bound to ctx.
 func (c *Client) service(ctx context.Context, accountSid string) (*api.ApiService, error) {
-	sid, err := c.Account(accountSid)
+	a, sid, err := c.account(accountSid)
 	if err != nil {
 		return nil, err
 	}
-	a := c.accounts[sid]
 	user, pass := a.basicAuth()
 	tc := &client.Client{
 		Credentials: client.NewCredentials(user, pass),
@@ -163,9 +193,13 @@ func (c *Client) UpdateCallStatus(ctx context.Context, accountSid, callSid, stat
 // answered (Code 20404 and Status 404 for an unknown call), zero when it
 // was not reached.
 type Error struct {
-	Op      string
-	Status  int
-	Code    int
+	Op     string
+	Status int
+	Code   int
+	// Message is Twilio's message when it answered, else a short reason
+	// (a timeout, a failed name resolution, a refused connection) that
+	// names no URL, address or resolver: it is recorded in events and shown
+	// to clients. Error() and Err have the details, for logs.
 	Message string
 	// Err is the underlying error: *client.TwilioRestError or a transport
 	// error.
@@ -205,5 +239,22 @@ func wrap(ctx context.Context, op string, err error) error {
 	if ctx.Err() != nil {
 		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 	}
-	return &Error{Op: op, Message: err.Error(), Err: err}
+	return &Error{Op: op, Message: unreached(err), Err: err}
+}
+
+// unreached says why Twilio was not reached without quoting err, whose
+// text holds the request's URL and often the resolver's or a proxy's
+// address.
+func unreached(err error) string {
+	var dns *net.DNSError
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		return "Twilio's REST API was not reached: the request was canceled"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "Twilio's REST API did not answer in time"
+	case errors.As(err, &dns):
+		return "Twilio's REST API was not reached: its name did not resolve"
+	}
+	return "Twilio's REST API was not reached"
 }

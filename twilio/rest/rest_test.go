@@ -3,6 +3,7 @@ package rest_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -157,6 +158,54 @@ func TestContextEndsRequest(t *testing.T) {
 	}
 }
 
+// roundTripFunc is a transport that fails as the network does.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestUnreachedMessage: when Twilio is not reached, the Message (which
+// events record and clients see) says why in a few words and names no URL,
+// host or address; the error's text keeps the details for the log.
+func TestUnreachedMessage(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"resolution", &net.DNSError{Err: "no such host", Name: "api.twilio.com", Server: "10.1.2.3:53"}, "its name did not resolve"},
+		{"refused", &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.IPv4(10, 9, 8, 7), Port: 443}, Err: errors.New("connection refused")}, "was not reached"},
+		{"timeout", &net.DNSError{Err: "i/o timeout", Name: "api.twilio.com", Server: "10.1.2.3:53", IsTimeout: true}, "did not answer in time"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := rest.New(rest.Config{
+				Accounts:  []rest.Account{{AccountSid: acct, AuthToken: "token1"}},
+				Transport: roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, tc.err }),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.UpdateCallStatus(context.Background(), acct, call1, "completed")
+			var re *rest.Error
+			if !errors.As(err, &re) || re.Status != 0 || !re.Temporary() {
+				t.Fatalf("error %v: want a temporary *rest.Error without a status", err)
+			}
+			if !strings.Contains(re.Message, tc.want) {
+				t.Errorf("Message %q: want %q", re.Message, tc.want)
+			}
+			for _, leak := range []string{"10.1.2.3", "10.9.8.7", "api.twilio.com", "https://", call1} {
+				if strings.Contains(re.Message, leak) {
+					t.Errorf("Message %q quotes %q", re.Message, leak)
+				}
+			}
+			if !strings.Contains(err.Error(), "api.twilio.com") {
+				t.Errorf("Error() %q lost the details the log needs", err)
+			}
+		})
+	}
+}
+
 func TestAccountValidation(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -245,5 +294,37 @@ func TestReconciledEvent(t *testing.T) {
 	nf := rest.NotFound(acct, call1, at)
 	if !nf.GetCallReconciled().GetNotFound() || nf.GetEventId() != rest.NotFound(acct, call1, at.Add(time.Hour)).GetEventId() {
 		t.Errorf("not found %v", nf)
+	}
+}
+
+// TestSetAccounts: replaced credentials take effect on the next request;
+// invalid ones are refused and the old ones stay.
+func TestSetAccounts(t *testing.T) {
+	t.Parallel()
+	fake, _ := setup(t)
+	c, err := rest.New(rest.Config{Accounts: []rest.Account{{AccountSid: acct, AuthToken: "wrong"}}, Transport: fake.Transport()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.FetchCall(context.Background(), acct, call1); err == nil {
+		t.Fatal("the wrong token was accepted")
+	}
+	if err := c.SetAccounts([]rest.Account{{AccountSid: acct, AuthToken: "token1"}, {AccountSid: acct2, APIKeySid: key, APIKeySecret: "secret2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.FetchCall(context.Background(), acct, call1); err != nil {
+		t.Errorf("after SetAccounts: %v", err)
+	}
+	if got, err := c.Account(acct2); err != nil || got != acct2 {
+		t.Errorf("Account(%s) = %q, %v after SetAccounts", acct2, got, err)
+	}
+	if err := c.SetAccounts([]rest.Account{{AccountSid: "AC123", AuthToken: "x"}}); !errors.Is(err, rest.ErrConfig) {
+		t.Errorf("SetAccounts(invalid) = %v, want ErrConfig", err)
+	}
+	if err := c.SetAccounts(nil); !errors.Is(err, rest.ErrConfig) {
+		t.Errorf("SetAccounts(nil) = %v, want ErrConfig", err)
+	}
+	if _, err := c.FetchCall(context.Background(), acct, call1); err != nil {
+		t.Errorf("after refused SetAccounts: %v", err)
 	}
 }

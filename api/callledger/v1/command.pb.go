@@ -25,7 +25,11 @@ const (
 type RequestHangupRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	CallSid string                 `protobuf:"bytes,1,opt,name=call_sid,json=callSid,proto3" json:"call_sid,omitempty"`
-	// Who asks (user or service name), kept for the audit trail; required.
+	// Who asks, kept for the audit trail. On a server that authenticates
+	// calls, the authenticated principal is recorded: leave it empty, or it
+	// must equal the principal (another value is INVALID_ARGUMENT). On a
+	// server without authentication (--grpc-insecure), required: a user or
+	// service name.
 	RequestedBy string `protobuf:"bytes,2,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
 	// The client's idempotency key (1 to 128 printable ASCII characters);
 	// required.

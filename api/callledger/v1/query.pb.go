@@ -707,7 +707,15 @@ type GetStatsResponse struct {
 	// The window the delay covers.
 	Window *durationpb.Duration `protobuf:"bytes,5,opt,name=window,proto3" json:"window,omitempty"`
 	// The projection's position when the counts were read.
-	Position      uint64 `protobuf:"varint,6,opt,name=position,proto3" json:"position,omitempty"`
+	Position uint64 `protobuf:"varint,6,opt,name=position,proto3" json:"position,omitempty"`
+	// How far the projection trails the log: positions behind its head, and
+	// the age of the oldest event not applied yet (zero when current). Here,
+	// and not only in ProjectionService, so that a client allowed to read
+	// calls can tell how current they are.
+	LagEvents uint64               `protobuf:"varint,7,opt,name=lag_events,json=lagEvents,proto3" json:"lag_events,omitempty"`
+	Lag       *durationpb.Duration `protobuf:"bytes,8,opt,name=lag,proto3" json:"lag,omitempty"`
+	// The projection has read everything that was in the log when it started.
+	CaughtUp      bool `protobuf:"varint,9,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -782,6 +790,27 @@ func (x *GetStatsResponse) GetPosition() uint64 {
 		return x.Position
 	}
 	return 0
+}
+
+func (x *GetStatsResponse) GetLagEvents() uint64 {
+	if x != nil {
+		return x.LagEvents
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetLag() *durationpb.Duration {
+	if x != nil {
+		return x.Lag
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
 }
 
 type StatusCount struct {
@@ -965,7 +994,7 @@ const file_callledger_v1_query_proto_rawDesc = "" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x12*\n" +
 	"\x05event\x18\x04 \x01(\v2\x14.callledger.v1.EventR\x05event\"D\n" +
 	"\x0fGetStatsRequest\x121\n" +
-	"\x06window\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06window\"\xab\x02\n" +
+	"\x06window\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06window\"\x94\x03\n" +
 	"\x10GetStatsResponse\x12B\n" +
 	"\x0fcalls_by_status\x18\x01 \x03(\v2\x1a.callledger.v1.StatusCountR\rcallsByStatus\x12!\n" +
 	"\factive_calls\x18\x02 \x01(\x03R\vactiveCalls\x12\x1f\n" +
@@ -973,7 +1002,11 @@ const file_callledger_v1_query_proto_rawDesc = "" +
 	"totalCalls\x12@\n" +
 	"\x0edelivery_delay\x18\x04 \x01(\v2\x19.callledger.v1.DelayStatsR\rdeliveryDelay\x121\n" +
 	"\x06window\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12\x1a\n" +
-	"\bposition\x18\x06 \x01(\x04R\bposition\"V\n" +
+	"\bposition\x18\x06 \x01(\x04R\bposition\x12\x1d\n" +
+	"\n" +
+	"lag_events\x18\a \x01(\x04R\tlagEvents\x12+\n" +
+	"\x03lag\x18\b \x01(\v2\x19.google.protobuf.DurationR\x03lag\x12\x1b\n" +
+	"\tcaught_up\x18\t \x01(\bR\bcaughtUp\"V\n" +
 	"\vStatusCount\x121\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x19.callledger.v1.CallStatusR\x06status\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x03R\x05count\"\xda\x01\n" +
@@ -1042,26 +1075,27 @@ var file_callledger_v1_query_proto_depIdxs = []int32{
 	12, // 12: callledger.v1.GetStatsResponse.calls_by_status:type_name -> callledger.v1.StatusCount
 	13, // 13: callledger.v1.GetStatsResponse.delivery_delay:type_name -> callledger.v1.DelayStats
 	18, // 14: callledger.v1.GetStatsResponse.window:type_name -> google.protobuf.Duration
-	15, // 15: callledger.v1.StatusCount.status:type_name -> callledger.v1.CallStatus
-	18, // 16: callledger.v1.DelayStats.p50:type_name -> google.protobuf.Duration
-	18, // 17: callledger.v1.DelayStats.p90:type_name -> google.protobuf.Duration
-	18, // 18: callledger.v1.DelayStats.p99:type_name -> google.protobuf.Duration
-	18, // 19: callledger.v1.DelayStats.max:type_name -> google.protobuf.Duration
-	0,  // 20: callledger.v1.CallQueryService.GetCall:input_type -> callledger.v1.GetCallRequest
-	3,  // 21: callledger.v1.CallQueryService.ListCalls:input_type -> callledger.v1.ListCallsRequest
-	5,  // 22: callledger.v1.CallQueryService.WatchCalls:input_type -> callledger.v1.WatchCallsRequest
-	7,  // 23: callledger.v1.CallQueryService.ListCallEvents:input_type -> callledger.v1.ListCallEventsRequest
-	10, // 24: callledger.v1.CallQueryService.GetStats:input_type -> callledger.v1.GetStatsRequest
-	1,  // 25: callledger.v1.CallQueryService.GetCall:output_type -> callledger.v1.GetCallResponse
-	4,  // 26: callledger.v1.CallQueryService.ListCalls:output_type -> callledger.v1.ListCallsResponse
-	6,  // 27: callledger.v1.CallQueryService.WatchCalls:output_type -> callledger.v1.WatchCallsResponse
-	8,  // 28: callledger.v1.CallQueryService.ListCallEvents:output_type -> callledger.v1.ListCallEventsResponse
-	11, // 29: callledger.v1.CallQueryService.GetStats:output_type -> callledger.v1.GetStatsResponse
-	25, // [25:30] is the sub-list for method output_type
-	20, // [20:25] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	18, // 15: callledger.v1.GetStatsResponse.lag:type_name -> google.protobuf.Duration
+	15, // 16: callledger.v1.StatusCount.status:type_name -> callledger.v1.CallStatus
+	18, // 17: callledger.v1.DelayStats.p50:type_name -> google.protobuf.Duration
+	18, // 18: callledger.v1.DelayStats.p90:type_name -> google.protobuf.Duration
+	18, // 19: callledger.v1.DelayStats.p99:type_name -> google.protobuf.Duration
+	18, // 20: callledger.v1.DelayStats.max:type_name -> google.protobuf.Duration
+	0,  // 21: callledger.v1.CallQueryService.GetCall:input_type -> callledger.v1.GetCallRequest
+	3,  // 22: callledger.v1.CallQueryService.ListCalls:input_type -> callledger.v1.ListCallsRequest
+	5,  // 23: callledger.v1.CallQueryService.WatchCalls:input_type -> callledger.v1.WatchCallsRequest
+	7,  // 24: callledger.v1.CallQueryService.ListCallEvents:input_type -> callledger.v1.ListCallEventsRequest
+	10, // 25: callledger.v1.CallQueryService.GetStats:input_type -> callledger.v1.GetStatsRequest
+	1,  // 26: callledger.v1.CallQueryService.GetCall:output_type -> callledger.v1.GetCallResponse
+	4,  // 27: callledger.v1.CallQueryService.ListCalls:output_type -> callledger.v1.ListCallsResponse
+	6,  // 28: callledger.v1.CallQueryService.WatchCalls:output_type -> callledger.v1.WatchCallsResponse
+	8,  // 29: callledger.v1.CallQueryService.ListCallEvents:output_type -> callledger.v1.ListCallEventsResponse
+	11, // 30: callledger.v1.CallQueryService.GetStats:output_type -> callledger.v1.GetStatsResponse
+	26, // [26:31] is the sub-list for method output_type
+	21, // [21:26] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_callledger_v1_query_proto_init() }
