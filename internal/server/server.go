@@ -288,7 +288,8 @@ func (s *Server) startTracing(ctx context.Context) error {
 
 // openStore opens the event store and decorates it with what every
 // backend gets alike: metrics of its appends and, when tracing is on,
-// spans.
+// spans; the embedded store's appends are also refused while its disk is
+// nearly full (guardDisk).
 func (s *Server) openStore(ctx context.Context) error {
 	opts := StoreOptions{Logger: s.log}
 	if s.cfg.StoreURL == "" {
@@ -303,6 +304,9 @@ func (s *Server) openStore(ctx context.Context) error {
 		return err
 	}
 	s.onClose("event store", store.Close)
+	if store, err = s.guardDisk(store); err != nil {
+		return err
+	}
 	s.store = instrument.Metrics(store, s.tel.store)
 	if s.tp != nil {
 		s.store = instrument.Tracing(s.store, s.tp)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/internal/ratelog"
 	"github.com/callledger/callledger/twilio"
 )
 
@@ -66,6 +67,7 @@ const (
 	DefaultAppendTimeout = 10 * time.Second
 	DefaultDialTwiML     = `<?xml version="1.0" encoding="UTF-8"?><Response/>`
 	DefaultRetryAfter    = 1 * time.Second
+	DefaultLogEvery      = 10 * time.Second
 )
 
 // PositionHeader carries the commit position of a request's events, so a
@@ -78,8 +80,15 @@ type Config struct {
 	Verifier *twilio.Verifier
 	// Store receives the events; required.
 	Store Appender
-	// Logger gets one line per refused or failed request.
+	// Logger gets one line per refused or failed request, except for 503s:
+	// at most one per LogEvery for each kind (saturated, store failing),
+	// since a full disk or a store outage answers every webhook 503. The
+	// first of each kind names its request ID; the next one says how many
+	// were held back.
 	Logger *slog.Logger
+	// LogEvery spaces repeated 503 lines of one kind (default
+	// DefaultLogEvery).
+	LogEvery time.Duration
 	// MaxBodyBytes bounds a request body; larger bodies get 413.
 	MaxBodyBytes int64
 	// MaxInFlight bounds concurrent appends; beyond it requests get 503 at
@@ -109,6 +118,8 @@ type Handler struct {
 	slots    chan struct{}
 	draining atomic.Bool
 	retry    string
+	// logs holds back repeated refusal lines of one kind.
+	logs *ratelog.Limiter
 }
 
 // New validates cfg and builds the handler.
@@ -140,11 +151,15 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
+	if cfg.LogEvery <= 0 {
+		cfg.LogEvery = DefaultLogEvery
+	}
 	h := &Handler{
 		cfg:   cfg,
 		mux:   http.NewServeMux(),
 		slots: make(chan struct{}, cfg.MaxInFlight),
 		retry: strconv.Itoa(int((cfg.RetryAfter + time.Second - 1) / time.Second)),
+		logs:  ratelog.NewLimiter(cfg.LogEvery),
 	}
 	for _, kind := range twilio.Kinds() {
 		hf := h.ingest(kind)
@@ -284,7 +299,7 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 		select {
 		case h.slots <- struct{}{}:
 		default:
-			h.refused(w, r, "refused: saturated", "max_in_flight", h.cfg.MaxInFlight)
+			h.logRequest(w, r, slog.LevelWarn, "refused: saturated", []any{"max_in_flight", h.cfg.MaxInFlight}, true)
 			h.unavailable(w, "too many requests in flight")
 			return
 		}
@@ -302,7 +317,7 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 		pos, err := h.appendAll(r.Context(), kind, derived)
 		<-h.slots
 		if err != nil {
-			h.failed(w, r, "append failed; answering 503 so Twilio retries", "err", err)
+			h.logRequest(w, r, slog.LevelError, "append failed; answering 503 so Twilio retries", []any{"err", err}, true)
 			h.unavailable(w, "event store unavailable")
 			return
 		}
@@ -375,18 +390,24 @@ func (h *Handler) unavailable(w http.ResponseWriter, msg string) {
 // request ID, which the answer carries too. Nothing secret is logged: no
 // header but the request ID, no body, no signature.
 func (h *Handler) refused(w http.ResponseWriter, r *http.Request, msg string, args ...any) {
-	h.logRequest(w, r, slog.LevelWarn, msg, args)
+	h.logRequest(w, r, slog.LevelWarn, msg, args, false)
 }
 
-// failed logs a request that failed on the server's side.
-func (h *Handler) failed(w http.ResponseWriter, r *http.Request, msg string, args ...any) {
-	h.logRequest(w, r, slog.LevelError, msg, args)
-}
-
-func (h *Handler) logRequest(w http.ResponseWriter, r *http.Request, level slog.Level, msg string, args []any) {
+// logRequest sets the request ID on the answer and logs msg; when limited,
+// only if no line with the same msg was logged less than LogEvery ago.
+func (h *Handler) logRequest(w http.ResponseWriter, r *http.Request, level slog.Level, msg string, args []any, limited bool) {
 	id := requestID(r)
 	w.Header().Set(RequestIDHeader, id)
 	attrs := append([]any{"request_id", id, "method", r.Method, "route", Route(r.URL.Path), "remote", r.RemoteAddr}, args...)
+	if limited {
+		ok, held := h.logs.Allow(msg)
+		if !ok {
+			return
+		}
+		if held > 0 {
+			attrs = append(attrs, "suppressed", held)
+		}
+	}
 	h.cfg.Logger.Log(r.Context(), level, msg, attrs...)
 }
 
