@@ -221,4 +221,3 @@ func (s *stack) metric(t *testing.T, name string) string {
 	t.Fatalf("%s not on /metrics", name)
 	return ""
 }
-

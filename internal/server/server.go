@@ -32,6 +32,7 @@ import (
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/instrument"
+	"github.com/callledger/callledger/metrics"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/callversions"
@@ -333,6 +334,9 @@ func (s *Server) querySide(ctx context.Context, restToken string) (*grpc.Server,
 	s.onClose("call-state read model", calls.Close)
 	if err := s.tel.watchProjection(s.store, calls); err != nil {
 		return nil, err
+	}
+	if err := metrics.NewReadModel(s.tel.reg, calls.Corruptions, calls.Damaged); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 
 	g := grpc.NewServer(s.grpcOptions()...)

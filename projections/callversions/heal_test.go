@@ -1,0 +1,160 @@
+package callversions_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/projections/callversions"
+)
+
+// damageTables flips the bytes of the first three quarters of every table
+// of a read model directory (its data blocks), as a failing disk would.
+func damageTables(t *testing.T, dir string) {
+	t.Helper()
+	tables, err := filepath.Glob(filepath.Join(dir, "*.sst"))
+	if err != nil || len(tables) == 0 {
+		t.Fatalf("no tables in %s: %v", dir, err)
+	}
+	for _, path := range tables {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range len(b) * 3 / 4 {
+			b[i] ^= 0xa5
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// In place, so that Pebble's open handle reads the damage.
+		if _, err := f.WriteAt(b, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// waitHealed asks for sid until the read model answers again, requiring
+// every failure meanwhile to be ErrCorrupt, and returns the answer.
+func waitHealed(t *testing.T, m *callversions.Manager, sid string) error {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := m.Get(context.Background(), sid)
+		if err == nil || !errors.Is(err, callstore.ErrCorrupt) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still corrupt after a minute: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCorruptReadModelIsRebuilt damages the tables of a serving read
+// model: the read that meets the damage fails with ErrCorrupt (never a
+// crash), CaughtUp turns false, and a new read model rebuilt from the log
+// takes over by itself and answers as the old one did.
+func TestCorruptReadModelIsRebuilt(t *testing.T) {
+	ctx := context.Background()
+	log := openLog(t, 3000)
+	root := filepath.Join(t.TempDir(), "callstate")
+	m, err := callversions.Open(ctx, callversions.Config{Root: root, Log: log, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	waitHead(t, m, log)
+	sid := someSid(t, m)
+	want, err := m.Get(ctx, sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := m.CurrentName()
+	if err := m.Current().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	damageTables(t, filepath.Join(root, before))
+
+	if _, err := m.Get(ctx, sid); !errors.Is(err, callstore.ErrCorrupt) {
+		t.Fatalf("Get on damaged tables: %v, want ErrCorrupt", err)
+	}
+	if err := waitHealed(t, m, sid); err != nil {
+		t.Fatalf("after the rebuild: %v", err)
+	}
+	got, err := m.Get(ctx, sid)
+	if err != nil || !proto.Equal(got, want) {
+		t.Errorf("after the rebuild: %v %v, want %v", got, err, want)
+	}
+	if m.CurrentName() == before || m.Corruptions() == 0 || m.Damaged() {
+		t.Errorf("read model %s (was %s), %d corruptions, damaged %v", m.CurrentName(), before, m.Corruptions(), m.Damaged())
+	}
+	for m.Rebuilding() { // the switch answers before the old one is removed
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(root, before)); !os.IsNotExist(err) {
+		t.Errorf("the corrupt read model is still there: %v", err)
+	}
+	waitHead(t, m, log)
+	if !m.CaughtUp() {
+		t.Error("not caught up after the rebuild")
+	}
+}
+
+// TestUnopenableReadModelIsRebuilt: a read model that cannot even be
+// opened does not keep the manager (and so the server) from starting; it
+// answers ErrCorrupt until its rebuild from the log takes over.
+func TestUnopenableReadModelIsRebuilt(t *testing.T) {
+	ctx := context.Background()
+	log := openLog(t, 3000)
+	root := filepath.Join(t.TempDir(), "callstate")
+	m, err := callversions.Open(ctx, callversions.Config{Root: root, Log: log, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitHead(t, m, log)
+	sid := someSid(t, m)
+	want, err := m.Get(ctx, sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := m.CurrentName()
+	if err := m.Current().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	manifests, _ := filepath.Glob(filepath.Join(root, name, "MANIFEST-*"))
+	for _, p := range manifests {
+		if err := os.WriteFile(p, []byte("not a manifest"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	damageTables(t, filepath.Join(root, name))
+
+	m, err = callversions.Open(ctx, callversions.Config{Root: root, Log: log, Logger: quiet})
+	if err != nil {
+		t.Fatalf("open over a damaged read model: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := waitHealed(t, m, sid); err != nil {
+		t.Fatalf("after the rebuild: %v", err)
+	}
+	if got, err := m.Get(ctx, sid); err != nil || !proto.Equal(got, want) {
+		t.Errorf("after the rebuild: %v %v, want %v", got, err, want)
+	}
+	if m.Corruptions() == 0 {
+		t.Error("the damage was not counted")
+	}
+}
