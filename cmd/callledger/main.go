@@ -110,6 +110,7 @@ func subcommands(stdout, stderr io.Writer) []*ffcli.Command {
 		exportCommand(stdout, stderr),
 		loadCommand(stdout, stderr),
 		checkCommand(stdout, stderr),
+		backupCommand(stdout, stderr),
 	}
 }
 

@@ -358,6 +358,7 @@ func (s *Server) querySide(ctx context.Context, restToken string) (*grpc.Server,
 		return nil, err
 	}
 	cmds.Register(g)
+	s.admin(calls).Register(g)
 	if rec != nil {
 		s.background = append(s.background, func(ctx context.Context) {
 			if err := rec.Run(ctx); err != nil {

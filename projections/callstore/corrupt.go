@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/internal/pebblelog"
 	"github.com/callledger/callledger/internal/ratelog"
 )
@@ -93,3 +94,23 @@ func (s *Store) Flush() error {
 // been met: a manager does so for the empty read model it serves in place
 // of one it could not open, until the rebuild replaces it.
 func (s *Store) MarkCorrupt(cause error) { s.damage.mark(cause) }
+
+// Backup writes a consistent copy of the read model into dir, which
+// must not exist (Pebble's checkpoint: tables hard-linked, the WAL
+// copied), and returns the position the copy has applied. A corrupt read
+// model refuses with ErrCorrupt.
+func (s *Store) Backup(dir string) (_ eventstore.Position, err error) {
+	defer s.check(&err)
+	done, err := s.reading()
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	// The applied position can only grow while the copy is made: the copy
+	// holds at least this much.
+	pos := eventstore.Position(s.applied.Load())
+	if err := pebblelog.Catch(func() error { return s.db.Checkpoint(dir, pebble.WithFlushedWAL()) }); err != nil {
+		return 0, fmt.Errorf("checkpoint the read model to %s: %w", dir, err)
+	}
+	return pos, nil
+}

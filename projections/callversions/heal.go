@@ -2,7 +2,11 @@ package callversions
 
 import (
 	"errors"
+	"path/filepath"
 	"time"
+
+	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/projections/callstore"
 )
 
 // corrupted is every read model's callstore.Options.OnCorrupt: it may run
@@ -68,3 +72,18 @@ func (m *Manager) Corruptions() uint64 { return m.corruptions.Load() }
 // Damaged reports whether the read model answering queries is corrupt and
 // being replaced.
 func (m *Manager) Damaged() bool { return m.cur.Load().store.Corrupt() != nil }
+
+// Backup copies the read model answering queries into root/<its name>
+// (see callstore.Store.Backup) and returns that name and the position the
+// copy has applied. A read model switched out under the copy is copied
+// again from its successor.
+func (m *Manager) Backup(root string) (name string, applied eventstore.Position, err error) {
+	for {
+		cur := m.cur.Load()
+		applied, err = cur.store.Backup(filepath.Join(root, cur.name))
+		if errors.Is(err, callstore.ErrClosed) && m.cur.Load() != cur {
+			continue
+		}
+		return cur.name, applied, err
+	}
+}
