@@ -39,6 +39,13 @@ build: ## Build bin/callledger
 test: ## Run every test (race detector on, fuzz seed corpora included)
 	$(GO) test -race -count=1 -timeout 5m ./...
 
+# Crash cycles of `make chaos` (make test runs 10).
+CHAOS_CYCLES ?= 100
+
+.PHONY: chaos
+chaos: ## Kill a serving child process with SIGKILL under load $(CHAOS_CYCLES) times; every acknowledged webhook must survive once
+	CALLLEDGER_CRASH_CYCLES=$(CHAOS_CYCLES) $(GO) test -race -count=1 -timeout 30m -run '^TestCrashCycles$$' -v ./cmd/callledger
+
 .PHONY: proto
 proto: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc ## Regenerate api/ from proto/
 	buf format -w
