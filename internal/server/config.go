@@ -49,7 +49,9 @@ type Config struct {
 	Metrics    Metrics
 	Projection Projection
 	// Disk guards the embedded ledger against a full disk.
-	Disk      Disk
+	Disk Disk
+	// Overload bounds queries and watchers, which give way to webhooks.
+	Overload  Overload
 	Twilio    Twilio
 	Reconcile Reconcile
 	Tracing   Tracing

@@ -386,9 +386,11 @@ func (s *Server) querySide(ctx context.Context, restToken string) (*grpc.Server,
 // the query service's, the interceptors in the order they run, and the
 // tracing stats handler.
 func (s *Server) grpcOptions() []grpc.ServerOption {
-	unary := []grpc.UnaryServerInterceptor{s.tel.grpc.UnaryServerInterceptor()}
-	stream := []grpc.StreamServerInterceptor{s.tel.grpc.StreamServerInterceptor()}
+	perConn, shedUnary, shedStream := s.shedding()
+	unary := []grpc.UnaryServerInterceptor{s.tel.grpc.UnaryServerInterceptor(), shedUnary}
+	stream := []grpc.StreamServerInterceptor{s.tel.grpc.StreamServerInterceptor(), shedStream}
 	opts := slices.Concat(query.ServerOptions(), []grpc.ServerOption{
+		perConn,
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	})

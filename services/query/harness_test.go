@@ -48,6 +48,8 @@ type envOptions struct {
 	maxWait time.Duration
 	// history replaces the event store as the service's History.
 	history func(eventstore.Store) query.History
+	// maxEventsPageBytes is query.Config.MaxEventsPageBytes.
+	maxEventsPageBytes int
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -80,12 +82,13 @@ func newEnv(t *testing.T, o envOptions) *env {
 		history = o.history(events)
 	}
 	srv, err := query.New(query.Config{
-		Calls:   calls,
-		History: history,
-		Logger:  slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		MaxWait: o.maxWait,
-		Counts:  calls,
-		Delays:  window,
+		Calls:              calls,
+		History:            history,
+		Logger:             slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		MaxWait:            o.maxWait,
+		MaxEventsPageBytes: o.maxEventsPageBytes,
+		Counts:             calls,
+		Delays:             window,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,9 @@
 //     or call) it was issued for.
 //   - Filter times must lie between 1970 and 2262 (Unix nanoseconds), and
 //     started_after must not be later than started_before.
+//   - A ListCallEvents page ends early, with a next_page_token, once it
+//     holds MaxEventsPageBytes of stored events (at least one event), so a
+//     page never holds a thousand 64 KiB requests in memory.
 //   - ListCallEvents of a call without events of its own (unknown, or a
 //     placeholder) is an empty page, not NOT_FOUND.
 //   - Unexpected errors are logged in full and answered INTERNAL with a
@@ -21,6 +24,7 @@
 package query
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -84,6 +88,9 @@ type Config struct {
 	// no deadline (a request's own deadline always applies, however far).
 	// Default: DefaultMaxWait.
 	MaxWait time.Duration
+	// MaxEventsPageBytes bounds the stored bytes of one ListCallEvents
+	// page (default MaxEventsPageBytes).
+	MaxEventsPageBytes int
 	// Counts and Delays feed GetStats; without both it answers
 	// UNIMPLEMENTED.
 	Counts Counts
@@ -101,6 +108,8 @@ type Server struct {
 	maxWait time.Duration
 	counts  Counts
 	delays  Delays
+	// maxPageBytes bounds a ListCallEvents page.
+	maxPageBytes int
 }
 
 var _ callledgerv1.CallQueryServiceServer = (*Server)(nil)
@@ -118,13 +127,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	log := cfg.Logger.With("component", "query")
 	return &Server{
-		calls:   cfg.Calls,
-		history: cfg.History,
-		log:     log,
-		errs:    rpcstatus.New(log, "retry"),
-		maxWait: cfg.MaxWait,
-		counts:  cfg.Counts,
-		delays:  cfg.Delays,
+		calls:        cfg.Calls,
+		history:      cfg.History,
+		log:          log,
+		errs:         rpcstatus.New(log, "retry"),
+		maxWait:      cfg.MaxWait,
+		counts:       cfg.Counts,
+		delays:       cfg.Delays,
+		maxPageBytes: cmp.Or(cfg.MaxEventsPageBytes, MaxEventsPageBytes),
 	}, nil
 }
 

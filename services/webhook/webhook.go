@@ -92,7 +92,9 @@ type Config struct {
 	// MaxBodyBytes bounds a request body; larger bodies get 413.
 	MaxBodyBytes int64
 	// MaxInFlight bounds concurrent appends; beyond it requests get 503 at
-	// once instead of queueing without bound.
+	// once instead of queueing without bound. Twice as many requests may
+	// be read and verified at once (each holds its body): beyond that too,
+	// 503 at once, so that a flood cannot hold unbounded memory.
 	MaxInFlight int
 	// AppendTimeout bounds one request's appends. Twilio gives up after
 	// 15 s, so waiting longer only wastes a slot.
@@ -113,9 +115,11 @@ type Config struct {
 
 // Handler serves the Twilio-facing routes and the health probes.
 type Handler struct {
-	cfg      Config
-	mux      *http.ServeMux
-	slots    chan struct{}
+	cfg   Config
+	mux   *http.ServeMux
+	slots chan struct{}
+	// reading bounds the requests being read, verified or appended.
+	reading  chan struct{}
 	draining atomic.Bool
 	retry    string
 	// logs holds back repeated refusal lines of one kind.
@@ -155,11 +159,12 @@ func New(cfg Config) (*Handler, error) {
 		cfg.LogEvery = DefaultLogEvery
 	}
 	h := &Handler{
-		cfg:   cfg,
-		mux:   http.NewServeMux(),
-		slots: make(chan struct{}, cfg.MaxInFlight),
-		retry: strconv.Itoa(int((cfg.RetryAfter + time.Second - 1) / time.Second)),
-		logs:  ratelog.NewLimiter(cfg.LogEvery),
+		cfg:     cfg,
+		mux:     http.NewServeMux(),
+		slots:   make(chan struct{}, cfg.MaxInFlight),
+		reading: make(chan struct{}, 2*cfg.MaxInFlight),
+		retry:   strconv.Itoa(int((cfg.RetryAfter + time.Second - 1) / time.Second)),
+		logs:    ratelog.NewLimiter(cfg.LogEvery),
 	}
 	for _, kind := range twilio.Kinds() {
 		hf := h.ingest(kind)
@@ -240,6 +245,11 @@ func (a *answerWriter) status() int {
 	return a.code
 }
 
+// InFlight returns the webhook appends in flight now (at most
+// Config.MaxInFlight): a measure of how busy ingest is, so that queries
+// can give way to it.
+func (h *Handler) InFlight() int { return len(h.slots) }
+
 // Drain marks the handler as shutting down: /readyz fails so a load
 // balancer stops sending, while requests in flight still finish.
 func (h *Handler) Drain() { h.draining.Store(true) }
@@ -267,6 +277,14 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		received := h.cfg.Now()
 
+		select {
+		case h.reading <- struct{}{}:
+			defer func() { <-h.reading }()
+		default:
+			h.logRequest(w, r, slog.LevelWarn, "refused: saturated", []any{"max_in_flight", h.cfg.MaxInFlight}, true)
+			h.unavailable(w, "too many requests in flight")
+			return
+		}
 		if r.ContentLength > h.cfg.MaxBodyBytes {
 			h.refused(w, r, "refused: body too large", "bytes", r.ContentLength)
 			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
