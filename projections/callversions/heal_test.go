@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -157,4 +158,56 @@ func TestUnopenableReadModelIsRebuilt(t *testing.T) {
 	if m.Corruptions() == 0 {
 		t.Error("the damage was not counted")
 	}
+}
+
+// healBenchEnv sizes TestHealTime's ledger (make bench-heal): it measures
+// how long queries are refused after a corruption, it asserts no timing.
+const healBenchEnv = "CALLLEDGER_BENCH_HEAL_EVENTS"
+
+// TestHealTime damages the read model of a ledger of $CALLLEDGER_BENCH_HEAL_EVENTS
+// events and reports the time from the read that met the damage to the
+// first correct answer of the rebuilt read model.
+func TestHealTime(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv(healBenchEnv))
+	if n <= 0 {
+		t.Skipf("set %s to a number of events to measure", healBenchEnv)
+	}
+	ctx := context.Background()
+	log := openLog(t, n)
+	root := filepath.Join(t.TempDir(), "callstate")
+	m, err := callversions.Open(ctx, callversions.Config{Root: root, Log: log, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	began := time.Now()
+	waitHead(t, m, log)
+	t.Logf("%d events: the live projection caught up in %v", n, time.Since(began).Round(time.Millisecond))
+	sid := someSid(t, m)
+	want, err := m.Get(ctx, sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Current().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	damageTables(t, filepath.Join(root, m.CurrentName()))
+	began = time.Now()
+	if _, err := m.Get(ctx, sid); !errors.Is(err, callstore.ErrCorrupt) {
+		t.Fatalf("Get on damaged tables: %v", err)
+	}
+	for {
+		got, err := m.Get(ctx, sid)
+		if err == nil {
+			if !proto.Equal(got, want) {
+				t.Fatalf("after the rebuild: %v, want %v", got, want)
+			}
+			break
+		}
+		if !errors.Is(err, callstore.ErrCorrupt) {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("%d events: queries answered correctly again %v after the corruption was met", n, time.Since(began).Round(time.Millisecond))
 }
