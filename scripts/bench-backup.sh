@@ -12,16 +12,24 @@ bin=$work/callledger
 data=$work/data
 echo "load $events events"; time "$bin" load --events "$events" --data-dir "$data" >/dev/null
 echo "rebuild the read model"; time "$bin" rebuild --data-dir "$data" >/dev/null 2>&1
-"$bin" serve --data-dir "$data" --http-addr 127.0.0.1:18080 --grpc-addr 127.0.0.1:19090 2>"$work/serve.log" &
-until curl -fsS http://127.0.0.1:18080/readyz >/dev/null 2>&1; do sleep 0.2; done
-"$bin" simulate --target http://127.0.0.1:18080 --data-dir "$data" --calls 2000 --concurrency 16 >"$work/simulate.log" 2>&1 &
+# serve on free ports; its "callledger serving" line says which.
+serve() { # data-dir log
+	"$bin" serve --data-dir "$1" --http-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 2>"$2" &
+	until grep -q 'msg="callledger serving"' "$2"; do sleep 0.1; done
+	http=$(sed -n 's/.*msg="callledger serving" http=\([^ ]*\) grpc=\([^ ]*\).*/\1/p' "$2")
+	grpc=$(sed -n 's/.*msg="callledger serving" http=\([^ ]*\) grpc=\([^ ]*\).*/\2/p' "$2")
+}
+serve "$data" "$work/serve.log"
+until curl -fsS "http://$http/readyz" >/dev/null 2>&1; do sleep 0.2; done
+"$bin" simulate --target "http://$http" --data-dir "$data" --calls 2000 --concurrency 16 >"$work/simulate.log" 2>&1 &
 sleep 2
-echo "backup during simulate"; time "$bin" backup --addr 127.0.0.1:19090 --to "$work/backup"
+echo "backup during simulate"; time "$bin" backup --addr "$grpc" --to "$work/backup"
 wait %2 || { echo "simulate failed:"; cat "$work/simulate.log"; exit 1; }
 du -sh --apparent-size "$work/backup" "$data"
 kill %1; wait %1 || true
+http= grpc=
 echo "check the backup"; time "$bin" check --data-dir "$work/backup" | head -3
-"$bin" serve --data-dir "$work/backup" --http-addr 127.0.0.1:18081 --grpc-addr 127.0.0.1:19091 2>"$work/restored.log" &
 start=$(date +%s.%N)
-until curl -fsS http://127.0.0.1:18081/readyz >/dev/null 2>&1; do sleep 0.1; done
+serve "$work/backup" "$work/restored.log"
+until curl -fsS "http://$http/readyz" >/dev/null 2>&1; do sleep 0.1; done
 echo "serve on the backup: ready after $(echo "$(date +%s.%N) - $start" | bc) s"
