@@ -2,10 +2,9 @@ package pebblestore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
-
-	"github.com/cockroachdb/errors/oserror"
 
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/internal/pebblelog"
@@ -21,7 +20,7 @@ import (
 // is broken or recovering (see Disk faults) refuses with ErrUnavailable.
 func (s *Store) Checkpoint(ctx context.Context, dir string) (eventstore.Position, error) {
 	fs := s.probeFS
-	if _, err := fs.Stat(dir); !oserror.IsNotExist(err) {
+	if _, err := fs.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		if err == nil {
 			err = os.ErrExist
 		}
