@@ -59,6 +59,27 @@ chromium: ## Install Debian's chromium package for the browser tests when missin
 screenshot: chromium ## Retake docs/board.png, the README's screenshot of the call board
 	$(GO) test -count=1 -run '^TestBoardOverview$$' ./e2e -board-screenshot=$(abspath docs/board.png)
 
+# Crash cycles of `make chaos` (make test runs 10).
+CHAOS_CYCLES ?= 100
+
+.PHONY: chaos
+chaos: ## Kill a serving child process with SIGKILL under load $(CHAOS_CYCLES) times; every acknowledged webhook must survive once
+	CALLLEDGER_CRASH_CYCLES=$(CHAOS_CYCLES) $(GO) test -race -count=1 -timeout 30m -run '^TestCrashCycles$$' -v ./cmd/callledger
+
+.PHONY: bench-floods
+bench-floods: ## Peak RSS of serve under floods of webhooks, WatchCalls and ListCallEvents (docs/BENCHMARKS.md)
+	CALLLEDGER_BENCH_FLOODS=1 $(GO) test -count=1 -timeout 20m -run '^TestFloodMemory$$' -v ./cmd/callledger
+
+BENCH_HEAL_EVENTS ?= 1000000
+
+.PHONY: bench-heal
+bench-heal: ## Time from a corrupt read model to correct answers again, on a $(BENCH_HEAL_EVENTS)-event ledger
+	CALLLEDGER_BENCH_HEAL_EVENTS=$(BENCH_HEAL_EVENTS) $(GO) test -count=1 -timeout 30m -run '^TestHealTime$$' -v ./projections/callversions
+
+.PHONY: bench-backup
+bench-backup: ## Online backup of a 1M-event ledger under simulated traffic, then check and serve it (docs/BENCHMARKS.md)
+	./scripts/bench-backup.sh
+
 .PHONY: proto
 proto: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-grpc-gateway $(BIN)/protoc-gen-openapiv2 ## Regenerate api/ and the OpenAPI document from proto/
 	buf format -w --exclude-path proto/google

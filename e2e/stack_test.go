@@ -73,8 +73,15 @@ func newStack(t testing.TB) *stack { return newStackOn(t, embedded) }
 // `serve --store esdb://…` is given it.
 func newStackOn(t testing.TB, b backend) *stack {
 	t.Helper()
+	return newStackWith(t, b, server.Config{})
+}
+
+// newStackWith is newStackOn with cfg's settings (the test's own data
+// directory, disk, seams) on top of the stack's.
+func newStackWith(t testing.TB, b backend, cfg server.Config) *stack {
+	t.Helper()
 	s := &stack{projection: newProjectionRecorder()}
-	cfg := server.Config{Seams: server.Seams{ProjectionSubscription: s.projection.wrap}}
+	cfg.Seams.ProjectionSubscription = s.projection.wrap
 	switch b {
 	case embedded:
 	case kurrentDB:

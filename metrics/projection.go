@@ -88,3 +88,24 @@ func (p *Projection) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(p.active, prometheus.GaugeValue, float64(active))
 	}
 }
+
+// NewReadModel registers the health of the call-state read model: how
+// many times it was found corrupt (each time it is rebuilt from the
+// ledger), and whether queries are refused now while that rebuild runs.
+func NewReadModel(reg prometheus.Registerer, corruptions func() uint64, damaged func() bool) error {
+	return register(reg,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "read_model", Name: "corruptions_total",
+			Help: "Times the call-state read model was found corrupt or unusable; each is rebuilt from the ledger in the background.",
+		}, func() float64 { return float64(corruptions()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: Namespace, Subsystem: "read_model", Name: "damaged",
+			Help: "1 while the read model is corrupt and queries answer UNAVAILABLE until its rebuild takes over, else 0.",
+		}, func() float64 {
+			if damaged() {
+				return 1
+			}
+			return 0
+		}),
+	)
+}

@@ -269,7 +269,11 @@ func TestCallsWatch(t *testing.T) {
 	t.Parallel()
 	s := startLive(t, true, nil)
 	const before, later = "CA2000000000000000000000000000000a", "CA2000000000000000000000000000000b"
-	s.status(t, before, "ringing", 1)
+	pos := s.status(t, before, "ringing", 1)
+	// The watch's snapshot is the read model's: wait until it holds the call.
+	if out, err := cli(t, "calls", "get", before, "--min-position", strconv.FormatUint(pos, 10), "--addr", s.grpc, "--data-dir", s.dataDir); err != nil {
+		t.Fatalf("calls get at position %d: %v\n%s", pos, err, out)
+	}
 	out := &lineWriter{lines: make(chan string, 100)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

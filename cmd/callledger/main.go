@@ -113,6 +113,7 @@ func subcommands(stdout, stderr io.Writer) []*ffcli.Command {
 		checkCommand(stdout, stderr),
 		callsCommand(stdout, stderr),
 		statsCommand(stdout, stderr),
+		backupCommand(stdout, stderr),
 	}
 }
 

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
 	"github.com/peterbourgon/ff/v3/ffcli"
 
+	"github.com/callledger/callledger/eventstore/freespace"
 	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/services/webhook"
@@ -34,6 +36,7 @@ type serveFlags struct {
 	shutdownTimeout time.Duration
 	cacheMB         int
 	maxQueryLag     time.Duration
+	minFreeSpace    string
 	log             logFlags
 	commands        commandFlags
 	security        securityFlags
@@ -58,6 +61,7 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a graceful shutdown waits for requests in flight")
 	fs.IntVar(&f.cacheMB, "read-model-cache-mb", callstore.DefaultCacheSize>>20, "block cache of the call-state read model, in MiB; about 400 per million calls keeps all of it in memory")
 	fs.DurationVar(&f.maxQueryLag, "max-query-lag", 30*time.Second, "the query service reports NOT_SERVING on gRPC health while the projection's oldest unapplied event is older than this (0: no bound)")
+	fs.StringVar(&f.minFreeSpace, "min-free-space", "", "refuse appends (webhooks get 503 with Retry-After, /readyz fails) while the embedded ledger's filesystem has less free space than this, e.g. 512MiB or 2GB; 0: off (default: the smaller of 1GiB and 5% of the filesystem, at least 128MiB)")
 	f.log.register(fs)
 	f.commands.register(fs)
 	f.security.register(fs)
@@ -95,6 +99,10 @@ func (f *serveFlags) config(logger *slog.Logger) (server.Config, error) {
 	if f.cacheMB <= 0 {
 		return server.Config{}, fmt.Errorf("--read-model-cache-mb %d: must be positive", f.cacheMB)
 	}
+	minFree, err := f.minFreeBytes()
+	if err != nil {
+		return server.Config{}, err
+	}
 	return server.Config{
 		Role:     server.Role(f.role),
 		DataDir:  f.dataDir,
@@ -118,6 +126,7 @@ func (f *serveFlags) config(logger *slog.Logger) (server.Config, error) {
 		},
 		Metrics:    server.Metrics{Addr: f.metricsAddr},
 		Projection: server.Projection{CacheBytes: int64(f.cacheMB) << 20, MaxLag: f.maxQueryLag},
+		Disk:       server.Disk{MinFreeBytes: minFree},
 		Twilio: server.Twilio{
 			AccountsFile: f.commands.accountsFile, AccountSid: f.commands.accountSid,
 			APIKeySid: f.commands.apiKey, APIKeySecret: f.commands.apiSecret,
@@ -141,4 +150,22 @@ func splitList(v string) []string {
 		}
 	}
 	return out
+}
+
+// minFreeBytes is --min-free-space as server.Disk takes it: 0 for the
+// default (the flag unset), negative for off ("0").
+func (f *serveFlags) minFreeBytes() (int64, error) {
+	if f.minFreeSpace == "" {
+		return 0, nil
+	}
+	n, err := freespace.ParseSize(f.minFreeSpace)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("--min-free-space: %w", err)
+	case n == 0:
+		return -1, nil
+	case n > math.MaxInt64:
+		return 0, fmt.Errorf("--min-free-space %s: too large", f.minFreeSpace)
+	}
+	return int64(n), nil
 }

@@ -20,6 +20,8 @@ import (
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/internal/pebblelog"
 	"github.com/callledger/callledger/internal/privatefs"
+	"github.com/callledger/callledger/internal/pebblevfs"
+	"github.com/callledger/callledger/internal/ratelog"
 )
 
 var _ eventstore.Store = (*Store)(nil)
@@ -158,7 +160,7 @@ type Store struct {
 	locks  [2]*pebble.Lock
 	health [2]*dbHealth // of the log and the index, fed by their event listeners
 	log    *slog.Logger
-	limit  *pebblelog.Limiter // repeated errors of the store and its listeners
+	limit  *ratelog.Limiter // repeated errors of the store and its listeners
 	opts   Options
 
 	// sendMu orders Close against Appends that are handing a request to the
@@ -244,7 +246,7 @@ func OpenContext(ctx context.Context, dir string, opts Options) (*Store, error) 
 	s := &Store{
 		dir:    dir,
 		log:    log,
-		limit:  pebblelog.NewLimiter(opts.logEvery),
+		limit:  ratelog.NewLimiter(opts.logEvery),
 		opts:   opts,
 		health: [2]*dbHealth{newHealth("log"), newHealth("index")},
 		reqs:   make(chan *appendReq, opts.QueueSize),
@@ -448,7 +450,7 @@ const cacheSize = 256 << 20
 // diskFS sets up the filesystem under the store: Options.FS, wrapped so
 // that writes (fsyncs above all) that hang are reported, which would
 // otherwise show only as appends timing out, and so that Pebble's retries
-// after a failed write are paced (see pacedFS). The store closes fsCloser
+// after a failed write are paced (see pebblevfs.Paced). The store closes fsCloser
 // after both databases (Pebble only closes the wrapper it makes itself).
 func (s *Store) diskFS() {
 	log := s.log.With("component", "pebble")
@@ -456,7 +458,7 @@ func (s *Store) diskFS() {
 		s.slowAt.Store(time.Now().UnixNano())
 		s.limit.Log(log, slog.LevelWarn, "disk slow", "disk slow", "info", info.String())
 	})
-	s.fs = &pacedFS{FS: s.probeFS}
+	s.fs = pebblevfs.NewPaced(s.probeFS, nil)
 }
 
 // logOptions are the log database's options. Its keys are written in

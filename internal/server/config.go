@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/eventstore/freespace"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/reconcile"
 	"github.com/callledger/callledger/services/webhook"
@@ -50,9 +51,13 @@ type Config struct {
 	API        API
 	Metrics    Metrics
 	Projection Projection
-	Twilio     Twilio
-	Reconcile  Reconcile
-	Tracing    Tracing
+	// Disk guards the embedded ledger against a full disk.
+	Disk Disk
+	// Overload bounds queries and watchers, which give way to webhooks.
+	Overload  Overload
+	Twilio    Twilio
+	Reconcile Reconcile
+	Tracing   Tracing
 
 	// ShutdownTimeout bounds how long a graceful shutdown waits for
 	// requests and streams in flight (--shutdown-timeout); default 20 s.
@@ -183,6 +188,21 @@ type Projection struct {
 	MaxLag time.Duration
 }
 
+// Disk is the free-space watermark of the embedded ledger (ignored on
+// KurrentDB, whose ledger is on KurrentDB's disks).
+type Disk struct {
+	// MinFreeBytes: appends are refused (webhooks 503, commands
+	// UNAVAILABLE, /readyz failing) while the ledger's filesystem has
+	// less free space than this (--min-free-space). Zero means
+	// freespace.DefaultMin of the filesystem (the smaller of 1 GiB and 5 %
+	// of it, at least freespace.Headroom); negative turns the guard off
+	// (--min-free-space 0).
+	MinFreeBytes int64
+	// CheckInterval is how often the free space is read (no flag; default
+	// freespace.DefaultInterval).
+	CheckInterval time.Duration
+}
+
 // Twilio holds the credentials of Twilio's REST API, for hang-ups and the
 // reconciler. None means REST is off.
 type Twilio struct {
@@ -238,6 +258,9 @@ type Seams struct {
 	// InsecureWarningInterval is how often the warning of an insecure
 	// gRPC listener is repeated; 0: an hour.
 	InsecureWarningInterval time.Duration
+	// Statfs reads the free space of the ledger's filesystem: tests fill
+	// a disk without filling one. Nil: statfs(2).
+	Statfs freespace.StatFunc
 }
 
 // Interceptors are a unary and a stream gRPC server interceptor; both are

@@ -38,6 +38,7 @@ import (
 	"github.com/callledger/callledger/internal/grpcauth"
 	"github.com/callledger/callledger/internal/privatefs"
 	"github.com/callledger/callledger/internal/tlsfiles"
+	"github.com/callledger/callledger/metrics"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/callversions"
@@ -376,7 +377,8 @@ func (s *Server) startTracing(ctx context.Context) error {
 
 // openStore opens the event store and decorates it with what every
 // backend gets alike: metrics of its appends and, when tracing is on,
-// spans.
+// spans; the embedded store's appends are also refused while its disk is
+// nearly full (guardDisk).
 func (s *Server) openStore(ctx context.Context) error {
 	opts := StoreOptions{Logger: s.log}
 	if s.cfg.StoreURL == "" {
@@ -391,6 +393,9 @@ func (s *Server) openStore(ctx context.Context) error {
 		return err
 	}
 	s.onClose("event store", store.Close)
+	if store, err = s.guardDisk(store); err != nil {
+		return err
+	}
 	s.store = instrument.Metrics(store, s.tel.store)
 	if s.tp != nil {
 		s.store = instrument.Tracing(s.store, s.tp)
@@ -417,6 +422,9 @@ func (s *Server) querySide(ctx context.Context, restToken string, accounts []res
 	s.onClose("call-state read model", calls.Close)
 	if err := s.tel.watchProjection(s.store, calls); err != nil {
 		return nil, err
+	}
+	if err := metrics.NewReadModel(s.tel.reg, calls.Corruptions, calls.Damaged); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 
 	if err := s.grpcSecurity(); err != nil {
@@ -447,6 +455,7 @@ func (s *Server) querySide(ctx context.Context, restToken string, accounts []res
 		return nil, err
 	}
 	cmds.Register(g)
+	s.admin(calls).Register(g)
 	if rec != nil {
 		s.background = append(s.background, func(ctx context.Context) {
 			if err := rec.Run(ctx); err != nil {
@@ -482,12 +491,16 @@ func (s *Server) querySide(ctx context.Context, restToken string, accounts []res
 // handler.
 func (s *Server) grpcOptions() []grpc.ServerOption {
 	limits := newCallLimits(s.cfg.GRPC)
-	unary := []grpc.UnaryServerInterceptor{s.tel.grpc.UnaryServerInterceptor(), s.auth.Unary(), limits.unary}
-	stream := []grpc.StreamServerInterceptor{s.tel.grpc.StreamServerInterceptor(), s.auth.Stream(), limits.stream}
+	perConn, shedUnary, shedStream := s.shedding()
+	// Metrics first, so that every refusal is counted; authentication
+	// next, so that calls of nobody take no share of what shedding admits.
+	unary := []grpc.UnaryServerInterceptor{s.tel.grpc.UnaryServerInterceptor(), s.auth.Unary(), shedUnary, limits.unary}
+	stream := []grpc.StreamServerInterceptor{s.tel.grpc.StreamServerInterceptor(), s.auth.Stream(), shedStream, limits.stream}
 	if seam := s.cfg.Seams.GRPCInterceptors; seam != nil {
 		unary, stream = append(unary, seam.Unary), append(stream, seam.Stream)
 	}
 	opts := slices.Concat(query.ServerOptions(), grpcLimits(), []grpc.ServerOption{
+		perConn, // after grpcLimits: --overload's streams per connection win
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	})

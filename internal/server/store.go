@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/kurrentdb"
 	"github.com/callledger/callledger/eventstore/pebblestore"
@@ -51,6 +53,12 @@ func OpenStore(ctx context.Context, storeURL, dataDir string, opts StoreOptions)
 			po.OnCommit = func(ci pebblestore.CommitInfo) { f(ci.Appends, ci.Events, ci.Duration) }
 		}
 		s, err := pebblestore.OpenContext(ctx, dir, po)
+		if errors.Is(err, pebblestore.ErrCorrupt) || pebble.IsCorruptionError(err) {
+			// The ledger is the source of truth: never start over it.
+			return nil, fmt.Errorf("the ledger in %s is damaged; the server will not start on it. "+
+				"Run `callledger check --data-dir %s` to see what is wrong, and restore a backup (`callledger backup`) if need be: %w",
+				dir, dataDir, err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open embedded event store %s: %w", dir, err)
 		}

@@ -3,9 +3,15 @@ package server
 import (
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/callledger/callledger/eventstore"
 
 	"github.com/callledger/callledger/eventstore/kurrentdb/kurrentdbtest"
 )
@@ -57,5 +63,44 @@ func TestRedactStoreURL(t *testing.T) {
 		if got := redactStoreURL(in); got != want {
 			t.Errorf("redactStoreURL(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestOpenStoreRefusesDamagedLedger: a ledger whose files are damaged
+// stops the start with a message that names `callledger check`.
+func TestOpenStoreRefusesDamagedLedger(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := context.Background()
+	quiet := StoreOptions{Logger: slog.New(slog.DiscardHandler)}
+	s, err := OpenStore(ctx, "", dir, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Append(ctx, "call-1", eventstore.Any(), eventstore.EventData{ID: uuid.New(), Type: "T", Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	manifests, err := filepath.Glob(filepath.Join(dir, "ledger", "MANIFEST-*"))
+	if err != nil || len(manifests) == 0 {
+		t.Fatalf("no manifest: %v", err)
+	}
+	for _, p := range manifests {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range b {
+			b[i] ^= 0x5a
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = OpenStore(ctx, "", dir, quiet)
+	if err == nil || !strings.Contains(err.Error(), "callledger check --data-dir "+dir) {
+		t.Fatalf("open over a damaged ledger: %v; want a message naming callledger check", err)
 	}
 }

@@ -28,7 +28,8 @@ const MaxTreeLegs = 1000
 // snapshot: each is at least as recent as the position, which is what
 // read-your-writes needs, and GetCall, the hottest query, saves a snapshot
 // and a read per call.
-func (s *Store) Tree(ctx context.Context, sid string) (callstate.Tree, error) {
+func (s *Store) Tree(ctx context.Context, sid string) (_ callstate.Tree, err error) {
+	defer s.check(&err)
 	done, err := s.reading()
 	if err != nil {
 		return callstate.Tree{}, err
@@ -154,7 +155,8 @@ type Page struct {
 // List returns up to limit calls matching f, newest start time first (then
 // by CallSid), after the position a page token marks; and the token of
 // the next page, empty after the last.
-func (s *Store) List(ctx context.Context, f Filter, limit int, token string) (Page, error) {
+func (s *Store) List(ctx context.Context, f Filter, limit int, token string) (_ Page, err error) {
+	defer s.check(&err)
 	done, err := s.reading()
 	if err != nil {
 		return Page{}, err
@@ -291,7 +293,8 @@ func listChildren(snap *pebble.Snapshot, f Filter, limit int, after []byte) ([]*
 
 // Get returns one call without its tree; an unknown call is
 // callstate.ErrNotFound.
-func (s *Store) Get(ctx context.Context, sid string) (*callledgerv1.Call, error) {
+func (s *Store) Get(ctx context.Context, sid string) (_ *callledgerv1.Call, err error) {
+	defer s.check(&err)
 	done, err := s.reading()
 	if err != nil {
 		return nil, err
@@ -309,7 +312,8 @@ func (s *Store) Get(ctx context.Context, sid string) (*callledgerv1.Call, error)
 
 // Records calls fn with every stored record, in CallSid order: for
 // comparing read models (rebuild = live) and for export.
-func (s *Store) Records(ctx context.Context, fn func(*statev1.CallRecord) error) error {
+func (s *Store) Records(ctx context.Context, fn func(*statev1.CallRecord) error) (err error) {
+	defer s.check(&err)
 	done, err := s.reading()
 	if err != nil {
 		return err

@@ -21,6 +21,7 @@ import (
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/internal/pebblelog"
 	"github.com/callledger/callledger/internal/privatefs"
+	"github.com/callledger/callledger/internal/pebblevfs"
 	"github.com/callledger/callledger/projections/callstate"
 )
 
@@ -75,6 +76,12 @@ type Options struct {
 	// DefaultCacheSize). Reads of calls outside it cost a read from the
 	// file and a decompression each.
 	CacheSize int64
+	// OnCorrupt, when set, is called once, the first time the read model
+	// is found corrupt (a checksum fails) or unusable (a write failed):
+	// from then on its reads and Apply fail with ErrCorrupt, and it must
+	// be rebuilt from the ledger. It may run on any goroutine, with
+	// Pebble's mutex held: it must not block or call the Store.
+	OnCorrupt func(error)
 	// Version is the projection version the directory must hold (default
 	// the package's Version). Opening an older version's directory, to keep
 	// serving from it while the new version builds, names that version.
@@ -90,6 +97,8 @@ type Store struct {
 	db   *pebble.DB
 	log  *slog.Logger
 	opts Options
+	// damage is set once the read model is found corrupt or unusable.
+	damage *damage
 
 	// applyMu serializes Apply and orders it with Watch registration, so a
 	// watcher's snapshot and its change feed meet exactly at one position.
@@ -115,6 +124,10 @@ func (s *Store) reading() (func(), error) {
 	if s.closed.Load() {
 		s.life.RUnlock()
 		return nil, ErrClosed
+	}
+	if err := s.Corrupt(); err != nil {
+		s.life.RUnlock()
+		return nil, err
 	}
 	return s.life.RUnlock, nil
 }
@@ -155,11 +168,14 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	po := pebbleOptions(opts)
 	po.CacheSize = opts.CacheSize
+	dmg := &damage{onCorrupt: opts.OnCorrupt}
+	po.EventListener = dmg.listener(opts.Logger)
+	po.FS = pebblevfs.NewPaced(po.FS, nil) // private files, retries after a failed write paced
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("open call store in %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: opts.Logger, opts: opts, notify: make(chan struct{}), watchers: map[*Watcher]struct{}{}}
+	s := &Store{db: db, log: opts.Logger, opts: opts, damage: dmg, notify: make(chan struct{}), watchers: map[*Watcher]struct{}{}}
 	if err := s.checkVersion(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open call store in %s: %w", dir, err)
@@ -244,11 +260,15 @@ func (s *Store) Close() error {
 
 // Apply folds a subscription batch into the read model and records its
 // checkpoint, atomically; then it tells waiters and watchers.
-func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) error {
+func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) (err error) {
+	defer s.check(&err)
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	if s.closed.Load() {
 		return ErrClosed
+	}
+	if err := s.Corrupt(); err != nil {
+		return err
 	}
 	if uint64(batch.Checkpoint) <= s.applied.Load() && len(batch.Events) == 0 {
 		return nil
@@ -275,7 +295,9 @@ func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) error {
 	if err != nil {
 		return err
 	}
-	if err := tx.b.Commit(pebble.NoSync); err != nil {
+	// A failed WAL write makes Pebble call Fatalf: the database is
+	// unusable, and the read model must be rebuilt (see check).
+	if err := pebblelog.Catch(func() error { return tx.b.Commit(pebble.NoSync) }); err != nil {
 		return fmt.Errorf("commit call store batch: %w", err)
 	}
 	s.countsMu.Lock()
@@ -329,6 +351,9 @@ func (s *Store) WaitFor(ctx context.Context, pos eventstore.Position) error {
 		}
 		if s.closed.Load() {
 			return ErrClosed
+		}
+		if err := s.Corrupt(); err != nil {
+			return err
 		}
 		select {
 		case <-ch:

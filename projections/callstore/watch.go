@@ -39,7 +39,8 @@ type Watcher struct {
 }
 
 // Watch starts following the calls that match f.
-func (s *Store) Watch(ctx context.Context, f Filter) (*Watcher, error) {
+func (s *Store) Watch(ctx context.Context, f Filter) (_ *Watcher, err error) {
+	defer s.check(&err)
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	done, err := s.reading()
@@ -63,7 +64,8 @@ func (w *Watcher) Position() eventstore.Position { return w.pos }
 
 // Snapshot calls fn with every matching call as of Position, newest start
 // first, then releases the snapshot. Call it once, before reading changes.
-func (w *Watcher) Snapshot(ctx context.Context, fn func(*callledgerv1.Call) error) error {
+func (w *Watcher) Snapshot(ctx context.Context, fn func(*callledgerv1.Call) error) (err error) {
+	defer w.s.check(&err)
 	defer w.releaseSnapshot()
 	var after []byte
 	for {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
@@ -75,6 +76,13 @@ type Manager struct {
 	// upgraded is closed when the read model is at cfg.Version.
 	upgraded chan struct{}
 	upgrade  sync.Once
+	// damaged is signalled when a read model is found corrupt (see heal);
+	// corruptions counts those findings.
+	damaged     chan struct{}
+	corruptions atomic.Uint64
+	// healRetry is the first wait before another rebuild after one
+	// failed (default 1 s, doubling to a minute).
+	healRetry time.Duration
 }
 
 // Phases a Manager's rebuild reports after rebuild.PhaseDone.
@@ -102,7 +110,10 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	if cfg.Rebuild.Logger == nil {
 		cfg.Rebuild.Logger = cfg.Logger
 	}
-	m := &Manager{cfg: cfg, cat: Catalog{Root: cfg.Root}, log: cfg.Logger.With("projection", "callstate"), upgraded: make(chan struct{})}
+	m := &Manager{
+		cfg: cfg, cat: Catalog{Root: cfg.Root}, log: cfg.Logger.With("projection", "callstate"),
+		upgraded: make(chan struct{}), damaged: make(chan struct{}, 1), healRetry: time.Second,
+	}
 	m.bgCtx, m.bgStop = context.WithCancel(context.WithoutCancel(ctx))
 	if err := privatefs.MkdirAll(cfg.Root); err != nil {
 		return nil, fmt.Errorf("create %s: %w", cfg.Root, err)
@@ -118,10 +129,26 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		cur = entry{name: fmt.Sprintf("v%d", cfg.Version), version: cfg.Version}
 	}
 	s, err := m.serve(cur.name, cur.version)
+	if err != nil && !errors.Is(err, callstore.ErrVersion) {
+		// Unreadable (corrupt tables, a damaged manifest): the read model
+		// is disposable. Serve an empty one that answers UNAVAILABLE and
+		// rebuild from the ledger, rather than keep the server (and its
+		// webhooks) from starting.
+		m.log.Error("cannot open the read model; removing it and rebuilding it from the ledger", "read_model", cur.name, "err", err)
+		if rerr := os.RemoveAll(m.cat.Path(cur.name)); rerr != nil {
+			return nil, fmt.Errorf("%w; removing it: %w", err, rerr)
+		}
+		lost := cur.name
+		cur = entry{name: fmt.Sprintf("v%d", cfg.Version), version: cfg.Version}
+		if s, err = m.serve(cur.name, cur.version); err == nil {
+			s.store.MarkCorrupt(fmt.Errorf("an empty read model in place of %s, which could not be opened", lost))
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	m.cur.Store(s)
+	m.bg.Go(m.heal)
 	if cur.version == cfg.Version {
 		m.markUpgraded()
 		if err := m.cat.RemoveOlder(cur.name); err != nil {
@@ -149,6 +176,7 @@ func (m *Manager) Upgraded() <-chan struct{} { return m.upgraded }
 func (m *Manager) serve(name string, version uint64) (*served, error) {
 	opts := m.cfg.Store
 	opts.Logger, opts.Version = m.log, version
+	opts.OnCorrupt = m.corrupted
 	st, err := callstore.Open(m.cat.Path(name), opts)
 	if err != nil {
 		return nil, err
@@ -263,8 +291,12 @@ func (m *Manager) Current() *callstore.Store { return m.cur.Load().store }
 func (m *Manager) CurrentName() string { return m.cur.Load().name }
 
 // CaughtUp reports whether the read model answering queries has reached
-// the head of the log since it started.
-func (m *Manager) CaughtUp() bool { return m.cur.Load().runner.CaughtUp() }
+// the head of the log since it started and is sound (a corrupt one answers
+// nothing until its replacement, rebuilt from the ledger, takes over).
+func (m *Manager) CaughtUp() bool {
+	cur := m.cur.Load()
+	return cur.runner.CaughtUp() && cur.store.Corrupt() == nil
+}
 
 // Version is the version of the read model answering queries.
 func (m *Manager) Version() uint64 { return m.cur.Load().store.Version() }

@@ -42,8 +42,7 @@ func (s *Server) ListCallEvents(ctx context.Context, req *callledgerv1.ListCallE
 		}
 	}
 	stream := eventcodec.CallStream(sid)
-	// One more than asked: whether it exists says if there is a next page.
-	recs, err := s.history.ReadStream(ctx, stream, from, limit+1)
+	recs, next, err := s.readPage(ctx, stream, from, limit)
 	if errors.Is(err, eventstore.ErrStreamNotFound) {
 		return &callledgerv1.ListCallEventsResponse{}, nil
 	}
@@ -51,9 +50,8 @@ func (s *Server) ListCallEvents(ctx context.Context, req *callledgerv1.ListCallE
 		return nil, s.fail(ctx, "ListCallEvents", err)
 	}
 	resp := &callledgerv1.ListCallEventsResponse{}
-	if len(recs) > limit {
-		resp.NextPageToken = encodeEventsToken(sid, recs[limit].Revision)
-		recs = recs[:limit]
+	if next != nil {
+		resp.NextPageToken = encodeEventsToken(sid, *next)
 	}
 	resp.Events = make([]*callledgerv1.StoredEvent, 0, len(recs))
 	bytes := 0
@@ -75,6 +73,44 @@ func (s *Server) ListCallEvents(ctx context.Context, req *callledgerv1.ListCallE
 		resp.Events = append(resp.Events, se)
 	}
 	return resp, nil
+}
+
+// eventsReadChunk is how many events one read of the log takes: the
+// memory a page holds beyond its byte bound is at most one chunk.
+const eventsReadChunk = 64
+
+// readPage reads up to limit events of stream from revision from, ending
+// early once the page holds Config.MaxPageBytes of stored events, data and
+// metadata (never with fewer than one
+// event), and returns the revision the next page starts at (nil after the
+// last event).
+func (s *Server) readPage(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.RecordedEvent, *uint64, error) {
+	var page []eventstore.RecordedEvent
+	bytes := 0
+	for {
+		want := min(limit-len(page), eventsReadChunk)
+		// One more than wanted: it says whether anything follows.
+		recs, err := s.history.ReadStream(ctx, stream, from, want+1)
+		if err != nil {
+			return nil, nil, err
+		}
+		more := false
+		for i, rec := range recs {
+			size := len(rec.Data) + len(rec.Metadata)
+			switch {
+			case len(page) == limit, len(page) > 0 && bytes+size > s.maxPageBytes:
+				return page, &rec.Revision, nil
+			case i == want:
+				from, more = rec.Revision, true // the first of the next chunk
+			default:
+				page = append(page, rec)
+				bytes += size
+			}
+		}
+		if !more {
+			return page, nil, nil
+		}
+	}
 }
 
 // Events page tokens: version, next revision, and a hash of the CallSid, so

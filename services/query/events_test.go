@@ -3,6 +3,7 @@ package query_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -201,5 +202,51 @@ func TestListCallEventsByteBound(t *testing.T) {
 	}
 	if pages < 4 {
 		t.Errorf("%d pages: the bound did not cut them", pages)
+	}
+}
+
+// TestListCallEventsPageBytes: a page ends early once it holds the byte
+// bound (never empty), its token leads on, and every event of the history
+// comes once, in order, over the pages; a page size that crosses the
+// log's read chunks changes nothing.
+func TestListCallEventsPageBytes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOptions{maxPageBytes: 3000})
+	call := sid(7)
+	var want []eventstore.Position
+	for i := range 150 {
+		want = append(want, e.append(t, statusEvent(call, "", callledgerv1.CallStatus_CALL_STATUS_RINGING, base.Add(time.Duration(i)*time.Second))))
+	}
+	one, err := e.events.ReadStream(context.Background(), eventcodec.CallStream(call), 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perEvent := len(one[0].Data) + len(one[0].Metadata)
+	for _, size := range []int32{1, 10, 100, query.MaxPageSize} {
+		var got []eventstore.Position
+		token, pages := "", 0
+		for {
+			resp, err := e.client.ListCallEvents(context.Background(), &callledgerv1.ListCallEventsRequest{CallSid: call, PageSize: size, PageToken: token})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pages++
+			n := len(resp.GetEvents())
+			if n == 0 || n > int(size) || (n > 1 && n*perEvent > 3000+perEvent) {
+				t.Fatalf("page size %d: a page of %d events of ~%d bytes under a 3000-byte bound", size, n, perEvent)
+			}
+			for _, ev := range resp.GetEvents() {
+				got = append(got, eventstore.Position(ev.GetPosition()))
+			}
+			if token = resp.GetNextPageToken(); token == "" {
+				break
+			}
+			if pages > len(want) {
+				t.Fatal("more pages than events")
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("page size %d: positions %v, want %v", size, got, want)
+		}
 	}
 }

@@ -11,11 +11,15 @@
 //     DEADLINE_EXCEEDED.
 //   - page_size 0 means DefaultPageSize; negative or above MaxPageSize is
 //     INVALID_ARGUMENT. A page token is only valid with the request (filter,
-//     or call) it was issued for. A page of ListCallEvents also ends before
-//     it would exceed Config.MaxPageBytes (each event carries its raw
-//     request), with a next_page_token: a short page is not the end.
+//     or call) it was issued for.
 //   - Filter times must lie between 1970 and 2262 (Unix nanoseconds), and
 //     started_after must not be later than started_before.
+//   - A ListCallEvents page ends early, with a next_page_token, once it
+//     would exceed Config.MaxPageBytes (each event carries its raw request;
+//     a page holds one event at least): a short page is not the end. The
+//     bound is kept while the log is read, so a page never holds a thousand
+//     64 KiB requests in memory, and again on the encoded answer, which
+//     stays below the gRPC send limit.
 //   - ListCallEvents of a call without events of its own (unknown, or a
 //     placeholder) is an empty page, not NOT_FOUND.
 //   - Unexpected errors are logged in full and answered INTERNAL with a

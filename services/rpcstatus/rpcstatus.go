@@ -34,7 +34,8 @@ func New(log *slog.Logger, retry string) Mapper {
 
 // Map answers err, which the handler of method could not answer itself:
 //   - the event store or the read model being unavailable or closed is
-//     UNAVAILABLE, logged as a warning: a retry can succeed;
+//     UNAVAILABLE, logged as a warning: a retry can succeed; so is a
+//     corrupt read model, which is being rebuilt;
 //   - a cancellation or deadline of the request's own ctx is CANCELED or
 //     DEADLINE_EXCEEDED, as gRPC reports it;
 //   - anything else is logged in full and answered with a short INTERNAL.
@@ -43,6 +44,9 @@ func (m Mapper) Map(ctx context.Context, method string, err error) error {
 	case errors.Is(err, eventstore.ErrUnavailable), errors.Is(err, callstore.ErrClosed):
 		m.log.WarnContext(ctx, "store unavailable", "method", method, "err", err)
 		return status.Error(codes.Unavailable, "store unavailable; "+m.retry)
+	case errors.Is(err, callstore.ErrCorrupt):
+		// Logged once by the read model's manager, which rebuilds it.
+		return status.Error(codes.Unavailable, "the read model is being rebuilt from the ledger; "+m.retry)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		// Only when the request ended: a deadline the server set itself
 		// is an internal failure.

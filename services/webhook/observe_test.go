@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/corpus"
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/twilio"
@@ -162,5 +163,50 @@ func TestObserverAndRefusalLogs(t *testing.T) {
 		if strings.Contains(all, secret) {
 			t.Errorf("logs contain a secret %q: %s", secret, all)
 		}
+	}
+}
+
+// TestRepeated503sLoggedOnce: a store that fails answers every webhook 503,
+// each with its request ID on the answer, but the log gets one line per
+// kind of failure per interval, naming the first request's ID, rather than
+// a line per request (a full disk must not fill up with log lines).
+func TestRepeated503sLoggedOnce(t *testing.T) {
+	t.Parallel()
+	store, err := pebblestore.Open(t.TempDir(), pebblestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	srv := newServer(t, store, func(c *webhook.Config) {
+		c.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+		c.LogEvery = time.Hour
+	})
+	reqs, _, _ := mustCorpus(t)
+	var ids []string
+	for _, r := range reqs {
+		if r.ExpectHTTP/100 != 2 {
+			continue
+		}
+		resp := do(t, srv, r)
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("seq %d: %d, want 503 with Retry-After", r.Seq, resp.StatusCode)
+		}
+		id := resp.Header.Get(webhook.RequestIDHeader)
+		if id == "" {
+			t.Fatalf("seq %d: 503 without a request ID", r.Seq)
+		}
+		if ids = append(ids, id); len(ids) == 20 {
+			break
+		}
+	}
+	lines := logs.lines(t)
+	if len(lines) != 1 {
+		t.Fatalf("%d failures logged %d lines, want 1: %v", len(ids), len(lines), lines)
+	}
+	if lines[0]["request_id"] != ids[0] || lines[0]["level"] != "ERROR" {
+		t.Errorf("the line %v does not name the first request %q", lines[0], ids[0])
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/internal/ratelog"
 	"github.com/callledger/callledger/twilio"
 )
 
@@ -89,6 +90,7 @@ const (
 	DefaultAppendTimeout = 10 * time.Second
 	DefaultDialTwiML     = `<?xml version="1.0" encoding="UTF-8"?><Response/>`
 	DefaultRetryAfter    = 1 * time.Second
+	DefaultLogEvery      = 10 * time.Second
 )
 
 // PositionHeader carries the commit position of a request's events, so a
@@ -101,12 +103,21 @@ type Config struct {
 	Verifier *twilio.Verifier
 	// Store receives the events; required.
 	Store Appender
-	// Logger gets one line per refused or failed request.
+	// Logger gets one line per refused or failed request, except for 503s:
+	// at most one per LogEvery for each kind (saturated, store failing),
+	// since a full disk or a store outage answers every webhook 503. The
+	// first of each kind names its request ID; the next one says how many
+	// were held back.
 	Logger *slog.Logger
+	// LogEvery spaces repeated 503 lines of one kind (default
+	// DefaultLogEvery).
+	LogEvery time.Duration
 	// MaxBodyBytes bounds a request body; larger bodies get 413.
 	MaxBodyBytes int64
 	// MaxInFlight bounds concurrent appends; beyond it requests get 503 at
-	// once instead of queueing without bound.
+	// once instead of queueing without bound. Twice as many requests may
+	// be read and verified at once (each holds its body): beyond that too,
+	// 503 at once, so that a flood cannot hold unbounded memory.
 	MaxInFlight int
 	// AppendTimeout bounds one request's appends. Twilio gives up after
 	// 15 s, so waiting longer only wastes a slot.
@@ -127,11 +138,15 @@ type Config struct {
 
 // Handler serves the Twilio-facing routes and the health probes.
 type Handler struct {
-	cfg      Config
-	mux      *http.ServeMux
-	slots    chan struct{}
+	cfg   Config
+	mux   *http.ServeMux
+	slots chan struct{}
+	// reading bounds the requests being read, verified or appended.
+	reading  chan struct{}
 	draining atomic.Bool
 	retry    string
+	// logs holds back repeated refusal lines of one kind.
+	logs *ratelog.Limiter
 }
 
 // New validates cfg and builds the handler.
@@ -163,11 +178,16 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
+	if cfg.LogEvery <= 0 {
+		cfg.LogEvery = DefaultLogEvery
+	}
 	h := &Handler{
-		cfg:   cfg,
-		mux:   http.NewServeMux(),
-		slots: make(chan struct{}, cfg.MaxInFlight),
-		retry: strconv.Itoa(int((cfg.RetryAfter + time.Second - 1) / time.Second)),
+		cfg:     cfg,
+		mux:     http.NewServeMux(),
+		slots:   make(chan struct{}, cfg.MaxInFlight),
+		reading: make(chan struct{}, 2*cfg.MaxInFlight),
+		retry:   strconv.Itoa(int((cfg.RetryAfter + time.Second - 1) / time.Second)),
+		logs:    ratelog.NewLimiter(cfg.LogEvery),
 	}
 	for _, kind := range twilio.Kinds() {
 		hf := h.ingest(kind)
@@ -248,6 +268,11 @@ func (a *answerWriter) status() int {
 	return a.code
 }
 
+// InFlight returns the webhook appends in flight now (at most
+// Config.MaxInFlight): a measure of how busy ingest is, so that queries
+// can give way to it.
+func (h *Handler) InFlight() int { return len(h.slots) }
+
 // Drain marks the handler as shutting down: /readyz fails so a load
 // balancer stops sending, while requests in flight still finish.
 func (h *Handler) Drain() { h.draining.Store(true) }
@@ -275,6 +300,14 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		received := h.cfg.Now()
 
+		select {
+		case h.reading <- struct{}{}:
+			defer func() { <-h.reading }()
+		default:
+			h.logRequest(w, r, slog.LevelWarn, "refused: saturated", []any{"max_in_flight", h.cfg.MaxInFlight}, true)
+			h.unavailable(w, "too many requests in flight")
+			return
+		}
 		if r.ContentLength > h.cfg.MaxBodyBytes {
 			h.refused(w, r, "refused: body too large", "bytes", r.ContentLength)
 			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
@@ -307,7 +340,7 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 		select {
 		case h.slots <- struct{}{}:
 		default:
-			h.refused(w, r, "refused: saturated", "max_in_flight", h.cfg.MaxInFlight)
+			h.logRequest(w, r, slog.LevelWarn, "refused: saturated", []any{"max_in_flight", h.cfg.MaxInFlight}, true)
 			h.unavailable(w, "too many requests in flight")
 			return
 		}
@@ -325,7 +358,7 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 		pos, err := h.appendAll(r.Context(), kind, derived)
 		<-h.slots
 		if err != nil {
-			h.failed(w, r, "append failed; answering 503 so Twilio retries", "err", err)
+			h.logRequest(w, r, slog.LevelError, "append failed; answering 503 so Twilio retries", []any{"err", err}, true)
 			h.unavailable(w, "event store unavailable")
 			return
 		}
@@ -409,18 +442,24 @@ func (h *Handler) unavailable(w http.ResponseWriter, msg string) {
 // request ID, which the answer carries too. Nothing secret is logged: no
 // header but the request ID, no body, no signature.
 func (h *Handler) refused(w http.ResponseWriter, r *http.Request, msg string, args ...any) {
-	h.logRequest(w, r, slog.LevelWarn, msg, args)
+	h.logRequest(w, r, slog.LevelWarn, msg, args, false)
 }
 
-// failed logs a request that failed on the server's side.
-func (h *Handler) failed(w http.ResponseWriter, r *http.Request, msg string, args ...any) {
-	h.logRequest(w, r, slog.LevelError, msg, args)
-}
-
-func (h *Handler) logRequest(w http.ResponseWriter, r *http.Request, level slog.Level, msg string, args []any) {
+// logRequest sets the request ID on the answer and logs msg; when limited,
+// only if no line with the same msg was logged less than LogEvery ago.
+func (h *Handler) logRequest(w http.ResponseWriter, r *http.Request, level slog.Level, msg string, args []any, limited bool) {
 	id := requestID(r)
 	w.Header().Set(RequestIDHeader, id)
 	attrs := append([]any{"request_id", id, "method", r.Method, "route", Route(r.URL.Path), "remote", r.RemoteAddr}, args...)
+	if limited {
+		ok, held := h.logs.Allow(msg)
+		if !ok {
+			return
+		}
+		if held > 0 {
+			attrs = append(attrs, "suppressed", held)
+		}
+	}
 	h.cfg.Logger.Log(r.Context(), level, msg, attrs...)
 }
 

@@ -1,4 +1,4 @@
-package pebblestore
+package pebblevfs
 
 import (
 	"syscall"
@@ -12,7 +12,7 @@ import (
 // out, doubling from minPace up to maxPace, and a successful sync ends
 // the pacing.
 func TestPacedFSBackoff(t *testing.T) {
-	fs := &pacedFS{FS: vfs.NewMem()}
+	fs := NewPaced(vfs.NewMem(), nil)
 	for i := range 10 {
 		before := time.Now()
 		fs.observe(syscall.ENOSPC)

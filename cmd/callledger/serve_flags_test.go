@@ -1,0 +1,20 @@
+package main
+
+import "testing"
+
+// TestMinFreeSpaceFlag: unset is the default (0), "0" turns the guard off
+// (negative), sizes take units, and nonsense is refused naming the flag.
+func TestMinFreeSpaceFlag(t *testing.T) {
+	for in, want := range map[string]int64{"": 0, "0": -1, "512MiB": 512 << 20, "2GB": 2_000_000_000} {
+		f := serveFlags{minFreeSpace: in}
+		if got, err := f.minFreeBytes(); err != nil || got != want {
+			t.Errorf("--min-free-space %q: %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"lots", "-5GB", "99999999999EiB"} {
+		f := serveFlags{minFreeSpace: in}
+		if got, err := f.minFreeBytes(); err == nil {
+			t.Errorf("--min-free-space %q: %d, want an error", in, got)
+		}
+	}
+}

@@ -1,0 +1,96 @@
+// Package admin is the gRPC adapter of the operator's actions:
+// AdminService. Its methods act on the server's machine; the server's
+// authorization policy admits only principals with the projections:admin
+// scope (internal/server/policy.go).
+//
+// Choices the contract leaves open:
+//   - A backup target that is relative, or not a directory, is
+//     INVALID_ARGUMENT; one that holds anything is ALREADY_EXISTS.
+//   - One backup runs at a time; another is FAILED_PRECONDITION.
+//   - A server without a backup of its own (KurrentDB holds the ledger)
+//     answers FAILED_PRECONDITION, pointing at KurrentDB's procedure.
+package admin
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/internal/backup"
+	"github.com/callledger/callledger/services/rpcstatus"
+)
+
+// BackupFunc writes a backup into an absolute directory (backup.Take on
+// the server's ledger and read model).
+type BackupFunc func(ctx context.Context, dir string) (backup.Result, error)
+
+// Config wires a Server.
+type Config struct {
+	// Backup takes a backup; nil when the ledger is not the server's to
+	// back up (KurrentDB).
+	Backup BackupFunc
+	Logger *slog.Logger
+}
+
+// Server implements callledgerv1.AdminServiceServer.
+type Server struct {
+	callledgerv1.UnimplementedAdminServiceServer
+	cfg     Config
+	log     *slog.Logger
+	errs    rpcstatus.Mapper
+	backups sync.Mutex
+}
+
+var _ callledgerv1.AdminServiceServer = (*Server)(nil)
+
+// KurrentDBBackupHint is what Backup answers on KurrentDB.
+const KurrentDBBackupHint = "the ledger is in KurrentDB: back it up with KurrentDB's own procedure (docs/deploy-kurrentdb.md, Backups)"
+
+// New builds the server.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	log := cfg.Logger.With("component", "admin")
+	return &Server{cfg: cfg, log: log, errs: rpcstatus.New(log, "retry")}
+}
+
+// Register adds the service to a gRPC server.
+func (s *Server) Register(g grpc.ServiceRegistrar) { callledgerv1.RegisterAdminServiceServer(g, s) }
+
+// Backup writes a backup of the ledger into the request's directory.
+func (s *Server) Backup(ctx context.Context, req *callledgerv1.BackupRequest) (*callledgerv1.BackupResponse, error) {
+	if s.cfg.Backup == nil {
+		return nil, status.Error(codes.FailedPrecondition, KurrentDBBackupHint)
+	}
+	if req.GetTargetDir() == "" {
+		return nil, status.Error(codes.InvalidArgument, "target_dir is required")
+	}
+	if !s.backups.TryLock() {
+		return nil, status.Error(codes.FailedPrecondition, "a backup is already running")
+	}
+	defer s.backups.Unlock()
+	s.log.InfoContext(ctx, "backup started", "target_dir", req.GetTargetDir())
+	res, err := s.cfg.Backup(ctx, req.GetTargetDir())
+	switch {
+	case errors.Is(err, backup.ErrTargetInvalid):
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, backup.ErrTargetNotEmpty):
+		return nil, status.Error(codes.AlreadyExists, err.Error()+": a backup never writes over anything")
+	case err != nil:
+		return nil, s.errs.Map(ctx, "Backup", err)
+	}
+	s.log.InfoContext(ctx, "backup done", "target_dir", req.GetTargetDir(), "position", res.Position,
+		"read_model", res.ReadModel, "took", res.Took)
+	return &callledgerv1.BackupResponse{
+		Position: uint64(res.Position), ReadModel: res.ReadModel,
+		ReadModelCheckpoint: uint64(res.ReadModelApplied), Took: durationpb.New(res.Took),
+	}, nil
+}
