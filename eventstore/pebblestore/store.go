@@ -19,8 +19,8 @@ import (
 
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/internal/pebblelog"
-	"github.com/callledger/callledger/internal/privatefs"
 	"github.com/callledger/callledger/internal/pebblevfs"
+	"github.com/callledger/callledger/internal/privatefs"
 	"github.com/callledger/callledger/internal/ratelog"
 )
 
