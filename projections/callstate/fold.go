@@ -324,7 +324,7 @@ func (f *fold) reconciled(self *statev1.CallRecord, ev *callledgerv1.Event, r *c
 type fold struct {
 	tx    Tx
 	pos   uint64
-	recs  []*statev1.CallRecord // loaded, by CallSid
+	recs  []*statev1.CallRecord    // loaded, by CallSid
 	ends  []*timestamppb.Timestamp // each loaded record's end when loaded (endOf)
 	dirty []*statev1.CallRecord    // in first-touch order, for a deterministic Put order
 	confs []*statev1.ConferenceRecord

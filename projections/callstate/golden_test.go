@@ -131,7 +131,7 @@ func parseEvents(t *testing.T, input string) ([]*callledgerv1.Event, map[string]
 			if err != nil {
 				t.Fatalf("line %q: at: %v", line, err)
 			}
-			at = baseTime.Truncate(24*time.Hour).Add(time.Duration(tod.Hour())*time.Hour + time.Duration(tod.Minute())*time.Minute + time.Duration(tod.Second())*time.Second)
+			at = baseTime.Truncate(24 * time.Hour).Add(time.Duration(tod.Hour())*time.Hour + time.Duration(tod.Minute())*time.Minute + time.Duration(tod.Second())*time.Second)
 		}
 		ev := &callledgerv1.Event{
 			EventId:    uuid.NewSHA1(uuid.NameSpaceURL, []byte(line)).String(),
