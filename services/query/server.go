@@ -51,6 +51,14 @@ type Calls interface {
 	WaitFor(ctx context.Context, pos eventstore.Position) error
 }
 
+// Conferences is the part of the read model the conference queries read.
+// *callstore.Store and *callversions.Manager implement it.
+type Conferences interface {
+	Conference(ctx context.Context, sid string) (callstore.ConferenceTree, error)
+	ListConferences(ctx context.Context, f callstore.ConferenceFilter, limit int, token string) (callstore.ConferencePage, error)
+	WatchConferences(ctx context.Context, f callstore.ConferenceFilter) (*callstore.ConferenceWatcher, error)
+}
+
 // History is the part of the event store ListCallEvents reads; every
 // eventstore.Store implements it.
 type History interface {
@@ -88,6 +96,9 @@ type Config struct {
 	// UNIMPLEMENTED.
 	Counts Counts
 	Delays Delays
+	// Conferences answers the conference queries. Default: Calls, when it
+	// implements Conferences; without either, they answer UNIMPLEMENTED.
+	Conferences Conferences
 }
 
 // Server implements callledgerv1.CallQueryServiceServer.
@@ -101,6 +112,7 @@ type Server struct {
 	maxWait time.Duration
 	counts  Counts
 	delays  Delays
+	confs   Conferences
 }
 
 var _ callledgerv1.CallQueryServiceServer = (*Server)(nil)
@@ -116,6 +128,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = DefaultMaxWait
 	}
+	if cfg.Conferences == nil {
+		cfg.Conferences, _ = cfg.Calls.(Conferences)
+	}
 	log := cfg.Logger.With("component", "query")
 	return &Server{
 		calls:   cfg.Calls,
@@ -125,6 +140,7 @@ func New(cfg Config) (*Server, error) {
 		maxWait: cfg.MaxWait,
 		counts:  cfg.Counts,
 		delays:  cfg.Delays,
+		confs:   cfg.Conferences,
 	}, nil
 }
 
