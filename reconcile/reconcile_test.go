@@ -344,7 +344,9 @@ func TestInferredEndIsStillReconciled(t *testing.T) {
 		EndTime: hour.Add(59 * time.Second)})
 	e.fake.Put(resttest.Call{Sid: parent, AccountSid: acct, Status: "completed", Duration: "60", Direction: "inbound"})
 	e.start(t, reconcile.Config{IdleAfter: 30 * time.Minute, Burst: 20})
-	c = e.waitCall(t, child, func(c *callledgerv1.Call) bool { return c.GetStatusSource() == callledgerv1.Source_SOURCE_RECONCILIATION })
+	c = e.waitCall(t, child, func(c *callledgerv1.Call) bool {
+		return c.GetStatusSource() == callledgerv1.Source_SOURCE_RECONCILIATION
+	})
 	if c.GetDurationSeconds() != 58 {
 		t.Errorf("reconciled child: %v", c)
 	}

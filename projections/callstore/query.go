@@ -123,7 +123,9 @@ func (f Filter) fingerprint() uint64 {
 
 const tokenVersion = 1
 
-func encodeToken(f Filter, lastKey []byte) string { return encodeTokenFingerprint(f.fingerprint(), lastKey) }
+func encodeToken(f Filter, lastKey []byte) string {
+	return encodeTokenFingerprint(f.fingerprint(), lastKey)
+}
 
 func decodeToken(f Filter, token string) ([]byte, error) {
 	return decodeTokenFingerprint(f.fingerprint(), token)

@@ -56,7 +56,9 @@ func (m *Manager) Conference(ctx context.Context, sid string) (callstore.Confere
 // ListConferences is callstore.Store.ListConferences on the current read
 // model.
 func (m *Manager) ListConferences(ctx context.Context, f callstore.ConferenceFilter, limit int, token string) (callstore.ConferencePage, error) {
-	return retry(m, func(s *callstore.Store) (callstore.ConferencePage, error) { return s.ListConferences(ctx, f, limit, token) })
+	return retry(m, func(s *callstore.Store) (callstore.ConferencePage, error) {
+		return s.ListConferences(ctx, f, limit, token)
+	})
 }
 
 // WatchConferences is callstore.Store.WatchConferences on the current read
