@@ -488,6 +488,11 @@ func (f *fold) flush() error {
 // own end, and so on. A record is looked at maxTreeDepth times at most, so
 // that SIDs naming each other cannot loop.
 func (f *fold) settleEnds() error {
+	for _, r := range f.dirty {
+		if r.GetTerminal() != nil {
+			r.InferredEnd = nil // it ended by a report of its own
+		}
+	}
 	var passes map[string]int
 	for changed := true; changed; {
 		changed = false
@@ -537,10 +542,11 @@ func endOf(r *statev1.CallRecord) *timestamppb.Timestamp {
 }
 
 // inferFrom sets child's inferred end to parent's end (none while the
-// parent has not ended) and reports whether it changed.
+// parent has not ended, or when the child has a terminal report of its
+// own) and reports whether it changed.
 func inferFrom(child, parent *statev1.CallRecord) bool {
 	cur, end := child.GetInferredEnd(), endOf(parent)
-	if end == nil {
+	if end == nil || child.GetTerminal() != nil {
 		child.InferredEnd = nil
 		return cur != nil
 	}

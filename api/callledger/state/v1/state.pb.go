@@ -85,8 +85,8 @@ type CallRecord struct {
 	Insights []*InsightsReport `protobuf:"bytes,32,rep,name=insights,proto3" json:"insights,omitempty"`
 	// The call's part in each conference, by ConferenceSid.
 	Conferences []*ParticipantRecord `protobuf:"bytes,33,rep,name=conferences,proto3" json:"conferences,omitempty"`
-	// Set while the call's parent has ended (a report of its own or
-	// inferred): the view shows a call without a terminal report as ended.
+	// Set while the call has no terminal report of its own and its parent
+	// has ended (by a report, or inferred in turn): the view shows it ended.
 	InferredEnd   *InferredEnd `protobuf:"bytes,34,opt,name=inferred_end,json=inferredEnd,proto3" json:"inferred_end,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
