@@ -157,6 +157,10 @@ type Seams struct {
 	// ProjectionSubscription wraps every subscription the call-state
 	// projection opens on the log: tests record what it is delivered.
 	ProjectionSubscription func(eventstore.Subscription) eventstore.Subscription
+	// WebhookClock is the webhooks' server clock (an event's received_at):
+	// tests that compare folded state with a committed file fix it. Nil:
+	// time.Now.
+	WebhookClock func() time.Time
 }
 
 // withDefaults validates c and fills in its defaults.
