@@ -160,11 +160,10 @@ func TestGetConference(t *testing.T) {
 func TestListAndWatchConferences(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOptions{})
-	var head eventstore.Position
 	for i := 1; i <= 3; i++ {
-		head = e.appendConference(t, cfSid(i), "participant-join", sid(i), 1, base.Add(time.Duration(i)*time.Minute))
+		e.appendConference(t, cfSid(i), "participant-join", sid(i), 1, base.Add(time.Duration(i)*time.Minute))
 	}
-	head = e.appendConference(t, cfSid(1), "conference-end", "", 2, base.Add(10*time.Minute))
+	head := e.appendConference(t, cfSid(1), "conference-end", "", 2, base.Add(10*time.Minute))
 	e.waitApplied(t, head)
 	ctx, cancel := context.WithTimeout(context.Background(), failBound)
 	defer cancel()
