@@ -81,7 +81,7 @@ func (f *fold) conference(c *callledgerv1.ConferenceEventReported, key *statev1.
 		cp := participantOf(&call.Conferences, conf.GetConferenceSid(), p.GetCallSid())
 		if !sameKey(cp.GetConferenceEnd(), end) {
 			cp.ConferenceEnd = end
-			f.touch(call)
+			f.carry(call)
 		}
 	}
 	if sid := c.GetCallSid(); eventcodec.ValidCallSid(sid) {

@@ -327,6 +327,7 @@ type fold struct {
 	recs  []*statev1.CallRecord    // loaded, by CallSid
 	ends  []*timestamppb.Timestamp // each loaded record's end when loaded (endOf)
 	dirty []*statev1.CallRecord    // in first-touch order, for a deterministic Put order
+	named []*statev1.CallRecord    // the dirty records the event itself concerns (touch, not carry)
 	confs []*statev1.ConferenceRecord
 }
 
@@ -367,8 +368,21 @@ func (f *fold) loadConference(sid string) (*statev1.ConferenceRecord, error) {
 	return r, nil
 }
 
-// touch marks r changed, so that flush stores it.
+// touch marks r changed by the event, so that flush stores it with the
+// event's position.
 func (f *fold) touch(r *statev1.CallRecord) {
+	f.carry(r)
+	if !slices.Contains(f.named, r) {
+		f.named = append(f.named, r)
+	}
+}
+
+// carry marks r changed only because another record changed (an end
+// carried down the tree, a conference's end carried to its participants):
+// flush stores it without the event's position. Whether such a change
+// happens at all depends on the order the events come in, so it must not
+// move last_position, which a rebuild folding in any order reproduces.
+func (f *fold) carry(r *statev1.CallRecord) {
 	if !slices.Contains(f.dirty, r) {
 		f.dirty = append(f.dirty, r)
 	}
@@ -417,7 +431,7 @@ func (f *fold) reroot(r *statev1.CallRecord) error {
 			seen = append(seen, n.CallSid)
 			if n.RootCallSid != root {
 				n.RootCallSid = root
-				f.touch(n)
+				f.carry(n) // derived from the tree above: no position of its own
 			}
 			for _, c := range n.ChildCallSids {
 				child, err := f.load(c)
@@ -469,7 +483,9 @@ func (f *fold) flush() error {
 	for _, r := range f.dirty {
 		// The largest position, not the latest applied: a rebuild may fold
 		// in any order and must still agree with the live projection.
-		r.LastPosition = max(r.LastPosition, f.pos)
+		if slices.Contains(f.named, r) {
+			r.LastPosition = max(r.LastPosition, f.pos)
+		}
 		if err := f.tx.Put(r); err != nil {
 			return fmt.Errorf("store %s: %w", r.CallSid, err)
 		}
@@ -517,7 +533,7 @@ func (f *fold) settleEnds() error {
 					return err
 				}
 				if child.GetParent().GetCallSid() == r.CallSid && inferFrom(child, r) {
-					f.touch(child)
+					f.carry(child)
 				}
 			}
 		}
