@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -83,7 +84,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 			t.Errorf("rebuilt up to %d, head is %d", msg.GetTarget(), head)
 		}
 	}
-	if calls.CurrentName() != "v1-1" {
+	if calls.CurrentName() != fmt.Sprintf("v%d-1", callstore.Version) {
 		t.Fatalf("serving %s after the online rebuild", calls.CurrentName())
 	}
 	sameRecords(t, "online rebuild", live, records(t, calls.Current()))

@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -99,7 +100,8 @@ func (r *projectionRecorder) waitFor(ctx context.Context, pos eventstore.Positio
 }
 
 // checkExactlyOnce fails t unless the read model applied every event of
-// the call streams in store exactly once, and nothing else.
+// the streams it folds (calls and conferences) in store exactly once, and
+// nothing else.
 func (r *projectionRecorder) checkExactlyOnce(ctx context.Context, t *testing.T, store eventstore.Store) {
 	t.Helper()
 	want := map[eventKey]bool{}
@@ -113,7 +115,7 @@ func (r *projectionRecorder) checkExactlyOnce(ctx context.Context, t *testing.T,
 			break
 		}
 		for _, e := range evs {
-			if strings.HasPrefix(e.Stream, eventcodec.CallStreamPrefix) {
+			if slices.ContainsFunc(eventcodec.ProjectedStreamPrefixes(), func(p string) bool { return strings.HasPrefix(e.Stream, p) }) {
 				want[eventKey{e.Stream, e.ID}] = true
 				head = e.Position
 			}

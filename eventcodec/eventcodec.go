@@ -18,11 +18,18 @@ import (
 	"github.com/callledger/callledger/eventstore"
 )
 
-// Stream name prefixes. Projections subscribe to CallStreamPrefix only.
+// Stream name prefixes.
 const (
 	CallStreamPrefix       = "call-"
+	ConferenceStreamPrefix = "conference-"
 	QuarantineStreamPrefix = "quarantine-"
 )
+
+// ProjectedStreamPrefixes are the streams the call-state projection folds:
+// calls and conferences (quarantine is kept, never folded).
+func ProjectedStreamPrefixes() []string {
+	return []string{CallStreamPrefix, ConferenceStreamPrefix}
+}
 
 // Event type names as stored. They are part of the storage format: never
 // rename one.
@@ -35,6 +42,10 @@ const (
 	TypeHangupSent              = "HangupSent"
 	TypeHangupFailed            = "HangupFailed"
 	TypeCallReconciled          = "CallReconciled"
+	TypeConferenceEventReported = "ConferenceEventReported"
+	TypeTranscriptionReported   = "TranscriptionReported"
+	TypeCallSummaryReported     = "CallSummaryReported"
+	TypeCallEventReported       = "CallEventReported"
 )
 
 // IDKind is the first part of what an event ID is derived from, so that
@@ -46,15 +57,28 @@ type IDKind string
 
 // Event-ID kinds, with the canonical content each one's IDs cover.
 const (
-	// IDKindStatus, IDKindDial and IDKindRecording are the kinds of the
-	// form-encoded webhook callbacks, named as their routes (twilio.Kind);
-	// the ID covers the callback's canonical parameters.
-	IDKindStatus    IDKind = "status"
-	IDKindDial      IDKind = "dial"
-	IDKindRecording IDKind = "recording"
+	// IDKindStatus, IDKindDial, IDKindRecording, IDKindAMD and
+	// IDKindConference are the kinds of the form-encoded webhook callbacks,
+	// named as their routes (twilio.Kind): a callback's ID kind is the
+	// route it arrived on, whatever it turns out to be (an AMD or a
+	// conference callback on the status route keeps IDKindStatus). The ID
+	// covers the callback's canonical parameters.
+	IDKindStatus     IDKind = "status"
+	IDKindDial       IDKind = "dial"
+	IDKindRecording  IDKind = "recording"
+	IDKindAMD        IDKind = "amd"
+	IDKindConference IDKind = "conference"
 	// IDKindEvents is the kind of a voice status callback delivered by
-	// Event Streams; the ID covers the CloudEvent's id.
+	// Event Streams to its call's stream; the ID covers the CloudEvent's id
+	// alone. Twilio publishes every status callback of a call from one
+	// source, the call, which the stream already names: within the stream
+	// the id is unique as it is (docs/EVENTS.md, CloudEvent identity).
 	IDKindEvents IDKind = "events"
+	// IDKindCloudEvent is the kind of every other CloudEvent filed under a
+	// call (answering-machine detection, Voice Insights, other voice
+	// events); the ID covers its source and its id, each length-prefixed,
+	// as CloudEvents defines an event's identity.
+	IDKindCloudEvent IDKind = "cloudevent"
 	// IDKindReconciled is the kind of CallReconciled; the ID covers the Call
 	// resource as read, or "not-found", the account and the CallSid.
 	IDKindReconciled IDKind = "reconciled"
@@ -91,6 +115,16 @@ func EventID(kind IDKind, canonical []byte) uuid.UUID {
 // CallStream names the stream that holds every event of one call leg.
 func CallStream(callSid string) string { return CallStreamPrefix + callSid }
 
+// ConferenceStream names the stream that holds every conference status
+// callback of one conference.
+func ConferenceStream(conferenceSid string) string { return ConferenceStreamPrefix + conferenceSid }
+
+// ConferenceSidOf returns the ConferenceSid of a conference stream and
+// whether stream is one.
+func ConferenceSidOf(stream string) (string, bool) {
+	return strings.CutPrefix(stream, ConferenceStreamPrefix)
+}
+
 // QuarantineStream names the stream for signed requests of a kind that carry
 // no usable CallSid.
 func QuarantineStream(kind string) string { return QuarantineStreamPrefix + kind }
@@ -102,8 +136,14 @@ func CallSidOf(stream string) (string, bool) {
 
 // ValidCallSid reports whether s has the shape of a Twilio CallSid: "CA"
 // followed by 32 lowercase hexadecimal digits.
-func ValidCallSid(s string) bool {
-	if len(s) != 34 || s[0] != 'C' || s[1] != 'A' {
+func ValidCallSid(s string) bool { return validSid(s, 'C', 'A') }
+
+// ValidConferenceSid reports whether s has the shape of a Twilio
+// ConferenceSid: "CF" followed by 32 lowercase hexadecimal digits.
+func ValidConferenceSid(s string) bool { return validSid(s, 'C', 'F') }
+
+func validSid(s string, p0, p1 byte) bool {
+	if len(s) != 34 || s[0] != p0 || s[1] != p1 {
 		return false
 	}
 	for i := 2; i < len(s); i++ {
@@ -134,6 +174,14 @@ func TypeOf(ev *callledgerv1.Event) (string, error) {
 		return TypeHangupFailed, nil
 	case *callledgerv1.Event_CallReconciled:
 		return TypeCallReconciled, nil
+	case *callledgerv1.Event_ConferenceEventReported:
+		return TypeConferenceEventReported, nil
+	case *callledgerv1.Event_TranscriptionReported:
+		return TypeTranscriptionReported, nil
+	case *callledgerv1.Event_CallSummaryReported:
+		return TypeCallSummaryReported, nil
+	case *callledgerv1.Event_CallEventReported:
+		return TypeCallEventReported, nil
 	default:
 		return "", fmt.Errorf("event %s has no known body: %w", ev.GetEventId(), eventstore.ErrInvalidArgument)
 	}

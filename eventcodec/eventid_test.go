@@ -44,6 +44,11 @@ func TestEventIDKindsArePinned(t *testing.T) {
 		{quarantine("recording"), "raw", "3036a7fa-b0dd-5430-89de-3654f6fcd409"},
 		{quarantine("events"), "raw", "169629df-0cfe-5021-83a6-4095b81e2d46"},
 		{quarantine("unknown"), "raw", "413b7688-45a0-5af1-a4a2-5fd46dd18c66"},
+		{eventcodec.IDKindAMD, "CallSid=CA1", "d86f4197-b291-533c-9359-140dbcc3270e"},
+		{eventcodec.IDKindConference, "CallSid=CA1", "76f9c940-2981-5f5c-829b-3b8a74f0360b"},
+		{eventcodec.IDKindCloudEvent, "CallSid=CA1", "ab77ccb1-cfae-550f-8806-d99e53568571"},
+		{quarantine("amd"), "raw", "921cd196-2161-5253-968d-02cd29f8d61c"},
+		{quarantine("conference"), "raw", "64c3a314-7907-5a76-b6ea-bcdd0aa75246"},
 	} {
 		if got := eventcodec.EventID(tc.kind, []byte(tc.content)).String(); got != tc.want {
 			t.Errorf("EventID(%q, %q) = %s, want %s", tc.kind, tc.content, got, tc.want)
@@ -105,6 +110,9 @@ func TestProducedEventIDsArePinned(t *testing.T) {
 		{"quarantined CloudEvent", events(ce("EV1", "com.twilio.messaging.message.sent")), "54da7c19-91c5-5946-9335-10d2f96d76fc"},
 		{"quarantined CloudEvent without id", events(ce("", "com.twilio.voice.status-callback.call.ringing")), "bd8bd5be-e26d-5295-af88-9baef595923c"},
 		{"unknown route", form("bogus", "CallSid="+pinSid), "8d54c69b-82d1-50f5-9feb-b2e2334bfd3b"},
+		{"AMD callback", form(twilio.KindAMD, "CallSid="+pinSid+"&AnsweredBy=human&MachineDetectionDuration=2100"), "7df93a8a-3c01-59b1-9ae8-7959c569d878"},
+		{"conference callback", form(twilio.KindConference, "ConferenceSid=CF0123456789abcdef0123456789abcdef&StatusCallbackEvent=participant-join&CallSid="+pinSid), "0cb35dca-1df9-51aa-a46d-9bbd2460858f"},
+		{"Voice Insights call summary", events(`[{"specversion":"1.0","type":"com.twilio.voice.insights.call-summary.complete","source":"/v1/Voice/` + pinSid + `/Summary","id":"EZ0123456789abcdef0123456789abcdef","data":{"call_sid":"` + pinSid + `","call_state":"completed"}}]`), "21fe22c4-64c3-54d5-93ad-1f1bc381ee13"},
 		{"reconciled", rest.Reconciled(resource, at).GetEventId(), "168880aa-882d-5be9-a080-455c79a3278a"},
 		{"reconciled not found", rest.NotFound("AC0123456789abcdef0123456789abcdef", pinSid, at).GetEventId(), "a2f96343-630f-5cd1-aae9-77a00aa9ddf0"},
 	} {

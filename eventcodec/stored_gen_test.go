@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -268,6 +269,143 @@ func (w *writer) reconcile(note, account, sid string) {
 	}
 }
 
+// formBody encodes name/value pairs in the order given, as Twilio sends
+// them.
+func formBody(pairs ...string) string {
+	var b strings.Builder
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(url.QueryEscape(pairs[i]) + "=" + url.QueryEscape(pairs[i+1]))
+	}
+	return b.String()
+}
+
+// newCallbacks writes the callbacks the second generation learned to
+// read: answering-machine detection (its route, the status route, Event
+// Streams), conference callbacks (their route, the status route, and a
+// malformed ConferenceSid), transcriptions, Voice Insights summaries and
+// call events, another voice event naming a call, the status callback
+// fields added (errors, caller name, STIR, SIP Call-ID, queue time), a
+// voicemail known only from its recording, and a child leg whose final
+// callback never came.
+func (w *writer) newCallbacks() {
+	const (
+		form       = "application/x-www-form-urlencoded"
+		account    = "ACf42e06a462aa0c13b95dd4c7a152f73b"
+		completed  = "CAc088e8a85c1fb7af418617ca34e416b5" // tree 33, outbound, completed
+		answered   = "CAf582e797b5f92936564178e3fcd8b065" // tree 6, outbound, in progress
+		getCall    = "CAd45c97f42881cdd16aba658ed77c464f" // tree 28
+		dialParent = "CA3d6d6a91b4e8375767af8ac36c1246d1" // tree 13, recorded <Dial>
+		recording  = "REb0f28e3f8bebf8a406ec9922a07da8af"
+		conference = "CF7a1c3e5b9d0f2a4c6e8b1d3f5a7c9e0b"
+		customer   = "CA5e7a9c1b3d5f7e9a0c2b4d6f8a1c3e5d"
+		failed     = "CA9b1d3f5a7c9e0b2d4f6a8c1e3b5d7f9a"
+		voicemail  = "CA1f3e5d7c9b0a2f4e6d8c1b3a5f7e9d0c"
+		parent     = "CA2c4e6a8b0d1f3e5c7a9b2d4f6e8a0c1b"
+		child      = "CA4a6c8e0b2d3f5a7c9e1b3d5f7a9c0e2d"
+	)
+	ts := func(s string) string { return date(s).Format("Mon, 2 Jan 2006 15:04:05 -0700") }
+	post := func(note string, kind twilio.Kind, body string) {
+		w.webhook(note, kind, http.MethodPost, kind.Path(), form, body, nil)
+	}
+	events := func(note, body string) {
+		w.webhook(note, twilio.KindEvents, http.MethodPost, "/twilio/events?bodySHA256="+twilio.BodySHA256([]byte(body)), "application/json", body, nil)
+	}
+
+	// Answering-machine detection, on each of its three channels.
+	post("an asynchronous AMD callback on its route", twilio.KindAMD, formBody(
+		"AccountSid", account, "CallSid", completed, "AnsweredBy", "machine_end_beep", "MachineDetectionDuration", "4210"))
+	post("an asynchronous AMD callback pointed at the status route", twilio.KindStatus, formBody(
+		"AccountSid", account, "CallSid", answered, "AnsweredBy", "human", "MachineDetectionDuration", "1930"))
+	w.at(date("2026-03-01T05:08:40Z"))
+	events("an Event Streams amd.detected event", `[{"specversion":"1.0","type":"com.twilio.voice.status-callback.amd.detected",`+
+		`"source":"/2010-04-01/Accounts/`+account+`/Calls/`+getCall+`.json","id":"EZ3c5e7a9b1d3f5e7c9a0b2d4f6e8a1c3d",`+
+		`"dataschema":"https://events-schemas.twilio.com/Voice.WebhookEvent/2","datacontenttype":"application/json","time":"2026-03-01T05:08:39.512Z",`+
+		`"data":{"sid":"`+getCall+`","timestamp":"2026-03-01T05:08:39.401Z","request":{"method":"POST","url":"https://hooks.example.com/amd",`+
+		`"parameters":{"AccountSid":"`+account+`","CallSid":"`+getCall+`","AnsweredBy":"machine_start","MachineDetectionDuration":"2540"}}}}]`)
+
+	// A failed call with the fields the second generation reads.
+	post("a status callback of a failed call: error, caller name, STIR, SIP Call-ID, queue time", twilio.KindStatus, formBody(
+		"AccountSid", account, "CallSid", failed, "CallStatus", "initiated", "Direction", "outbound-api", "From", "+14155550142", "To", "+12125550190",
+		"CallerName", "ACME CORP", "ForwardedFrom", "+14155550100", "StirVerstat", "TN-Validation-Passed-A", "StirStatus", "A",
+		"SipCallId", "7d1c9e0f@203.0.113.9", "QueueTime", "240", "SequenceNumber", "0", "Timestamp", ts("2026-03-30T09:00:00Z")))
+	post("the failed call's final callback, with ErrorCode and ErrorMessage", twilio.KindStatus, formBody(
+		"AccountSid", account, "CallSid", failed, "CallStatus", "failed", "Direction", "outbound-api", "From", "+14155550142", "To", "+12125550190",
+		"ErrorCode", "13224", "ErrorMessage", "Dial: Twilio does not support calling this number or the number is invalid", "SipResponseCode", "404",
+		"CallDuration", "0", "SequenceNumber", "1", "Timestamp", ts("2026-03-30T09:00:02Z")))
+
+	// A conference: an answered call and a customer, the customer held,
+	// the answered call muted, the customer hanging up, the end.
+	conf := func(note string, kind twilio.Kind, at string, pairs ...string) {
+		post(note, kind, formBody(append([]string{"AccountSid", account, "ConferenceSid", conference, "FriendlyName", "support-42", "Timestamp", ts(at)}, pairs...)...))
+	}
+	conf("conference-start", twilio.KindConference, "2026-03-29T18:12:00Z", "StatusCallbackEvent", "conference-start", "SequenceNumber", "1")
+	conf("participant-join of the agent (the answered call)", twilio.KindConference, "2026-03-29T18:12:00Z",
+		"StatusCallbackEvent", "participant-join", "CallSid", answered, "ParticipantLabel", "agent", "Hold", "false", "Muted", "false", "Coaching", "false",
+		"EndConferenceOnExit", "true", "StartConferenceOnEnter", "true", "SequenceNumber", "2")
+	conf("participant-join of the customer, known from nothing else", twilio.KindConference, "2026-03-29T18:12:03Z",
+		"StatusCallbackEvent", "participant-join", "CallSid", customer, "ParticipantLabel", "customer", "Hold", "false", "Muted", "false", "Coaching", "false", "SequenceNumber", "3")
+	conf("participant-hold of the customer", twilio.KindConference, "2026-03-29T18:12:30Z",
+		"StatusCallbackEvent", "participant-hold", "CallSid", customer, "ParticipantLabel", "customer", "Hold", "true", "Muted", "false", "Coaching", "false", "SequenceNumber", "4")
+	conf("participant-unhold of the customer", twilio.KindConference, "2026-03-29T18:12:30Z",
+		"StatusCallbackEvent", "participant-unhold", "CallSid", customer, "ParticipantLabel", "customer", "Hold", "false", "Muted", "false", "Coaching", "false", "SequenceNumber", "5")
+	conf("participant-mute of the agent, pointed at the status route", twilio.KindStatus, "2026-03-29T18:12:40Z",
+		"StatusCallbackEvent", "participant-mute", "CallSid", answered, "ParticipantLabel", "agent", "Hold", "false", "Muted", "true", "Coaching", "false", "SequenceNumber", "6")
+	conf("participant-leave of the customer, who hung up", twilio.KindConference, "2026-03-29T18:13:10Z",
+		"StatusCallbackEvent", "participant-leave", "CallSid", customer, "ParticipantLabel", "customer", "ParticipantCallStatus", "completed",
+		"ReasonParticipantLeft", "participant_hung_up", "SequenceNumber", "7")
+	conf("conference-end", twilio.KindConference, "2026-03-29T18:13:12Z", "StatusCallbackEvent", "conference-end",
+		"CallSidEndingConference", answered, "ParticipantLabelEndingConference", "agent", "ReasonConferenceEnded", "participant-with-end-conference-on-exit-left", "SequenceNumber", "8")
+	post("a conference callback whose ConferenceSid is not a ConferenceSid: quarantined", twilio.KindConference, formBody(
+		"AccountSid", account, "ConferenceSid", "CF1", "StatusCallbackEvent", "conference-start"))
+
+	// A transcription of the recorded <Dial>'s recording.
+	post("a transcription callback on the recording route", twilio.KindRecording, formBody(
+		"AccountSid", account, "CallSid", dialParent, "RecordingSid", recording, "RecordingUrl", "https://api.twilio.com/2010-04-01/Accounts/"+account+"/Recordings/"+recording,
+		"TranscriptionSid", "TR6e8a0c2b4d6f8e0a1c3b5d7f9a2c4e6b", "TranscriptionStatus", "completed", "TranscriptionType", "fast",
+		"TranscriptionUrl", "https://api.twilio.com/2010-04-01/Accounts/"+account+"/Recordings/"+recording+"/Transcriptions/TR6e8a0c2b4d6f8e0a1c3b5d7f9a2c4e6b",
+		"TranscriptionText", "Hi, this is a test of the support line."))
+
+	// A voicemail: a call known only from its recording callback.
+	post("a voicemail's recording callback, the call's only callback", twilio.KindRecording, formBody(
+		"AccountSid", account, "CallSid", voicemail, "RecordingSid", "RE8c0e2a4b6d8f0c1e3a5b7d9f1c3e5a7b", "RecordingStatus", "completed",
+		"RecordingDuration", "17", "RecordingChannels", "1", "RecordingSource", "RecordVerb", "RecordingTrack", "inbound", "ErrorCode", "0",
+		"RecordingStartTime", ts("2026-03-30T11:00:00Z")))
+
+	// Voice Insights: summaries of the completed call, a gateway event of
+	// the answered one, and another voice event naming a call.
+	summary := func(state, sum string) string {
+		data := `{"call_sid":"` + completed + `","account_sid":"` + account + `","start_time":"2026-03-26T15:57:53Z","end_time":"2026-03-26T16:01:53Z",` +
+			`"duration":240,"connect_duration":227,"call_type":"carrier","call_state":"completed","processing_state":"` + state + `",` +
+			`"tags":["high_jitter"],"properties":{"disconnected_by":"callee","last_sip_response_num":200,"q850_cause":16,"direction":"outbound_api"}}`
+		return `{"specversion":"1.0","type":"com.twilio.voice.insights.call-summary.` + sum + `","source":"/v1/Voice/` + completed + `/Summary",` +
+			`"id":"EZ` + map[string]string{"partial": "5a7c9e1b3d5f7a9c0e2b4d6f8a1c3e5d", "complete": "7c9e1b3d5f7a9c0e2b4d6f8a1c3e5d7f"}[sum] + `",` +
+			`"dataschema":"https://events-schemas.twilio.com/VoiceInsights.CallSummary/1","datacontenttype":"application/json","time":"2026-03-26T16:` +
+			map[string]string{"partial": "10", "complete": "31"}[sum] + `:00.000Z","data":` + strconv.Quote(data) + `}`
+	}
+	w.at(date("2026-03-26T16:31:01Z"))
+	events("Voice Insights call summaries, partial and complete, in one delivery", "["+summary("partial", "partial")+","+summary("complete", "complete")+"]")
+	events("a Voice Insights gateway call event and a conference participant API event, both naming calls",
+		`[{"specversion":"1.0","type":"com.twilio.voice.insights.call-event.gateway","source":"/v1/Voice/`+answered+`/Events","id":"EZ9e1b3d5f7a9c0e2b4d6f8a1c3e5d7f9a",`+
+			`"dataschema":"https://events-schemas.twilio.com/VoiceInsights.CallEvent/3","datacontenttype":"application/json","time":"2026-03-29T18:11:14.300Z",`+
+			`"data":{"timestamp":"2026-03-29T18:11:14.201Z","call_sid":"`+answered+`","account_sid":"`+account+`","edge":"carrier_edge","name":"answered","group":"call_progress","level":"INFO"}},`+
+			`{"specversion":"1.0","type":"com.twilio.voice.api-request.conference-participant.created","source":"/2010-04-01/Accounts/`+account+`/Conferences/`+conference+`/Participants.json",`+
+			`"id":"EZb3d5f7a9c0e2b4d6f8a1c3e5d7f9a1c3","dataschema":"https://events-schemas.twilio.com/Voice.WebhookEvent/2","datacontenttype":"application/json","time":"2026-03-29T18:12:02.000Z",`+
+			`"data":{"sid":"`+customer+`","request":{"method":"POST","url":"https://hooks.example.com/participant","parameters":{"AccountSid":"`+account+`","CallSid":"`+customer+`"}}}}]`)
+
+	// A <Dial> child whose final callback never came: it shows as ended
+	// once its parent does.
+	status := func(note, sid, st, at string, pairs ...string) {
+		post(note, twilio.KindStatus, formBody(append([]string{"AccountSid", account, "CallSid", sid, "CallStatus", st, "Timestamp", ts(at)}, pairs...)...))
+	}
+	status("an inbound call that dials a child", parent, "in-progress", "2026-03-30T12:00:00Z", "Direction", "inbound", "SequenceNumber", "0")
+	status("the child answers; its completed callback will be lost", child, "in-progress", "2026-03-30T12:00:04Z",
+		"Direction", "outbound-dial", "ParentCallSid", parent, "SequenceNumber", "2")
+	status("the parent completes", parent, "completed", "2026-03-30T12:03:00Z", "Direction", "inbound", "CallDuration", "180", "SequenceNumber", "1")
+}
+
 // storedRecord is one stored event and what wrote it.
 type storedRecord struct {
 	rec  eventstore.RecordedEvent
@@ -325,6 +463,8 @@ func writeStoredEvents(t *testing.T) []storedRecord {
 	truncated := `[{"specversion":"1.0","type":"com.twilio.voice.status-callback.call.ringing","id":"EZ0c2e4a6b8d0f1a3c5e7b9d1f3a5c7e9b"`
 	w.webhook("an Event Streams delivery cut short (not JSON): quarantined", twilio.KindEvents, http.MethodPost,
 		"/twilio/events?bodySHA256="+twilio.BodySHA256([]byte(truncated)), "application/json", truncated, nil)
+
+	w.newCallbacks()
 
 	// Hang-ups through the command service, of calls the capture corpus
 	// left in progress, ringing or ended.

@@ -286,6 +286,10 @@ func checkStored(t *testing.T, gen string, f storedFile, rec eventstore.Recorded
 		if !eventcodec.ValidCallSid(sid) || ev.GetCallSid() != sid || ev.GetRequestQuarantined() != nil {
 			t.Errorf("%s: call_sid %q in stream %s", where, ev.GetCallSid(), rec.Stream)
 		}
+	} else if cf, ok := eventcodec.ConferenceSidOf(rec.Stream); ok {
+		if !eventcodec.ValidConferenceSid(cf) || ev.GetCallSid() != "" || ev.GetConferenceEventReported().GetConferenceSid() != cf {
+			t.Errorf("%s: a %s event with call_sid %q in stream %s", where, rec.Type, ev.GetCallSid(), rec.Stream)
+		}
 	} else if q := ev.GetRequestQuarantined(); q == nil || rec.Stream != eventcodec.QuarantineStream(q.GetKind()) || ev.GetCallSid() != "" {
 		t.Errorf("%s: stream %s is neither its call's nor the quarantine of its kind", where, rec.Stream)
 	}
@@ -360,7 +364,30 @@ func checkFold(t *testing.T, gen string, recs []eventstore.RecordedEvent, write 
 	}); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(foldedDir, gen+".json")
+	compareFolded(t, filepath.Join(foldedDir, gen+".json"), views, write, func() proto.Message { return &callledgerv1.Call{} })
+	// Conferences, from the generation that first stored them on, in a
+	// file of their own.
+	var confs []json.RawMessage
+	if err := calls.ConferenceRecords(t.Context(), func(rec *statev1.ConferenceRecord) error {
+		confs = append(confs, protoJSON(t, callstate.ConferenceView(rec)))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if path := filepath.Join(foldedDir, gen+".conferences.json"); len(confs) > 0 || fileExists(path) {
+		compareFolded(t, path, confs, write, func() proto.Message { return &callledgerv1.Conference{} })
+	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// compareFolded compares the views a generation folds into with the file
+// at path, or writes the file.
+func compareFolded(t *testing.T, path string, views []json.RawMessage, write bool, newMsg func() proto.Message) {
+	t.Helper()
 	if write {
 		if err := os.MkdirAll(foldedDir, 0o755); err != nil {
 			t.Fatal(err)
@@ -383,15 +410,15 @@ func checkFold(t *testing.T, gen string, recs []eventstore.RecordedEvent, write 
 		t.Errorf("%s: "+format+"\nStored events keep their meaning: if the projection changed on purpose, bump its version and rewrite the file with -update-fold (docs/EVENTS.md).", append([]any{path}, args...)...)
 	}
 	if len(views) != len(want) {
-		fail("%d calls, want %d", len(views), len(want))
+		fail("%d records, want %d", len(views), len(want))
 		return
 	}
 	for i := range want {
-		w, g := &callledgerv1.Call{}, &callledgerv1.Call{}
+		w, g := newMsg(), newMsg()
 		if err := protojson.Unmarshal(want[i], w); err != nil {
-			fail("call %d: %v", i, err)
+			fail("record %d: %v", i, err)
 		} else if err := protojson.Unmarshal(views[i], g); err != nil || !proto.Equal(g, w) {
-			fail("call %s folds into\n%s\nwant\n%s", w.GetCallSid(), views[i], want[i])
+			fail("record %d folds into\n%s\nwant\n%s", i, views[i], want[i])
 		}
 	}
 }

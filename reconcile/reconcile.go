@@ -320,9 +320,15 @@ func activityOf(c *callledgerv1.Call) time.Time {
 }
 
 // wanted reports whether c may need reconciling: it is not over (or is a
-// placeholder), and Twilio has not said it has no such call.
+// placeholder, or only inferred over because its parent ended: Twilio
+// knows how it really ended), and Twilio has not said it has no such call.
 func wanted(c *callledgerv1.Call) bool {
-	return (!c.GetTerminal() || c.GetPlaceholder()) && !c.GetReconciliation().GetNotFound()
+	return (!c.GetTerminal() || c.GetPlaceholder() || inferred(c)) && !c.GetReconciliation().GetNotFound()
+}
+
+// inferred reports whether c's end is inferred, not reported.
+func inferred(c *callledgerv1.Call) bool {
+	return c.GetStatusSource() == callledgerv1.Source_SOURCE_INFERRED
 }
 
 func (r *Reconciler) observe(c *callledgerv1.Call, at time.Time) {
@@ -341,7 +347,7 @@ func (r *Reconciler) observe(c *callledgerv1.Call, at time.Time) {
 	if at.After(e.lastActivity) {
 		e.lastActivity = at
 	}
-	e.account, e.placeholder, e.terminal, e.children = c.GetAccountSid(), c.GetPlaceholder(), c.GetTerminal(), len(c.GetChildCallSids()) > 0
+	e.account, e.placeholder, e.terminal, e.children = c.GetAccountSid(), c.GetPlaceholder(), c.GetTerminal() && !inferred(c), len(c.GetChildCallSids()) > 0
 	e.hangupAt = time.Time{}
 	if h := c.GetHangupRequest(); h != nil {
 		e.hangupAt = h.GetRequestedAt().AsTime()

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
@@ -320,6 +321,35 @@ func TestStuckCallsAreReconciled(t *testing.T) {
 		t.Errorf("a call under way for a minute was fetched %d times", n)
 	}
 	e.waitPending(t, fresh)
+}
+
+// TestInferredEndIsStillReconciled: a child whose final callback was lost
+// shows as ended as soon as its parent ends (inferred, without REST); with
+// REST credentials it is still read once idle, and Twilio's answer
+// replaces the inferred end.
+func TestInferredEndIsStillReconciled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	parent, child := sid(21), sid(22)
+	hour := t0.Add(-time.Hour)
+	e.status(t, parent, "in-progress", hour)
+	e.status(t, child, "in-progress", hour.Add(time.Second), func(r *callledgerv1.CallStatusReported) { r.ParentCallSid = parent })
+	e.status(t, parent, "completed", hour.Add(time.Minute), func(r *callledgerv1.CallStatusReported) { r.CallDurationSeconds = proto.Int64(60) })
+	c := e.waitCall(t, child, func(c *callledgerv1.Call) bool { return c.GetTerminal() })
+	if c.GetStatusSource() != callledgerv1.Source_SOURCE_INFERRED || c.GetStatus() != callledgerv1.CallStatus_CALL_STATUS_COMPLETED ||
+		!c.GetEndedAt().AsTime().Equal(hour.Add(time.Minute)) {
+		t.Fatalf("child of an ended parent: %v", c)
+	}
+	e.fake.Put(resttest.Call{Sid: child, AccountSid: acct, ParentCallSid: parent, Status: "completed", Duration: "58", Direction: "outbound-dial",
+		EndTime: hour.Add(59 * time.Second)})
+	e.fake.Put(resttest.Call{Sid: parent, AccountSid: acct, Status: "completed", Duration: "60", Direction: "inbound"})
+	e.start(t, reconcile.Config{IdleAfter: 30 * time.Minute, Burst: 20})
+	c = e.waitCall(t, child, func(c *callledgerv1.Call) bool {
+		return c.GetStatusSource() == callledgerv1.Source_SOURCE_RECONCILIATION
+	})
+	if c.GetDurationSeconds() != 58 {
+		t.Errorf("reconciled child: %v", c)
+	}
 }
 
 // TestLaggingRESTNeverMovesStateBack: Twilio's resource still says

@@ -24,26 +24,37 @@ type Kind string
 
 // The webhook kinds, one per route Twilio calls.
 const (
-	KindStatus    Kind = "status"    // call status callbacks
-	KindDial      Kind = "dial"      // <Dial action> callbacks
-	KindRecording Kind = "recording" // recording status callbacks
-	KindEvents    Kind = "events"    // Event Streams webhook sink
+	KindStatus     Kind = "status"     // call status callbacks
+	KindDial       Kind = "dial"       // <Dial action> callbacks
+	KindRecording  Kind = "recording"  // recording status and transcription callbacks
+	KindAMD        Kind = "amd"        // asynchronous answering-machine detection callbacks
+	KindConference Kind = "conference" // conference status callbacks
+	KindEvents     Kind = "events"     // Event Streams webhook sink
 )
 
-// kinds is the one list of the webhook kinds: the path each is served on
-// and the source its events record. Routes, metric labels and quarantine
-// streams all come from it, so a new kind is one line here (and its
-// derivation).
+// kinds is the one list of the webhook kinds: the path each is served on,
+// the source its events record and the ID kind of its callbacks. Routes,
+// metric labels and quarantine streams all come from it, so a new kind is
+// one line here (and its derivation).
 var kinds = [...]struct {
 	kind   Kind
 	path   string
 	source callledgerv1.Source
+	idKind eventcodec.IDKind
 }{
-	{KindStatus, "/twilio/voice/status", callledgerv1.Source_SOURCE_STATUS_CALLBACK},
-	{KindDial, "/twilio/voice/dial", callledgerv1.Source_SOURCE_DIAL_ACTION},
-	{KindRecording, "/twilio/voice/recording", callledgerv1.Source_SOURCE_RECORDING_STATUS},
-	{KindEvents, "/twilio/events", callledgerv1.Source_SOURCE_EVENT_STREAMS},
+	{KindStatus, "/twilio/voice/status", callledgerv1.Source_SOURCE_STATUS_CALLBACK, eventcodec.IDKindStatus},
+	{KindDial, "/twilio/voice/dial", callledgerv1.Source_SOURCE_DIAL_ACTION, eventcodec.IDKindDial},
+	{KindRecording, "/twilio/voice/recording", callledgerv1.Source_SOURCE_RECORDING_STATUS, eventcodec.IDKindRecording},
+	{KindAMD, "/twilio/voice/amd", callledgerv1.Source_SOURCE_AMD_CALLBACK, eventcodec.IDKindAMD},
+	{KindConference, "/twilio/voice/conference", callledgerv1.Source_SOURCE_CONFERENCE_CALLBACK, eventcodec.IDKindConference},
+	{KindEvents, "/twilio/events", callledgerv1.Source_SOURCE_EVENT_STREAMS, eventcodec.IDKindEvents},
 }
+
+// Derivation is the version of this derivation, recorded on every event it
+// makes (Event.derivation): the projection derives events of older
+// versions again from their verbatim requests (Upcast). Bump it whenever
+// Derive reads more of a request than before.
+const Derivation = 1
 
 // Kinds returns every webhook kind, in route order.
 func Kinds() []Kind {
@@ -83,6 +94,16 @@ func sourceOf(kind Kind) callledgerv1.Source {
 		}
 	}
 	return callledgerv1.Source_SOURCE_UNSPECIFIED
+}
+
+// idKindOf is the ID kind of the kind's callbacks ("" for an unknown kind).
+func idKindOf(kind Kind) eventcodec.IDKind {
+	for _, k := range kinds {
+		if k.kind == kind {
+			return k.idKind
+		}
+	}
+	return ""
 }
 
 // Request is a verified webhook request, kept verbatim so that a future
@@ -149,6 +170,10 @@ func deriveForm(kind Kind, req *Request) Derived {
 	}
 	p := formFields(decoded, pairs, order)
 	reported := reportedAt(&p)
+	id := eventcodec.EventID(idKindOf(kind), canonical(decoded, pairs, order)).String()
+	if kind == KindConference || (kind == KindStatus && conferenceCallback(&p)) {
+		return deriveConference(kind, req, &p, id, reported)
+	}
 	sid, found := p.get(fCallSid)
 	switch {
 	case !found:
@@ -159,22 +184,127 @@ func deriveForm(kind Kind, req *Request) Derived {
 		return quarantine(kind, req, "CallSid "+strconv.Quote(truncate(sid))+" is not a CallSid", reported)
 	}
 	ev := &callledgerv1.Event{
-		EventId:    eventcodec.EventID(eventcodec.IDKind(kind), canonical(decoded, pairs, order)).String(), // a route is its callbacks' ID kind
+		EventId:    id,
 		CallSid:    sid,
 		Source:     sourceOf(kind),
 		ReceivedAt: receivedAt(req),
 		ReportedAt: reported,
 		Request:    verbatim(req),
+		Derivation: Derivation,
 	}
-	switch kind {
-	case KindStatus:
+	switch {
+	case kind == KindStatus || kind == KindAMD:
+		if amdCallback(&p) {
+			ev.Source = callledgerv1.Source_SOURCE_AMD_CALLBACK
+		}
 		ev.Body = &callledgerv1.Event_CallStatusReported{CallStatusReported: statusReported(&p)}
-	case KindDial:
+	case kind == KindDial:
 		ev.Body = &callledgerv1.Event_DialCompleted{DialCompleted: dialCompleted(&p)}
+	case transcriptionCallback(&p):
+		ev.Body = &callledgerv1.Event_TranscriptionReported{TranscriptionReported: transcriptionReported(&p)}
 	default:
 		ev.Body = &callledgerv1.Event_RecordingStatusReported{RecordingStatusReported: recordingReported(&p)}
 	}
 	return Derived{Stream: eventcodec.CallStream(sid), Event: ev}
+}
+
+// amdCallback reports whether a callback is an asynchronous
+// answering-machine detection callback (AsyncAmdStatusCallback): a verdict
+// and no CallStatus. It may be pointed at the status route.
+func amdCallback(p *fields) bool {
+	if _, ok := p.get(fCallStatus); ok {
+		return false
+	}
+	_, verdict := p.get(fAnsweredBy)
+	_, took := p.get(fMachineDetectionDuration)
+	return verdict || took
+}
+
+// transcriptionCallback reports whether a callback on the recording route
+// is a transcription callback (transcribeCallback) rather than a recording
+// status callback.
+func transcriptionCallback(p *fields) bool {
+	_, sid := p.get(fTranscriptionSid)
+	_, st := p.get(fTranscriptionStatus)
+	_, text := p.get(fTranscriptionText)
+	return sid || st || text
+}
+
+// conferenceCallback reports whether a callback is a conference status
+// callback: a ConferenceSid and a conference StatusCallbackEvent. It may be
+// pointed at the status route.
+func conferenceCallback(p *fields) bool {
+	if _, ok := p.get(fConferenceSid); !ok {
+		return false
+	}
+	ev := p.value(fStatusCallbackEvent)
+	return strings.HasPrefix(ev, "conference-") || strings.HasPrefix(ev, "participant-") || strings.HasPrefix(ev, "announcement-")
+}
+
+// deriveConference derives the event of a conference status callback,
+// filed under its conference; id is the callback's ID (its route's kind).
+func deriveConference(kind Kind, req *Request, p *fields, id string, reported *timestamppb.Timestamp) Derived {
+	cf, found := p.get(fConferenceSid)
+	switch {
+	case !found:
+		return quarantine(kind, req, "no ConferenceSid", reported)
+	case !eventcodec.ValidConferenceSid(cf):
+		return quarantine(kind, req, "ConferenceSid "+strconv.Quote(truncate(cf))+" is not a ConferenceSid", reported)
+	}
+	raw := p.value(fStatusCallbackEvent)
+	return Derived{Stream: eventcodec.ConferenceStream(cf), Event: &callledgerv1.Event{
+		EventId:    id,
+		Source:     callledgerv1.Source_SOURCE_CONFERENCE_CALLBACK,
+		ReceivedAt: receivedAt(req),
+		ReportedAt: reported,
+		Request:    verbatim(req),
+		Derivation: Derivation,
+		Body: &callledgerv1.Event_ConferenceEventReported{ConferenceEventReported: &callledgerv1.ConferenceEventReported{
+			ConferenceSid:                    cf,
+			FriendlyName:                     p.value(fFriendlyName),
+			Event:                            ParseConferenceEvent(raw),
+			EventRaw:                         raw,
+			AccountSid:                       p.value(fAccountSid),
+			CallSid:                          p.callSid(fCallSid),
+			Hold:                             p.optBool(fHold),
+			Muted:                            p.optBool(fMuted),
+			Coaching:                         p.optBool(fCoaching),
+			EndConferenceOnExit:              p.optBool(fEndConferenceOnExit),
+			StartConferenceOnEnter:           p.optBool(fStartConferenceOnEnter),
+			ParticipantLabel:                 p.value(fParticipantLabel),
+			CallSidToCoach:                   p.callSid(fCallSidToCoach),
+			SequenceNumber:                   p.optInt64(fSequenceNumber),
+			ParticipantCallStatus:            p.value(fParticipantCallStatus),
+			ReasonParticipantLeft:            p.value(fReasonParticipantLeft),
+			CallSidEndingConference:          p.callSid(fCallSidEndingConference),
+			ParticipantLabelEndingConference: p.value(fParticipantLabelEndingConference),
+			ReasonConferenceEnded:            p.value(fReasonConferenceEnded),
+			Reason:                           p.value(fReason),
+		}},
+	}}
+}
+
+// conferenceEvents maps StatusCallbackEvent values to ConferenceEvent.
+var conferenceEvents = map[string]callledgerv1.ConferenceEvent{
+	"conference-start":         callledgerv1.ConferenceEvent_CONFERENCE_EVENT_CONFERENCE_START,
+	"conference-end":           callledgerv1.ConferenceEvent_CONFERENCE_EVENT_CONFERENCE_END,
+	"participant-join":         callledgerv1.ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_JOIN,
+	"participant-leave":        callledgerv1.ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_LEAVE,
+	"participant-hold":         callledgerv1.ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_HOLD,
+	"participant-unhold":       callledgerv1.ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_UNHOLD,
+	"participant-mute":         callledgerv1.ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_MUTE,
+	"participant-unmute":       callledgerv1.ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_UNMUTE,
+	"participant-modify":       callledgerv1.ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_MODIFY,
+	"participant-speech-start": callledgerv1.ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_SPEECH_START,
+	"participant-speech-stop":  callledgerv1.ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_SPEECH_STOP,
+	"announcement-end":         callledgerv1.ConferenceEvent_CONFERENCE_EVENT_ANNOUNCEMENT_END,
+	"announcement-fail":        callledgerv1.ConferenceEvent_CONFERENCE_EVENT_ANNOUNCEMENT_FAIL,
+}
+
+// ParseConferenceEvent maps a conference callback's StatusCallbackEvent;
+// anything else is UNSPECIFIED (events keep the raw string beside it).
+func ParseConferenceEvent(s string) callledgerv1.ConferenceEvent {
+	return conferenceEvents[s]
 }
 
 // quarantine files a verified request that names no usable call. Its ID
@@ -188,6 +318,7 @@ func quarantine(kind Kind, req *Request, reason string, reported *timestamppb.Ti
 		Source:     sourceOf(kind),
 		ReceivedAt: receivedAt(req),
 		ReportedAt: reported,
+		Derivation: Derivation,
 		Body: &callledgerv1.Event_RequestQuarantined{RequestQuarantined: &callledgerv1.RequestQuarantined{
 			Kind:   validUTF8(string(kind)),
 			Reason: validUTF8(reason),
@@ -240,6 +371,29 @@ func statusReported(p *fields) *callledgerv1.CallStatusReported {
 		CallbackSource:      p.value(fCallbackSource),
 		RecordingSid:        p.value(fRecordingSid),
 		RecordingUrl:        p.value(fRecordingUrl),
+
+		MachineDetectionDurationMs: p.optInt64(fMachineDetectionDuration),
+		ErrorCode:                  p.value(fErrorCode),
+		ErrorMessage:               p.value(fErrorMessage),
+		CallerName:                 p.value(fCallerName),
+		ForwardedFrom:              p.value(fForwardedFrom),
+		StirVerstat:                p.value(fStirVerstat),
+		StirStatus:                 p.value(fStirStatus),
+		SipCallId:                  p.value(fSipCallId),
+		QueueTimeMs:                p.optInt64(fQueueTime),
+	}
+}
+
+func transcriptionReported(p *fields) *callledgerv1.TranscriptionReported {
+	return &callledgerv1.TranscriptionReported{
+		TranscriptionSid:    p.value(fTranscriptionSid),
+		TranscriptionStatus: p.value(fTranscriptionStatus),
+		TranscriptionText:   p.value(fTranscriptionText),
+		TranscriptionUrl:    p.value(fTranscriptionUrl),
+		TranscriptionType:   p.value(fTranscriptionType),
+		RecordingSid:        p.value(fRecordingSid),
+		RecordingUrl:        p.value(fRecordingUrl),
+		AccountSid:          p.value(fAccountSid),
 	}
 }
 
@@ -514,6 +668,35 @@ const (
 	fRecordingStartTime
 	fErrorCode
 	fTimestamp
+	fMachineDetectionDuration
+	fErrorMessage
+	fCallerName
+	fForwardedFrom
+	fStirVerstat
+	fStirStatus
+	fSipCallId
+	fQueueTime
+	fTranscriptionSid
+	fTranscriptionStatus
+	fTranscriptionText
+	fTranscriptionUrl
+	fTranscriptionType
+	fConferenceSid
+	fFriendlyName
+	fStatusCallbackEvent
+	fHold
+	fMuted
+	fCoaching
+	fEndConferenceOnExit
+	fStartConferenceOnEnter
+	fParticipantLabel
+	fCallSidToCoach
+	fParticipantCallStatus
+	fReasonParticipantLeft
+	fCallSidEndingConference
+	fParticipantLabelEndingConference
+	fReasonConferenceEnded
+	fReason
 	numFields
 	fNone field = -1
 )
@@ -548,6 +731,36 @@ var fieldNames = [numFields]string{
 	fRecordingStartTime: "RecordingStartTime",
 	fErrorCode:          "ErrorCode",
 	fTimestamp:          "Timestamp",
+
+	fMachineDetectionDuration:         "MachineDetectionDuration",
+	fErrorMessage:                     "ErrorMessage",
+	fCallerName:                       "CallerName",
+	fForwardedFrom:                    "ForwardedFrom",
+	fStirVerstat:                      "StirVerstat",
+	fStirStatus:                       "StirStatus",
+	fSipCallId:                        "SipCallId",
+	fQueueTime:                        "QueueTime",
+	fTranscriptionSid:                 "TranscriptionSid",
+	fTranscriptionStatus:              "TranscriptionStatus",
+	fTranscriptionText:                "TranscriptionText",
+	fTranscriptionUrl:                 "TranscriptionUrl",
+	fTranscriptionType:                "TranscriptionType",
+	fConferenceSid:                    "ConferenceSid",
+	fFriendlyName:                     "FriendlyName",
+	fStatusCallbackEvent:              "StatusCallbackEvent",
+	fHold:                             "Hold",
+	fMuted:                            "Muted",
+	fCoaching:                         "Coaching",
+	fEndConferenceOnExit:              "EndConferenceOnExit",
+	fStartConferenceOnEnter:           "StartConferenceOnEnter",
+	fParticipantLabel:                 "ParticipantLabel",
+	fCallSidToCoach:                   "CallSidToCoach",
+	fParticipantCallStatus:            "ParticipantCallStatus",
+	fReasonParticipantLeft:            "ReasonParticipantLeft",
+	fCallSidEndingConference:          "CallSidEndingConference",
+	fParticipantLabelEndingConference: "ParticipantLabelEndingConference",
+	fReasonConferenceEnded:            "ReasonConferenceEnded",
+	fReason:                           "Reason",
 }
 
 // fieldByName is fieldNames inverted. Building it panics on a field left

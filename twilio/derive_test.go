@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -115,12 +116,16 @@ func checkDerived(t *testing.T, kind twilio.Kind, req *twilio.Request, ds []twil
 			t.Errorf("event %d: ID %s twice in %s", i, ev.GetEventId(), d.Stream)
 		}
 		seen[d.Stream+" "+ev.GetEventId()] = true
-		if sid, ok := eventcodec.CallSidOf(d.Stream); ok {
+		if cf, ok := eventcodec.ConferenceSidOf(d.Stream); ok {
+			if c := ev.GetConferenceEventReported(); c == nil || c.GetConferenceSid() != cf || !eventcodec.ValidConferenceSid(cf) || ev.GetCallSid() != "" {
+				t.Errorf("event %d: stream %q with body %v and call_sid %q", i, d.Stream, ev.GetBody(), ev.GetCallSid())
+			}
+		} else if sid, ok := eventcodec.CallSidOf(d.Stream); ok {
 			if !eventcodec.ValidCallSid(sid) || ev.GetCallSid() != sid {
 				t.Errorf("event %d: stream %q with call_sid %q", i, d.Stream, ev.GetCallSid())
 			}
-			if ev.GetRequestQuarantined() != nil {
-				t.Errorf("event %d: quarantine body in call stream %s", i, d.Stream)
+			if ev.GetRequestQuarantined() != nil || ev.GetConferenceEventReported() != nil {
+				t.Errorf("event %d: %T body in call stream %s", i, ev.GetBody(), d.Stream)
 			}
 		} else {
 			q := ev.GetRequestQuarantined()
@@ -157,7 +162,7 @@ func escapedURL(s string) string {
 
 func quarantineOf(kind twilio.Kind) string {
 	switch kind {
-	case twilio.KindStatus, twilio.KindDial, twilio.KindRecording, twilio.KindEvents:
+	case twilio.KindStatus, twilio.KindDial, twilio.KindRecording, twilio.KindAMD, twilio.KindConference, twilio.KindEvents:
 		return eventcodec.QuarantineStream(string(kind))
 	}
 	return eventcodec.QuarantineStream("unknown")
@@ -357,7 +362,10 @@ func TestDeriveQuarantine(t *testing.T) {
 		{"GET with a bad query", twilio.KindStatus, "GET", "CallSid=" + sid + "&x=%", "", "escape"},
 		{"JSON on a form route", twilio.KindStatus, "POST", "bodySHA256=x", `{"CallSid":"` + sid + `"}`, "no CallSid"},
 		{"too many parameters", twilio.KindStatus, "POST", "", "CallSid=" + sid + strings.Repeat("&", 10000), "more parameters"},
-		{"unknown kind", twilio.Kind("conference"), "POST", "", "CallSid=" + sid, "unknown"},
+		{"unknown kind", twilio.Kind("voicemail"), "POST", "", "CallSid=" + sid, "unknown"},
+		{"conference callback without ConferenceSid", twilio.KindConference, "POST", "", "CallSid=" + sid + "&StatusCallbackEvent=participant-join", "no ConferenceSid"},
+		{"conference callback with a malformed ConferenceSid", twilio.KindConference, "POST", "", "ConferenceSid=CF1&StatusCallbackEvent=conference-end", "not a ConferenceSid"},
+		{"AMD callback with a placeholder CallSid", twilio.KindAMD, "POST", "", "CallSid=CAxxxxxxxxxx&AnsweredBy=machine_end_beep", "not a CallSid"},
 		{"empty kind", twilio.Kind(""), "POST", "", "CallSid=" + sid, "unknown"},
 		{"events: not JSON", twilio.KindEvents, "POST", "", "CallSid=" + sid, "JSON"},
 		{"events: an object", twilio.KindEvents, "POST", "", `{"id":"x"}`, "JSON"},
@@ -422,8 +430,12 @@ func TestDeriveEventStreams(t *testing.T) {
 			[]string{"call-" + sid}, []string{"2026-03-10T13:52:49.002Z"}, nil},
 		{"the same id twice is one event", "[" + cloudEvent("E1", ringing, okData) + "," + cloudEvent("E1", ringing, okData) + "]",
 			[]string{"call-" + sid}, []string{"2026-03-10T13:52:47Z"}, nil},
-		{"unknown type beside a good one", "[" + cloudEvent("E1", ringing, okData) + "," + cloudEvent("E2", "com.twilio.voice.twiml.call.redirected", okData) + "]",
-			[]string{"call-" + sid, "quarantine-events"}, []string{"2026-03-10T13:52:47Z", "2026-03-10T13:52:49.002Z"}, []string{"", "is not a voice status callback"}},
+		{"another voice type naming the call goes to its stream", "[" + cloudEvent("E1", ringing, okData) + "," + cloudEvent("E2", "com.twilio.voice.twiml.call.redirected", okData) + "]",
+			[]string{"call-" + sid, "call-" + sid}, []string{"2026-03-10T13:52:47Z", "2026-03-10T13:52:49.002Z"}, nil},
+		{"a type that is not a voice event beside a good one", "[" + cloudEvent("E1", ringing, okData) + "," + cloudEvent("E2", "com.twilio.messaging.message.sent", okData) + "]",
+			[]string{"call-" + sid, "quarantine-events"}, []string{"2026-03-10T13:52:47Z", "2026-03-10T13:52:49.002Z"}, []string{"", "is not a voice event"}},
+		{"a voice event that names no call", "[" + cloudEvent("E2", "com.twilio.voice.twiml.call.redirected", `{"sid":"CA1"}`) + "]",
+			[]string{"quarantine-events"}, []string{"2026-03-10T13:52:49.002Z"}, []string{"names no call"}},
 		{"invalid sid", "[" + cloudEvent("E1", ringing, voiceData("CA1", "", "")) + "]",
 			[]string{"quarantine-events"}, []string{"2026-03-10T13:52:49.002Z"}, []string{"data.sid"}},
 		{"no id", "[" + cloudEvent("", ringing, okData) + "]",
@@ -566,8 +578,8 @@ func TestDeriveInvalidUTF8(t *testing.T) {
 func TestKinds(t *testing.T) {
 	t.Parallel()
 	kinds := twilio.Kinds()
-	if len(kinds) != 4 {
-		t.Fatalf("Kinds() = %v, want the four routes", kinds)
+	if len(kinds) != 6 {
+		t.Fatalf("Kinds() = %v, want the six routes", kinds)
 	}
 	paths, sources := map[string]bool{}, map[callledgerv1.Source]bool{}
 	for _, k := range kinds {
@@ -589,5 +601,223 @@ func TestKinds(t *testing.T) {
 	}
 	if p := twilio.Kind("unknown").Path(); p != "" {
 		t.Errorf("unknown kind's path %q", p)
+	}
+}
+
+// TestDeriveRecognizes checks the callbacks recognized beyond a route's
+// own: answering-machine detection (its route, or the status route),
+// conference callbacks (their route, or the status route), transcriptions
+// (the recording route). Each keeps the ID kind of the route it arrived
+// on, so that a stored callback's redelivery is still recognized.
+func TestDeriveRecognizes(t *testing.T) {
+	t.Parallel()
+	const cf = "CF0123456789abcdef0123456789abcdef"
+	amd := "CallSid=" + sid + "&AccountSid=AC1&AnsweredBy=machine_end_beep&MachineDetectionDuration=3200"
+	conf := "ConferenceSid=" + cf + "&FriendlyName=room&StatusCallbackEvent=participant-hold&CallSid=" + sid +
+		"&Hold=true&Muted=false&Coaching=false&ParticipantLabel=agent&SequenceNumber=4&Timestamp=Tue%2C+10+Mar+2026+13%3A52%3A47+%2B0000"
+	tr := "CallSid=" + sid + "&RecordingSid=RE1&TranscriptionSid=TR1&TranscriptionStatus=completed&TranscriptionText=hello&AccountSid=AC1"
+	for _, tt := range []struct {
+		name   string
+		kind   twilio.Kind
+		body   string
+		stream string
+		source callledgerv1.Source
+		idKind eventcodec.IDKind
+		want   proto.Message
+	}{
+		{"AMD on its route", twilio.KindAMD, amd, "call-" + sid, callledgerv1.Source_SOURCE_AMD_CALLBACK, eventcodec.IDKindAMD,
+			&callledgerv1.CallStatusReported{AccountSid: "AC1", AnsweredBy: "machine_end_beep", MachineDetectionDurationMs: proto.Int64(3200)}},
+		{"AMD on the status route", twilio.KindStatus, amd, "call-" + sid, callledgerv1.Source_SOURCE_AMD_CALLBACK, eventcodec.IDKindStatus,
+			&callledgerv1.CallStatusReported{AccountSid: "AC1", AnsweredBy: "machine_end_beep", MachineDetectionDurationMs: proto.Int64(3200)}},
+		{"AMD with a CallStatus on its route", twilio.KindAMD, amd + "&CallStatus=in-progress", "call-" + sid, callledgerv1.Source_SOURCE_AMD_CALLBACK, eventcodec.IDKindAMD,
+			&callledgerv1.CallStatusReported{Status: callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS, StatusRaw: "in-progress", AccountSid: "AC1", AnsweredBy: "machine_end_beep", MachineDetectionDurationMs: proto.Int64(3200)}},
+		{"a status callback with AnsweredBy is a status callback", twilio.KindStatus, amd + "&CallStatus=completed", "call-" + sid, callledgerv1.Source_SOURCE_STATUS_CALLBACK, eventcodec.IDKindStatus,
+			&callledgerv1.CallStatusReported{Status: callledgerv1.CallStatus_CALL_STATUS_COMPLETED, StatusRaw: "completed", AccountSid: "AC1", AnsweredBy: "machine_end_beep", MachineDetectionDurationMs: proto.Int64(3200)}},
+		{"conference on its route", twilio.KindConference, conf, "conference-" + cf, callledgerv1.Source_SOURCE_CONFERENCE_CALLBACK, eventcodec.IDKindConference,
+			&callledgerv1.ConferenceEventReported{ConferenceSid: cf, FriendlyName: "room", Event: callledgerv1.ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_HOLD,
+				EventRaw: "participant-hold", CallSid: sid, Hold: proto.Bool(true), Muted: proto.Bool(false), Coaching: proto.Bool(false), ParticipantLabel: "agent", SequenceNumber: proto.Int64(4)}},
+		{"conference on the status route", twilio.KindStatus, conf, "conference-" + cf, callledgerv1.Source_SOURCE_CONFERENCE_CALLBACK, eventcodec.IDKindStatus,
+			&callledgerv1.ConferenceEventReported{ConferenceSid: cf, FriendlyName: "room", Event: callledgerv1.ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_HOLD,
+				EventRaw: "participant-hold", CallSid: sid, Hold: proto.Bool(true), Muted: proto.Bool(false), Coaching: proto.Bool(false), ParticipantLabel: "agent", SequenceNumber: proto.Int64(4)}},
+		{"conference-end without a CallSid", twilio.KindConference, "ConferenceSid=" + cf + "&StatusCallbackEvent=conference-end&ReasonConferenceEnded=last-participant-left&CallSidEndingConference=" + sid,
+			"conference-" + cf, callledgerv1.Source_SOURCE_CONFERENCE_CALLBACK, eventcodec.IDKindConference,
+			&callledgerv1.ConferenceEventReported{ConferenceSid: cf, Event: callledgerv1.ConferenceEvent_CONFERENCE_EVENT_CONFERENCE_END, EventRaw: "conference-end",
+				ReasonConferenceEnded: "last-participant-left", CallSidEndingConference: sid}},
+		{"participant-leave", twilio.KindConference, "ConferenceSid=" + cf + "&StatusCallbackEvent=participant-leave&CallSid=" + sid + "&ParticipantCallStatus=completed&ReasonParticipantLeft=participant_hung_up",
+			"conference-" + cf, callledgerv1.Source_SOURCE_CONFERENCE_CALLBACK, eventcodec.IDKindConference,
+			&callledgerv1.ConferenceEventReported{ConferenceSid: cf, Event: callledgerv1.ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_LEAVE, EventRaw: "participant-leave",
+				CallSid: sid, ParticipantCallStatus: "completed", ReasonParticipantLeft: "participant_hung_up"}},
+		{"unknown conference event kept raw", twilio.KindConference, "ConferenceSid=" + cf + "&StatusCallbackEvent=participant-wave",
+			"conference-" + cf, callledgerv1.Source_SOURCE_CONFERENCE_CALLBACK, eventcodec.IDKindConference,
+			&callledgerv1.ConferenceEventReported{ConferenceSid: cf, EventRaw: "participant-wave"}},
+		{"transcription on the recording route", twilio.KindRecording, tr, "call-" + sid, callledgerv1.Source_SOURCE_RECORDING_STATUS, eventcodec.IDKindRecording,
+			&callledgerv1.TranscriptionReported{TranscriptionSid: "TR1", TranscriptionStatus: "completed", TranscriptionText: "hello", RecordingSid: "RE1", AccountSid: "AC1"}},
+		{"status fields", twilio.KindStatus, "CallSid=" + sid + "&CallStatus=failed&ErrorCode=13224&ErrorMessage=Busy+here&CallerName=Ada&ForwardedFrom=%2B1&StirVerstat=TN-Validation-Passed-A&StirStatus=A&SipCallId=abc%40host&QueueTime=120",
+			"call-" + sid, callledgerv1.Source_SOURCE_STATUS_CALLBACK, eventcodec.IDKindStatus,
+			&callledgerv1.CallStatusReported{Status: callledgerv1.CallStatus_CALL_STATUS_FAILED, StatusRaw: "failed", ErrorCode: "13224", ErrorMessage: "Busy here", CallerName: "Ada",
+				ForwardedFrom: "+1", StirVerstat: "TN-Validation-Passed-A", StirStatus: "A", SipCallId: "abc@host", QueueTimeMs: proto.Int64(120)}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			req := &twilio.Request{Method: http.MethodPost, URL: corpusPublicURL + tt.kind.Path(), ContentType: "application/x-www-form-urlencoded", Body: []byte(tt.body), ReceivedAt: receivedAt}
+			ds := twilio.Derive(tt.kind, req)
+			checkDerived(t, tt.kind, req, ds)
+			ev := ds[0].Event
+			if ds[0].Stream != tt.stream || ev.GetSource() != tt.source || ev.GetDerivation() != twilio.Derivation {
+				t.Errorf("stream %s, source %s, derivation %d; want %s, %s, %d", ds[0].Stream, ev.GetSource(), ev.GetDerivation(), tt.stream, tt.source, twilio.Derivation)
+			}
+			// The ID covers the canonical parameters under the route's kind:
+			// the same as an identical callback's on that route always was.
+			if want := form(tt.kind, tt.body)[0].Event.GetEventId(); ev.GetEventId() != want {
+				t.Errorf("ID %s, want %s", ev.GetEventId(), want)
+			}
+			if other := twilio.KindStatus; tt.idKind != eventcodec.IDKindStatus && form(other, tt.body)[0].Event.GetEventId() == ev.GetEventId() {
+				t.Errorf("the %s route and the status route derive the same ID", tt.kind)
+			}
+			var got proto.Message
+			switch b := ev.GetBody().(type) {
+			case *callledgerv1.Event_CallStatusReported:
+				got = b.CallStatusReported
+			case *callledgerv1.Event_ConferenceEventReported:
+				got = b.ConferenceEventReported
+			case *callledgerv1.Event_TranscriptionReported:
+				got = b.TranscriptionReported
+			default:
+				t.Fatalf("body %T", b)
+			}
+			if !proto.Equal(got, tt.want) {
+				t.Errorf("\n got %v\nwant %v", prototext.Format(got), prototext.Format(tt.want))
+			}
+		})
+	}
+}
+
+// TestDeriveCloudEventIdentity: CloudEvents are identified by source and
+// id. A voice status callback keeps the ID it always had (its id: a call's
+// status callbacks all come from one source, which its stream names);
+// every other CloudEvent filed under a call covers its source too, so two
+// events sharing an id from different sources are two events.
+func TestDeriveCloudEventIdentity(t *testing.T) {
+	t.Parallel()
+	derive := func(typ, source, id, data string) string {
+		body := fmt.Sprintf(`[{"specversion":"1.0","type":%q,"source":%q,"id":%q,"time":"2026-03-10T13:52:49.002Z","data":%s}]`, typ, source, id, data)
+		ds := twilio.Derive(twilio.KindEvents, &twilio.Request{Method: http.MethodPost, Body: []byte(body)})
+		if len(ds) != 1 || ds[0].Stream != "call-"+sid {
+			t.Fatalf("%s: %v", typ, ds)
+		}
+		return ds[0].Event.GetEventId()
+	}
+	status := voiceData(sid, "", `"CallStatus":"ringing"`)
+	const ringing = "com.twilio.voice.status-callback.call.ringing"
+	if a, b := derive(ringing, "/a", "E1", status), derive(ringing, "/b", "E1", status); a != b || a != eventcodec.EventID(eventcodec.IDKindEvents, []byte("E1")).String() {
+		t.Errorf("status callback: IDs %s and %s, want the id's", a, b)
+	}
+	amd := voiceData(sid, "", `"AnsweredBy":"human"`)
+	const detected = "com.twilio.voice.status-callback.amd.detected"
+	if a, b := derive(detected, "/a", "E1", amd), derive(detected, "/b", "E1", amd); a == b {
+		t.Errorf("AMD events of two sources share the ID %s", a)
+	}
+	if a, b := derive(detected, "/a", "E1", amd), derive(detected, "/a", "E1", amd); a != b {
+		t.Errorf("a redelivered AMD event: IDs %s and %s", a, b)
+	}
+	summary := `{"call_sid":"` + sid + `","call_state":"completed"}`
+	const complete = "com.twilio.voice.insights.call-summary.complete"
+	if a, b := derive(complete, "/a", "E1", summary), derive(complete, "/b", "E1", summary); a == b {
+		t.Errorf("summaries of two sources share the ID %s", a)
+	}
+}
+
+// TestDeriveVoiceInsights checks what a call summary and a call event
+// become, and where they are filed.
+func TestDeriveVoiceInsights(t *testing.T) {
+	t.Parallel()
+	summary := `{"call_sid":"` + sid + `","account_sid":"AC1","parent_call_sid":"CA0123456789abcdef0123456789abcde0","call_state":"noanswer","call_type":"carrier",` +
+		`"duration":12,"processing_state":"complete","start_time":"2026-03-10T13:50:00Z","end_time":"2026-03-10T13:51:00Z","tags":["high_jitter","silence"],` +
+		`"properties":{"disconnected_by":"callee","last_sip_response_num":487,"q850_cause":16}}`
+	body := `[{"specversion":"1.0","type":"com.twilio.voice.insights.call-summary.complete","source":"/v1/Voice/` + sid + `/Summary","id":"EZ1","data":` + strconv.Quote(summary) + `},` +
+		`{"specversion":"1.0","type":"com.twilio.voice.insights.call-event.gateway","source":"AB1","id":"NO1","time":"2026-03-10T13:50:01Z","data":{"call_sid":"` + sid + `","account_sid":"AC1","name":"call.connected","group":"call","level":"INFO","edge":"ashburn"}},` +
+		`{"specversion":"1.0","type":"com.twilio.voice.insights.call-event.sdk","source":"/v1/Voice/` + sid + `/Events","id":"NO2","data":{"name":"x"}}]`
+	req := &twilio.Request{Method: http.MethodPost, URL: corpusPublicURL + "/twilio/events", Body: []byte(body), ReceivedAt: receivedAt}
+	ds := twilio.Derive(twilio.KindEvents, req)
+	checkDerived(t, twilio.KindEvents, req, ds)
+	if len(ds) != 3 {
+		t.Fatalf("%d events", len(ds))
+	}
+	for i, d := range ds {
+		if d.Stream != "call-"+sid || d.Event.GetSource() != callledgerv1.Source_SOURCE_VOICE_INSIGHTS {
+			t.Errorf("event %d: %s, %s", i, d.Stream, d.Event.GetSource())
+		}
+	}
+	want := &callledgerv1.CallSummaryReported{
+		Summary: "complete", ProcessingState: "complete", CallState: "noanswer", Status: callledgerv1.CallStatus_CALL_STATUS_NO_ANSWER, CallType: "carrier",
+		AccountSid: "AC1", ParentCallSid: "CA0123456789abcdef0123456789abcde0", DurationSeconds: proto.Int64(12), StartTime: ts("2026-03-10T13:50:00Z"),
+		EndTime: ts("2026-03-10T13:51:00Z"), DisconnectedBy: "callee", LastSipResponse: proto.Int32(487), Tags: []string{"high_jitter", "silence"}, Q850Cause: proto.Int32(16),
+	}
+	if got := ds[0].Event.GetCallSummaryReported(); !proto.Equal(got, want) {
+		t.Errorf("summary\n got %v\nwant %v", prototext.Format(got), prototext.Format(want))
+	}
+	if !proto.Equal(ds[0].Event.GetReportedAt(), ts("2026-03-10T13:51:00Z")) {
+		t.Errorf("summary reported at %v, want its end time (no CloudEvent time)", ds[0].Event.GetReportedAt())
+	}
+	if got := ds[1].Event.GetCallEventReported(); got.GetName() != "call.connected" || got.GetAccountSid() != "AC1" || got.GetEdge() != "ashburn" || got.GetType() != "com.twilio.voice.insights.call-event.gateway" {
+		t.Errorf("gateway event %v", got)
+	}
+	if got := ds[2].Event.GetCallEventReported(); got.GetName() != "x" {
+		t.Errorf("an event naming its call in the source only: %v", got)
+	}
+}
+
+// TestUpcast derives events of an older derivation again from their
+// verbatim requests: new fields reach old events, and a callback this
+// version recognizes gets its body, while the event keeps its ID and call.
+func TestUpcast(t *testing.T) {
+	t.Parallel()
+	const cf = "CF0123456789abcdef0123456789abcdef"
+	old := func(kind twilio.Kind, body string, mutate func(*callledgerv1.Event)) *callledgerv1.Event {
+		ds := form(kind, body)
+		ev := proto.CloneOf(ds[0].Event)
+		ev.Derivation = 0
+		mutate(ev)
+		return ev
+	}
+	// As derivation 0 stored a participant callback sent to the status
+	// route: a status report without a status, in the call's stream.
+	join := "ConferenceSid=" + cf + "&StatusCallbackEvent=participant-join&CallSid=" + sid + "&Timestamp=Tue%2C+10+Mar+2026+13%3A52%3A47+UTC"
+	ev := old(twilio.KindStatus, join, func(ev *callledgerv1.Event) {
+		ev.CallSid, ev.Source, ev.ReportedAt = sid, callledgerv1.Source_SOURCE_STATUS_CALLBACK, nil
+		ev.Body = &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{}}
+	})
+	if !twilio.NeedsUpcast(ev) {
+		t.Fatal("a derivation-0 status callback needs no upcast")
+	}
+	up := twilio.Upcast(ev)
+	if up.GetEventId() != ev.GetEventId() || up.GetCallSid() != sid || up.GetDerivation() != twilio.Derivation ||
+		up.GetConferenceEventReported().GetConferenceSid() != cf || up.GetSource() != callledgerv1.Source_SOURCE_CONFERENCE_CALLBACK ||
+		!proto.Equal(up.GetReportedAt(), ts("2026-03-10T13:52:47Z")) || up.GetRequest() != ev.GetRequest() {
+		t.Errorf("upcast %v", prototext.Format(up))
+	}
+	if ev.GetCallStatusReported() == nil {
+		t.Error("Upcast modified its argument")
+	}
+	if twilio.NeedsUpcast(up) || twilio.Upcast(up) != up {
+		t.Error("a current event is upcast again")
+	}
+	// New fields of a status callback.
+	failed := old(twilio.KindStatus, "CallSid="+sid+"&CallStatus=failed&ErrorCode=13224", func(ev *callledgerv1.Event) {
+		ev.GetCallStatusReported().ErrorCode = ""
+	})
+	if got := twilio.Upcast(failed).GetCallStatusReported().GetErrorCode(); got != "13224" {
+		t.Errorf("upcast error code %q", got)
+	}
+	// Without its request (decoded as facts only), nothing to read.
+	bare := proto.CloneOf(failed)
+	bare.Request = nil
+	if twilio.Upcast(bare) != bare {
+		t.Error("an event without its request was upcast")
+	}
+	// Events no webhook wrote are never upcast.
+	hang := &callledgerv1.Event{Source: callledgerv1.Source_SOURCE_HANGUP_REQUEST, Body: &callledgerv1.Event_HangupRequested{HangupRequested: &callledgerv1.HangupRequested{}}}
+	if twilio.NeedsUpcast(hang) {
+		t.Error("a hang-up request needs an upcast")
 	}
 }

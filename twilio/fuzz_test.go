@@ -306,12 +306,15 @@ func firstName(q string) string {
 
 var fuzzKinds = []twilio.Kind{twilio.KindStatus, twilio.KindDial, twilio.KindRecording, twilio.KindEvents, "unknown-kind"}
 
+// fuzzFormKinds are the kinds of the form-encoded callbacks.
+var fuzzFormKinds = []twilio.Kind{twilio.KindStatus, twilio.KindDial, twilio.KindRecording, twilio.KindAMD, twilio.KindConference}
+
 // FuzzDeriveForm asserts the invariants of Derive for any form callback:
 // never a panic, at least one event, valid deterministic IDs, a call stream
 // with a valid CallSid or the kind's quarantine.
 func FuzzDeriveForm(f *testing.F) {
 	f.Fuzz(func(t *testing.T, kind uint8, get bool, query string, body []byte, header string) {
-		k := fuzzKinds[int(kind)%3] // the form kinds
+		k := fuzzFormKinds[int(kind)%len(fuzzFormKinds)]
 		if kind >= 200 {
 			k = fuzzKinds[4]
 		}
@@ -342,7 +345,7 @@ func FuzzDeriveEvents(f *testing.F) {
 		ds := twilio.Derive(twilio.KindEvents, req)
 		checkDerived(t, twilio.KindEvents, req, ds)
 		for i, d := range ds {
-			if d.Event.GetSource().String() != "SOURCE_EVENT_STREAMS" {
+			if src := d.Event.GetSource().String(); src != "SOURCE_EVENT_STREAMS" && src != "SOURCE_VOICE_INSIGHTS" {
 				t.Fatalf("event %d: source %v", i, d.Event.GetSource())
 			}
 			if d.Event.GetCallStatusReported() != nil && d.Event.GetCloudEvent().GetId() == "" {

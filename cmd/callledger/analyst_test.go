@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -18,9 +19,12 @@ import (
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/projections/callexport"
+	"github.com/callledger/callledger/projections/callstore"
 )
 
-var rebuiltLine = regexp.MustCompile(`^rebuilt (v1-\d+): (\d+) events, (\d+) calls, checkpoint (\d+)`)
+// rebuiltLine is what rebuild prints; the read model is of the code's
+// projection version.
+var rebuiltLine = regexp.MustCompile(fmt.Sprintf(`^rebuilt (v%d-\d+): (\d+) events, (\d+) calls, checkpoint (\d+)`, callstore.Version))
 
 // TestLoadRebuildExport drives the analyst's commands on a data directory:
 // load history, rebuild it offline, and export it from the read model and
@@ -48,7 +52,7 @@ func TestLoadRebuildExport(t *testing.T) {
 		t.Errorf("read models after rebuild: %v (%v), want only %s", entries, err, m[1])
 	}
 	// A second rebuild replaces the first.
-	if out, err := cli(t, "rebuild", "--data-dir", dir); err != nil || !regexp.MustCompile(`^rebuilt v1-2:`).MatchString(out) {
+	if out, err := cli(t, "rebuild", "--data-dir", dir); err != nil || !regexp.MustCompile(fmt.Sprintf(`^rebuilt v%d-2:`, callstore.Version)).MatchString(out) {
 		t.Fatalf("second rebuild: %q, %v", out, err)
 	}
 
@@ -136,7 +140,7 @@ func TestServeRebuildsOnline(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond) // polling the catch-up, bounded by ctx
 	}
-	if st.GetVersion() != 1 || st.GetCodeVersion() != 1 || st.GetHead() < 2000 || st.GetReadModel() != "v1" {
+	if st.GetVersion() != callstore.Version || st.GetCodeVersion() != callstore.Version || st.GetHead() < 2000 || st.GetReadModel() != fmt.Sprintf("v%d", callstore.Version) {
 		t.Errorf("status %v", st)
 	}
 	if st.GetLag().AsDuration() != 0 {
@@ -172,8 +176,8 @@ func TestServeRebuildsOnline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.GetReadModel() != "v1-1" || st.GetRebuilding() {
-		t.Errorf("status after the rebuild %v, want read model v1-1", st)
+	if want := fmt.Sprintf("v%d-1", callstore.Version); st.GetReadModel() != want || st.GetRebuilding() {
+		t.Errorf("status after the rebuild %v, want read model %s", st, want)
 	}
 	got, err := queries.GetCall(ctx, &callledgerv1.GetCallRequest{CallSid: list.GetCalls()[0].GetCallSid(), MinPosition: st.GetHead()})
 	if err != nil || !got.GetCall().GetTerminal() {

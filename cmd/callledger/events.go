@@ -31,8 +31,9 @@ func eventsCommand(stdout, stderr io.Writer) *ffcli.Command {
 		ShortHelp:  "print the events of one call, one JSON object per line",
 		LongHelp: "Reads the event store directly. The embedded store works offline on the data\n" +
 			"directory of a stopped server; with --store it reads KurrentDB, also while\n" +
-			"servers are running. A quarantine stream can be named instead of a CallSid\n" +
-			"(quarantine-status, quarantine-events, ...).",
+			"servers are running. A ConferenceSid names the conference's stream, and a\n" +
+			"quarantine stream can be named instead of a CallSid (quarantine-status,\n" +
+			"quarantine-events, ...).",
 		FlagSet: fs,
 		Options: ffOptions(),
 		Exec: func(ctx context.Context, args []string) error {
@@ -44,10 +45,13 @@ func eventsCommand(stdout, stderr io.Writer) *ffcli.Command {
 				return errors.New("usage: callledger events <CallSid> [--data-dir DIR | --store esdb://...]")
 			}
 			stream := pos[0]
-			if !strings.HasPrefix(stream, eventcodec.QuarantineStreamPrefix) {
-				if !eventcodec.ValidCallSid(stream) {
-					return fmt.Errorf("%q is not a CallSid (CA followed by 32 hex digits)", stream)
-				}
+			switch {
+			case strings.HasPrefix(stream, eventcodec.QuarantineStreamPrefix):
+			case eventcodec.ValidConferenceSid(stream):
+				stream = eventcodec.ConferenceStream(stream)
+			case !eventcodec.ValidCallSid(stream):
+				return fmt.Errorf("%q is not a CallSid (CA followed by 32 hex digits)", stream)
+			default:
 				stream = eventcodec.CallStream(stream)
 			}
 			logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -261,6 +261,10 @@ type Seams struct {
 	// Statfs reads the free space of the ledger's filesystem: tests fill
 	// a disk without filling one. Nil: statfs(2).
 	Statfs freespace.StatFunc
+	// WebhookClock is the webhooks' server clock (an event's received_at):
+	// tests that compare folded state with a committed file fix it. Nil:
+	// time.Now.
+	WebhookClock func() time.Time
 }
 
 // Interceptors are a unary and a stream gRPC server interceptor; both are

@@ -16,7 +16,7 @@ import (
 
 // callLimits bound what one principal can make the server do: hang-ups
 // reach Twilio's REST API with the service's credentials, so each
-// principal gets a token bucket; WatchCalls streams hold memory for as long
+// principal gets a token bucket; watch streams hold memory for as long
 // as they last, so they are capped per principal and in all. Calls of a
 // server without authentication share the bucket and cap of the principal
 // "". The principals are those of the configuration, so the maps stay
@@ -71,9 +71,11 @@ func (l *callLimits) hangup(principal string) error {
 	return nil
 }
 
-// stream caps WatchCalls.
+// stream caps the watches (WatchCalls, WatchConferences), together.
 func (l *callLimits) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if info.FullMethod != callledgerv1.CallQueryService_WatchCalls_FullMethodName {
+	switch info.FullMethod {
+	case callledgerv1.CallQueryService_WatchCalls_FullMethodName, callledgerv1.CallQueryService_WatchConferences_FullMethodName:
+	default:
 		return handler(srv, ss)
 	}
 	principal := principalName(ss.Context())
@@ -89,9 +91,9 @@ func (l *callLimits) watch(principal string) error {
 	defer l.mu.Unlock()
 	switch {
 	case l.total >= l.maxWatches:
-		return status.Errorf(codes.ResourceExhausted, "too many WatchCalls streams open (%d)", l.maxWatches)
+		return status.Errorf(codes.ResourceExhausted, "too many watch streams open (%d)", l.maxWatches)
 	case l.watching[principal] >= l.maxPer:
-		return status.Error(codes.ResourceExhausted, fmt.Sprintf("too many WatchCalls streams open for this principal (%d)", l.maxPer))
+		return status.Error(codes.ResourceExhausted, fmt.Sprintf("too many watch streams open for this principal (%d)", l.maxPer))
 	}
 	l.total++
 	l.watching[principal]++

@@ -29,19 +29,20 @@ func Policy() grpcauth.Policy {
 		reflectionv1.ServerReflection_ServerReflectionInfo_FullMethodName:      grpcauth.Authenticated(),
 		reflectionv1alpha.ServerReflection_ServerReflectionInfo_FullMethodName: grpcauth.Authenticated(),
 
-		callledgerv1.CallQueryService_GetCall_FullMethodName:        read,
-		callledgerv1.CallQueryService_ListCalls_FullMethodName:      read,
-		callledgerv1.CallQueryService_WatchCalls_FullMethodName:     read,
-		callledgerv1.CallQueryService_ListCallEvents_FullMethodName: read,
-		callledgerv1.CallQueryService_GetStats_FullMethodName:       read,
+		callledgerv1.CallQueryService_GetCall_FullMethodName:          read,
+		callledgerv1.CallQueryService_ListCalls_FullMethodName:        read,
+		callledgerv1.CallQueryService_WatchCalls_FullMethodName:       read,
+		callledgerv1.CallQueryService_ListCallEvents_FullMethodName:   read,
+		callledgerv1.CallQueryService_GetStats_FullMethodName:         read,
+		callledgerv1.CallQueryService_GetConference_FullMethodName:    read,
+		callledgerv1.CallQueryService_ListConferences_FullMethodName:  read,
+		callledgerv1.CallQueryService_WatchConferences_FullMethodName: read,
 
 		callledgerv1.CallCommandService_RequestHangup_FullMethodName: hangup,
 
 		callledgerv1.ProjectionService_GetProjectionStatus_FullMethodName: admin,
 		callledgerv1.ProjectionService_RebuildProjection_FullMethodName:   admin,
 
-		// AdminService (backups of the ledger): its rule is here before the
-		// service, so that it never serves without one.
-		grpcauth.Method("callledger.v1.AdminService", "Backup"): admin,
+		callledgerv1.AdminService_Backup_FullMethodName: admin,
 	}
 }

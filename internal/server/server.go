@@ -226,6 +226,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		DialTwiML:   cfg.HTTP.DialTwiML,
 		Observer:    s.tel.webhook,
 		Ready:       storeReady(s.store),
+		Now:         cfg.Seams.WebhookClock,
 	})
 	if err != nil {
 		return nil, err

@@ -34,8 +34,14 @@ import (
 //	hangup-sent <leg> <request-id> [status=completed|canceled] [at=hh:mm:ss]
 //	hangup-failed <leg> <request-id> code=N [at=hh:mm:ss]
 //	reconciled <leg> <Status|not-found> [parent=<leg>] [duration=N] [from=<number>] [at=hh:mm:ss]
+//	amd <leg> <AnsweredBy> [duration=N] [via=amd|status|events] [account=AC…] [at=hh:mm:ss]
+//	transcription <leg> <recording> <transcription> <TranscriptionStatus> [text=…] [at=hh:mm:ss]
+//	conference <conference> <StatusCallbackEvent> [call=<leg>] [seq=N] [hold=…] [muted=…] [coaching=…] [label=…] [left=<reason>] [call-status=<status>] [account=AC…] [at=hh:mm:ss]
+//	summary <leg> <call_state> [processing=complete|partial] [disconnected-by=…] [sip=N] [tags=a,b] [duration=N] [at=hh:mm:ss]
 //
-// A line repeated word for word is a retry: the same event ID.
+// status and recording also take account=AC…, error=<ErrorCode> (recording:
+// and track=…); status takes answered-by=…. A line repeated word for word is
+// a retry: the same event ID.
 func TestGolden(t *testing.T) {
 	t.Parallel()
 	datadriven.Walk(t, "testdata/fold", func(t *testing.T, path string) {
@@ -125,7 +131,7 @@ func parseEvents(t *testing.T, input string) ([]*callledgerv1.Event, map[string]
 			if err != nil {
 				t.Fatalf("line %q: at: %v", line, err)
 			}
-			at = baseTime.Add(tod.Sub(tod.Truncate(24 * time.Hour)))
+			at = baseTime.Truncate(24 * time.Hour).Add(time.Duration(tod.Hour())*time.Hour + time.Duration(tod.Minute())*time.Minute + time.Duration(tod.Second())*time.Second)
 		}
 		ev := &callledgerv1.Event{
 			EventId:    uuid.NewSHA1(uuid.NameSpaceURL, []byte(line)).String(),
@@ -143,7 +149,8 @@ func parseEvents(t *testing.T, input string) ([]*callledgerv1.Event, map[string]
 			ev.Source = callledgerv1.Source_SOURCE_STATUS_CALLBACK
 			ev.ReportedAt = timestamppb.New(at)
 			st, raw := status(pos[1])
-			rep := &callledgerv1.CallStatusReported{Status: st, StatusRaw: raw, CallDurationSeconds: optInt(t, args, "duration")}
+			rep := &callledgerv1.CallStatusReported{Status: st, StatusRaw: raw, CallDurationSeconds: optInt(t, args, "duration"),
+				AccountSid: args["account"], ErrorCode: args["error"], AnsweredBy: args["answered-by"]}
 			if p, ok := args["parent"]; ok {
 				rep.ParentCallSid = leg(p)
 			}
@@ -173,8 +180,70 @@ func parseEvents(t *testing.T, input string) ([]*callledgerv1.Event, map[string]
 			sum := md5.Sum([]byte(pos[1]))
 			ev.Body = &callledgerv1.Event_RecordingStatusReported{RecordingStatusReported: &callledgerv1.RecordingStatusReported{
 				RecordingSid: "RE" + hex.EncodeToString(sum[:]), RecordingStatus: pos[2],
-				RecordingDurationSeconds: optInt(t, args, "duration"),
+				RecordingDurationSeconds: optInt(t, args, "duration"), AccountSid: args["account"], ErrorCode: args["error"], RecordingTrack: args["track"],
 			}}
+		case "transcription":
+			need(4)
+			ev.CallSid = leg(pos[0])
+			ev.Source = callledgerv1.Source_SOURCE_RECORDING_STATUS
+			sum := md5.Sum([]byte(pos[1]))
+			ev.Body = &callledgerv1.Event_TranscriptionReported{TranscriptionReported: &callledgerv1.TranscriptionReported{
+				RecordingSid: "RE" + hex.EncodeToString(sum[:]), TranscriptionSid: pos[2], TranscriptionStatus: pos[3], TranscriptionText: args["text"],
+			}}
+		case "amd":
+			need(2)
+			ev.CallSid = leg(pos[0])
+			ev.Source = callledgerv1.Source_SOURCE_AMD_CALLBACK
+			ev.ReportedAt = timestamppb.New(at)
+			switch args["via"] {
+			case "events":
+				ev.Source = callledgerv1.Source_SOURCE_EVENT_STREAMS
+			case "", "amd", "status":
+			default:
+				t.Fatalf("line %q: via=%s", line, args["via"])
+			}
+			ev.Body = &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
+				AnsweredBy: pos[1], MachineDetectionDurationMs: optInt(t, args, "duration"), AccountSid: args["account"],
+			}}
+		case "conference":
+			need(2)
+			ev.Source = callledgerv1.Source_SOURCE_CONFERENCE_CALLBACK
+			ev.ReportedAt = timestamppb.New(at)
+			c := &callledgerv1.ConferenceEventReported{
+				ConferenceSid: confOf(pos[0]), FriendlyName: pos[0], EventRaw: pos[1], Event: conferenceEvent(pos[1]),
+				SequenceNumber: optInt(t, args, "seq"), ParticipantLabel: args["label"], ReasonParticipantLeft: args["left"],
+				ParticipantCallStatus: args["call-status"], AccountSid: args["account"],
+				Hold: optBool(t, args, "hold"), Muted: optBool(t, args, "muted"), Coaching: optBool(t, args, "coaching"),
+			}
+			aliases[c.ConferenceSid] = pos[0]
+			if l, ok := args["call"]; ok {
+				c.CallSid = leg(l)
+			}
+			if pos[1] == "conference-end" {
+				c.ReasonConferenceEnded = "last-participant-left"
+			}
+			ev.Body = &callledgerv1.Event_ConferenceEventReported{ConferenceEventReported: c}
+		case "summary":
+			need(2)
+			ev.CallSid = leg(pos[0])
+			ev.Source = callledgerv1.Source_SOURCE_VOICE_INSIGHTS
+			ev.ReportedAt = timestamppb.New(at)
+			st, _ := status(map[string]string{"noanswer": "no-answer", "fail": "failed"}[pos[1]] + pos[1])
+			if pos[1] == "noanswer" || pos[1] == "fail" {
+				st, _ = status(map[string]string{"noanswer": "no-answer", "fail": "failed"}[pos[1]])
+			}
+			sum := &callledgerv1.CallSummaryReported{
+				CallState: pos[1], Status: st, ProcessingState: cmp(args["processing"], "complete"), DisconnectedBy: args["disconnected-by"],
+				DurationSeconds: optInt(t, args, "duration"), EndTime: timestamppb.New(at),
+			}
+			if n := optInt(t, args, "sip"); n != nil {
+				sip := int32(*n)
+				sum.LastSipResponse = &sip
+			}
+			if tags := args["tags"]; tags != "" {
+				sum.Tags = strings.Split(tags, ",")
+			}
+			ev.Body = &callledgerv1.Event_CallSummaryReported{CallSummaryReported: sum}
 		case "hangup":
 			need(2)
 			ev.CallSid = leg(pos[0])
@@ -221,13 +290,40 @@ func parseEvents(t *testing.T, input string) ([]*callledgerv1.Event, map[string]
 }
 
 var allowedArgs = map[string][]string{
-	"status":        {"parent", "seq", "at", "duration", "sip", "via", "id"},
+	"status":        {"parent", "seq", "at", "duration", "sip", "via", "id", "account", "error", "answered-by"},
 	"dial":          {"duration", "parent-status", "at"},
-	"recording":     {"duration", "at"},
+	"recording":     {"duration", "at", "account", "error", "track"},
+	"transcription": {"text", "at"},
+	"amd":           {"duration", "via", "account", "at"},
+	"conference":    {"call", "seq", "hold", "muted", "coaching", "label", "left", "call-status", "account", "at"},
+	"summary":       {"processing", "disconnected-by", "sip", "tags", "duration", "at"},
 	"hangup":        {"end-call", "at"},
 	"hangup-sent":   {"status", "at"},
 	"hangup-failed": {"code", "at"},
 	"reconciled":    {"parent", "duration", "from", "at"},
+}
+
+// confOf maps an alias to a stable ConferenceSid.
+func confOf(alias string) string {
+	sum := md5.Sum([]byte(alias))
+	return "CF" + hex.EncodeToString(sum[:])
+}
+
+func conferenceEvent(raw string) callledgerv1.ConferenceEvent {
+	enum := "CONFERENCE_EVENT_" + strings.ToUpper(strings.ReplaceAll(raw, "-", "_"))
+	return callledgerv1.ConferenceEvent(callledgerv1.ConferenceEvent_value[enum])
+}
+
+func optBool(t *testing.T, args map[string]string, key string) *bool {
+	s, ok := args[key]
+	if !ok {
+		return nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		t.Fatalf("%s=%s: %v", key, s, err)
+	}
+	return &b
 }
 
 func cmp(s, def string) string {
@@ -314,8 +410,104 @@ func render(mem *callstate.Memory, aliases map[string]string) string {
 		if c.GetFrom() != "" {
 			fmt.Fprintf(&b, " from=%s", c.GetFrom())
 		}
+		if a := c.GetAccountSid(); a != "" {
+			fmt.Fprintf(&b, " account=%s", a)
+		}
+		if e := c.GetErrorCode(); e != "" {
+			fmt.Fprintf(&b, " error=%s", e)
+		}
+		if a := c.GetAnsweredBy(); a != "" {
+			fmt.Fprintf(&b, " answered_by=%s", a)
+		}
+		if c.MachineDetectionDurationMs != nil {
+			fmt.Fprintf(&b, " amd_ms=%d", c.GetMachineDetectionDurationMs())
+		}
+		for _, r := range c.GetRecordings() {
+			if r.GetStatus() == "" && len(r.GetTranscriptions()) == 0 && r.GetErrorCode() == "" {
+				continue // a mere mention: counted in recordings= above
+			}
+			fmt.Fprintf(&b, " recording=%s", cmp(r.GetStatus(), "-"))
+			if r.DurationSeconds != nil {
+				fmt.Fprintf(&b, ":%ds", r.GetDurationSeconds())
+			}
+			if r.GetErrorCode() != "" {
+				fmt.Fprintf(&b, ":error=%s", r.GetErrorCode())
+			}
+			for _, tr := range r.GetTranscriptions() {
+				fmt.Fprintf(&b, ":transcription=%s/%s", tr.GetTranscriptionSid(), tr.GetStatus())
+				if tr.GetText() != "" {
+					fmt.Fprintf(&b, "/%q", tr.GetText())
+				}
+			}
+		}
+		if in := c.GetInsights(); in != nil {
+			fmt.Fprintf(&b, " insights=%s", in.GetProcessingState())
+			if in.GetDisconnectedBy() != "" {
+				fmt.Fprintf(&b, ":disconnected_by=%s", in.GetDisconnectedBy())
+			}
+			if in.LastSipResponse != nil {
+				fmt.Fprintf(&b, ":sip=%d", in.GetLastSipResponse())
+			}
+			if len(in.GetTags()) > 0 {
+				fmt.Fprintf(&b, ":tags=%s", strings.Join(in.GetTags(), ","))
+			}
+		}
+		for _, p := range c.GetConferences() {
+			fmt.Fprintf(&b, " in %s", participant(p, name))
+		}
 		lines = append(lines, b.String())
 	}
 	slices.Sort(lines)
+	for _, sid := range mem.ConferenceSids() {
+		rec, _ := mem.GetConference(sid)
+		c := callstate.ConferenceView(rec)
+		var b strings.Builder
+		fmt.Fprintf(&b, "conference %s: %s events=%d", name(sid), strings.TrimPrefix(c.GetStatus().String(), "CONFERENCE_STATUS_"), c.GetEventCount())
+		if t := c.GetStartedAt(); t != nil {
+			fmt.Fprintf(&b, " started=%s", t.AsTime().Format("15:04:05"))
+		}
+		if t := c.GetEndedAt(); t != nil {
+			fmt.Fprintf(&b, " ended=%s:%s", t.AsTime().Format("15:04:05"), c.GetReasonEnded())
+		}
+		if a := c.GetAccountSid(); a != "" {
+			fmt.Fprintf(&b, " account=%s", a)
+		}
+		for _, p := range c.GetParticipants() {
+			fmt.Fprintf(&b, "\n  %s", participant(p, name))
+		}
+		lines = append(lines, b.String())
+	}
 	return strings.Join(lines, "\n") + "\n"
+}
+
+// participant renders one participant the same way from a call and from
+// its conference, so that a reader sees both agree.
+func participant(p *callledgerv1.ConferenceParticipant, name func(string) string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s/%s[", name(p.GetConferenceSid()), name(p.GetCallSid()))
+	var flags []string
+	if p.GetPresent() {
+		flags = append(flags, "present")
+	}
+	if p.GetHold() {
+		flags = append(flags, "hold")
+	}
+	if p.GetMuted() {
+		flags = append(flags, "muted")
+	}
+	if p.GetCoaching() {
+		flags = append(flags, "coaching")
+	}
+	if p.GetLabel() != "" {
+		flags = append(flags, "label="+p.GetLabel())
+	}
+	if t := p.GetJoinedAt(); t != nil {
+		flags = append(flags, "joined="+t.AsTime().Format("15:04:05"))
+	}
+	if t := p.GetLeftAt(); t != nil {
+		flags = append(flags, "left="+t.AsTime().Format("15:04:05")+":"+p.GetReasonLeft()+":"+p.GetCallStatusAtLeave())
+	}
+	b.WriteString(strings.Join(flags, " "))
+	b.WriteString("]")
+	return b.String()
 }

@@ -125,17 +125,29 @@ func (g *treeGen) dial(parent, child string) {
 
 func (g *treeGen) recording(sid string) {
 	re := fmt.Sprintf("RE%032x", rapid.Uint64().Draw(g.t, "recording"))
-	for _, st := range []string{"in-progress", "completed"} {
+	for _, st := range []string{"in-progress", "completed", "absent", "failed", "paused"} {
 		if rapid.Bool().Draw(g.t, "recording-callback") {
 			d := int64(rapid.IntRange(0, 900).Draw(g.t, "recording-duration"))
 			g.add(&callledgerv1.Event{
 				EventId: g.id(), CallSid: sid, Source: callledgerv1.Source_SOURCE_RECORDING_STATUS,
 				ReceivedAt: timestamppb.New(g.at("recording-at")),
 				Body: &callledgerv1.Event_RecordingStatusReported{RecordingStatusReported: &callledgerv1.RecordingStatusReported{
-					RecordingSid: re, RecordingStatus: st, RecordingDurationSeconds: &d,
+					RecordingSid: re, RecordingStatus: st, RecordingDurationSeconds: &d, AccountSid: "AC1",
+					RecordingTrack: rapid.SampledFrom([]string{"", "both"}).Draw(g.t, "track"), ErrorCode: rapid.SampledFrom([]string{"", "0", "16101"}).Draw(g.t, "recording-error"),
 				}},
 			})
 		}
+	}
+	for n := rapid.IntRange(0, 2).Draw(g.t, "transcriptions"); n > 0; n-- {
+		g.add(&callledgerv1.Event{
+			EventId: g.id(), CallSid: sid, Source: callledgerv1.Source_SOURCE_RECORDING_STATUS,
+			ReceivedAt: timestamppb.New(g.at("transcription-at")),
+			Body: &callledgerv1.Event_TranscriptionReported{TranscriptionReported: &callledgerv1.TranscriptionReported{
+				RecordingSid: re, TranscriptionSid: rapid.SampledFrom([]string{"TR1", "TR2"}).Draw(g.t, "transcription-sid"),
+				TranscriptionStatus: rapid.SampledFrom([]string{"in-progress", "completed", "failed"}).Draw(g.t, "transcription-status"),
+				TranscriptionText:   rapid.SampledFrom([]string{"", "hello"}).Draw(g.t, "transcription-text"),
+			}},
+		})
 	}
 }
 
@@ -196,14 +208,58 @@ func (g *treeGen) reconciled(sid, parent string) {
 	}
 }
 
-// extras draws what callledger itself adds to a leg: hang-up requests and
-// reconciliations, each now and then.
+// extras draws what callledger itself adds to a leg (hang-up requests and
+// reconciliations) and what other channels say of it (answering-machine
+// verdicts, Voice Insights summaries), each now and then.
 func (g *treeGen) extras(sid, parent string) {
 	if rapid.IntRange(0, 3).Draw(g.t, "hangups") == 0 {
 		g.hangup(sid)
 	}
 	if rapid.IntRange(0, 2).Draw(g.t, "reconcile") == 0 {
 		g.reconciled(sid, parent)
+	}
+	if rapid.IntRange(0, 3).Draw(g.t, "amd") == 0 {
+		g.amd(sid)
+	}
+	if rapid.IntRange(0, 3).Draw(g.t, "insights") == 0 {
+		g.summaries(sid)
+	}
+}
+
+// amd draws answering-machine verdicts from the AMD callback, the status
+// route and Event Streams.
+func (g *treeGen) amd(sid string) {
+	for n := rapid.IntRange(1, 3).Draw(g.t, "verdicts"); n > 0; n-- {
+		d := int64(rapid.IntRange(500, 6000).Draw(g.t, "amd-ms"))
+		src := rapid.SampledFrom([]callledgerv1.Source{callledgerv1.Source_SOURCE_AMD_CALLBACK, callledgerv1.Source_SOURCE_EVENT_STREAMS}).Draw(g.t, "amd-source")
+		g.add(&callledgerv1.Event{
+			EventId: g.id(), CallSid: sid, Source: src, ReportedAt: timestamppb.New(g.at("amd-at")),
+			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
+				AnsweredBy: rapid.SampledFrom([]string{"human", "machine_start", "machine_end_beep"}).Draw(g.t, "answered-by"), MachineDetectionDurationMs: &d,
+				AccountSid: rapid.SampledFrom([]string{"", "AC1", "AC2"}).Draw(g.t, "amd-account"),
+			}},
+		})
+	}
+}
+
+// summaries draws Voice Insights call summaries, partial and complete.
+func (g *treeGen) summaries(sid string) {
+	states := map[string]callledgerv1.CallStatus{"completed": 5, "busy": 6, "fail": 7, "noanswer": 8, "canceled": 9, "answered": 4, "undialed": 0}
+	for n := rapid.IntRange(1, 2).Draw(g.t, "summaries"); n > 0; n-- {
+		state := rapid.SampledFrom([]string{"completed", "busy", "fail", "noanswer", "canceled", "answered", "undialed"}).Draw(g.t, "call-state")
+		at := g.at("summary-at")
+		d := int64(rapid.IntRange(0, 900).Draw(g.t, "summary-duration"))
+		sum := &callledgerv1.CallSummaryReported{
+			CallState: state, Status: states[state], ProcessingState: rapid.SampledFrom([]string{"partial", "complete"}).Draw(g.t, "processing"),
+			DurationSeconds: &d, EndTime: timestamppb.New(at), DisconnectedBy: rapid.SampledFrom([]string{"", "caller", "callee"}).Draw(g.t, "disconnected-by"),
+		}
+		if rapid.Bool().Draw(g.t, "summary-tags") {
+			sum.Tags = []string{"high_jitter"}
+		}
+		g.add(&callledgerv1.Event{
+			EventId: g.id(), CallSid: sid, Source: callledgerv1.Source_SOURCE_VOICE_INSIGHTS, ReportedAt: timestamppb.New(at.Add(10 * time.Minute)),
+			Body: &callledgerv1.Event_CallSummaryReported{CallSummaryReported: sum},
+		})
 	}
 }
 
@@ -257,11 +313,14 @@ func TestFoldIsOrderInsensitiveAndIdempotent(t *testing.T) {
 	t.Parallel()
 	rapid.Check(t, func(t *rapid.T) {
 		events := drawTree(t)
+		// The log's order need not be the order the tree was drawn in: a
+		// parent's end may come after its child's, or before.
+		logOrder := rapid.Permutation(events).Draw(t, "log-order")
 		positions := map[string]uint64{}
-		for i, ev := range events {
+		for i, ev := range logOrder {
 			positions[ev.GetEventId()] = uint64(i + 1)
 		}
-		want := fold(t, events, positions)
+		want := fold(t, logOrder, positions)
 
 		shuffled := rapid.Permutation(events).Draw(t, "order")
 		for n := rapid.IntRange(0, len(events)).Draw(t, "duplicates"); n > 0; n-- {
@@ -315,6 +374,13 @@ func TestReconciliationOnlyFillsGaps(t *testing.T) {
 			}
 			old := callstate.View(base)
 			switch {
+			case old.GetTerminal() && (old.GetStatusSource() == callledgerv1.Source_SOURCE_INFERRED || old.GetStatusSource() == callledgerv1.Source_SOURCE_VOICE_INSIGHTS):
+				// An inferred end is no report, and a Voice Insights summary
+				// ranks below every status report: a REST read replaces
+				// either (but the call stays ended).
+				if !got.GetTerminal() {
+					t.Fatalf("%s: REST reads made an inferred end %v active again (%v)", sid, old.GetStatus(), got.GetStatus())
+				}
 			case old.GetTerminal():
 				if got.GetStatus() != old.GetStatus() || got.GetStatusSource() != old.GetStatusSource() ||
 					got.GetDurationSeconds() != old.GetDurationSeconds() || !proto.Equal(got.GetEndedAt(), old.GetEndedAt()) {
@@ -363,8 +429,22 @@ func checkInvariants(t *rapid.T, recs map[string]*statev1.CallRecord) {
 		if c.GetPlaceholder() != (c.GetEventCount() == 0) {
 			t.Fatalf("%s: placeholder %v with %d own events", sid, c.GetPlaceholder(), c.GetEventCount())
 		}
-		if c.GetTerminal() && c.DurationSeconds == nil && c.GetStatusSource() != callledgerv1.Source_SOURCE_DIAL_ACTION && c.GetStatusSource() != callledgerv1.Source_SOURCE_RECONCILIATION {
+		if c.GetTerminal() && c.DurationSeconds == nil && c.GetStatusSource() != callledgerv1.Source_SOURCE_DIAL_ACTION && c.GetStatusSource() != callledgerv1.Source_SOURCE_RECONCILIATION &&
+			c.GetStatusSource() != callledgerv1.Source_SOURCE_VOICE_INSIGHTS && c.GetStatusSource() != callledgerv1.Source_SOURCE_CONFERENCE_CALLBACK &&
+			c.GetStatusSource() != callledgerv1.Source_SOURCE_INFERRED { // an inferred end has no report, so no duration
 			t.Fatalf("%s: terminal by %s without a duration", sid, c.GetStatusSource())
+		}
+		// A leg whose parent ended has ended too: by a report of its own,
+		// or inferred.
+		if p := c.GetParentCallSid(); p != "" && callstate.View(recs[p]).GetTerminal() && !c.GetTerminal() {
+			t.Fatalf("%s is %s while its parent %s has ended", sid, c.GetStatus(), p)
+		}
+		if c.GetStatusSource() == callledgerv1.Source_SOURCE_INFERRED {
+			parent := callstate.View(recs[c.GetParentCallSid()])
+			if r.GetTerminal() != nil || !parent.GetTerminal() || !proto.Equal(c.GetEndedAt(), parent.GetEndedAt()) {
+				t.Fatalf("%s: inferred end %v with terminal report %v, parent %s terminal %v ended %v",
+					sid, c.GetEndedAt(), r.GetTerminal(), c.GetParentCallSid(), parent.GetTerminal(), parent.GetEndedAt())
+			}
 		}
 	}
 }

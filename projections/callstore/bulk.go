@@ -62,8 +62,8 @@ func (e Encoded) Decode() (*statev1.CallRecord, error) {
 // in large unsynchronized batches without a WAL, then flushed once and
 // synced, so that a crash leaves a directory the caller discards (it must
 // not be trusted until Load returns nil). dir must not hold a read model
-// yet.
-func Load(ctx context.Context, dir string, opts Options, checkpoint eventstore.Position, recs []Encoded) error {
+// yet. confs are the conference records, written beside the calls.
+func Load(ctx context.Context, dir string, opts Options, checkpoint eventstore.Position, recs []Encoded, confs []EncodedConference) error {
 	if opts.Version == 0 {
 		opts.Version = Version
 	}
@@ -85,6 +85,10 @@ func Load(ctx context.Context, dir string, opts Options, checkpoint eventstore.P
 		return fmt.Errorf("bulk load into %s: %w", dir, err)
 	}
 	if err := load(ctx, db, recs); err != nil {
+		db.Close()
+		return fmt.Errorf("bulk load into %s: %w", dir, err)
+	}
+	if err := loadConferences(db, confs); err != nil {
 		db.Close()
 		return fmt.Errorf("bulk load into %s: %w", dir, err)
 	}

@@ -125,18 +125,28 @@ func (f Filter) fingerprint() uint64 {
 const tokenVersion = 1
 
 func encodeToken(f Filter, lastKey []byte) string {
+	return encodeTokenFingerprint(f.fingerprint(), lastKey)
+}
+
+func decodeToken(f Filter, token string) ([]byte, error) {
+	return decodeTokenFingerprint(f.fingerprint(), token)
+}
+
+// encodeTokenFingerprint is a page token after lastKey for the filter of
+// fingerprint fp.
+func encodeTokenFingerprint(fp uint64, lastKey []byte) string {
 	b := []byte{tokenVersion}
-	b = binary.BigEndian.AppendUint64(b, f.fingerprint())
+	b = binary.BigEndian.AppendUint64(b, fp)
 	b = append(b, lastKey...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func decodeToken(f Filter, token string) ([]byte, error) {
+func decodeTokenFingerprint(fp uint64, token string) ([]byte, error) {
 	b, err := base64.RawURLEncoding.DecodeString(token)
 	if err != nil || len(b) < 10 || b[0] != tokenVersion {
 		return nil, ErrBadPageToken
 	}
-	if binary.BigEndian.Uint64(b[1:9]) != f.fingerprint() {
+	if binary.BigEndian.Uint64(b[1:9]) != fp {
 		return nil, fmt.Errorf("%w: issued for another filter", ErrBadPageToken)
 	}
 	return b[9:], nil

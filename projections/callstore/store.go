@@ -23,12 +23,17 @@ import (
 	"github.com/callledger/callledger/internal/pebblevfs"
 	"github.com/callledger/callledger/internal/privatefs"
 	"github.com/callledger/callledger/projections/callstate"
+	"github.com/callledger/callledger/twilio"
 )
 
 // Version is the version of the call-state projection this code builds.
 // Bump it when the fold changes what it derives: serve then builds the new
 // version beside the old one.
-const Version = 1
+//
+// Version 2: conferences, AMD, Voice Insights, transcriptions, field-level
+// merge of terminal and recording reports, inferred ends, the account from
+// any event, and events of derivation 0 upcast from their requests.
+const Version = 2
 
 // Errors callers branch on.
 var (
@@ -47,6 +52,10 @@ const (
 	prefixCall   = 'c'
 	prefixTime   = 't'
 	prefixActive = 'a'
+	// Conferences.
+	prefixConference       = 'f'
+	prefixConferenceTime   = 'g'
+	prefixConferenceActive = 'h'
 )
 
 var (
@@ -107,7 +116,9 @@ type Store struct {
 	notifyMu sync.Mutex
 	notify   chan struct{} // closed and replaced after each Apply
 	watchers map[*Watcher]struct{}
-	closed   atomic.Bool
+	// confWatchers follow conferences; guarded like watchers.
+	confWatchers map[*ConferenceWatcher]struct{}
+	closed       atomic.Bool
 	// countsMu guards counts, which Apply replaces after each commit.
 	countsMu sync.RWMutex
 	counts   counts
@@ -175,7 +186,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open call store in %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: opts.Logger, opts: opts, damage: dmg, notify: make(chan struct{}), watchers: map[*Watcher]struct{}{}}
+	s := &Store{db: db, log: opts.Logger, opts: opts, damage: dmg, notify: make(chan struct{}), watchers: map[*Watcher]struct{}{},
+		confWatchers: map[*ConferenceWatcher]struct{}{}}
 	if err := s.checkVersion(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open call store in %s: %w", dir, err)
@@ -251,6 +263,9 @@ func (s *Store) Close() error {
 	for w := range s.watchers {
 		w.end(ErrClosed)
 	}
+	for w := range s.confWatchers {
+		w.end(ErrClosed)
+	}
 	s.wake()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close call store: %w", err)
@@ -273,7 +288,7 @@ func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) (err error) {
 	if uint64(batch.Checkpoint) <= s.applied.Load() && len(batch.Events) == 0 {
 		return nil
 	}
-	tx := &batchTx{s: s, b: s.db.NewBatch(), recs: map[string]*entry{}}
+	tx := &batchTx{s: s, b: s.db.NewBatch(), recs: map[string]*entry{}, confs: map[string]*confEntry{}}
 	defer tx.b.Close()
 	for _, rec := range batch.Events {
 		if uint64(rec.Position) <= s.applied.Load() {
@@ -295,6 +310,10 @@ func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) (err error) {
 	if err != nil {
 		return err
 	}
+	changedConfs, err := tx.writeConferences()
+	if err != nil {
+		return err
+	}
 	// A failed WAL write makes Pebble call Fatalf: the database is
 	// unusable, and the read model must be rebuilt (see check).
 	if err := pebblelog.Catch(func() error { return tx.b.Commit(pebble.NoSync) }); err != nil {
@@ -311,23 +330,39 @@ func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) (err error) {
 		s.opts.Observe(ev)
 	}
 	s.publish(changed, eventstore.Position(cp))
+	s.publishConferences(changedConfs, eventstore.Position(cp))
 	s.wake()
 	return nil
 }
 
 // DecodeCallEvent returns what the fold reads of rec: its facts, without
-// the verbatim request (most of its bytes), when rec is a call event. An
-// event the fold cannot read changes nothing and is logged and skipped:
-// stopping there would stop the projection for good. The live projection
-// and rebuilds both decode through it, so they fold the same events.
+// the verbatim request (most of its bytes), when rec is an event of a call
+// or a conference. An event an older derivation made from a webhook
+// request is decoded whole and derived again from its request
+// (twilio.Upcast), so that the fold reads old events as this version
+// reads requests. An event the fold cannot read changes nothing and is
+// logged and skipped: stopping there would stop the projection for good.
+// The live projection and rebuilds both decode through it, so they fold
+// the same events.
 func DecodeCallEvent(rec *eventstore.RecordedEvent, log *slog.Logger) (*callledgerv1.Event, bool) {
-	if _, ok := eventcodec.CallSidOf(rec.Stream); !ok {
+	_, call := eventcodec.CallSidOf(rec.Stream)
+	_, conf := eventcodec.ConferenceSidOf(rec.Stream)
+	if !call && !conf {
 		return nil, false
 	}
 	ev, err := eventcodec.DecodeFacts(*rec)
 	if err != nil {
 		log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
 		return nil, false
+	}
+	if twilio.NeedsUpcast(ev) {
+		whole, err := eventcodec.Decode(*rec)
+		if err != nil {
+			log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
+			return nil, false
+		}
+		ev = twilio.Upcast(whole)
+		ev.Request, ev.CloudEvent = nil, nil // the fold never reads them; a rebuild holds many events
 	}
 	return ev, true
 }
@@ -385,6 +420,9 @@ type batchTx struct {
 	counts *counts
 	// applied events, for Options.Observe
 	applied []*callledgerv1.Event
+	// conferences touched, and the order of their first Put
+	confs     map[string]*confEntry
+	confOrder []string
 }
 
 func (t *batchTx) Get(sid string) (*statev1.CallRecord, error) {

@@ -185,7 +185,7 @@ func (m *Manager) serve(name string, version uint64) (*served, error) {
 	s := &served{
 		name:    name,
 		store:   st,
-		runner:  projections.NewRunner(m.cfg.Log, st, eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}, m.log.With("read_model", name)),
+		runner:  projections.NewRunner(m.cfg.Log, st, eventstore.Filter{StreamPrefixes: eventcodec.ProjectedStreamPrefixes()}, m.log.With("read_model", name)),
 		stop:    stop,
 		stopped: make(chan struct{}),
 	}

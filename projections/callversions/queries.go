@@ -47,3 +47,22 @@ func (m *Manager) Checkpoint(ctx context.Context) (eventstore.Position, error) {
 
 // Counts is callstore.Store.Counts on the current read model.
 func (m *Manager) Counts() callstore.Counts { return m.Current().Counts() }
+
+// Conference is callstore.Store.Conference on the current read model.
+func (m *Manager) Conference(ctx context.Context, sid string) (callstore.ConferenceTree, error) {
+	return retry(m, func(s *callstore.Store) (callstore.ConferenceTree, error) { return s.Conference(ctx, sid) })
+}
+
+// ListConferences is callstore.Store.ListConferences on the current read
+// model.
+func (m *Manager) ListConferences(ctx context.Context, f callstore.ConferenceFilter, limit int, token string) (callstore.ConferencePage, error) {
+	return retry(m, func(s *callstore.Store) (callstore.ConferencePage, error) {
+		return s.ListConferences(ctx, f, limit, token)
+	})
+}
+
+// WatchConferences is callstore.Store.WatchConferences on the current read
+// model.
+func (m *Manager) WatchConferences(ctx context.Context, f callstore.ConferenceFilter) (*callstore.ConferenceWatcher, error) {
+	return retry(m, func(s *callstore.Store) (*callstore.ConferenceWatcher, error) { return s.WatchConferences(ctx, f) })
+}

@@ -18,6 +18,7 @@ import (
 type memory struct {
 	hot   map[string]*hotRecord
 	cold  map[string]callstore.Encoded
+	confs map[string]*statev1.ConferenceRecord // few beside the calls: kept hot
 	epoch uint64
 	// workers encode frozen records in parallel.
 	workers int
@@ -32,6 +33,7 @@ func newMemory() *memory {
 	return &memory{
 		hot:     make(map[string]*hotRecord, 1<<16),
 		cold:    make(map[string]callstore.Encoded, 1<<16),
+		confs:   map[string]*statev1.ConferenceRecord{},
 		workers: runtime.GOMAXPROCS(0),
 	}
 }
@@ -60,6 +62,15 @@ func (m *memory) Put(rec *statev1.CallRecord) error {
 		return nil
 	}
 	m.hot[rec.GetCallSid()] = &hotRecord{rec: rec, epoch: m.epoch}
+	return nil
+}
+
+func (m *memory) GetConference(sid string) (*statev1.ConferenceRecord, error) {
+	return m.confs[sid], nil
+}
+
+func (m *memory) PutConference(rec *statev1.ConferenceRecord) error {
+	m.confs[rec.GetConferenceSid()] = rec
 	return nil
 }
 
@@ -110,20 +121,29 @@ func (m *memory) freeze(recs []*statev1.CallRecord) error {
 	return nil
 }
 
-// finish freezes every record and returns them all.
-func (m *memory) finish() ([]callstore.Encoded, error) {
+// finish freezes every record and returns them all, with the conferences.
+func (m *memory) finish() ([]callstore.Encoded, []callstore.EncodedConference, error) {
 	hot := make([]*statev1.CallRecord, 0, len(m.hot))
 	for _, h := range m.hot {
 		hot = append(hot, h.rec)
 	}
 	clear(m.hot)
 	if err := m.freeze(hot); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := make([]callstore.Encoded, 0, len(m.cold))
 	for _, e := range m.cold {
 		out = append(out, e)
 	}
 	clear(m.cold)
-	return out, nil
+	confs := make([]callstore.EncodedConference, 0, len(m.confs))
+	for _, c := range m.confs {
+		e, err := callstore.EncodeConference(c)
+		if err != nil {
+			return nil, nil, err
+		}
+		confs = append(confs, e)
+	}
+	clear(m.confs)
+	return out, confs, nil
 }

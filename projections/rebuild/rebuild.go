@@ -126,6 +126,8 @@ func (o Options) withDefaults() Options {
 type Result struct {
 	// Records holds one encoded record per call, in no particular order.
 	Records []callstore.Encoded
+	// Conferences holds one encoded record per conference.
+	Conferences []callstore.EncodedConference
 	// Checkpoint is the position the records are current at.
 	Checkpoint eventstore.Position
 	// Events is the number of events read (of every stream).
@@ -174,7 +176,7 @@ func Build(ctx context.Context, log Log, dir string, opts Options) (Stats, error
 	start := time.Now()
 	last := Progress{Phase: PhaseWrite, Events: res.Events, Position: res.Checkpoint, Target: res.Checkpoint, Calls: len(res.Records), Elapsed: res.Elapsed}
 	opts.Progress(last)
-	if err := callstore.Load(ctx, dir, callstore.Options{Logger: opts.Logger, Version: opts.Version}, res.Checkpoint, res.Records); err != nil {
+	if err := callstore.Load(ctx, dir, callstore.Options{Logger: opts.Logger, Version: opts.Version}, res.Checkpoint, res.Records, res.Conferences); err != nil {
 		return Stats{}, fmt.Errorf("rebuild: %w", err)
 	}
 	st := Stats{Events: res.Events, Calls: len(res.Records), Checkpoint: res.Checkpoint, Fold: res.Elapsed, Write: time.Since(start)}
@@ -258,7 +260,7 @@ func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 		}
 		for i, ev := range d.events {
 			if err := callstate.Apply(mem, ev, d.pos[i]); err != nil {
-				fail(fmt.Errorf("rebuild: fold %s at %d: %w", ev.GetCallSid(), d.pos[i], err))
+				fail(fmt.Errorf("rebuild: fold %s event %s at %d: %w", ev.GetCallSid(), ev.GetEventId(), d.pos[i], err))
 				break
 			}
 		}
@@ -283,11 +285,11 @@ func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("rebuild: %w", err)
 	}
-	recs, err := mem.finish()
+	recs, confs, err := mem.finish()
 	if err != nil {
 		return nil, fmt.Errorf("rebuild: %w", err)
 	}
-	res := &Result{Records: recs, Checkpoint: target, Events: p.Events, Elapsed: time.Since(start)}
+	res := &Result{Records: recs, Conferences: confs, Checkpoint: target, Events: p.Events, Elapsed: time.Since(start)}
 	p.Calls, p.Elapsed, p.Position = len(res.Records), res.Elapsed, target
 	opts.Progress(p)
 	opts.Logger.Info("projection folded", "events", res.Events, "calls", len(res.Records), "checkpoint", target, "elapsed", res.Elapsed)

@@ -352,13 +352,14 @@ func TestOpenAPI(t *testing.T) {
 	for path, ops := range doc.Paths {
 		for method := range ops {
 			// The document names path variables by their JSON names.
-			documented = append(documented, strings.ToUpper(method)+" "+strings.ReplaceAll(path, "{callSid}", "{call_sid}"))
+			documented = append(documented, strings.ToUpper(method)+" "+strings.NewReplacer("{callSid}", "{call_sid}", "{conferenceSid}", "{conference_sid}").Replace(path))
 		}
 	}
 	slices.Sort(documented)
 	routes := httpapi.Routes()
 	want := []string{
 		"GET /v1/calls", "GET /v1/calls/{call_sid}", "GET /v1/calls/{call_sid}/events", "GET /v1/calls:watch",
+		"GET /v1/conferences", "GET /v1/conferences/{conference_sid}", "GET /v1/conferences:watch",
 		"GET /v1/projections/callstate", "GET /v1/stats", "POST /v1/calls/{call_sid}:hangup",
 	}
 	if !slices.Equal(routes, want) {

@@ -24,6 +24,8 @@ func (s *Server) fail(ctx context.Context, method string, err error) error {
 	switch {
 	case errors.Is(err, callstate.ErrNotFound):
 		return status.Error(codes.NotFound, "call not found")
+	case errors.Is(err, callstore.ErrConferenceNotFound):
+		return status.Error(codes.NotFound, "conference not found")
 	case errors.Is(err, callstore.ErrBadPageToken):
 		return status.Error(codes.InvalidArgument, "invalid page_token: it is malformed or was issued for another request")
 	}

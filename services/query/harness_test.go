@@ -67,7 +67,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Cleanup(func() { calls.Close() })
 
 	ctx, cancel := context.WithCancel(context.Background())
-	runner := projections.NewRunner(events, calls, eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}, nil)
+	runner := projections.NewRunner(events, calls, eventstore.Filter{StreamPrefixes: eventcodec.ProjectedStreamPrefixes()}, nil)
 	runner.MinBackoff, runner.MaxBackoff = time.Millisecond, 10*time.Millisecond
 	done := make(chan struct{})
 	go func() {

@@ -57,6 +57,14 @@ type Calls interface {
 	WaitFor(ctx context.Context, pos eventstore.Position) error
 }
 
+// Conferences is the part of the read model the conference queries read.
+// *callstore.Store and *callversions.Manager implement it.
+type Conferences interface {
+	Conference(ctx context.Context, sid string) (callstore.ConferenceTree, error)
+	ListConferences(ctx context.Context, f callstore.ConferenceFilter, limit int, token string) (callstore.ConferencePage, error)
+	WatchConferences(ctx context.Context, f callstore.ConferenceFilter) (*callstore.ConferenceWatcher, error)
+}
+
 // History is the part of the event store ListCallEvents reads; every
 // eventstore.Store implements it.
 type History interface {
@@ -103,6 +111,9 @@ type Config struct {
 	// MaxPageBytes bounds a ListCallEvents page's encoded events (one
 	// event at least); default DefaultMaxPageBytes.
 	MaxPageBytes int
+	// Conferences answers the conference queries. Default: Calls, when it
+	// implements Conferences; without either, they answer UNIMPLEMENTED.
+	Conferences Conferences
 }
 
 // Server implements callledgerv1.CallQueryServiceServer.
@@ -119,6 +130,7 @@ type Server struct {
 	lag     func(ctx context.Context) (uint64, time.Duration, bool, error)
 	// maxPageBytes bounds a ListCallEvents page.
 	maxPageBytes int
+	confs        Conferences
 }
 
 var _ callledgerv1.CallQueryServiceServer = (*Server)(nil)
@@ -137,6 +149,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxPageBytes <= 0 {
 		cfg.MaxPageBytes = DefaultMaxPageBytes
 	}
+	if cfg.Conferences == nil {
+		cfg.Conferences, _ = cfg.Calls.(Conferences)
+	}
 	log := cfg.Logger.With("component", "query")
 	return &Server{
 		calls:   cfg.Calls,
@@ -149,6 +164,7 @@ func New(cfg Config) (*Server, error) {
 		lag:     cfg.Lag,
 
 		maxPageBytes: cfg.MaxPageBytes,
+		confs:        cfg.Conferences,
 	}, nil
 }
 

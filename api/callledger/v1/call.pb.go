@@ -129,8 +129,30 @@ type Call struct {
 	Ending bool `protobuf:"varint,26,opt,name=ending,proto3" json:"ending,omitempty"`
 	// The latest read of the call from Twilio's REST API, if any.
 	Reconciliation *Reconciliation `protobuf:"bytes,27,opt,name=reconciliation,proto3" json:"reconciliation,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// ErrorCode and ErrorMessage of the terminal report (a failed call's
+	// reason).
+	ErrorCode    string `protobuf:"bytes,28,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage string `protobuf:"bytes,29,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// CallerName (caller ID lookup): personal data.
+	CallerName    string `protobuf:"bytes,30,opt,name=caller_name,json=callerName,proto3" json:"caller_name,omitempty"`
+	ForwardedFrom string `protobuf:"bytes,31,opt,name=forwarded_from,json=forwardedFrom,proto3" json:"forwarded_from,omitempty"`
+	// StirVerstat and StirStatus: the SHAKEN/STIR attestation.
+	StirVerstat string `protobuf:"bytes,32,opt,name=stir_verstat,json=stirVerstat,proto3" json:"stir_verstat,omitempty"`
+	StirStatus  string `protobuf:"bytes,33,opt,name=stir_status,json=stirStatus,proto3" json:"stir_status,omitempty"`
+	// SipCallId of a SIP leg.
+	SipCallId string `protobuf:"bytes,34,opt,name=sip_call_id,json=sipCallId,proto3" json:"sip_call_id,omitempty"`
+	// CallbackSource, e.g. call-progress-events.
+	CallbackSource string `protobuf:"bytes,35,opt,name=callback_source,json=callbackSource,proto3" json:"callback_source,omitempty"`
+	// QueueTime: how long the call waited before it was placed.
+	QueueTimeMs *int64 `protobuf:"varint,36,opt,name=queue_time_ms,json=queueTimeMs,proto3,oneof" json:"queue_time_ms,omitempty"`
+	// How long answering-machine detection took to give answered_by.
+	MachineDetectionDurationMs *int64 `protobuf:"varint,37,opt,name=machine_detection_duration_ms,json=machineDetectionDurationMs,proto3,oneof" json:"machine_detection_duration_ms,omitempty"`
+	// What Voice Insights said about the call, if it did.
+	Insights *CallInsights `protobuf:"bytes,38,opt,name=insights,proto3" json:"insights,omitempty"`
+	// The conferences the call took part in, by ConferenceSid.
+	Conferences   []*ConferenceParticipant `protobuf:"bytes,39,rep,name=conferences,proto3" json:"conferences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Call) Reset() {
@@ -352,6 +374,174 @@ func (x *Call) GetReconciliation() *Reconciliation {
 	return nil
 }
 
+func (x *Call) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *Call) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+func (x *Call) GetCallerName() string {
+	if x != nil {
+		return x.CallerName
+	}
+	return ""
+}
+
+func (x *Call) GetForwardedFrom() string {
+	if x != nil {
+		return x.ForwardedFrom
+	}
+	return ""
+}
+
+func (x *Call) GetStirVerstat() string {
+	if x != nil {
+		return x.StirVerstat
+	}
+	return ""
+}
+
+func (x *Call) GetStirStatus() string {
+	if x != nil {
+		return x.StirStatus
+	}
+	return ""
+}
+
+func (x *Call) GetSipCallId() string {
+	if x != nil {
+		return x.SipCallId
+	}
+	return ""
+}
+
+func (x *Call) GetCallbackSource() string {
+	if x != nil {
+		return x.CallbackSource
+	}
+	return ""
+}
+
+func (x *Call) GetQueueTimeMs() int64 {
+	if x != nil && x.QueueTimeMs != nil {
+		return *x.QueueTimeMs
+	}
+	return 0
+}
+
+func (x *Call) GetMachineDetectionDurationMs() int64 {
+	if x != nil && x.MachineDetectionDurationMs != nil {
+		return *x.MachineDetectionDurationMs
+	}
+	return 0
+}
+
+func (x *Call) GetInsights() *CallInsights {
+	if x != nil {
+		return x.Insights
+	}
+	return nil
+}
+
+func (x *Call) GetConferences() []*ConferenceParticipant {
+	if x != nil {
+		return x.Conferences
+	}
+	return nil
+}
+
+// CallInsights is what Voice Insights call summaries said about a call:
+// the best summary's (complete before partial, then the latest), each field
+// filled from the next summary when the best lacks it.
+type CallInsights struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Who hung up: caller, callee, … as Voice Insights spells it.
+	DisconnectedBy string `protobuf:"bytes,1,opt,name=disconnected_by,json=disconnectedBy,proto3" json:"disconnected_by,omitempty"`
+	// The last SIP response the call got.
+	LastSipResponse *int32 `protobuf:"varint,2,opt,name=last_sip_response,json=lastSipResponse,proto3,oneof" json:"last_sip_response,omitempty"`
+	// Quality issues found (high_jitter, high_packet_loss, …).
+	Tags []string `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty"`
+	// partial or complete.
+	ProcessingState string `protobuf:"bytes,4,opt,name=processing_state,json=processingState,proto3" json:"processing_state,omitempty"`
+	// carrier, sip, trunking, client.
+	CallType      string `protobuf:"bytes,5,opt,name=call_type,json=callType,proto3" json:"call_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallInsights) Reset() {
+	*x = CallInsights{}
+	mi := &file_callledger_v1_call_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallInsights) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallInsights) ProtoMessage() {}
+
+func (x *CallInsights) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_call_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallInsights.ProtoReflect.Descriptor instead.
+func (*CallInsights) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_call_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CallInsights) GetDisconnectedBy() string {
+	if x != nil {
+		return x.DisconnectedBy
+	}
+	return ""
+}
+
+func (x *CallInsights) GetLastSipResponse() int32 {
+	if x != nil && x.LastSipResponse != nil {
+		return *x.LastSipResponse
+	}
+	return 0
+}
+
+func (x *CallInsights) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *CallInsights) GetProcessingState() string {
+	if x != nil {
+		return x.ProcessingState
+	}
+	return ""
+}
+
+func (x *CallInsights) GetCallType() string {
+	if x != nil {
+		return x.CallType
+	}
+	return ""
+}
+
 // Reconciliation is what the latest read of Twilio's REST API said.
 type Reconciliation struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -367,7 +557,7 @@ type Reconciliation struct {
 
 func (x *Reconciliation) Reset() {
 	*x = Reconciliation{}
-	mi := &file_callledger_v1_call_proto_msgTypes[1]
+	mi := &file_callledger_v1_call_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +569,7 @@ func (x *Reconciliation) String() string {
 func (*Reconciliation) ProtoMessage() {}
 
 func (x *Reconciliation) ProtoReflect() protoreflect.Message {
-	mi := &file_callledger_v1_call_proto_msgTypes[1]
+	mi := &file_callledger_v1_call_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +582,7 @@ func (x *Reconciliation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reconciliation.ProtoReflect.Descriptor instead.
 func (*Reconciliation) Descriptor() ([]byte, []int) {
-	return file_callledger_v1_call_proto_rawDescGZIP(), []int{1}
+	return file_callledger_v1_call_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Reconciliation) GetFetchedAt() *timestamppb.Timestamp {
@@ -431,7 +621,7 @@ type DialOutcome struct {
 
 func (x *DialOutcome) Reset() {
 	*x = DialOutcome{}
-	mi := &file_callledger_v1_call_proto_msgTypes[2]
+	mi := &file_callledger_v1_call_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +633,7 @@ func (x *DialOutcome) String() string {
 func (*DialOutcome) ProtoMessage() {}
 
 func (x *DialOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_callledger_v1_call_proto_msgTypes[2]
+	mi := &file_callledger_v1_call_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +646,7 @@ func (x *DialOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DialOutcome.ProtoReflect.Descriptor instead.
 func (*DialOutcome) Descriptor() ([]byte, []int) {
-	return file_callledger_v1_call_proto_rawDescGZIP(), []int{2}
+	return file_callledger_v1_call_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DialOutcome) GetDialCallSid() string {
@@ -505,20 +695,27 @@ func (x *DialOutcome) GetReceivedAt() *timestamppb.Timestamp {
 type Recording struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	RecordingSid string                 `protobuf:"bytes,1,opt,name=recording_sid,json=recordingSid,proto3" json:"recording_sid,omitempty"`
-	// in-progress, completed, absent, failed.
+	// in-progress, completed, absent, failed (docs/EVENTS.md: the
+	// recording lifecycle).
 	Status          string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
 	Url             string                 `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
 	DurationSeconds *int64                 `protobuf:"varint,4,opt,name=duration_seconds,json=durationSeconds,proto3,oneof" json:"duration_seconds,omitempty"`
 	Channels        *int32                 `protobuf:"varint,5,opt,name=channels,proto3,oneof" json:"channels,omitempty"`
 	Source          string                 `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
 	StartTime       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// RecordingTrack: inbound, outbound or both.
+	Track string `protobuf:"bytes,8,opt,name=track,proto3" json:"track,omitempty"`
+	// ErrorCode, e.g. 16101 (too short) or 16102 (silent) on absent.
+	ErrorCode string `protobuf:"bytes,9,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	// Transcriptions of the recording, by TranscriptionSid.
+	Transcriptions []*Transcription `protobuf:"bytes,10,rep,name=transcriptions,proto3" json:"transcriptions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Recording) Reset() {
 	*x = Recording{}
-	mi := &file_callledger_v1_call_proto_msgTypes[3]
+	mi := &file_callledger_v1_call_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -530,7 +727,7 @@ func (x *Recording) String() string {
 func (*Recording) ProtoMessage() {}
 
 func (x *Recording) ProtoReflect() protoreflect.Message {
-	mi := &file_callledger_v1_call_proto_msgTypes[3]
+	mi := &file_callledger_v1_call_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -543,7 +740,7 @@ func (x *Recording) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recording.ProtoReflect.Descriptor instead.
 func (*Recording) Descriptor() ([]byte, []int) {
-	return file_callledger_v1_call_proto_rawDescGZIP(), []int{3}
+	return file_callledger_v1_call_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Recording) GetRecordingSid() string {
@@ -595,6 +792,106 @@ func (x *Recording) GetStartTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Recording) GetTrack() string {
+	if x != nil {
+		return x.Track
+	}
+	return ""
+}
+
+func (x *Recording) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *Recording) GetTranscriptions() []*Transcription {
+	if x != nil {
+		return x.Transcriptions
+	}
+	return nil
+}
+
+// Transcription is one transcription of a recording.
+type Transcription struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	TranscriptionSid string                 `protobuf:"bytes,1,opt,name=transcription_sid,json=transcriptionSid,proto3" json:"transcription_sid,omitempty"`
+	// in-progress, completed, failed.
+	Status string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// What was said: personal data.
+	Text          string `protobuf:"bytes,3,opt,name=text,proto3" json:"text,omitempty"`
+	Url           string `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`
+	Type          string `protobuf:"bytes,5,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Transcription) Reset() {
+	*x = Transcription{}
+	mi := &file_callledger_v1_call_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Transcription) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Transcription) ProtoMessage() {}
+
+func (x *Transcription) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_call_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Transcription.ProtoReflect.Descriptor instead.
+func (*Transcription) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_call_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Transcription) GetTranscriptionSid() string {
+	if x != nil {
+		return x.TranscriptionSid
+	}
+	return ""
+}
+
+func (x *Transcription) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Transcription) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *Transcription) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *Transcription) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
 // HangupRequest is a request, made through callledger, to end a call.
 type HangupRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -615,7 +912,7 @@ type HangupRequest struct {
 
 func (x *HangupRequest) Reset() {
 	*x = HangupRequest{}
-	mi := &file_callledger_v1_call_proto_msgTypes[4]
+	mi := &file_callledger_v1_call_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +924,7 @@ func (x *HangupRequest) String() string {
 func (*HangupRequest) ProtoMessage() {}
 
 func (x *HangupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_callledger_v1_call_proto_msgTypes[4]
+	mi := &file_callledger_v1_call_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +937,7 @@ func (x *HangupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HangupRequest.ProtoReflect.Descriptor instead.
 func (*HangupRequest) Descriptor() ([]byte, []int) {
-	return file_callledger_v1_call_proto_rawDescGZIP(), []int{4}
+	return file_callledger_v1_call_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HangupRequest) GetRequestId() string {
@@ -703,7 +1000,7 @@ var File_callledger_v1_call_proto protoreflect.FileDescriptor
 
 const file_callledger_v1_call_proto_rawDesc = "" +
 	"\n" +
-	"\x18callledger/v1/call.proto\x12\rcallledger.v1\x1a\x1fcallledger/v1/call_status.proto\x1a\x19callledger/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\t\n" +
+	"\x18callledger/v1/call.proto\x12\rcallledger.v1\x1a\x1fcallledger/v1/call_status.proto\x1a\x1ecallledger/v1/conference.proto\x1a\x19callledger/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x0e\n" +
 	"\x04Call\x12\x19\n" +
 	"\bcall_sid\x18\x01 \x01(\tR\acallSid\x12\x1f\n" +
 	"\vaccount_sid\x18\x02 \x01(\tR\n" +
@@ -740,9 +1037,33 @@ const file_callledger_v1_call_proto_rawDesc = "" +
 	"\n" +
 	"start_time\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x16\n" +
 	"\x06ending\x18\x1a \x01(\bR\x06ending\x12E\n" +
-	"\x0ereconciliation\x18\x1b \x01(\v2\x1d.callledger.v1.ReconciliationR\x0ereconciliationB\x13\n" +
+	"\x0ereconciliation\x18\x1b \x01(\v2\x1d.callledger.v1.ReconciliationR\x0ereconciliation\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x1c \x01(\tR\terrorCode\x12#\n" +
+	"\rerror_message\x18\x1d \x01(\tR\ferrorMessage\x12\x1f\n" +
+	"\vcaller_name\x18\x1e \x01(\tR\n" +
+	"callerName\x12%\n" +
+	"\x0eforwarded_from\x18\x1f \x01(\tR\rforwardedFrom\x12!\n" +
+	"\fstir_verstat\x18  \x01(\tR\vstirVerstat\x12\x1f\n" +
+	"\vstir_status\x18! \x01(\tR\n" +
+	"stirStatus\x12\x1e\n" +
+	"\vsip_call_id\x18\" \x01(\tR\tsipCallId\x12'\n" +
+	"\x0fcallback_source\x18# \x01(\tR\x0ecallbackSource\x12'\n" +
+	"\rqueue_time_ms\x18$ \x01(\x03H\x02R\vqueueTimeMs\x88\x01\x01\x12F\n" +
+	"\x1dmachine_detection_duration_ms\x18% \x01(\x03H\x03R\x1amachineDetectionDurationMs\x88\x01\x01\x127\n" +
+	"\binsights\x18& \x01(\v2\x1b.callledger.v1.CallInsightsR\binsights\x12F\n" +
+	"\vconferences\x18' \x03(\v2$.callledger.v1.ConferenceParticipantR\vconferencesB\x13\n" +
 	"\x11_duration_secondsB\x14\n" +
-	"\x12_sip_response_code\"\x9b\x01\n" +
+	"\x12_sip_response_codeB\x10\n" +
+	"\x0e_queue_time_msB \n" +
+	"\x1e_machine_detection_duration_ms\"\xda\x01\n" +
+	"\fCallInsights\x12'\n" +
+	"\x0fdisconnected_by\x18\x01 \x01(\tR\x0edisconnectedBy\x12/\n" +
+	"\x11last_sip_response\x18\x02 \x01(\x05H\x00R\x0flastSipResponse\x88\x01\x01\x12\x12\n" +
+	"\x04tags\x18\x03 \x03(\tR\x04tags\x12)\n" +
+	"\x10processing_state\x18\x04 \x01(\tR\x0fprocessingState\x12\x1b\n" +
+	"\tcall_type\x18\x05 \x01(\tR\bcallTypeB\x14\n" +
+	"\x12_last_sip_response\"\x9b\x01\n" +
 	"\x0eReconciliation\x129\n" +
 	"\n" +
 	"fetched_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tfetchedAt\x121\n" +
@@ -757,7 +1078,7 @@ const file_callledger_v1_call_proto_rawDesc = "" +
 	"\vreceived_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAtB\x1d\n" +
 	"\x1b_dial_call_duration_secondsB\x0f\n" +
-	"\r_dial_bridged\"\xa0\x02\n" +
+	"\r_dial_bridged\"\x9b\x03\n" +
 	"\tRecording\x12#\n" +
 	"\rrecording_sid\x18\x01 \x01(\tR\frecordingSid\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x10\n" +
@@ -766,9 +1087,20 @@ const file_callledger_v1_call_proto_rawDesc = "" +
 	"\bchannels\x18\x05 \x01(\x05H\x01R\bchannels\x88\x01\x01\x12\x16\n" +
 	"\x06source\x18\x06 \x01(\tR\x06source\x129\n" +
 	"\n" +
-	"start_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartTimeB\x13\n" +
+	"start_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12\x14\n" +
+	"\x05track\x18\b \x01(\tR\x05track\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\t \x01(\tR\terrorCode\x12D\n" +
+	"\x0etranscriptions\x18\n" +
+	" \x03(\v2\x1c.callledger.v1.TranscriptionR\x0etranscriptionsB\x13\n" +
 	"\x11_duration_secondsB\v\n" +
-	"\t_channels\"\xc8\x02\n" +
+	"\t_channels\"\x8e\x01\n" +
+	"\rTranscription\x12+\n" +
+	"\x11transcription_sid\x18\x01 \x01(\tR\x10transcriptionSid\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x12\n" +
+	"\x04text\x18\x03 \x01(\tR\x04text\x12\x10\n" +
+	"\x03url\x18\x04 \x01(\tR\x03url\x12\x12\n" +
+	"\x04type\x18\x05 \x01(\tR\x04type\"\xc8\x02\n" +
 	"\rHangupRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12!\n" +
@@ -800,42 +1132,48 @@ func file_callledger_v1_call_proto_rawDescGZIP() []byte {
 }
 
 var file_callledger_v1_call_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_callledger_v1_call_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_callledger_v1_call_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_callledger_v1_call_proto_goTypes = []any{
 	(HangupOutcome)(0),            // 0: callledger.v1.HangupOutcome
 	(*Call)(nil),                  // 1: callledger.v1.Call
-	(*Reconciliation)(nil),        // 2: callledger.v1.Reconciliation
-	(*DialOutcome)(nil),           // 3: callledger.v1.DialOutcome
-	(*Recording)(nil),             // 4: callledger.v1.Recording
-	(*HangupRequest)(nil),         // 5: callledger.v1.HangupRequest
-	(CallStatus)(0),               // 6: callledger.v1.CallStatus
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(Source)(0),                   // 8: callledger.v1.Source
+	(*CallInsights)(nil),          // 2: callledger.v1.CallInsights
+	(*Reconciliation)(nil),        // 3: callledger.v1.Reconciliation
+	(*DialOutcome)(nil),           // 4: callledger.v1.DialOutcome
+	(*Recording)(nil),             // 5: callledger.v1.Recording
+	(*Transcription)(nil),         // 6: callledger.v1.Transcription
+	(*HangupRequest)(nil),         // 7: callledger.v1.HangupRequest
+	(CallStatus)(0),               // 8: callledger.v1.CallStatus
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(Source)(0),                   // 10: callledger.v1.Source
+	(*ConferenceParticipant)(nil), // 11: callledger.v1.ConferenceParticipant
 }
 var file_callledger_v1_call_proto_depIdxs = []int32{
-	6,  // 0: callledger.v1.Call.status:type_name -> callledger.v1.CallStatus
-	7,  // 1: callledger.v1.Call.initiated_at:type_name -> google.protobuf.Timestamp
-	7,  // 2: callledger.v1.Call.ringing_at:type_name -> google.protobuf.Timestamp
-	7,  // 3: callledger.v1.Call.answered_at:type_name -> google.protobuf.Timestamp
-	7,  // 4: callledger.v1.Call.ended_at:type_name -> google.protobuf.Timestamp
-	3,  // 5: callledger.v1.Call.dial:type_name -> callledger.v1.DialOutcome
-	4,  // 6: callledger.v1.Call.recordings:type_name -> callledger.v1.Recording
-	5,  // 7: callledger.v1.Call.hangup_request:type_name -> callledger.v1.HangupRequest
-	8,  // 8: callledger.v1.Call.status_source:type_name -> callledger.v1.Source
-	7,  // 9: callledger.v1.Call.start_time:type_name -> google.protobuf.Timestamp
-	2,  // 10: callledger.v1.Call.reconciliation:type_name -> callledger.v1.Reconciliation
-	7,  // 11: callledger.v1.Reconciliation.fetched_at:type_name -> google.protobuf.Timestamp
-	6,  // 12: callledger.v1.Reconciliation.status:type_name -> callledger.v1.CallStatus
-	6,  // 13: callledger.v1.DialOutcome.dial_call_status:type_name -> callledger.v1.CallStatus
-	7,  // 14: callledger.v1.DialOutcome.received_at:type_name -> google.protobuf.Timestamp
-	7,  // 15: callledger.v1.Recording.start_time:type_name -> google.protobuf.Timestamp
-	7,  // 16: callledger.v1.HangupRequest.requested_at:type_name -> google.protobuf.Timestamp
-	0,  // 17: callledger.v1.HangupRequest.outcome:type_name -> callledger.v1.HangupOutcome
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	8,  // 0: callledger.v1.Call.status:type_name -> callledger.v1.CallStatus
+	9,  // 1: callledger.v1.Call.initiated_at:type_name -> google.protobuf.Timestamp
+	9,  // 2: callledger.v1.Call.ringing_at:type_name -> google.protobuf.Timestamp
+	9,  // 3: callledger.v1.Call.answered_at:type_name -> google.protobuf.Timestamp
+	9,  // 4: callledger.v1.Call.ended_at:type_name -> google.protobuf.Timestamp
+	4,  // 5: callledger.v1.Call.dial:type_name -> callledger.v1.DialOutcome
+	5,  // 6: callledger.v1.Call.recordings:type_name -> callledger.v1.Recording
+	7,  // 7: callledger.v1.Call.hangup_request:type_name -> callledger.v1.HangupRequest
+	10, // 8: callledger.v1.Call.status_source:type_name -> callledger.v1.Source
+	9,  // 9: callledger.v1.Call.start_time:type_name -> google.protobuf.Timestamp
+	3,  // 10: callledger.v1.Call.reconciliation:type_name -> callledger.v1.Reconciliation
+	2,  // 11: callledger.v1.Call.insights:type_name -> callledger.v1.CallInsights
+	11, // 12: callledger.v1.Call.conferences:type_name -> callledger.v1.ConferenceParticipant
+	9,  // 13: callledger.v1.Reconciliation.fetched_at:type_name -> google.protobuf.Timestamp
+	8,  // 14: callledger.v1.Reconciliation.status:type_name -> callledger.v1.CallStatus
+	8,  // 15: callledger.v1.DialOutcome.dial_call_status:type_name -> callledger.v1.CallStatus
+	9,  // 16: callledger.v1.DialOutcome.received_at:type_name -> google.protobuf.Timestamp
+	9,  // 17: callledger.v1.Recording.start_time:type_name -> google.protobuf.Timestamp
+	6,  // 18: callledger.v1.Recording.transcriptions:type_name -> callledger.v1.Transcription
+	9,  // 19: callledger.v1.HangupRequest.requested_at:type_name -> google.protobuf.Timestamp
+	0,  // 20: callledger.v1.HangupRequest.outcome:type_name -> callledger.v1.HangupOutcome
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_callledger_v1_call_proto_init() }
@@ -844,17 +1182,19 @@ func file_callledger_v1_call_proto_init() {
 		return
 	}
 	file_callledger_v1_call_status_proto_init()
+	file_callledger_v1_conference_proto_init()
 	file_callledger_v1_event_proto_init()
 	file_callledger_v1_call_proto_msgTypes[0].OneofWrappers = []any{}
-	file_callledger_v1_call_proto_msgTypes[2].OneofWrappers = []any{}
+	file_callledger_v1_call_proto_msgTypes[1].OneofWrappers = []any{}
 	file_callledger_v1_call_proto_msgTypes[3].OneofWrappers = []any{}
+	file_callledger_v1_call_proto_msgTypes[4].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_callledger_v1_call_proto_rawDesc), len(file_callledger_v1_call_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

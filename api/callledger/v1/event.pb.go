@@ -39,27 +39,47 @@ const (
 	Source_SOURCE_HANGUP_REQUEST Source = 5
 	// A read of Twilio's REST API that fills gaps.
 	Source_SOURCE_RECONCILIATION Source = 6
+	// An asynchronous answering-machine detection callback
+	// (AsyncAmdStatusCallback), on its own route or on the status route.
+	Source_SOURCE_AMD_CALLBACK Source = 7
+	// A conference status callback.
+	Source_SOURCE_CONFERENCE_CALLBACK Source = 8
+	// A Voice Insights event (call summary, call event) delivered by Event
+	// Streams. Its status ranks below every status report.
+	Source_SOURCE_VOICE_INSIGHTS Source = 9
+	// Never on a stored event: what the projection infers without any report
+	// (the end of a child leg whose parent ended). It ranks below every
+	// report and any real terminal report replaces it.
+	Source_SOURCE_INFERRED Source = 10
 )
 
 // Enum value maps for Source.
 var (
 	Source_name = map[int32]string{
-		0: "SOURCE_UNSPECIFIED",
-		1: "SOURCE_STATUS_CALLBACK",
-		2: "SOURCE_DIAL_ACTION",
-		3: "SOURCE_RECORDING_STATUS",
-		4: "SOURCE_EVENT_STREAMS",
-		5: "SOURCE_HANGUP_REQUEST",
-		6: "SOURCE_RECONCILIATION",
+		0:  "SOURCE_UNSPECIFIED",
+		1:  "SOURCE_STATUS_CALLBACK",
+		2:  "SOURCE_DIAL_ACTION",
+		3:  "SOURCE_RECORDING_STATUS",
+		4:  "SOURCE_EVENT_STREAMS",
+		5:  "SOURCE_HANGUP_REQUEST",
+		6:  "SOURCE_RECONCILIATION",
+		7:  "SOURCE_AMD_CALLBACK",
+		8:  "SOURCE_CONFERENCE_CALLBACK",
+		9:  "SOURCE_VOICE_INSIGHTS",
+		10: "SOURCE_INFERRED",
 	}
 	Source_value = map[string]int32{
-		"SOURCE_UNSPECIFIED":      0,
-		"SOURCE_STATUS_CALLBACK":  1,
-		"SOURCE_DIAL_ACTION":      2,
-		"SOURCE_RECORDING_STATUS": 3,
-		"SOURCE_EVENT_STREAMS":    4,
-		"SOURCE_HANGUP_REQUEST":   5,
-		"SOURCE_RECONCILIATION":   6,
+		"SOURCE_UNSPECIFIED":         0,
+		"SOURCE_STATUS_CALLBACK":     1,
+		"SOURCE_DIAL_ACTION":         2,
+		"SOURCE_RECORDING_STATUS":    3,
+		"SOURCE_EVENT_STREAMS":       4,
+		"SOURCE_HANGUP_REQUEST":      5,
+		"SOURCE_RECONCILIATION":      6,
+		"SOURCE_AMD_CALLBACK":        7,
+		"SOURCE_CONFERENCE_CALLBACK": 8,
+		"SOURCE_VOICE_INSIGHTS":      9,
+		"SOURCE_INFERRED":            10,
 	}
 )
 
@@ -90,6 +110,89 @@ func (Source) EnumDescriptor() ([]byte, []int) {
 	return file_callledger_v1_event_proto_rawDescGZIP(), []int{0}
 }
 
+// ConferenceEvent is a conference callback's StatusCallbackEvent.
+type ConferenceEvent int32
+
+const (
+	ConferenceEvent_CONFERENCE_EVENT_UNSPECIFIED              ConferenceEvent = 0
+	ConferenceEvent_CONFERENCE_EVENT_CONFERENCE_START         ConferenceEvent = 1
+	ConferenceEvent_CONFERENCE_EVENT_CONFERENCE_END           ConferenceEvent = 2
+	ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_JOIN         ConferenceEvent = 3
+	ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_LEAVE        ConferenceEvent = 4
+	ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_HOLD         ConferenceEvent = 5
+	ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_UNHOLD       ConferenceEvent = 6
+	ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_MUTE         ConferenceEvent = 7
+	ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_UNMUTE       ConferenceEvent = 8
+	ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_MODIFY       ConferenceEvent = 9
+	ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_SPEECH_START ConferenceEvent = 10
+	ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_SPEECH_STOP  ConferenceEvent = 11
+	ConferenceEvent_CONFERENCE_EVENT_ANNOUNCEMENT_END         ConferenceEvent = 12
+	ConferenceEvent_CONFERENCE_EVENT_ANNOUNCEMENT_FAIL        ConferenceEvent = 13
+)
+
+// Enum value maps for ConferenceEvent.
+var (
+	ConferenceEvent_name = map[int32]string{
+		0:  "CONFERENCE_EVENT_UNSPECIFIED",
+		1:  "CONFERENCE_EVENT_CONFERENCE_START",
+		2:  "CONFERENCE_EVENT_CONFERENCE_END",
+		3:  "CONFERENCE_EVENT_PARTICIPANT_JOIN",
+		4:  "CONFERENCE_EVENT_PARTICIPANT_LEAVE",
+		5:  "CONFERENCE_EVENT_PARTICIPANT_HOLD",
+		6:  "CONFERENCE_EVENT_PARTICIPANT_UNHOLD",
+		7:  "CONFERENCE_EVENT_PARTICIPANT_MUTE",
+		8:  "CONFERENCE_EVENT_PARTICIPANT_UNMUTE",
+		9:  "CONFERENCE_EVENT_PARTICIPANT_MODIFY",
+		10: "CONFERENCE_EVENT_PARTICIPANT_SPEECH_START",
+		11: "CONFERENCE_EVENT_PARTICIPANT_SPEECH_STOP",
+		12: "CONFERENCE_EVENT_ANNOUNCEMENT_END",
+		13: "CONFERENCE_EVENT_ANNOUNCEMENT_FAIL",
+	}
+	ConferenceEvent_value = map[string]int32{
+		"CONFERENCE_EVENT_UNSPECIFIED":              0,
+		"CONFERENCE_EVENT_CONFERENCE_START":         1,
+		"CONFERENCE_EVENT_CONFERENCE_END":           2,
+		"CONFERENCE_EVENT_PARTICIPANT_JOIN":         3,
+		"CONFERENCE_EVENT_PARTICIPANT_LEAVE":        4,
+		"CONFERENCE_EVENT_PARTICIPANT_HOLD":         5,
+		"CONFERENCE_EVENT_PARTICIPANT_UNHOLD":       6,
+		"CONFERENCE_EVENT_PARTICIPANT_MUTE":         7,
+		"CONFERENCE_EVENT_PARTICIPANT_UNMUTE":       8,
+		"CONFERENCE_EVENT_PARTICIPANT_MODIFY":       9,
+		"CONFERENCE_EVENT_PARTICIPANT_SPEECH_START": 10,
+		"CONFERENCE_EVENT_PARTICIPANT_SPEECH_STOP":  11,
+		"CONFERENCE_EVENT_ANNOUNCEMENT_END":         12,
+		"CONFERENCE_EVENT_ANNOUNCEMENT_FAIL":        13,
+	}
+)
+
+func (x ConferenceEvent) Enum() *ConferenceEvent {
+	p := new(ConferenceEvent)
+	*p = x
+	return p
+}
+
+func (x ConferenceEvent) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ConferenceEvent) Descriptor() protoreflect.EnumDescriptor {
+	return file_callledger_v1_event_proto_enumTypes[1].Descriptor()
+}
+
+func (ConferenceEvent) Type() protoreflect.EnumType {
+	return &file_callledger_v1_event_proto_enumTypes[1]
+}
+
+func (x ConferenceEvent) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ConferenceEvent.Descriptor instead.
+func (ConferenceEvent) EnumDescriptor() ([]byte, []int) {
+	return file_callledger_v1_event_proto_rawDescGZIP(), []int{1}
+}
+
 // Event is one immutable fact of the ledger, stored as the payload of one
 // record in the stream call-<call_sid> (or quarantine-<kind>). It carries the
 // normalized fields the projections need and, for facts that arrived over
@@ -100,7 +203,8 @@ type Event struct {
 	// Deterministic UUIDv5 (see eventcodec.EventID): a retry of the same request
 	// maps to the same ID, and the store turns it into a no-op.
 	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	// The CallSid of the stream this event belongs to; empty in quarantine.
+	// The CallSid of the stream this event belongs to; empty in quarantine
+	// and in conference streams.
 	CallSid string `protobuf:"bytes,2,opt,name=call_sid,json=callSid,proto3" json:"call_sid,omitempty"`
 	// Where the fact came from; the projection ranks conflicting reports by it.
 	Source Source `protobuf:"varint,3,opt,name=source,proto3,enum=callledger.v1.Source" json:"source,omitempty"`
@@ -121,11 +225,21 @@ type Event struct {
 	//	*Event_HangupSent
 	//	*Event_HangupFailed
 	//	*Event_CallReconciled
+	//	*Event_ConferenceEventReported
+	//	*Event_TranscriptionReported
+	//	*Event_CallSummaryReported
+	//	*Event_CallEventReported
 	Body isEvent_Body `protobuf_oneof:"body"`
 	// The request as Twilio sent it; unset for facts not received over HTTP.
 	Request *HttpRequest `protobuf:"bytes,20,opt,name=request,proto3" json:"request,omitempty"`
 	// The CloudEvent envelope, for facts delivered by Event Streams.
-	CloudEvent    *CloudEvent `protobuf:"bytes,21,opt,name=cloud_event,json=cloudEvent,proto3" json:"cloud_event,omitempty"`
+	CloudEvent *CloudEvent `protobuf:"bytes,21,opt,name=cloud_event,json=cloudEvent,proto3" json:"cloud_event,omitempty"`
+	// The version of the webhook derivation that made body (and source and
+	// reported_at) from request; 0 for the first. The projection derives an
+	// event of an older version again from its verbatim request (an
+	// upcaster), so that what later versions learn to read reaches old
+	// events too.
+	Derivation    uint32 `protobuf:"varint,24,opt,name=derivation,proto3" json:"derivation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -274,6 +388,42 @@ func (x *Event) GetCallReconciled() *CallReconciled {
 	return nil
 }
 
+func (x *Event) GetConferenceEventReported() *ConferenceEventReported {
+	if x != nil {
+		if x, ok := x.Body.(*Event_ConferenceEventReported); ok {
+			return x.ConferenceEventReported
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTranscriptionReported() *TranscriptionReported {
+	if x != nil {
+		if x, ok := x.Body.(*Event_TranscriptionReported); ok {
+			return x.TranscriptionReported
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetCallSummaryReported() *CallSummaryReported {
+	if x != nil {
+		if x, ok := x.Body.(*Event_CallSummaryReported); ok {
+			return x.CallSummaryReported
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetCallEventReported() *CallEventReported {
+	if x != nil {
+		if x, ok := x.Body.(*Event_CallEventReported); ok {
+			return x.CallEventReported
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetRequest() *HttpRequest {
 	if x != nil {
 		return x.Request
@@ -286,6 +436,13 @@ func (x *Event) GetCloudEvent() *CloudEvent {
 		return x.CloudEvent
 	}
 	return nil
+}
+
+func (x *Event) GetDerivation() uint32 {
+	if x != nil {
+		return x.Derivation
+	}
+	return 0
 }
 
 type isEvent_Body interface {
@@ -324,6 +481,22 @@ type Event_CallReconciled struct {
 	CallReconciled *CallReconciled `protobuf:"bytes,17,opt,name=call_reconciled,json=callReconciled,proto3,oneof"`
 }
 
+type Event_ConferenceEventReported struct {
+	ConferenceEventReported *ConferenceEventReported `protobuf:"bytes,18,opt,name=conference_event_reported,json=conferenceEventReported,proto3,oneof"`
+}
+
+type Event_TranscriptionReported struct {
+	TranscriptionReported *TranscriptionReported `protobuf:"bytes,19,opt,name=transcription_reported,json=transcriptionReported,proto3,oneof"`
+}
+
+type Event_CallSummaryReported struct {
+	CallSummaryReported *CallSummaryReported `protobuf:"bytes,22,opt,name=call_summary_reported,json=callSummaryReported,proto3,oneof"`
+}
+
+type Event_CallEventReported struct {
+	CallEventReported *CallEventReported `protobuf:"bytes,23,opt,name=call_event_reported,json=callEventReported,proto3,oneof"`
+}
+
 func (*Event_CallStatusReported) isEvent_Body() {}
 
 func (*Event_DialCompleted) isEvent_Body() {}
@@ -339,6 +512,14 @@ func (*Event_HangupSent) isEvent_Body() {}
 func (*Event_HangupFailed) isEvent_Body() {}
 
 func (*Event_CallReconciled) isEvent_Body() {}
+
+func (*Event_ConferenceEventReported) isEvent_Body() {}
+
+func (*Event_TranscriptionReported) isEvent_Body() {}
+
+func (*Event_CallSummaryReported) isEvent_Body() {}
+
+func (*Event_CallEventReported) isEvent_Body() {}
 
 // CallStatusReported is one status report of one call leg, from a status
 // callback or its Event Streams copy.
@@ -368,8 +549,25 @@ type CallStatusReported struct {
 	// CallbackSource, normally call-progress-events.
 	CallbackSource string `protobuf:"bytes,13,opt,name=callback_source,json=callbackSource,proto3" json:"callback_source,omitempty"`
 	// RecordingSid and RecordingUrl, on completed reports of recorded calls.
-	RecordingSid  string `protobuf:"bytes,14,opt,name=recording_sid,json=recordingSid,proto3" json:"recording_sid,omitempty"`
-	RecordingUrl  string `protobuf:"bytes,15,opt,name=recording_url,json=recordingUrl,proto3" json:"recording_url,omitempty"`
+	RecordingSid string `protobuf:"bytes,14,opt,name=recording_sid,json=recordingSid,proto3" json:"recording_sid,omitempty"`
+	RecordingUrl string `protobuf:"bytes,15,opt,name=recording_url,json=recordingUrl,proto3" json:"recording_url,omitempty"`
+	// MachineDetectionDuration, in milliseconds: how long answering-machine
+	// detection took (AMD callbacks).
+	MachineDetectionDurationMs *int64 `protobuf:"varint,16,opt,name=machine_detection_duration_ms,json=machineDetectionDurationMs,proto3,oneof" json:"machine_detection_duration_ms,omitempty"`
+	// ErrorCode and ErrorMessage, on failed calls.
+	ErrorCode    string `protobuf:"bytes,17,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage string `protobuf:"bytes,18,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// CallerName (caller ID lookup): personal data.
+	CallerName    string `protobuf:"bytes,19,opt,name=caller_name,json=callerName,proto3" json:"caller_name,omitempty"`
+	ForwardedFrom string `protobuf:"bytes,20,opt,name=forwarded_from,json=forwardedFrom,proto3" json:"forwarded_from,omitempty"`
+	// StirVerstat and StirStatus: the SHAKEN/STIR attestation of the caller ID.
+	StirVerstat string `protobuf:"bytes,21,opt,name=stir_verstat,json=stirVerstat,proto3" json:"stir_verstat,omitempty"`
+	StirStatus  string `protobuf:"bytes,22,opt,name=stir_status,json=stirStatus,proto3" json:"stir_status,omitempty"`
+	// SipCallId: the SIP Call-ID of a SIP leg.
+	SipCallId string `protobuf:"bytes,23,opt,name=sip_call_id,json=sipCallId,proto3" json:"sip_call_id,omitempty"`
+	// QueueTime, in milliseconds: how long the call waited before it was
+	// placed.
+	QueueTimeMs   *int64 `protobuf:"varint,24,opt,name=queue_time_ms,json=queueTimeMs,proto3,oneof" json:"queue_time_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -507,6 +705,69 @@ func (x *CallStatusReported) GetRecordingUrl() string {
 		return x.RecordingUrl
 	}
 	return ""
+}
+
+func (x *CallStatusReported) GetMachineDetectionDurationMs() int64 {
+	if x != nil && x.MachineDetectionDurationMs != nil {
+		return *x.MachineDetectionDurationMs
+	}
+	return 0
+}
+
+func (x *CallStatusReported) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *CallStatusReported) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
+func (x *CallStatusReported) GetCallerName() string {
+	if x != nil {
+		return x.CallerName
+	}
+	return ""
+}
+
+func (x *CallStatusReported) GetForwardedFrom() string {
+	if x != nil {
+		return x.ForwardedFrom
+	}
+	return ""
+}
+
+func (x *CallStatusReported) GetStirVerstat() string {
+	if x != nil {
+		return x.StirVerstat
+	}
+	return ""
+}
+
+func (x *CallStatusReported) GetStirStatus() string {
+	if x != nil {
+		return x.StirStatus
+	}
+	return ""
+}
+
+func (x *CallStatusReported) GetSipCallId() string {
+	if x != nil {
+		return x.SipCallId
+	}
+	return ""
+}
+
+func (x *CallStatusReported) GetQueueTimeMs() int64 {
+	if x != nil && x.QueueTimeMs != nil {
+		return *x.QueueTimeMs
+	}
+	return 0
 }
 
 // DialCompleted is a <Dial action> callback. It belongs to the parent call's
@@ -1423,11 +1684,615 @@ func (x *CallReconciled) GetResource() []byte {
 	return nil
 }
 
+// ConferenceEventReported is one conference status callback. It belongs to
+// the conference's stream, conference-<ConferenceSid>; participant events
+// also name the participant's call.
+type ConferenceEventReported struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConferenceSid string                 `protobuf:"bytes,1,opt,name=conference_sid,json=conferenceSid,proto3" json:"conference_sid,omitempty"`
+	FriendlyName  string                 `protobuf:"bytes,2,opt,name=friendly_name,json=friendlyName,proto3" json:"friendly_name,omitempty"`
+	// StatusCallbackEvent as an enum; UNSPECIFIED when event_raw is not a
+	// known value.
+	Event ConferenceEvent `protobuf:"varint,3,opt,name=event,proto3,enum=callledger.v1.ConferenceEvent" json:"event,omitempty"`
+	// StatusCallbackEvent exactly as Twilio sent it.
+	EventRaw   string `protobuf:"bytes,4,opt,name=event_raw,json=eventRaw,proto3" json:"event_raw,omitempty"`
+	AccountSid string `protobuf:"bytes,5,opt,name=account_sid,json=accountSid,proto3" json:"account_sid,omitempty"`
+	// CallSid: the participant's call (participant-* events); empty when the
+	// request has none or it is not a CallSid.
+	CallSid string `protobuf:"bytes,6,opt,name=call_sid,json=callSid,proto3" json:"call_sid,omitempty"`
+	// Hold, Muted, Coaching, EndConferenceOnExit, StartConferenceOnEnter:
+	// the participant's state after the event, when the request says.
+	Hold                   *bool  `protobuf:"varint,7,opt,name=hold,proto3,oneof" json:"hold,omitempty"`
+	Muted                  *bool  `protobuf:"varint,8,opt,name=muted,proto3,oneof" json:"muted,omitempty"`
+	Coaching               *bool  `protobuf:"varint,9,opt,name=coaching,proto3,oneof" json:"coaching,omitempty"`
+	EndConferenceOnExit    *bool  `protobuf:"varint,10,opt,name=end_conference_on_exit,json=endConferenceOnExit,proto3,oneof" json:"end_conference_on_exit,omitempty"`
+	StartConferenceOnEnter *bool  `protobuf:"varint,11,opt,name=start_conference_on_enter,json=startConferenceOnEnter,proto3,oneof" json:"start_conference_on_enter,omitempty"`
+	ParticipantLabel       string `protobuf:"bytes,12,opt,name=participant_label,json=participantLabel,proto3" json:"participant_label,omitempty"`
+	// CallSidToCoach: the call a coaching participant coaches.
+	CallSidToCoach string `protobuf:"bytes,13,opt,name=call_sid_to_coach,json=callSidToCoach,proto3" json:"call_sid_to_coach,omitempty"`
+	// SequenceNumber: orders the conference's callbacks.
+	SequenceNumber *int64 `protobuf:"varint,14,opt,name=sequence_number,json=sequenceNumber,proto3,oneof" json:"sequence_number,omitempty"`
+	// participant-leave: ParticipantCallStatus and ReasonParticipantLeft.
+	ParticipantCallStatus string `protobuf:"bytes,15,opt,name=participant_call_status,json=participantCallStatus,proto3" json:"participant_call_status,omitempty"`
+	ReasonParticipantLeft string `protobuf:"bytes,16,opt,name=reason_participant_left,json=reasonParticipantLeft,proto3" json:"reason_participant_left,omitempty"`
+	// conference-end: who ended it and why.
+	CallSidEndingConference          string `protobuf:"bytes,17,opt,name=call_sid_ending_conference,json=callSidEndingConference,proto3" json:"call_sid_ending_conference,omitempty"`
+	ParticipantLabelEndingConference string `protobuf:"bytes,18,opt,name=participant_label_ending_conference,json=participantLabelEndingConference,proto3" json:"participant_label_ending_conference,omitempty"`
+	ReasonConferenceEnded            string `protobuf:"bytes,19,opt,name=reason_conference_ended,json=reasonConferenceEnded,proto3" json:"reason_conference_ended,omitempty"`
+	// Reason, a free text some conference-end callbacks carry.
+	Reason        string `protobuf:"bytes,20,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConferenceEventReported) Reset() {
+	*x = ConferenceEventReported{}
+	mi := &file_callledger_v1_event_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConferenceEventReported) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConferenceEventReported) ProtoMessage() {}
+
+func (x *ConferenceEventReported) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_event_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConferenceEventReported.ProtoReflect.Descriptor instead.
+func (*ConferenceEventReported) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_event_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ConferenceEventReported) GetConferenceSid() string {
+	if x != nil {
+		return x.ConferenceSid
+	}
+	return ""
+}
+
+func (x *ConferenceEventReported) GetFriendlyName() string {
+	if x != nil {
+		return x.FriendlyName
+	}
+	return ""
+}
+
+func (x *ConferenceEventReported) GetEvent() ConferenceEvent {
+	if x != nil {
+		return x.Event
+	}
+	return ConferenceEvent_CONFERENCE_EVENT_UNSPECIFIED
+}
+
+func (x *ConferenceEventReported) GetEventRaw() string {
+	if x != nil {
+		return x.EventRaw
+	}
+	return ""
+}
+
+func (x *ConferenceEventReported) GetAccountSid() string {
+	if x != nil {
+		return x.AccountSid
+	}
+	return ""
+}
+
+func (x *ConferenceEventReported) GetCallSid() string {
+	if x != nil {
+		return x.CallSid
+	}
+	return ""
+}
+
+func (x *ConferenceEventReported) GetHold() bool {
+	if x != nil && x.Hold != nil {
+		return *x.Hold
+	}
+	return false
+}
+
+func (x *ConferenceEventReported) GetMuted() bool {
+	if x != nil && x.Muted != nil {
+		return *x.Muted
+	}
+	return false
+}
+
+func (x *ConferenceEventReported) GetCoaching() bool {
+	if x != nil && x.Coaching != nil {
+		return *x.Coaching
+	}
+	return false
+}
+
+func (x *ConferenceEventReported) GetEndConferenceOnExit() bool {
+	if x != nil && x.EndConferenceOnExit != nil {
+		return *x.EndConferenceOnExit
+	}
+	return false
+}
+
+func (x *ConferenceEventReported) GetStartConferenceOnEnter() bool {
+	if x != nil && x.StartConferenceOnEnter != nil {
+		return *x.StartConferenceOnEnter
+	}
+	return false
+}
+
+func (x *ConferenceEventReported) GetParticipantLabel() string {
+	if x != nil {
+		return x.ParticipantLabel
+	}
+	return ""
+}
+
+func (x *ConferenceEventReported) GetCallSidToCoach() string {
+	if x != nil {
+		return x.CallSidToCoach
+	}
+	return ""
+}
+
+func (x *ConferenceEventReported) GetSequenceNumber() int64 {
+	if x != nil && x.SequenceNumber != nil {
+		return *x.SequenceNumber
+	}
+	return 0
+}
+
+func (x *ConferenceEventReported) GetParticipantCallStatus() string {
+	if x != nil {
+		return x.ParticipantCallStatus
+	}
+	return ""
+}
+
+func (x *ConferenceEventReported) GetReasonParticipantLeft() string {
+	if x != nil {
+		return x.ReasonParticipantLeft
+	}
+	return ""
+}
+
+func (x *ConferenceEventReported) GetCallSidEndingConference() string {
+	if x != nil {
+		return x.CallSidEndingConference
+	}
+	return ""
+}
+
+func (x *ConferenceEventReported) GetParticipantLabelEndingConference() string {
+	if x != nil {
+		return x.ParticipantLabelEndingConference
+	}
+	return ""
+}
+
+func (x *ConferenceEventReported) GetReasonConferenceEnded() string {
+	if x != nil {
+		return x.ReasonConferenceEnded
+	}
+	return ""
+}
+
+func (x *ConferenceEventReported) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// TranscriptionReported is a transcription callback (<Record transcribe>,
+// transcribeCallback), which Twilio sends about a recording. It belongs to
+// the recorded call's stream.
+type TranscriptionReported struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	TranscriptionSid string                 `protobuf:"bytes,1,opt,name=transcription_sid,json=transcriptionSid,proto3" json:"transcription_sid,omitempty"`
+	// TranscriptionStatus: in-progress, completed, failed.
+	TranscriptionStatus string `protobuf:"bytes,2,opt,name=transcription_status,json=transcriptionStatus,proto3" json:"transcription_status,omitempty"`
+	// TranscriptionText: what was said, personal data.
+	TranscriptionText string `protobuf:"bytes,3,opt,name=transcription_text,json=transcriptionText,proto3" json:"transcription_text,omitempty"`
+	TranscriptionUrl  string `protobuf:"bytes,4,opt,name=transcription_url,json=transcriptionUrl,proto3" json:"transcription_url,omitempty"`
+	// TranscriptionType, e.g. fast.
+	TranscriptionType string `protobuf:"bytes,5,opt,name=transcription_type,json=transcriptionType,proto3" json:"transcription_type,omitempty"`
+	// The recording transcribed.
+	RecordingSid  string `protobuf:"bytes,6,opt,name=recording_sid,json=recordingSid,proto3" json:"recording_sid,omitempty"`
+	RecordingUrl  string `protobuf:"bytes,7,opt,name=recording_url,json=recordingUrl,proto3" json:"recording_url,omitempty"`
+	AccountSid    string `protobuf:"bytes,8,opt,name=account_sid,json=accountSid,proto3" json:"account_sid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TranscriptionReported) Reset() {
+	*x = TranscriptionReported{}
+	mi := &file_callledger_v1_event_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TranscriptionReported) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TranscriptionReported) ProtoMessage() {}
+
+func (x *TranscriptionReported) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_event_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TranscriptionReported.ProtoReflect.Descriptor instead.
+func (*TranscriptionReported) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_event_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TranscriptionReported) GetTranscriptionSid() string {
+	if x != nil {
+		return x.TranscriptionSid
+	}
+	return ""
+}
+
+func (x *TranscriptionReported) GetTranscriptionStatus() string {
+	if x != nil {
+		return x.TranscriptionStatus
+	}
+	return ""
+}
+
+func (x *TranscriptionReported) GetTranscriptionText() string {
+	if x != nil {
+		return x.TranscriptionText
+	}
+	return ""
+}
+
+func (x *TranscriptionReported) GetTranscriptionUrl() string {
+	if x != nil {
+		return x.TranscriptionUrl
+	}
+	return ""
+}
+
+func (x *TranscriptionReported) GetTranscriptionType() string {
+	if x != nil {
+		return x.TranscriptionType
+	}
+	return ""
+}
+
+func (x *TranscriptionReported) GetRecordingSid() string {
+	if x != nil {
+		return x.RecordingSid
+	}
+	return ""
+}
+
+func (x *TranscriptionReported) GetRecordingUrl() string {
+	if x != nil {
+		return x.RecordingUrl
+	}
+	return ""
+}
+
+func (x *TranscriptionReported) GetAccountSid() string {
+	if x != nil {
+		return x.AccountSid
+	}
+	return ""
+}
+
+// CallSummaryReported is a Voice Insights call summary (partial, complete
+// or predicted-complete) delivered by Event Streams. It belongs to the
+// stream of the call it summarizes.
+type CallSummaryReported struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The last part of the CloudEvent type: partial, complete,
+	// predicted-complete.
+	Summary string `protobuf:"bytes,1,opt,name=summary,proto3" json:"summary,omitempty"`
+	// processing_state: partial or complete.
+	ProcessingState string `protobuf:"bytes,2,opt,name=processing_state,json=processingState,proto3" json:"processing_state,omitempty"`
+	// call_state as the summary has it (completed, busy, fail, noanswer,
+	// canceled, ringing, answered, undialed).
+	CallState string `protobuf:"bytes,3,opt,name=call_state,json=callState,proto3" json:"call_state,omitempty"`
+	// call_state as a CallStatus; UNSPECIFIED when it maps to none.
+	Status CallStatus `protobuf:"varint,4,opt,name=status,proto3,enum=callledger.v1.CallStatus" json:"status,omitempty"`
+	// call_type: carrier, sip, trunking, client.
+	CallType               string                 `protobuf:"bytes,5,opt,name=call_type,json=callType,proto3" json:"call_type,omitempty"`
+	AccountSid             string                 `protobuf:"bytes,6,opt,name=account_sid,json=accountSid,proto3" json:"account_sid,omitempty"`
+	ParentCallSid          string                 `protobuf:"bytes,7,opt,name=parent_call_sid,json=parentCallSid,proto3" json:"parent_call_sid,omitempty"`
+	DurationSeconds        *int64                 `protobuf:"varint,8,opt,name=duration_seconds,json=durationSeconds,proto3,oneof" json:"duration_seconds,omitempty"`
+	ConnectDurationSeconds *int64                 `protobuf:"varint,9,opt,name=connect_duration_seconds,json=connectDurationSeconds,proto3,oneof" json:"connect_duration_seconds,omitempty"`
+	StartTime              *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	EndTime                *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// properties.disconnected_by: who hung up (caller, callee, …).
+	DisconnectedBy string `protobuf:"bytes,12,opt,name=disconnected_by,json=disconnectedBy,proto3" json:"disconnected_by,omitempty"`
+	// properties.last_sip_response_num; unset when the summary has 0.
+	LastSipResponse *int32 `protobuf:"varint,13,opt,name=last_sip_response,json=lastSipResponse,proto3,oneof" json:"last_sip_response,omitempty"`
+	// tags: quality issues Voice Insights found (high_jitter, …).
+	Tags       []string `protobuf:"bytes,14,rep,name=tags,proto3" json:"tags,omitempty"`
+	AnsweredBy string   `protobuf:"bytes,15,opt,name=answered_by,json=answeredBy,proto3" json:"answered_by,omitempty"`
+	// from.caller and to.callee.
+	From          string `protobuf:"bytes,16,opt,name=from,proto3" json:"from,omitempty"`
+	To            string `protobuf:"bytes,17,opt,name=to,proto3" json:"to,omitempty"`
+	Q850Cause     *int32 `protobuf:"varint,18,opt,name=q850_cause,json=q850Cause,proto3,oneof" json:"q850_cause,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallSummaryReported) Reset() {
+	*x = CallSummaryReported{}
+	mi := &file_callledger_v1_event_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallSummaryReported) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallSummaryReported) ProtoMessage() {}
+
+func (x *CallSummaryReported) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_event_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallSummaryReported.ProtoReflect.Descriptor instead.
+func (*CallSummaryReported) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_event_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CallSummaryReported) GetSummary() string {
+	if x != nil {
+		return x.Summary
+	}
+	return ""
+}
+
+func (x *CallSummaryReported) GetProcessingState() string {
+	if x != nil {
+		return x.ProcessingState
+	}
+	return ""
+}
+
+func (x *CallSummaryReported) GetCallState() string {
+	if x != nil {
+		return x.CallState
+	}
+	return ""
+}
+
+func (x *CallSummaryReported) GetStatus() CallStatus {
+	if x != nil {
+		return x.Status
+	}
+	return CallStatus_CALL_STATUS_UNSPECIFIED
+}
+
+func (x *CallSummaryReported) GetCallType() string {
+	if x != nil {
+		return x.CallType
+	}
+	return ""
+}
+
+func (x *CallSummaryReported) GetAccountSid() string {
+	if x != nil {
+		return x.AccountSid
+	}
+	return ""
+}
+
+func (x *CallSummaryReported) GetParentCallSid() string {
+	if x != nil {
+		return x.ParentCallSid
+	}
+	return ""
+}
+
+func (x *CallSummaryReported) GetDurationSeconds() int64 {
+	if x != nil && x.DurationSeconds != nil {
+		return *x.DurationSeconds
+	}
+	return 0
+}
+
+func (x *CallSummaryReported) GetConnectDurationSeconds() int64 {
+	if x != nil && x.ConnectDurationSeconds != nil {
+		return *x.ConnectDurationSeconds
+	}
+	return 0
+}
+
+func (x *CallSummaryReported) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *CallSummaryReported) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *CallSummaryReported) GetDisconnectedBy() string {
+	if x != nil {
+		return x.DisconnectedBy
+	}
+	return ""
+}
+
+func (x *CallSummaryReported) GetLastSipResponse() int32 {
+	if x != nil && x.LastSipResponse != nil {
+		return *x.LastSipResponse
+	}
+	return 0
+}
+
+func (x *CallSummaryReported) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *CallSummaryReported) GetAnsweredBy() string {
+	if x != nil {
+		return x.AnsweredBy
+	}
+	return ""
+}
+
+func (x *CallSummaryReported) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *CallSummaryReported) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *CallSummaryReported) GetQ850Cause() int32 {
+	if x != nil && x.Q850Cause != nil {
+		return *x.Q850Cause
+	}
+	return 0
+}
+
+// CallEventReported is any other Event Streams event that names a call: a
+// Voice Insights call event (gateway, sdk, …) or a voice event callledger
+// does not read further. It belongs to the stream of the call it names; the
+// CloudEvent envelope keeps everything.
+type CallEventReported struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The CloudEvent type.
+	Type       string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	AccountSid string `protobuf:"bytes,2,opt,name=account_sid,json=accountSid,proto3" json:"account_sid,omitempty"`
+	// Voice Insights call events: name (e.g. call.connected), group, level
+	// and edge.
+	Name          string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Group         string `protobuf:"bytes,4,opt,name=group,proto3" json:"group,omitempty"`
+	Level         string `protobuf:"bytes,5,opt,name=level,proto3" json:"level,omitempty"`
+	Edge          string `protobuf:"bytes,6,opt,name=edge,proto3" json:"edge,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallEventReported) Reset() {
+	*x = CallEventReported{}
+	mi := &file_callledger_v1_event_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallEventReported) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallEventReported) ProtoMessage() {}
+
+func (x *CallEventReported) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_event_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallEventReported.ProtoReflect.Descriptor instead.
+func (*CallEventReported) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_event_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CallEventReported) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *CallEventReported) GetAccountSid() string {
+	if x != nil {
+		return x.AccountSid
+	}
+	return ""
+}
+
+func (x *CallEventReported) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CallEventReported) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *CallEventReported) GetLevel() string {
+	if x != nil {
+		return x.Level
+	}
+	return ""
+}
+
+func (x *CallEventReported) GetEdge() string {
+	if x != nil {
+		return x.Edge
+	}
+	return ""
+}
+
 var File_callledger_v1_event_proto protoreflect.FileDescriptor
 
 const file_callledger_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x19callledger/v1/event.proto\x12\rcallledger.v1\x1a\x1fcallledger/v1/call_status.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\a\n" +
+	"\x19callledger/v1/event.proto\x12\rcallledger.v1\x1a\x1fcallledger/v1/call_status.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe6\n" +
+	"\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x19\n" +
 	"\bcall_sid\x18\x02 \x01(\tR\acallSid\x12-\n" +
@@ -1445,11 +2310,18 @@ const file_callledger_v1_event_proto_rawDesc = "" +
 	"\vhangup_sent\x18\x0f \x01(\v2\x19.callledger.v1.HangupSentH\x00R\n" +
 	"hangupSent\x12B\n" +
 	"\rhangup_failed\x18\x10 \x01(\v2\x1b.callledger.v1.HangupFailedH\x00R\fhangupFailed\x12H\n" +
-	"\x0fcall_reconciled\x18\x11 \x01(\v2\x1d.callledger.v1.CallReconciledH\x00R\x0ecallReconciled\x124\n" +
+	"\x0fcall_reconciled\x18\x11 \x01(\v2\x1d.callledger.v1.CallReconciledH\x00R\x0ecallReconciled\x12d\n" +
+	"\x19conference_event_reported\x18\x12 \x01(\v2&.callledger.v1.ConferenceEventReportedH\x00R\x17conferenceEventReported\x12]\n" +
+	"\x16transcription_reported\x18\x13 \x01(\v2$.callledger.v1.TranscriptionReportedH\x00R\x15transcriptionReported\x12X\n" +
+	"\x15call_summary_reported\x18\x16 \x01(\v2\".callledger.v1.CallSummaryReportedH\x00R\x13callSummaryReported\x12R\n" +
+	"\x13call_event_reported\x18\x17 \x01(\v2 .callledger.v1.CallEventReportedH\x00R\x11callEventReported\x124\n" +
 	"\arequest\x18\x14 \x01(\v2\x1a.callledger.v1.HttpRequestR\arequest\x12:\n" +
 	"\vcloud_event\x18\x15 \x01(\v2\x19.callledger.v1.CloudEventR\n" +
-	"cloudEventB\x06\n" +
-	"\x04body\"\xa6\x05\n" +
+	"cloudEvent\x12\x1e\n" +
+	"\n" +
+	"derivation\x18\x18 \x01(\rR\n" +
+	"derivationB\x06\n" +
+	"\x04body\"\xbb\b\n" +
 	"\x12CallStatusReported\x121\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x19.callledger.v1.CallStatusR\x06status\x12\x1d\n" +
 	"\n" +
@@ -1469,11 +2341,25 @@ const file_callledger_v1_event_proto_rawDesc = "" +
 	"answeredBy\x12'\n" +
 	"\x0fcallback_source\x18\r \x01(\tR\x0ecallbackSource\x12#\n" +
 	"\rrecording_sid\x18\x0e \x01(\tR\frecordingSid\x12#\n" +
-	"\rrecording_url\x18\x0f \x01(\tR\frecordingUrlB\x12\n" +
+	"\rrecording_url\x18\x0f \x01(\tR\frecordingUrl\x12F\n" +
+	"\x1dmachine_detection_duration_ms\x18\x10 \x01(\x03H\x04R\x1amachineDetectionDurationMs\x88\x01\x01\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x11 \x01(\tR\terrorCode\x12#\n" +
+	"\rerror_message\x18\x12 \x01(\tR\ferrorMessage\x12\x1f\n" +
+	"\vcaller_name\x18\x13 \x01(\tR\n" +
+	"callerName\x12%\n" +
+	"\x0eforwarded_from\x18\x14 \x01(\tR\rforwardedFrom\x12!\n" +
+	"\fstir_verstat\x18\x15 \x01(\tR\vstirVerstat\x12\x1f\n" +
+	"\vstir_status\x18\x16 \x01(\tR\n" +
+	"stirStatus\x12\x1e\n" +
+	"\vsip_call_id\x18\x17 \x01(\tR\tsipCallId\x12'\n" +
+	"\rqueue_time_ms\x18\x18 \x01(\x03H\x05R\vqueueTimeMs\x88\x01\x01B\x12\n" +
 	"\x10_sequence_numberB\x18\n" +
 	"\x16_call_duration_secondsB\x13\n" +
 	"\x11_duration_minutesB\x14\n" +
-	"\x12_sip_response_code\"\xb7\x04\n" +
+	"\x12_sip_response_codeB \n" +
+	"\x1e_machine_detection_duration_msB\x10\n" +
+	"\x0e_queue_time_ms\"\xb7\x04\n" +
 	"\rDialCompleted\x12\"\n" +
 	"\rdial_call_sid\x18\x01 \x01(\tR\vdialCallSid\x12C\n" +
 	"\x10dial_call_status\x18\x02 \x01(\x0e2\x19.callledger.v1.CallStatusR\x0edialCallStatus\x12/\n" +
@@ -1573,7 +2459,83 @@ const file_callledger_v1_event_proto_rawDesc = "" +
 	"answeredBy\x12\x1b\n" +
 	"\tnot_found\x18\f \x01(\bR\bnotFound\x12\x1a\n" +
 	"\bresource\x18\r \x01(\fR\bresourceB\x13\n" +
-	"\x11_duration_seconds*\xc1\x01\n" +
+	"\x11_duration_seconds\"\x82\b\n" +
+	"\x17ConferenceEventReported\x12%\n" +
+	"\x0econference_sid\x18\x01 \x01(\tR\rconferenceSid\x12#\n" +
+	"\rfriendly_name\x18\x02 \x01(\tR\ffriendlyName\x124\n" +
+	"\x05event\x18\x03 \x01(\x0e2\x1e.callledger.v1.ConferenceEventR\x05event\x12\x1b\n" +
+	"\tevent_raw\x18\x04 \x01(\tR\beventRaw\x12\x1f\n" +
+	"\vaccount_sid\x18\x05 \x01(\tR\n" +
+	"accountSid\x12\x19\n" +
+	"\bcall_sid\x18\x06 \x01(\tR\acallSid\x12\x17\n" +
+	"\x04hold\x18\a \x01(\bH\x00R\x04hold\x88\x01\x01\x12\x19\n" +
+	"\x05muted\x18\b \x01(\bH\x01R\x05muted\x88\x01\x01\x12\x1f\n" +
+	"\bcoaching\x18\t \x01(\bH\x02R\bcoaching\x88\x01\x01\x128\n" +
+	"\x16end_conference_on_exit\x18\n" +
+	" \x01(\bH\x03R\x13endConferenceOnExit\x88\x01\x01\x12>\n" +
+	"\x19start_conference_on_enter\x18\v \x01(\bH\x04R\x16startConferenceOnEnter\x88\x01\x01\x12+\n" +
+	"\x11participant_label\x18\f \x01(\tR\x10participantLabel\x12)\n" +
+	"\x11call_sid_to_coach\x18\r \x01(\tR\x0ecallSidToCoach\x12,\n" +
+	"\x0fsequence_number\x18\x0e \x01(\x03H\x05R\x0esequenceNumber\x88\x01\x01\x126\n" +
+	"\x17participant_call_status\x18\x0f \x01(\tR\x15participantCallStatus\x126\n" +
+	"\x17reason_participant_left\x18\x10 \x01(\tR\x15reasonParticipantLeft\x12;\n" +
+	"\x1acall_sid_ending_conference\x18\x11 \x01(\tR\x17callSidEndingConference\x12M\n" +
+	"#participant_label_ending_conference\x18\x12 \x01(\tR participantLabelEndingConference\x126\n" +
+	"\x17reason_conference_ended\x18\x13 \x01(\tR\x15reasonConferenceEnded\x12\x16\n" +
+	"\x06reason\x18\x14 \x01(\tR\x06reasonB\a\n" +
+	"\x05_holdB\b\n" +
+	"\x06_mutedB\v\n" +
+	"\t_coachingB\x19\n" +
+	"\x17_end_conference_on_exitB\x1c\n" +
+	"\x1a_start_conference_on_enterB\x12\n" +
+	"\x10_sequence_number\"\xed\x02\n" +
+	"\x15TranscriptionReported\x12+\n" +
+	"\x11transcription_sid\x18\x01 \x01(\tR\x10transcriptionSid\x121\n" +
+	"\x14transcription_status\x18\x02 \x01(\tR\x13transcriptionStatus\x12-\n" +
+	"\x12transcription_text\x18\x03 \x01(\tR\x11transcriptionText\x12+\n" +
+	"\x11transcription_url\x18\x04 \x01(\tR\x10transcriptionUrl\x12-\n" +
+	"\x12transcription_type\x18\x05 \x01(\tR\x11transcriptionType\x12#\n" +
+	"\rrecording_sid\x18\x06 \x01(\tR\frecordingSid\x12#\n" +
+	"\rrecording_url\x18\a \x01(\tR\frecordingUrl\x12\x1f\n" +
+	"\vaccount_sid\x18\b \x01(\tR\n" +
+	"accountSid\"\xa1\x06\n" +
+	"\x13CallSummaryReported\x12\x18\n" +
+	"\asummary\x18\x01 \x01(\tR\asummary\x12)\n" +
+	"\x10processing_state\x18\x02 \x01(\tR\x0fprocessingState\x12\x1d\n" +
+	"\n" +
+	"call_state\x18\x03 \x01(\tR\tcallState\x121\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x19.callledger.v1.CallStatusR\x06status\x12\x1b\n" +
+	"\tcall_type\x18\x05 \x01(\tR\bcallType\x12\x1f\n" +
+	"\vaccount_sid\x18\x06 \x01(\tR\n" +
+	"accountSid\x12&\n" +
+	"\x0fparent_call_sid\x18\a \x01(\tR\rparentCallSid\x12.\n" +
+	"\x10duration_seconds\x18\b \x01(\x03H\x00R\x0fdurationSeconds\x88\x01\x01\x12=\n" +
+	"\x18connect_duration_seconds\x18\t \x01(\x03H\x01R\x16connectDurationSeconds\x88\x01\x01\x129\n" +
+	"\n" +
+	"start_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12'\n" +
+	"\x0fdisconnected_by\x18\f \x01(\tR\x0edisconnectedBy\x12/\n" +
+	"\x11last_sip_response\x18\r \x01(\x05H\x02R\x0flastSipResponse\x88\x01\x01\x12\x12\n" +
+	"\x04tags\x18\x0e \x03(\tR\x04tags\x12\x1f\n" +
+	"\vanswered_by\x18\x0f \x01(\tR\n" +
+	"answeredBy\x12\x12\n" +
+	"\x04from\x18\x10 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x11 \x01(\tR\x02to\x12\"\n" +
+	"\n" +
+	"q850_cause\x18\x12 \x01(\x05H\x03R\tq850Cause\x88\x01\x01B\x13\n" +
+	"\x11_duration_secondsB\x1b\n" +
+	"\x19_connect_duration_secondsB\x14\n" +
+	"\x12_last_sip_responseB\r\n" +
+	"\v_q850_cause\"\x9c\x01\n" +
+	"\x11CallEventReported\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x1f\n" +
+	"\vaccount_sid\x18\x02 \x01(\tR\n" +
+	"accountSid\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n" +
+	"\x05group\x18\x04 \x01(\tR\x05group\x12\x14\n" +
+	"\x05level\x18\x05 \x01(\tR\x05level\x12\x12\n" +
+	"\x04edge\x18\x06 \x01(\tR\x04edge*\xaa\x02\n" +
 	"\x06Source\x12\x16\n" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SOURCE_STATUS_CALLBACK\x10\x01\x12\x16\n" +
@@ -1581,7 +2543,28 @@ const file_callledger_v1_event_proto_rawDesc = "" +
 	"\x17SOURCE_RECORDING_STATUS\x10\x03\x12\x18\n" +
 	"\x14SOURCE_EVENT_STREAMS\x10\x04\x12\x19\n" +
 	"\x15SOURCE_HANGUP_REQUEST\x10\x05\x12\x19\n" +
-	"\x15SOURCE_RECONCILIATION\x10\x06BAZ?github.com/callledger/callledger/api/callledger/v1;callledgerv1b\x06proto3"
+	"\x15SOURCE_RECONCILIATION\x10\x06\x12\x17\n" +
+	"\x13SOURCE_AMD_CALLBACK\x10\a\x12\x1e\n" +
+	"\x1aSOURCE_CONFERENCE_CALLBACK\x10\b\x12\x19\n" +
+	"\x15SOURCE_VOICE_INSIGHTS\x10\t\x12\x13\n" +
+	"\x0fSOURCE_INFERRED\x10\n" +
+	"*\xc3\x04\n" +
+	"\x0fConferenceEvent\x12 \n" +
+	"\x1cCONFERENCE_EVENT_UNSPECIFIED\x10\x00\x12%\n" +
+	"!CONFERENCE_EVENT_CONFERENCE_START\x10\x01\x12#\n" +
+	"\x1fCONFERENCE_EVENT_CONFERENCE_END\x10\x02\x12%\n" +
+	"!CONFERENCE_EVENT_PARTICIPANT_JOIN\x10\x03\x12&\n" +
+	"\"CONFERENCE_EVENT_PARTICIPANT_LEAVE\x10\x04\x12%\n" +
+	"!CONFERENCE_EVENT_PARTICIPANT_HOLD\x10\x05\x12'\n" +
+	"#CONFERENCE_EVENT_PARTICIPANT_UNHOLD\x10\x06\x12%\n" +
+	"!CONFERENCE_EVENT_PARTICIPANT_MUTE\x10\a\x12'\n" +
+	"#CONFERENCE_EVENT_PARTICIPANT_UNMUTE\x10\b\x12'\n" +
+	"#CONFERENCE_EVENT_PARTICIPANT_MODIFY\x10\t\x12-\n" +
+	")CONFERENCE_EVENT_PARTICIPANT_SPEECH_START\x10\n" +
+	"\x12,\n" +
+	"(CONFERENCE_EVENT_PARTICIPANT_SPEECH_STOP\x10\v\x12%\n" +
+	"!CONFERENCE_EVENT_ANNOUNCEMENT_END\x10\f\x12&\n" +
+	"\"CONFERENCE_EVENT_ANNOUNCEMENT_FAIL\x10\rBAZ?github.com/callledger/callledger/api/callledger/v1;callledgerv1b\x06proto3"
 
 var (
 	file_callledger_v1_event_proto_rawDescOnce sync.Once
@@ -1595,52 +2578,65 @@ func file_callledger_v1_event_proto_rawDescGZIP() []byte {
 	return file_callledger_v1_event_proto_rawDescData
 }
 
-var file_callledger_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_callledger_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_callledger_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_callledger_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_callledger_v1_event_proto_goTypes = []any{
 	(Source)(0),                     // 0: callledger.v1.Source
-	(*Event)(nil),                   // 1: callledger.v1.Event
-	(*CallStatusReported)(nil),      // 2: callledger.v1.CallStatusReported
-	(*DialCompleted)(nil),           // 3: callledger.v1.DialCompleted
-	(*RecordingStatusReported)(nil), // 4: callledger.v1.RecordingStatusReported
-	(*RequestQuarantined)(nil),      // 5: callledger.v1.RequestQuarantined
-	(*HttpRequest)(nil),             // 6: callledger.v1.HttpRequest
-	(*Header)(nil),                  // 7: callledger.v1.Header
-	(*CloudEvent)(nil),              // 8: callledger.v1.CloudEvent
-	(*HangupRequested)(nil),         // 9: callledger.v1.HangupRequested
-	(*HangupSent)(nil),              // 10: callledger.v1.HangupSent
-	(*HangupFailed)(nil),            // 11: callledger.v1.HangupFailed
-	(*CallReconciled)(nil),          // 12: callledger.v1.CallReconciled
-	(*timestamppb.Timestamp)(nil),   // 13: google.protobuf.Timestamp
-	(CallStatus)(0),                 // 14: callledger.v1.CallStatus
+	(ConferenceEvent)(0),            // 1: callledger.v1.ConferenceEvent
+	(*Event)(nil),                   // 2: callledger.v1.Event
+	(*CallStatusReported)(nil),      // 3: callledger.v1.CallStatusReported
+	(*DialCompleted)(nil),           // 4: callledger.v1.DialCompleted
+	(*RecordingStatusReported)(nil), // 5: callledger.v1.RecordingStatusReported
+	(*RequestQuarantined)(nil),      // 6: callledger.v1.RequestQuarantined
+	(*HttpRequest)(nil),             // 7: callledger.v1.HttpRequest
+	(*Header)(nil),                  // 8: callledger.v1.Header
+	(*CloudEvent)(nil),              // 9: callledger.v1.CloudEvent
+	(*HangupRequested)(nil),         // 10: callledger.v1.HangupRequested
+	(*HangupSent)(nil),              // 11: callledger.v1.HangupSent
+	(*HangupFailed)(nil),            // 12: callledger.v1.HangupFailed
+	(*CallReconciled)(nil),          // 13: callledger.v1.CallReconciled
+	(*ConferenceEventReported)(nil), // 14: callledger.v1.ConferenceEventReported
+	(*TranscriptionReported)(nil),   // 15: callledger.v1.TranscriptionReported
+	(*CallSummaryReported)(nil),     // 16: callledger.v1.CallSummaryReported
+	(*CallEventReported)(nil),       // 17: callledger.v1.CallEventReported
+	(*timestamppb.Timestamp)(nil),   // 18: google.protobuf.Timestamp
+	(CallStatus)(0),                 // 19: callledger.v1.CallStatus
 }
 var file_callledger_v1_event_proto_depIdxs = []int32{
 	0,  // 0: callledger.v1.Event.source:type_name -> callledger.v1.Source
-	13, // 1: callledger.v1.Event.received_at:type_name -> google.protobuf.Timestamp
-	13, // 2: callledger.v1.Event.reported_at:type_name -> google.protobuf.Timestamp
-	2,  // 3: callledger.v1.Event.call_status_reported:type_name -> callledger.v1.CallStatusReported
-	3,  // 4: callledger.v1.Event.dial_completed:type_name -> callledger.v1.DialCompleted
-	4,  // 5: callledger.v1.Event.recording_status_reported:type_name -> callledger.v1.RecordingStatusReported
-	5,  // 6: callledger.v1.Event.request_quarantined:type_name -> callledger.v1.RequestQuarantined
-	9,  // 7: callledger.v1.Event.hangup_requested:type_name -> callledger.v1.HangupRequested
-	10, // 8: callledger.v1.Event.hangup_sent:type_name -> callledger.v1.HangupSent
-	11, // 9: callledger.v1.Event.hangup_failed:type_name -> callledger.v1.HangupFailed
-	12, // 10: callledger.v1.Event.call_reconciled:type_name -> callledger.v1.CallReconciled
-	6,  // 11: callledger.v1.Event.request:type_name -> callledger.v1.HttpRequest
-	8,  // 12: callledger.v1.Event.cloud_event:type_name -> callledger.v1.CloudEvent
-	14, // 13: callledger.v1.CallStatusReported.status:type_name -> callledger.v1.CallStatus
-	14, // 14: callledger.v1.DialCompleted.dial_call_status:type_name -> callledger.v1.CallStatus
-	14, // 15: callledger.v1.DialCompleted.parent_status:type_name -> callledger.v1.CallStatus
-	13, // 16: callledger.v1.RecordingStatusReported.recording_start_time:type_name -> google.protobuf.Timestamp
-	7,  // 17: callledger.v1.HttpRequest.headers:type_name -> callledger.v1.Header
-	14, // 18: callledger.v1.CallReconciled.status:type_name -> callledger.v1.CallStatus
-	13, // 19: callledger.v1.CallReconciled.start_time:type_name -> google.protobuf.Timestamp
-	13, // 20: callledger.v1.CallReconciled.end_time:type_name -> google.protobuf.Timestamp
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	18, // 1: callledger.v1.Event.received_at:type_name -> google.protobuf.Timestamp
+	18, // 2: callledger.v1.Event.reported_at:type_name -> google.protobuf.Timestamp
+	3,  // 3: callledger.v1.Event.call_status_reported:type_name -> callledger.v1.CallStatusReported
+	4,  // 4: callledger.v1.Event.dial_completed:type_name -> callledger.v1.DialCompleted
+	5,  // 5: callledger.v1.Event.recording_status_reported:type_name -> callledger.v1.RecordingStatusReported
+	6,  // 6: callledger.v1.Event.request_quarantined:type_name -> callledger.v1.RequestQuarantined
+	10, // 7: callledger.v1.Event.hangup_requested:type_name -> callledger.v1.HangupRequested
+	11, // 8: callledger.v1.Event.hangup_sent:type_name -> callledger.v1.HangupSent
+	12, // 9: callledger.v1.Event.hangup_failed:type_name -> callledger.v1.HangupFailed
+	13, // 10: callledger.v1.Event.call_reconciled:type_name -> callledger.v1.CallReconciled
+	14, // 11: callledger.v1.Event.conference_event_reported:type_name -> callledger.v1.ConferenceEventReported
+	15, // 12: callledger.v1.Event.transcription_reported:type_name -> callledger.v1.TranscriptionReported
+	16, // 13: callledger.v1.Event.call_summary_reported:type_name -> callledger.v1.CallSummaryReported
+	17, // 14: callledger.v1.Event.call_event_reported:type_name -> callledger.v1.CallEventReported
+	7,  // 15: callledger.v1.Event.request:type_name -> callledger.v1.HttpRequest
+	9,  // 16: callledger.v1.Event.cloud_event:type_name -> callledger.v1.CloudEvent
+	19, // 17: callledger.v1.CallStatusReported.status:type_name -> callledger.v1.CallStatus
+	19, // 18: callledger.v1.DialCompleted.dial_call_status:type_name -> callledger.v1.CallStatus
+	19, // 19: callledger.v1.DialCompleted.parent_status:type_name -> callledger.v1.CallStatus
+	18, // 20: callledger.v1.RecordingStatusReported.recording_start_time:type_name -> google.protobuf.Timestamp
+	8,  // 21: callledger.v1.HttpRequest.headers:type_name -> callledger.v1.Header
+	19, // 22: callledger.v1.CallReconciled.status:type_name -> callledger.v1.CallStatus
+	18, // 23: callledger.v1.CallReconciled.start_time:type_name -> google.protobuf.Timestamp
+	18, // 24: callledger.v1.CallReconciled.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 25: callledger.v1.ConferenceEventReported.event:type_name -> callledger.v1.ConferenceEvent
+	19, // 26: callledger.v1.CallSummaryReported.status:type_name -> callledger.v1.CallStatus
+	18, // 27: callledger.v1.CallSummaryReported.start_time:type_name -> google.protobuf.Timestamp
+	18, // 28: callledger.v1.CallSummaryReported.end_time:type_name -> google.protobuf.Timestamp
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_callledger_v1_event_proto_init() }
@@ -1658,18 +2654,24 @@ func file_callledger_v1_event_proto_init() {
 		(*Event_HangupSent)(nil),
 		(*Event_HangupFailed)(nil),
 		(*Event_CallReconciled)(nil),
+		(*Event_ConferenceEventReported)(nil),
+		(*Event_TranscriptionReported)(nil),
+		(*Event_CallSummaryReported)(nil),
+		(*Event_CallEventReported)(nil),
 	}
 	file_callledger_v1_event_proto_msgTypes[1].OneofWrappers = []any{}
 	file_callledger_v1_event_proto_msgTypes[2].OneofWrappers = []any{}
 	file_callledger_v1_event_proto_msgTypes[3].OneofWrappers = []any{}
 	file_callledger_v1_event_proto_msgTypes[11].OneofWrappers = []any{}
+	file_callledger_v1_event_proto_msgTypes[12].OneofWrappers = []any{}
+	file_callledger_v1_event_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_callledger_v1_event_proto_rawDesc), len(file_callledger_v1_event_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   12,
+			NumEnums:      2,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -944,11 +944,428 @@ func (x *DelayStats) GetMax() *durationpb.Duration {
 	return nil
 }
 
+type GetConferenceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConferenceSid string                 `protobuf:"bytes,1,opt,name=conference_sid,json=conferenceSid,proto3" json:"conference_sid,omitempty"`
+	// Wait until the projection has applied this position; 0 does not wait.
+	MinPosition   uint64 `protobuf:"varint,2,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConferenceRequest) Reset() {
+	*x = GetConferenceRequest{}
+	mi := &file_callledger_v1_query_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConferenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConferenceRequest) ProtoMessage() {}
+
+func (x *GetConferenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_query_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConferenceRequest.ProtoReflect.Descriptor instead.
+func (*GetConferenceRequest) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_query_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetConferenceRequest) GetConferenceSid() string {
+	if x != nil {
+		return x.ConferenceSid
+	}
+	return ""
+}
+
+func (x *GetConferenceRequest) GetMinPosition() uint64 {
+	if x != nil {
+		return x.MinPosition
+	}
+	return 0
+}
+
+type GetConferenceResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Conference *Conference            `protobuf:"bytes,1,opt,name=conference,proto3" json:"conference,omitempty"`
+	// The calls of its participants, by CallSid (those the read model knows).
+	Calls []*Call `protobuf:"bytes,2,rep,name=calls,proto3" json:"calls,omitempty"`
+	// The projection's position when the answer was read.
+	Position      uint64 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetConferenceResponse) Reset() {
+	*x = GetConferenceResponse{}
+	mi := &file_callledger_v1_query_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetConferenceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetConferenceResponse) ProtoMessage() {}
+
+func (x *GetConferenceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_query_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetConferenceResponse.ProtoReflect.Descriptor instead.
+func (*GetConferenceResponse) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_query_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetConferenceResponse) GetConference() *Conference {
+	if x != nil {
+		return x.Conference
+	}
+	return nil
+}
+
+func (x *GetConferenceResponse) GetCalls() []*Call {
+	if x != nil {
+		return x.Calls
+	}
+	return nil
+}
+
+func (x *GetConferenceResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+// ConferenceFilter selects conferences; empty matches every conference.
+type ConferenceFilter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only conferences not completed.
+	ActiveOnly bool `protobuf:"varint,1,opt,name=active_only,json=activeOnly,proto3" json:"active_only,omitempty"`
+	// Only conferences whose start_time is at or after started_after...
+	StartedAfter *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=started_after,json=startedAfter,proto3" json:"started_after,omitempty"`
+	// ...and before started_before.
+	StartedBefore *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=started_before,json=startedBefore,proto3" json:"started_before,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConferenceFilter) Reset() {
+	*x = ConferenceFilter{}
+	mi := &file_callledger_v1_query_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConferenceFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConferenceFilter) ProtoMessage() {}
+
+func (x *ConferenceFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_query_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConferenceFilter.ProtoReflect.Descriptor instead.
+func (*ConferenceFilter) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_query_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ConferenceFilter) GetActiveOnly() bool {
+	if x != nil {
+		return x.ActiveOnly
+	}
+	return false
+}
+
+func (x *ConferenceFilter) GetStartedAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAfter
+	}
+	return nil
+}
+
+func (x *ConferenceFilter) GetStartedBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedBefore
+	}
+	return nil
+}
+
+type ListConferencesRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Filter *ConferenceFilter      `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	// At most 1000; 0 means 100.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response, with the same filter.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConferencesRequest) Reset() {
+	*x = ListConferencesRequest{}
+	mi := &file_callledger_v1_query_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConferencesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConferencesRequest) ProtoMessage() {}
+
+func (x *ListConferencesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_query_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConferencesRequest.ProtoReflect.Descriptor instead.
+func (*ListConferencesRequest) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_query_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListConferencesRequest) GetFilter() *ConferenceFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *ListConferencesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListConferencesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListConferencesResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Conferences []*Conference          `protobuf:"bytes,1,rep,name=conferences,proto3" json:"conferences,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	Position      uint64 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConferencesResponse) Reset() {
+	*x = ListConferencesResponse{}
+	mi := &file_callledger_v1_query_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConferencesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConferencesResponse) ProtoMessage() {}
+
+func (x *ListConferencesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_query_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConferencesResponse.ProtoReflect.Descriptor instead.
+func (*ListConferencesResponse) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_query_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListConferencesResponse) GetConferences() []*Conference {
+	if x != nil {
+		return x.Conferences
+	}
+	return nil
+}
+
+func (x *ListConferencesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ListConferencesResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+type WatchConferencesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Filter        *ConferenceFilter      `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchConferencesRequest) Reset() {
+	*x = WatchConferencesRequest{}
+	mi := &file_callledger_v1_query_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchConferencesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchConferencesRequest) ProtoMessage() {}
+
+func (x *WatchConferencesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_query_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchConferencesRequest.ProtoReflect.Descriptor instead.
+func (*WatchConferencesRequest) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_query_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *WatchConferencesRequest) GetFilter() *ConferenceFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+type WatchConferencesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The conference as of position.
+	Conference *Conference `protobuf:"bytes,1,opt,name=conference,proto3" json:"conference,omitempty"`
+	Position   uint64      `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	// True for the conferences of the initial state; false for changes.
+	Snapshot bool `protobuf:"varint,3,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// Set on one message without conference, after the last snapshot one.
+	CaughtUp      bool `protobuf:"varint,4,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchConferencesResponse) Reset() {
+	*x = WatchConferencesResponse{}
+	mi := &file_callledger_v1_query_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchConferencesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchConferencesResponse) ProtoMessage() {}
+
+func (x *WatchConferencesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_query_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchConferencesResponse.ProtoReflect.Descriptor instead.
+func (*WatchConferencesResponse) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_query_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *WatchConferencesResponse) GetConference() *Conference {
+	if x != nil {
+		return x.Conference
+	}
+	return nil
+}
+
+func (x *WatchConferencesResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *WatchConferencesResponse) GetSnapshot() bool {
+	if x != nil {
+		return x.Snapshot
+	}
+	return false
+}
+
+func (x *WatchConferencesResponse) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
+}
+
 var File_callledger_v1_query_proto protoreflect.FileDescriptor
 
 const file_callledger_v1_query_proto_rawDesc = "" +
 	"\n" +
-	"\x19callledger/v1/query.proto\x12\rcallledger.v1\x1a\x18callledger/v1/call.proto\x1a\x1fcallledger/v1/call_status.proto\x1a\x19callledger/v1/event.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"N\n" +
+	"\x19callledger/v1/query.proto\x12\rcallledger.v1\x1a\x18callledger/v1/call.proto\x1a\x1fcallledger/v1/call_status.proto\x1a\x1ecallledger/v1/conference.proto\x1a\x19callledger/v1/event.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"N\n" +
 	"\x0eGetCallRequest\x12\x19\n" +
 	"\bcall_sid\x18\x01 \x01(\tR\acallSid\x12!\n" +
 	"\fmin_position\x18\x02 \x01(\x04R\vminPosition\"\x7f\n" +
@@ -1016,14 +1433,49 @@ const file_callledger_v1_query_proto_rawDesc = "" +
 	"\x03p50\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03p50\x12+\n" +
 	"\x03p90\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03p90\x12+\n" +
 	"\x03p99\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03p99\x12+\n" +
-	"\x03max\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03max2\xb0\x04\n" +
+	"\x03max\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03max\"`\n" +
+	"\x14GetConferenceRequest\x12%\n" +
+	"\x0econference_sid\x18\x01 \x01(\tR\rconferenceSid\x12!\n" +
+	"\fmin_position\x18\x02 \x01(\x04R\vminPosition\"\x99\x01\n" +
+	"\x15GetConferenceResponse\x129\n" +
+	"\n" +
+	"conference\x18\x01 \x01(\v2\x19.callledger.v1.ConferenceR\n" +
+	"conference\x12)\n" +
+	"\x05calls\x18\x02 \x03(\v2\x13.callledger.v1.CallR\x05calls\x12\x1a\n" +
+	"\bposition\x18\x03 \x01(\x04R\bposition\"\xb7\x01\n" +
+	"\x10ConferenceFilter\x12\x1f\n" +
+	"\vactive_only\x18\x01 \x01(\bR\n" +
+	"activeOnly\x12?\n" +
+	"\rstarted_after\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fstartedAfter\x12A\n" +
+	"\x0estarted_before\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\rstartedBefore\"\x8d\x01\n" +
+	"\x16ListConferencesRequest\x127\n" +
+	"\x06filter\x18\x01 \x01(\v2\x1f.callledger.v1.ConferenceFilterR\x06filter\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x9a\x01\n" +
+	"\x17ListConferencesResponse\x12;\n" +
+	"\vconferences\x18\x01 \x03(\v2\x19.callledger.v1.ConferenceR\vconferences\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
+	"\bposition\x18\x03 \x01(\x04R\bposition\"R\n" +
+	"\x17WatchConferencesRequest\x127\n" +
+	"\x06filter\x18\x01 \x01(\v2\x1f.callledger.v1.ConferenceFilterR\x06filter\"\xaa\x01\n" +
+	"\x18WatchConferencesResponse\x129\n" +
+	"\n" +
+	"conference\x18\x01 \x01(\v2\x19.callledger.v1.ConferenceR\n" +
+	"conference\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\x12\x1a\n" +
+	"\bsnapshot\x18\x03 \x01(\bR\bsnapshot\x12\x1b\n" +
+	"\tcaught_up\x18\x04 \x01(\bR\bcaughtUp2\xb9\a\n" +
 	"\x10CallQueryService\x12f\n" +
 	"\aGetCall\x12\x1d.callledger.v1.GetCallRequest\x1a\x1e.callledger.v1.GetCallResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/calls/{call_sid}\x12a\n" +
 	"\tListCalls\x12\x1f.callledger.v1.ListCallsRequest\x1a .callledger.v1.ListCallsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/calls\x12l\n" +
 	"\n" +
 	"WatchCalls\x12 .callledger.v1.WatchCallsRequest\x1a!.callledger.v1.WatchCallsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/calls:watch0\x01\x12\x82\x01\n" +
 	"\x0eListCallEvents\x12$.callledger.v1.ListCallEventsRequest\x1a%.callledger.v1.ListCallEventsResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/calls/{call_sid}/events\x12^\n" +
-	"\bGetStats\x12\x1e.callledger.v1.GetStatsRequest\x1a\x1f.callledger.v1.GetStatsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/statsBAZ?github.com/callledger/callledger/api/callledger/v1;callledgerv1b\x06proto3"
+	"\bGetStats\x12\x1e.callledger.v1.GetStatsRequest\x1a\x1f.callledger.v1.GetStatsResponse\"\x11\x82\xd3\xe4\x93\x02\v\x12\t/v1/stats\x12\x84\x01\n" +
+	"\rGetConference\x12#.callledger.v1.GetConferenceRequest\x1a$.callledger.v1.GetConferenceResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/conferences/{conference_sid}\x12y\n" +
+	"\x0fListConferences\x12%.callledger.v1.ListConferencesRequest\x1a&.callledger.v1.ListConferencesResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/conferences\x12\x84\x01\n" +
+	"\x10WatchConferences\x12&.callledger.v1.WatchConferencesRequest\x1a'.callledger.v1.WatchConferencesResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/conferences:watch0\x01BAZ?github.com/callledger/callledger/api/callledger/v1;callledgerv1b\x06proto3"
 
 var (
 	file_callledger_v1_query_proto_rawDescOnce sync.Once
@@ -1037,65 +1489,87 @@ func file_callledger_v1_query_proto_rawDescGZIP() []byte {
 	return file_callledger_v1_query_proto_rawDescData
 }
 
-var file_callledger_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_callledger_v1_query_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_callledger_v1_query_proto_goTypes = []any{
-	(*GetCallRequest)(nil),         // 0: callledger.v1.GetCallRequest
-	(*GetCallResponse)(nil),        // 1: callledger.v1.GetCallResponse
-	(*CallFilter)(nil),             // 2: callledger.v1.CallFilter
-	(*ListCallsRequest)(nil),       // 3: callledger.v1.ListCallsRequest
-	(*ListCallsResponse)(nil),      // 4: callledger.v1.ListCallsResponse
-	(*WatchCallsRequest)(nil),      // 5: callledger.v1.WatchCallsRequest
-	(*WatchCallsResponse)(nil),     // 6: callledger.v1.WatchCallsResponse
-	(*ListCallEventsRequest)(nil),  // 7: callledger.v1.ListCallEventsRequest
-	(*ListCallEventsResponse)(nil), // 8: callledger.v1.ListCallEventsResponse
-	(*StoredEvent)(nil),            // 9: callledger.v1.StoredEvent
-	(*GetStatsRequest)(nil),        // 10: callledger.v1.GetStatsRequest
-	(*GetStatsResponse)(nil),       // 11: callledger.v1.GetStatsResponse
-	(*StatusCount)(nil),            // 12: callledger.v1.StatusCount
-	(*DelayStats)(nil),             // 13: callledger.v1.DelayStats
-	(*Call)(nil),                   // 14: callledger.v1.Call
-	(CallStatus)(0),                // 15: callledger.v1.CallStatus
-	(*timestamppb.Timestamp)(nil),  // 16: google.protobuf.Timestamp
-	(*Event)(nil),                  // 17: callledger.v1.Event
-	(*durationpb.Duration)(nil),    // 18: google.protobuf.Duration
+	(*GetCallRequest)(nil),           // 0: callledger.v1.GetCallRequest
+	(*GetCallResponse)(nil),          // 1: callledger.v1.GetCallResponse
+	(*CallFilter)(nil),               // 2: callledger.v1.CallFilter
+	(*ListCallsRequest)(nil),         // 3: callledger.v1.ListCallsRequest
+	(*ListCallsResponse)(nil),        // 4: callledger.v1.ListCallsResponse
+	(*WatchCallsRequest)(nil),        // 5: callledger.v1.WatchCallsRequest
+	(*WatchCallsResponse)(nil),       // 6: callledger.v1.WatchCallsResponse
+	(*ListCallEventsRequest)(nil),    // 7: callledger.v1.ListCallEventsRequest
+	(*ListCallEventsResponse)(nil),   // 8: callledger.v1.ListCallEventsResponse
+	(*StoredEvent)(nil),              // 9: callledger.v1.StoredEvent
+	(*GetStatsRequest)(nil),          // 10: callledger.v1.GetStatsRequest
+	(*GetStatsResponse)(nil),         // 11: callledger.v1.GetStatsResponse
+	(*StatusCount)(nil),              // 12: callledger.v1.StatusCount
+	(*DelayStats)(nil),               // 13: callledger.v1.DelayStats
+	(*GetConferenceRequest)(nil),     // 14: callledger.v1.GetConferenceRequest
+	(*GetConferenceResponse)(nil),    // 15: callledger.v1.GetConferenceResponse
+	(*ConferenceFilter)(nil),         // 16: callledger.v1.ConferenceFilter
+	(*ListConferencesRequest)(nil),   // 17: callledger.v1.ListConferencesRequest
+	(*ListConferencesResponse)(nil),  // 18: callledger.v1.ListConferencesResponse
+	(*WatchConferencesRequest)(nil),  // 19: callledger.v1.WatchConferencesRequest
+	(*WatchConferencesResponse)(nil), // 20: callledger.v1.WatchConferencesResponse
+	(*Call)(nil),                     // 21: callledger.v1.Call
+	(CallStatus)(0),                  // 22: callledger.v1.CallStatus
+	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
+	(*Event)(nil),                    // 24: callledger.v1.Event
+	(*durationpb.Duration)(nil),      // 25: google.protobuf.Duration
+	(*Conference)(nil),               // 26: callledger.v1.Conference
 }
 var file_callledger_v1_query_proto_depIdxs = []int32{
-	14, // 0: callledger.v1.GetCallResponse.call:type_name -> callledger.v1.Call
-	14, // 1: callledger.v1.GetCallResponse.legs:type_name -> callledger.v1.Call
-	15, // 2: callledger.v1.CallFilter.statuses:type_name -> callledger.v1.CallStatus
-	16, // 3: callledger.v1.CallFilter.started_after:type_name -> google.protobuf.Timestamp
-	16, // 4: callledger.v1.CallFilter.started_before:type_name -> google.protobuf.Timestamp
+	21, // 0: callledger.v1.GetCallResponse.call:type_name -> callledger.v1.Call
+	21, // 1: callledger.v1.GetCallResponse.legs:type_name -> callledger.v1.Call
+	22, // 2: callledger.v1.CallFilter.statuses:type_name -> callledger.v1.CallStatus
+	23, // 3: callledger.v1.CallFilter.started_after:type_name -> google.protobuf.Timestamp
+	23, // 4: callledger.v1.CallFilter.started_before:type_name -> google.protobuf.Timestamp
 	2,  // 5: callledger.v1.ListCallsRequest.filter:type_name -> callledger.v1.CallFilter
-	14, // 6: callledger.v1.ListCallsResponse.calls:type_name -> callledger.v1.Call
+	21, // 6: callledger.v1.ListCallsResponse.calls:type_name -> callledger.v1.Call
 	2,  // 7: callledger.v1.WatchCallsRequest.filter:type_name -> callledger.v1.CallFilter
-	14, // 8: callledger.v1.WatchCallsResponse.call:type_name -> callledger.v1.Call
+	21, // 8: callledger.v1.WatchCallsResponse.call:type_name -> callledger.v1.Call
 	9,  // 9: callledger.v1.ListCallEventsResponse.events:type_name -> callledger.v1.StoredEvent
-	17, // 10: callledger.v1.StoredEvent.event:type_name -> callledger.v1.Event
-	18, // 11: callledger.v1.GetStatsRequest.window:type_name -> google.protobuf.Duration
+	24, // 10: callledger.v1.StoredEvent.event:type_name -> callledger.v1.Event
+	25, // 11: callledger.v1.GetStatsRequest.window:type_name -> google.protobuf.Duration
 	12, // 12: callledger.v1.GetStatsResponse.calls_by_status:type_name -> callledger.v1.StatusCount
 	13, // 13: callledger.v1.GetStatsResponse.delivery_delay:type_name -> callledger.v1.DelayStats
-	18, // 14: callledger.v1.GetStatsResponse.window:type_name -> google.protobuf.Duration
-	18, // 15: callledger.v1.GetStatsResponse.lag:type_name -> google.protobuf.Duration
-	15, // 16: callledger.v1.StatusCount.status:type_name -> callledger.v1.CallStatus
-	18, // 17: callledger.v1.DelayStats.p50:type_name -> google.protobuf.Duration
-	18, // 18: callledger.v1.DelayStats.p90:type_name -> google.protobuf.Duration
-	18, // 19: callledger.v1.DelayStats.p99:type_name -> google.protobuf.Duration
-	18, // 20: callledger.v1.DelayStats.max:type_name -> google.protobuf.Duration
-	0,  // 21: callledger.v1.CallQueryService.GetCall:input_type -> callledger.v1.GetCallRequest
-	3,  // 22: callledger.v1.CallQueryService.ListCalls:input_type -> callledger.v1.ListCallsRequest
-	5,  // 23: callledger.v1.CallQueryService.WatchCalls:input_type -> callledger.v1.WatchCallsRequest
-	7,  // 24: callledger.v1.CallQueryService.ListCallEvents:input_type -> callledger.v1.ListCallEventsRequest
-	10, // 25: callledger.v1.CallQueryService.GetStats:input_type -> callledger.v1.GetStatsRequest
-	1,  // 26: callledger.v1.CallQueryService.GetCall:output_type -> callledger.v1.GetCallResponse
-	4,  // 27: callledger.v1.CallQueryService.ListCalls:output_type -> callledger.v1.ListCallsResponse
-	6,  // 28: callledger.v1.CallQueryService.WatchCalls:output_type -> callledger.v1.WatchCallsResponse
-	8,  // 29: callledger.v1.CallQueryService.ListCallEvents:output_type -> callledger.v1.ListCallEventsResponse
-	11, // 30: callledger.v1.CallQueryService.GetStats:output_type -> callledger.v1.GetStatsResponse
-	26, // [26:31] is the sub-list for method output_type
-	21, // [21:26] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	25, // 14: callledger.v1.GetStatsResponse.window:type_name -> google.protobuf.Duration
+	25, // 15: callledger.v1.GetStatsResponse.lag:type_name -> google.protobuf.Duration
+	22, // 16: callledger.v1.StatusCount.status:type_name -> callledger.v1.CallStatus
+	25, // 17: callledger.v1.DelayStats.p50:type_name -> google.protobuf.Duration
+	25, // 18: callledger.v1.DelayStats.p90:type_name -> google.protobuf.Duration
+	25, // 19: callledger.v1.DelayStats.p99:type_name -> google.protobuf.Duration
+	25, // 20: callledger.v1.DelayStats.max:type_name -> google.protobuf.Duration
+	26, // 21: callledger.v1.GetConferenceResponse.conference:type_name -> callledger.v1.Conference
+	21, // 22: callledger.v1.GetConferenceResponse.calls:type_name -> callledger.v1.Call
+	23, // 23: callledger.v1.ConferenceFilter.started_after:type_name -> google.protobuf.Timestamp
+	23, // 24: callledger.v1.ConferenceFilter.started_before:type_name -> google.protobuf.Timestamp
+	16, // 25: callledger.v1.ListConferencesRequest.filter:type_name -> callledger.v1.ConferenceFilter
+	26, // 26: callledger.v1.ListConferencesResponse.conferences:type_name -> callledger.v1.Conference
+	16, // 27: callledger.v1.WatchConferencesRequest.filter:type_name -> callledger.v1.ConferenceFilter
+	26, // 28: callledger.v1.WatchConferencesResponse.conference:type_name -> callledger.v1.Conference
+	0,  // 29: callledger.v1.CallQueryService.GetCall:input_type -> callledger.v1.GetCallRequest
+	3,  // 30: callledger.v1.CallQueryService.ListCalls:input_type -> callledger.v1.ListCallsRequest
+	5,  // 31: callledger.v1.CallQueryService.WatchCalls:input_type -> callledger.v1.WatchCallsRequest
+	7,  // 32: callledger.v1.CallQueryService.ListCallEvents:input_type -> callledger.v1.ListCallEventsRequest
+	10, // 33: callledger.v1.CallQueryService.GetStats:input_type -> callledger.v1.GetStatsRequest
+	14, // 34: callledger.v1.CallQueryService.GetConference:input_type -> callledger.v1.GetConferenceRequest
+	17, // 35: callledger.v1.CallQueryService.ListConferences:input_type -> callledger.v1.ListConferencesRequest
+	19, // 36: callledger.v1.CallQueryService.WatchConferences:input_type -> callledger.v1.WatchConferencesRequest
+	1,  // 37: callledger.v1.CallQueryService.GetCall:output_type -> callledger.v1.GetCallResponse
+	4,  // 38: callledger.v1.CallQueryService.ListCalls:output_type -> callledger.v1.ListCallsResponse
+	6,  // 39: callledger.v1.CallQueryService.WatchCalls:output_type -> callledger.v1.WatchCallsResponse
+	8,  // 40: callledger.v1.CallQueryService.ListCallEvents:output_type -> callledger.v1.ListCallEventsResponse
+	11, // 41: callledger.v1.CallQueryService.GetStats:output_type -> callledger.v1.GetStatsResponse
+	15, // 42: callledger.v1.CallQueryService.GetConference:output_type -> callledger.v1.GetConferenceResponse
+	18, // 43: callledger.v1.CallQueryService.ListConferences:output_type -> callledger.v1.ListConferencesResponse
+	20, // 44: callledger.v1.CallQueryService.WatchConferences:output_type -> callledger.v1.WatchConferencesResponse
+	37, // [37:45] is the sub-list for method output_type
+	29, // [29:37] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_callledger_v1_query_proto_init() }
@@ -1105,6 +1579,7 @@ func file_callledger_v1_query_proto_init() {
 	}
 	file_callledger_v1_call_proto_init()
 	file_callledger_v1_call_status_proto_init()
+	file_callledger_v1_conference_proto_init()
 	file_callledger_v1_event_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1112,7 +1587,7 @@ func file_callledger_v1_query_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_callledger_v1_query_proto_rawDesc), len(file_callledger_v1_query_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,11 +19,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CallQueryService_GetCall_FullMethodName        = "/callledger.v1.CallQueryService/GetCall"
-	CallQueryService_ListCalls_FullMethodName      = "/callledger.v1.CallQueryService/ListCalls"
-	CallQueryService_WatchCalls_FullMethodName     = "/callledger.v1.CallQueryService/WatchCalls"
-	CallQueryService_ListCallEvents_FullMethodName = "/callledger.v1.CallQueryService/ListCallEvents"
-	CallQueryService_GetStats_FullMethodName       = "/callledger.v1.CallQueryService/GetStats"
+	CallQueryService_GetCall_FullMethodName          = "/callledger.v1.CallQueryService/GetCall"
+	CallQueryService_ListCalls_FullMethodName        = "/callledger.v1.CallQueryService/ListCalls"
+	CallQueryService_WatchCalls_FullMethodName       = "/callledger.v1.CallQueryService/WatchCalls"
+	CallQueryService_ListCallEvents_FullMethodName   = "/callledger.v1.CallQueryService/ListCallEvents"
+	CallQueryService_GetStats_FullMethodName         = "/callledger.v1.CallQueryService/GetStats"
+	CallQueryService_GetConference_FullMethodName    = "/callledger.v1.CallQueryService/GetConference"
+	CallQueryService_ListConferences_FullMethodName  = "/callledger.v1.CallQueryService/ListConferences"
+	CallQueryService_WatchConferences_FullMethodName = "/callledger.v1.CallQueryService/WatchConferences"
 )
 
 // CallQueryServiceClient is the client API for CallQueryService service.
@@ -48,6 +51,14 @@ type CallQueryServiceClient interface {
 	// GetStats summarizes the ledger for clients without Prometheus: calls by
 	// status, active calls, and Twilio's delivery delay over a recent window.
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
+	// GetConference returns a conference, its participants and their calls.
+	// With min_position it first waits, as GetCall does.
+	GetConference(ctx context.Context, in *GetConferenceRequest, opts ...grpc.CallOption) (*GetConferenceResponse, error)
+	// ListConferences pages through conferences, newest start_time first.
+	ListConferences(ctx context.Context, in *ListConferencesRequest, opts ...grpc.CallOption) (*ListConferencesResponse, error)
+	// WatchConferences streams the matching conferences as they are now,
+	// then every change, as WatchCalls does for calls.
+	WatchConferences(ctx context.Context, in *WatchConferencesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchConferencesResponse], error)
 }
 
 type callQueryServiceClient struct {
@@ -117,6 +128,45 @@ func (c *callQueryServiceClient) GetStats(ctx context.Context, in *GetStatsReque
 	return out, nil
 }
 
+func (c *callQueryServiceClient) GetConference(ctx context.Context, in *GetConferenceRequest, opts ...grpc.CallOption) (*GetConferenceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetConferenceResponse)
+	err := c.cc.Invoke(ctx, CallQueryService_GetConference_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *callQueryServiceClient) ListConferences(ctx context.Context, in *ListConferencesRequest, opts ...grpc.CallOption) (*ListConferencesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListConferencesResponse)
+	err := c.cc.Invoke(ctx, CallQueryService_ListConferences_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *callQueryServiceClient) WatchConferences(ctx context.Context, in *WatchConferencesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchConferencesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &CallQueryService_ServiceDesc.Streams[1], CallQueryService_WatchConferences_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchConferencesRequest, WatchConferencesResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CallQueryService_WatchConferencesClient = grpc.ServerStreamingClient[WatchConferencesResponse]
+
 // CallQueryServiceServer is the server API for CallQueryService service.
 // All implementations must embed UnimplementedCallQueryServiceServer
 // for forward compatibility.
@@ -139,6 +189,14 @@ type CallQueryServiceServer interface {
 	// GetStats summarizes the ledger for clients without Prometheus: calls by
 	// status, active calls, and Twilio's delivery delay over a recent window.
 	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
+	// GetConference returns a conference, its participants and their calls.
+	// With min_position it first waits, as GetCall does.
+	GetConference(context.Context, *GetConferenceRequest) (*GetConferenceResponse, error)
+	// ListConferences pages through conferences, newest start_time first.
+	ListConferences(context.Context, *ListConferencesRequest) (*ListConferencesResponse, error)
+	// WatchConferences streams the matching conferences as they are now,
+	// then every change, as WatchCalls does for calls.
+	WatchConferences(*WatchConferencesRequest, grpc.ServerStreamingServer[WatchConferencesResponse]) error
 	mustEmbedUnimplementedCallQueryServiceServer()
 }
 
@@ -163,6 +221,15 @@ func (UnimplementedCallQueryServiceServer) ListCallEvents(context.Context, *List
 }
 func (UnimplementedCallQueryServiceServer) GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStats not implemented")
+}
+func (UnimplementedCallQueryServiceServer) GetConference(context.Context, *GetConferenceRequest) (*GetConferenceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetConference not implemented")
+}
+func (UnimplementedCallQueryServiceServer) ListConferences(context.Context, *ListConferencesRequest) (*ListConferencesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListConferences not implemented")
+}
+func (UnimplementedCallQueryServiceServer) WatchConferences(*WatchConferencesRequest, grpc.ServerStreamingServer[WatchConferencesResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchConferences not implemented")
 }
 func (UnimplementedCallQueryServiceServer) mustEmbedUnimplementedCallQueryServiceServer() {}
 func (UnimplementedCallQueryServiceServer) testEmbeddedByValue()                          {}
@@ -268,6 +335,53 @@ func _CallQueryService_GetStats_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CallQueryService_GetConference_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetConferenceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CallQueryServiceServer).GetConference(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CallQueryService_GetConference_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CallQueryServiceServer).GetConference(ctx, req.(*GetConferenceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CallQueryService_ListConferences_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListConferencesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CallQueryServiceServer).ListConferences(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CallQueryService_ListConferences_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CallQueryServiceServer).ListConferences(ctx, req.(*ListConferencesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CallQueryService_WatchConferences_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchConferencesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CallQueryServiceServer).WatchConferences(m, &grpc.GenericServerStream[WatchConferencesRequest, WatchConferencesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CallQueryService_WatchConferencesServer = grpc.ServerStreamingServer[WatchConferencesResponse]
+
 // CallQueryService_ServiceDesc is the grpc.ServiceDesc for CallQueryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -291,11 +405,24 @@ var CallQueryService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetStats",
 			Handler:    _CallQueryService_GetStats_Handler,
 		},
+		{
+			MethodName: "GetConference",
+			Handler:    _CallQueryService_GetConference_Handler,
+		},
+		{
+			MethodName: "ListConferences",
+			Handler:    _CallQueryService_ListConferences_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "WatchCalls",
 			Handler:       _CallQueryService_WatchCalls_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchConferences",
+			Handler:       _CallQueryService_WatchConferences_Handler,
 			ServerStreams: true,
 		},
 	},

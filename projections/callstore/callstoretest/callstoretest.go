@@ -39,7 +39,7 @@ func Start(t testing.TB) (*pebblestore.Store, *callstore.Store) {
 func Project(t testing.TB, log projections.Source, calls *callstore.Store) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	runner := projections.NewRunner(log, calls, eventstore.Filter{StreamPrefixes: []string{eventcodec.CallStreamPrefix}}, nil)
+	runner := projections.NewRunner(log, calls, eventstore.Filter{StreamPrefixes: eventcodec.ProjectedStreamPrefixes()}, nil)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = runner.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })

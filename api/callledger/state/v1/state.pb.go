@@ -59,7 +59,35 @@ type CallRecord struct {
 	// REST outcomes of hang-up requests, one per request_id, sorted by it.
 	HangupResults []*HangupResult `protobuf:"bytes,18,rep,name=hangup_results,json=hangupResults,proto3" json:"hangup_results,omitempty"`
 	// The latest REST read of the call.
-	Reconciled    *ReconcileReport `protobuf:"bytes,19,opt,name=reconciled,proto3" json:"reconciled,omitempty"`
+	Reconciled *ReconcileReport `protobuf:"bytes,19,opt,name=reconciled,proto3" json:"reconciled,omitempty"`
+	// Every terminal report, best first (terminal's order), at most
+	// maxTerminalReports: the view fills what the winner lacks from the
+	// next-ranked report of the same status.
+	TerminalReports []*StatusReport `protobuf:"bytes,20,rep,name=terminal_reports,json=terminalReports,proto3" json:"terminal_reports,omitempty"`
+	// Every report of each recording, by RecordingSid then best first, a few
+	// per recording: the view fills what the best lacks from the next.
+	RecordingReports []*RecordingReport `protobuf:"bytes,21,rep,name=recording_reports,json=recordingReports,proto3" json:"recording_reports,omitempty"`
+	// Transcription reports, by RecordingSid, TranscriptionSid, then best
+	// first.
+	Transcriptions []*TranscriptionReport `protobuf:"bytes,22,rep,name=transcriptions,proto3" json:"transcriptions,omitempty"`
+	// AccountSid from any event of the call.
+	Account        *Keyed `protobuf:"bytes,23,opt,name=account,proto3" json:"account,omitempty"`
+	CallerName     *Keyed `protobuf:"bytes,24,opt,name=caller_name,json=callerName,proto3" json:"caller_name,omitempty"`
+	ForwardedFrom  *Keyed `protobuf:"bytes,25,opt,name=forwarded_from,json=forwardedFrom,proto3" json:"forwarded_from,omitempty"`
+	StirVerstat    *Keyed `protobuf:"bytes,26,opt,name=stir_verstat,json=stirVerstat,proto3" json:"stir_verstat,omitempty"`
+	StirStatus     *Keyed `protobuf:"bytes,27,opt,name=stir_status,json=stirStatus,proto3" json:"stir_status,omitempty"`
+	SipCallId      *Keyed `protobuf:"bytes,28,opt,name=sip_call_id,json=sipCallId,proto3" json:"sip_call_id,omitempty"`
+	CallbackSource *Keyed `protobuf:"bytes,29,opt,name=callback_source,json=callbackSource,proto3" json:"callback_source,omitempty"`
+	// Decimal milliseconds.
+	QueueTimeMs                *Keyed `protobuf:"bytes,30,opt,name=queue_time_ms,json=queueTimeMs,proto3" json:"queue_time_ms,omitempty"`
+	MachineDetectionDurationMs *Keyed `protobuf:"bytes,31,opt,name=machine_detection_duration_ms,json=machineDetectionDurationMs,proto3" json:"machine_detection_duration_ms,omitempty"`
+	// Voice Insights call summaries, best first, a few.
+	Insights []*InsightsReport `protobuf:"bytes,32,rep,name=insights,proto3" json:"insights,omitempty"`
+	// The call's part in each conference, by ConferenceSid.
+	Conferences []*ParticipantRecord `protobuf:"bytes,33,rep,name=conferences,proto3" json:"conferences,omitempty"`
+	// Set while the call has no terminal report of its own and its parent
+	// has ended (by a report, or inferred in turn): the view shows it ended.
+	InferredEnd   *InferredEnd `protobuf:"bytes,34,opt,name=inferred_end,json=inferredEnd,proto3" json:"inferred_end,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -227,6 +255,709 @@ func (x *CallRecord) GetReconciled() *ReconcileReport {
 	return nil
 }
 
+func (x *CallRecord) GetTerminalReports() []*StatusReport {
+	if x != nil {
+		return x.TerminalReports
+	}
+	return nil
+}
+
+func (x *CallRecord) GetRecordingReports() []*RecordingReport {
+	if x != nil {
+		return x.RecordingReports
+	}
+	return nil
+}
+
+func (x *CallRecord) GetTranscriptions() []*TranscriptionReport {
+	if x != nil {
+		return x.Transcriptions
+	}
+	return nil
+}
+
+func (x *CallRecord) GetAccount() *Keyed {
+	if x != nil {
+		return x.Account
+	}
+	return nil
+}
+
+func (x *CallRecord) GetCallerName() *Keyed {
+	if x != nil {
+		return x.CallerName
+	}
+	return nil
+}
+
+func (x *CallRecord) GetForwardedFrom() *Keyed {
+	if x != nil {
+		return x.ForwardedFrom
+	}
+	return nil
+}
+
+func (x *CallRecord) GetStirVerstat() *Keyed {
+	if x != nil {
+		return x.StirVerstat
+	}
+	return nil
+}
+
+func (x *CallRecord) GetStirStatus() *Keyed {
+	if x != nil {
+		return x.StirStatus
+	}
+	return nil
+}
+
+func (x *CallRecord) GetSipCallId() *Keyed {
+	if x != nil {
+		return x.SipCallId
+	}
+	return nil
+}
+
+func (x *CallRecord) GetCallbackSource() *Keyed {
+	if x != nil {
+		return x.CallbackSource
+	}
+	return nil
+}
+
+func (x *CallRecord) GetQueueTimeMs() *Keyed {
+	if x != nil {
+		return x.QueueTimeMs
+	}
+	return nil
+}
+
+func (x *CallRecord) GetMachineDetectionDurationMs() *Keyed {
+	if x != nil {
+		return x.MachineDetectionDurationMs
+	}
+	return nil
+}
+
+func (x *CallRecord) GetInsights() []*InsightsReport {
+	if x != nil {
+		return x.Insights
+	}
+	return nil
+}
+
+func (x *CallRecord) GetConferences() []*ParticipantRecord {
+	if x != nil {
+		return x.Conferences
+	}
+	return nil
+}
+
+func (x *CallRecord) GetInferredEnd() *InferredEnd {
+	if x != nil {
+		return x.InferredEnd
+	}
+	return nil
+}
+
+// InferredEnd is the end of a parent, which a child without a terminal
+// report of its own is taken to share.
+type InferredEnd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ParentCallSid string                 `protobuf:"bytes,1,opt,name=parent_call_sid,json=parentCallSid,proto3" json:"parent_call_sid,omitempty"`
+	// The parent's end.
+	At            *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InferredEnd) Reset() {
+	*x = InferredEnd{}
+	mi := &file_callledger_state_v1_state_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InferredEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InferredEnd) ProtoMessage() {}
+
+func (x *InferredEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_state_v1_state_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InferredEnd.ProtoReflect.Descriptor instead.
+func (*InferredEnd) Descriptor() ([]byte, []int) {
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *InferredEnd) GetParentCallSid() string {
+	if x != nil {
+		return x.ParentCallSid
+	}
+	return ""
+}
+
+func (x *InferredEnd) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+type TranscriptionReport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	RecordingSid  string                 `protobuf:"bytes,2,opt,name=recording_sid,json=recordingSid,proto3" json:"recording_sid,omitempty"`
+	Transcription *v1.Transcription      `protobuf:"bytes,3,opt,name=transcription,proto3" json:"transcription,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TranscriptionReport) Reset() {
+	*x = TranscriptionReport{}
+	mi := &file_callledger_state_v1_state_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TranscriptionReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TranscriptionReport) ProtoMessage() {}
+
+func (x *TranscriptionReport) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_state_v1_state_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TranscriptionReport.ProtoReflect.Descriptor instead.
+func (*TranscriptionReport) Descriptor() ([]byte, []int) {
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TranscriptionReport) GetKey() *Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *TranscriptionReport) GetRecordingSid() string {
+	if x != nil {
+		return x.RecordingSid
+	}
+	return ""
+}
+
+func (x *TranscriptionReport) GetTranscription() *v1.Transcription {
+	if x != nil {
+		return x.Transcription
+	}
+	return nil
+}
+
+type InsightsReport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Insights      *v1.CallInsights       `protobuf:"bytes,2,opt,name=insights,proto3" json:"insights,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InsightsReport) Reset() {
+	*x = InsightsReport{}
+	mi := &file_callledger_state_v1_state_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InsightsReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InsightsReport) ProtoMessage() {}
+
+func (x *InsightsReport) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_state_v1_state_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InsightsReport.ProtoReflect.Descriptor instead.
+func (*InsightsReport) Descriptor() ([]byte, []int) {
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *InsightsReport) GetKey() *Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *InsightsReport) GetInsights() *v1.CallInsights {
+	if x != nil {
+		return x.Insights
+	}
+	return nil
+}
+
+// ParticipantRecord is the facts of one call's part in one conference,
+// folded the same way into the conference's record and the call's.
+type ParticipantRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConferenceSid string                 `protobuf:"bytes,1,opt,name=conference_sid,json=conferenceSid,proto3" json:"conference_sid,omitempty"`
+	CallSid       string                 `protobuf:"bytes,2,opt,name=call_sid,json=callSid,proto3" json:"call_sid,omitempty"`
+	// Earliest and latest participant-join, latest participant-leave.
+	FirstJoin *Key         `protobuf:"bytes,3,opt,name=first_join,json=firstJoin,proto3" json:"first_join,omitempty"`
+	LastJoin  *Key         `protobuf:"bytes,4,opt,name=last_join,json=lastJoin,proto3" json:"last_join,omitempty"`
+	LastLeave *LeaveReport `protobuf:"bytes,5,opt,name=last_leave,json=lastLeave,proto3" json:"last_leave,omitempty"`
+	// Latest report of each.
+	Hold           *KeyedBool `protobuf:"bytes,6,opt,name=hold,proto3" json:"hold,omitempty"`
+	Muted          *KeyedBool `protobuf:"bytes,7,opt,name=muted,proto3" json:"muted,omitempty"`
+	Coaching       *KeyedBool `protobuf:"bytes,8,opt,name=coaching,proto3" json:"coaching,omitempty"`
+	Label          *Keyed     `protobuf:"bytes,9,opt,name=label,proto3" json:"label,omitempty"`
+	FriendlyName   *Keyed     `protobuf:"bytes,10,opt,name=friendly_name,json=friendlyName,proto3" json:"friendly_name,omitempty"`
+	CallSidToCoach *Keyed     `protobuf:"bytes,11,opt,name=call_sid_to_coach,json=callSidToCoach,proto3" json:"call_sid_to_coach,omitempty"`
+	// The conference's end, copied from its record.
+	ConferenceEnd *Key `protobuf:"bytes,12,opt,name=conference_end,json=conferenceEnd,proto3" json:"conference_end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParticipantRecord) Reset() {
+	*x = ParticipantRecord{}
+	mi := &file_callledger_state_v1_state_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParticipantRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParticipantRecord) ProtoMessage() {}
+
+func (x *ParticipantRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_state_v1_state_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParticipantRecord.ProtoReflect.Descriptor instead.
+func (*ParticipantRecord) Descriptor() ([]byte, []int) {
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ParticipantRecord) GetConferenceSid() string {
+	if x != nil {
+		return x.ConferenceSid
+	}
+	return ""
+}
+
+func (x *ParticipantRecord) GetCallSid() string {
+	if x != nil {
+		return x.CallSid
+	}
+	return ""
+}
+
+func (x *ParticipantRecord) GetFirstJoin() *Key {
+	if x != nil {
+		return x.FirstJoin
+	}
+	return nil
+}
+
+func (x *ParticipantRecord) GetLastJoin() *Key {
+	if x != nil {
+		return x.LastJoin
+	}
+	return nil
+}
+
+func (x *ParticipantRecord) GetLastLeave() *LeaveReport {
+	if x != nil {
+		return x.LastLeave
+	}
+	return nil
+}
+
+func (x *ParticipantRecord) GetHold() *KeyedBool {
+	if x != nil {
+		return x.Hold
+	}
+	return nil
+}
+
+func (x *ParticipantRecord) GetMuted() *KeyedBool {
+	if x != nil {
+		return x.Muted
+	}
+	return nil
+}
+
+func (x *ParticipantRecord) GetCoaching() *KeyedBool {
+	if x != nil {
+		return x.Coaching
+	}
+	return nil
+}
+
+func (x *ParticipantRecord) GetLabel() *Keyed {
+	if x != nil {
+		return x.Label
+	}
+	return nil
+}
+
+func (x *ParticipantRecord) GetFriendlyName() *Keyed {
+	if x != nil {
+		return x.FriendlyName
+	}
+	return nil
+}
+
+func (x *ParticipantRecord) GetCallSidToCoach() *Keyed {
+	if x != nil {
+		return x.CallSidToCoach
+	}
+	return nil
+}
+
+func (x *ParticipantRecord) GetConferenceEnd() *Key {
+	if x != nil {
+		return x.ConferenceEnd
+	}
+	return nil
+}
+
+type KeyedBool struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         bool                   `protobuf:"varint,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyedBool) Reset() {
+	*x = KeyedBool{}
+	mi := &file_callledger_state_v1_state_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyedBool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyedBool) ProtoMessage() {}
+
+func (x *KeyedBool) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_state_v1_state_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyedBool.ProtoReflect.Descriptor instead.
+func (*KeyedBool) Descriptor() ([]byte, []int) {
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *KeyedBool) GetKey() *Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *KeyedBool) GetValue() bool {
+	if x != nil {
+		return x.Value
+	}
+	return false
+}
+
+type LeaveReport struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	CallStatus    string                 `protobuf:"bytes,3,opt,name=call_status,json=callStatus,proto3" json:"call_status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveReport) Reset() {
+	*x = LeaveReport{}
+	mi := &file_callledger_state_v1_state_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveReport) ProtoMessage() {}
+
+func (x *LeaveReport) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_state_v1_state_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveReport.ProtoReflect.Descriptor instead.
+func (*LeaveReport) Descriptor() ([]byte, []int) {
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LeaveReport) GetKey() *Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *LeaveReport) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *LeaveReport) GetCallStatus() string {
+	if x != nil {
+		return x.CallStatus
+	}
+	return ""
+}
+
+// ConferenceRecord is how the projection stores one conference.
+type ConferenceRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConferenceSid string                 `protobuf:"bytes,1,opt,name=conference_sid,json=conferenceSid,proto3" json:"conference_sid,omitempty"`
+	// IDs (16 bytes each) of the distinct events of the conference, sorted.
+	EventIds     [][]byte `protobuf:"bytes,2,rep,name=event_ids,json=eventIds,proto3" json:"event_ids,omitempty"`
+	Account      *Keyed   `protobuf:"bytes,3,opt,name=account,proto3" json:"account,omitempty"`
+	FriendlyName *Keyed   `protobuf:"bytes,4,opt,name=friendly_name,json=friendlyName,proto3" json:"friendly_name,omitempty"`
+	// Earliest conference-start.
+	Started *Key `protobuf:"bytes,5,opt,name=started,proto3" json:"started,omitempty"`
+	// Earliest conference-end.
+	Ended *ConferenceEnd `protobuf:"bytes,6,opt,name=ended,proto3" json:"ended,omitempty"`
+	// Sorted by CallSid.
+	Participants []*ParticipantRecord `protobuf:"bytes,7,rep,name=participants,proto3" json:"participants,omitempty"`
+	// Earliest time of any of its events.
+	StartTime     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	LastPosition  uint64                 `protobuf:"varint,9,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConferenceRecord) Reset() {
+	*x = ConferenceRecord{}
+	mi := &file_callledger_state_v1_state_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConferenceRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConferenceRecord) ProtoMessage() {}
+
+func (x *ConferenceRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_state_v1_state_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConferenceRecord.ProtoReflect.Descriptor instead.
+func (*ConferenceRecord) Descriptor() ([]byte, []int) {
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ConferenceRecord) GetConferenceSid() string {
+	if x != nil {
+		return x.ConferenceSid
+	}
+	return ""
+}
+
+func (x *ConferenceRecord) GetEventIds() [][]byte {
+	if x != nil {
+		return x.EventIds
+	}
+	return nil
+}
+
+func (x *ConferenceRecord) GetAccount() *Keyed {
+	if x != nil {
+		return x.Account
+	}
+	return nil
+}
+
+func (x *ConferenceRecord) GetFriendlyName() *Keyed {
+	if x != nil {
+		return x.FriendlyName
+	}
+	return nil
+}
+
+func (x *ConferenceRecord) GetStarted() *Key {
+	if x != nil {
+		return x.Started
+	}
+	return nil
+}
+
+func (x *ConferenceRecord) GetEnded() *ConferenceEnd {
+	if x != nil {
+		return x.Ended
+	}
+	return nil
+}
+
+func (x *ConferenceRecord) GetParticipants() []*ParticipantRecord {
+	if x != nil {
+		return x.Participants
+	}
+	return nil
+}
+
+func (x *ConferenceRecord) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *ConferenceRecord) GetLastPosition() uint64 {
+	if x != nil {
+		return x.LastPosition
+	}
+	return 0
+}
+
+type ConferenceEnd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	CallSidEnding string                 `protobuf:"bytes,3,opt,name=call_sid_ending,json=callSidEnding,proto3" json:"call_sid_ending,omitempty"`
+	LabelEnding   string                 `protobuf:"bytes,4,opt,name=label_ending,json=labelEnding,proto3" json:"label_ending,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConferenceEnd) Reset() {
+	*x = ConferenceEnd{}
+	mi := &file_callledger_state_v1_state_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConferenceEnd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConferenceEnd) ProtoMessage() {}
+
+func (x *ConferenceEnd) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_state_v1_state_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConferenceEnd.ProtoReflect.Descriptor instead.
+func (*ConferenceEnd) Descriptor() ([]byte, []int) {
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ConferenceEnd) GetKey() *Key {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *ConferenceEnd) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ConferenceEnd) GetCallSidEnding() string {
+	if x != nil {
+		return x.CallSidEnding
+	}
+	return ""
+}
+
+func (x *ConferenceEnd) GetLabelEnding() string {
+	if x != nil {
+		return x.LabelEnding
+	}
+	return ""
+}
+
 // Key orders reports of one kind. Each field uses it its own way; see the
 // fold.
 type Key struct {
@@ -242,7 +973,7 @@ type Key struct {
 
 func (x *Key) Reset() {
 	*x = Key{}
-	mi := &file_callledger_state_v1_state_proto_msgTypes[1]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +985,7 @@ func (x *Key) String() string {
 func (*Key) ProtoMessage() {}
 
 func (x *Key) ProtoReflect() protoreflect.Message {
-	mi := &file_callledger_state_v1_state_proto_msgTypes[1]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +998,7 @@ func (x *Key) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Key.ProtoReflect.Descriptor instead.
 func (*Key) Descriptor() ([]byte, []int) {
-	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{1}
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Key) GetPriority() int32 {
@@ -304,7 +1035,7 @@ type Identity struct {
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_callledger_state_v1_state_proto_msgTypes[2]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +1047,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_callledger_state_v1_state_proto_msgTypes[2]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +1060,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{2}
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Identity) GetKey() *Key {
@@ -377,7 +1108,7 @@ type Link struct {
 
 func (x *Link) Reset() {
 	*x = Link{}
-	mi := &file_callledger_state_v1_state_proto_msgTypes[3]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -389,7 +1120,7 @@ func (x *Link) String() string {
 func (*Link) ProtoMessage() {}
 
 func (x *Link) ProtoReflect() protoreflect.Message {
-	mi := &file_callledger_state_v1_state_proto_msgTypes[3]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -402,7 +1133,7 @@ func (x *Link) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Link.ProtoReflect.Descriptor instead.
 func (*Link) Descriptor() ([]byte, []int) {
-	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{3}
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Link) GetKey() *Key {
@@ -427,13 +1158,15 @@ type StatusReport struct {
 	DurationSeconds *int64                 `protobuf:"varint,4,opt,name=duration_seconds,json=durationSeconds,proto3,oneof" json:"duration_seconds,omitempty"`
 	SipResponseCode *int32                 `protobuf:"varint,5,opt,name=sip_response_code,json=sipResponseCode,proto3,oneof" json:"sip_response_code,omitempty"`
 	At              *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=at,proto3" json:"at,omitempty"`
+	ErrorCode       string                 `protobuf:"bytes,7,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage    string                 `protobuf:"bytes,8,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *StatusReport) Reset() {
 	*x = StatusReport{}
-	mi := &file_callledger_state_v1_state_proto_msgTypes[4]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +1178,7 @@ func (x *StatusReport) String() string {
 func (*StatusReport) ProtoMessage() {}
 
 func (x *StatusReport) ProtoReflect() protoreflect.Message {
-	mi := &file_callledger_state_v1_state_proto_msgTypes[4]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +1191,7 @@ func (x *StatusReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusReport.ProtoReflect.Descriptor instead.
 func (*StatusReport) Descriptor() ([]byte, []int) {
-	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{4}
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *StatusReport) GetKey() *Key {
@@ -503,6 +1236,20 @@ func (x *StatusReport) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *StatusReport) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *StatusReport) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
 type RecordingReport struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           *Key                   `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -513,7 +1260,7 @@ type RecordingReport struct {
 
 func (x *RecordingReport) Reset() {
 	*x = RecordingReport{}
-	mi := &file_callledger_state_v1_state_proto_msgTypes[5]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -525,7 +1272,7 @@ func (x *RecordingReport) String() string {
 func (*RecordingReport) ProtoMessage() {}
 
 func (x *RecordingReport) ProtoReflect() protoreflect.Message {
-	mi := &file_callledger_state_v1_state_proto_msgTypes[5]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -538,7 +1285,7 @@ func (x *RecordingReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordingReport.ProtoReflect.Descriptor instead.
 func (*RecordingReport) Descriptor() ([]byte, []int) {
-	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{5}
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RecordingReport) GetKey() *Key {
@@ -565,7 +1312,7 @@ type DialReport struct {
 
 func (x *DialReport) Reset() {
 	*x = DialReport{}
-	mi := &file_callledger_state_v1_state_proto_msgTypes[6]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +1324,7 @@ func (x *DialReport) String() string {
 func (*DialReport) ProtoMessage() {}
 
 func (x *DialReport) ProtoReflect() protoreflect.Message {
-	mi := &file_callledger_state_v1_state_proto_msgTypes[6]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +1337,7 @@ func (x *DialReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DialReport.ProtoReflect.Descriptor instead.
 func (*DialReport) Descriptor() ([]byte, []int) {
-	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{6}
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DialReport) GetKey() *Key {
@@ -617,7 +1364,7 @@ type Keyed struct {
 
 func (x *Keyed) Reset() {
 	*x = Keyed{}
-	mi := &file_callledger_state_v1_state_proto_msgTypes[7]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +1376,7 @@ func (x *Keyed) String() string {
 func (*Keyed) ProtoMessage() {}
 
 func (x *Keyed) ProtoReflect() protoreflect.Message {
-	mi := &file_callledger_state_v1_state_proto_msgTypes[7]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +1389,7 @@ func (x *Keyed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Keyed.ProtoReflect.Descriptor instead.
 func (*Keyed) Descriptor() ([]byte, []int) {
-	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{7}
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Keyed) GetKey() *Key {
@@ -669,7 +1416,7 @@ type HangupReport struct {
 
 func (x *HangupReport) Reset() {
 	*x = HangupReport{}
-	mi := &file_callledger_state_v1_state_proto_msgTypes[8]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +1428,7 @@ func (x *HangupReport) String() string {
 func (*HangupReport) ProtoMessage() {}
 
 func (x *HangupReport) ProtoReflect() protoreflect.Message {
-	mi := &file_callledger_state_v1_state_proto_msgTypes[8]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +1441,7 @@ func (x *HangupReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HangupReport.ProtoReflect.Descriptor instead.
 func (*HangupReport) Descriptor() ([]byte, []int) {
-	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{8}
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *HangupReport) GetKey() *Key {
@@ -726,7 +1473,7 @@ type HangupResult struct {
 
 func (x *HangupResult) Reset() {
 	*x = HangupResult{}
-	mi := &file_callledger_state_v1_state_proto_msgTypes[9]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +1485,7 @@ func (x *HangupResult) String() string {
 func (*HangupResult) ProtoMessage() {}
 
 func (x *HangupResult) ProtoReflect() protoreflect.Message {
-	mi := &file_callledger_state_v1_state_proto_msgTypes[9]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +1498,7 @@ func (x *HangupResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HangupResult.ProtoReflect.Descriptor instead.
 func (*HangupResult) Descriptor() ([]byte, []int) {
-	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{9}
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HangupResult) GetKey() *Key {
@@ -806,7 +1553,7 @@ type ReconcileReport struct {
 
 func (x *ReconcileReport) Reset() {
 	*x = ReconcileReport{}
-	mi := &file_callledger_state_v1_state_proto_msgTypes[10]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +1565,7 @@ func (x *ReconcileReport) String() string {
 func (*ReconcileReport) ProtoMessage() {}
 
 func (x *ReconcileReport) ProtoReflect() protoreflect.Message {
-	mi := &file_callledger_state_v1_state_proto_msgTypes[10]
+	mi := &file_callledger_state_v1_state_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +1578,7 @@ func (x *ReconcileReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileReport.ProtoReflect.Descriptor instead.
 func (*ReconcileReport) Descriptor() ([]byte, []int) {
-	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{10}
+	return file_callledger_state_v1_state_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReconcileReport) GetKey() *Key {
@@ -852,7 +1599,7 @@ var File_callledger_state_v1_state_proto protoreflect.FileDescriptor
 
 const file_callledger_state_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x1fcallledger/state/v1/state.proto\x12\x13callledger.state.v1\x1a\x18callledger/v1/call.proto\x1a\x1fcallledger/v1/call_status.proto\x1a\x19callledger/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xac\b\n" +
+	"\x1fcallledger/state/v1/state.proto\x12\x13callledger.state.v1\x1a\x18callledger/v1/call.proto\x1a\x1fcallledger/v1/call_status.proto\x1a\x19callledger/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x10\n" +
 	"\n" +
 	"CallRecord\x12\x19\n" +
 	"\bcall_sid\x18\x01 \x01(\tR\acallSid\x12\"\n" +
@@ -882,7 +1629,74 @@ const file_callledger_state_v1_state_proto_rawDesc = "" +
 	"\x0ehangup_results\x18\x12 \x03(\v2!.callledger.state.v1.HangupResultR\rhangupResults\x12D\n" +
 	"\n" +
 	"reconciled\x18\x13 \x01(\v2$.callledger.state.v1.ReconcileReportR\n" +
-	"reconciled\"d\n" +
+	"reconciled\x12L\n" +
+	"\x10terminal_reports\x18\x14 \x03(\v2!.callledger.state.v1.StatusReportR\x0fterminalReports\x12Q\n" +
+	"\x11recording_reports\x18\x15 \x03(\v2$.callledger.state.v1.RecordingReportR\x10recordingReports\x12P\n" +
+	"\x0etranscriptions\x18\x16 \x03(\v2(.callledger.state.v1.TranscriptionReportR\x0etranscriptions\x124\n" +
+	"\aaccount\x18\x17 \x01(\v2\x1a.callledger.state.v1.KeyedR\aaccount\x12;\n" +
+	"\vcaller_name\x18\x18 \x01(\v2\x1a.callledger.state.v1.KeyedR\n" +
+	"callerName\x12A\n" +
+	"\x0eforwarded_from\x18\x19 \x01(\v2\x1a.callledger.state.v1.KeyedR\rforwardedFrom\x12=\n" +
+	"\fstir_verstat\x18\x1a \x01(\v2\x1a.callledger.state.v1.KeyedR\vstirVerstat\x12;\n" +
+	"\vstir_status\x18\x1b \x01(\v2\x1a.callledger.state.v1.KeyedR\n" +
+	"stirStatus\x12:\n" +
+	"\vsip_call_id\x18\x1c \x01(\v2\x1a.callledger.state.v1.KeyedR\tsipCallId\x12C\n" +
+	"\x0fcallback_source\x18\x1d \x01(\v2\x1a.callledger.state.v1.KeyedR\x0ecallbackSource\x12>\n" +
+	"\rqueue_time_ms\x18\x1e \x01(\v2\x1a.callledger.state.v1.KeyedR\vqueueTimeMs\x12]\n" +
+	"\x1dmachine_detection_duration_ms\x18\x1f \x01(\v2\x1a.callledger.state.v1.KeyedR\x1amachineDetectionDurationMs\x12?\n" +
+	"\binsights\x18  \x03(\v2#.callledger.state.v1.InsightsReportR\binsights\x12H\n" +
+	"\vconferences\x18! \x03(\v2&.callledger.state.v1.ParticipantRecordR\vconferences\x12C\n" +
+	"\finferred_end\x18\" \x01(\v2 .callledger.state.v1.InferredEndR\vinferredEnd\"a\n" +
+	"\vInferredEnd\x12&\n" +
+	"\x0fparent_call_sid\x18\x01 \x01(\tR\rparentCallSid\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xaa\x01\n" +
+	"\x13TranscriptionReport\x12*\n" +
+	"\x03key\x18\x01 \x01(\v2\x18.callledger.state.v1.KeyR\x03key\x12#\n" +
+	"\rrecording_sid\x18\x02 \x01(\tR\frecordingSid\x12B\n" +
+	"\rtranscription\x18\x03 \x01(\v2\x1c.callledger.v1.TranscriptionR\rtranscription\"u\n" +
+	"\x0eInsightsReport\x12*\n" +
+	"\x03key\x18\x01 \x01(\v2\x18.callledger.state.v1.KeyR\x03key\x127\n" +
+	"\binsights\x18\x02 \x01(\v2\x1b.callledger.v1.CallInsightsR\binsights\"\xa7\x05\n" +
+	"\x11ParticipantRecord\x12%\n" +
+	"\x0econference_sid\x18\x01 \x01(\tR\rconferenceSid\x12\x19\n" +
+	"\bcall_sid\x18\x02 \x01(\tR\acallSid\x127\n" +
+	"\n" +
+	"first_join\x18\x03 \x01(\v2\x18.callledger.state.v1.KeyR\tfirstJoin\x125\n" +
+	"\tlast_join\x18\x04 \x01(\v2\x18.callledger.state.v1.KeyR\blastJoin\x12?\n" +
+	"\n" +
+	"last_leave\x18\x05 \x01(\v2 .callledger.state.v1.LeaveReportR\tlastLeave\x122\n" +
+	"\x04hold\x18\x06 \x01(\v2\x1e.callledger.state.v1.KeyedBoolR\x04hold\x124\n" +
+	"\x05muted\x18\a \x01(\v2\x1e.callledger.state.v1.KeyedBoolR\x05muted\x12:\n" +
+	"\bcoaching\x18\b \x01(\v2\x1e.callledger.state.v1.KeyedBoolR\bcoaching\x120\n" +
+	"\x05label\x18\t \x01(\v2\x1a.callledger.state.v1.KeyedR\x05label\x12?\n" +
+	"\rfriendly_name\x18\n" +
+	" \x01(\v2\x1a.callledger.state.v1.KeyedR\ffriendlyName\x12E\n" +
+	"\x11call_sid_to_coach\x18\v \x01(\v2\x1a.callledger.state.v1.KeyedR\x0ecallSidToCoach\x12?\n" +
+	"\x0econference_end\x18\f \x01(\v2\x18.callledger.state.v1.KeyR\rconferenceEnd\"M\n" +
+	"\tKeyedBool\x12*\n" +
+	"\x03key\x18\x01 \x01(\v2\x18.callledger.state.v1.KeyR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\bR\x05value\"r\n" +
+	"\vLeaveReport\x12*\n" +
+	"\x03key\x18\x01 \x01(\v2\x18.callledger.state.v1.KeyR\x03key\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1f\n" +
+	"\vcall_status\x18\x03 \x01(\tR\n" +
+	"callStatus\"\xe7\x03\n" +
+	"\x10ConferenceRecord\x12%\n" +
+	"\x0econference_sid\x18\x01 \x01(\tR\rconferenceSid\x12\x1b\n" +
+	"\tevent_ids\x18\x02 \x03(\fR\beventIds\x124\n" +
+	"\aaccount\x18\x03 \x01(\v2\x1a.callledger.state.v1.KeyedR\aaccount\x12?\n" +
+	"\rfriendly_name\x18\x04 \x01(\v2\x1a.callledger.state.v1.KeyedR\ffriendlyName\x122\n" +
+	"\astarted\x18\x05 \x01(\v2\x18.callledger.state.v1.KeyR\astarted\x128\n" +
+	"\x05ended\x18\x06 \x01(\v2\".callledger.state.v1.ConferenceEndR\x05ended\x12J\n" +
+	"\fparticipants\x18\a \x03(\v2&.callledger.state.v1.ParticipantRecordR\fparticipants\x129\n" +
+	"\n" +
+	"start_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12#\n" +
+	"\rlast_position\x18\t \x01(\x04R\flastPosition\"\x9e\x01\n" +
+	"\rConferenceEnd\x12*\n" +
+	"\x03key\x18\x01 \x01(\v2\x18.callledger.state.v1.KeyR\x03key\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12&\n" +
+	"\x0fcall_sid_ending\x18\x03 \x01(\tR\rcallSidEnding\x12!\n" +
+	"\flabel_ending\x18\x04 \x01(\tR\vlabelEnding\"d\n" +
 	"\x03Key\x12\x1a\n" +
 	"\bpriority\x18\x01 \x01(\x05R\bpriority\x12&\n" +
 	"\x0ftime_unix_nanos\x18\x02 \x01(\x03R\rtimeUnixNanos\x12\x19\n" +
@@ -896,14 +1710,17 @@ const file_callledger_state_v1_state_proto_rawDesc = "" +
 	"\x02to\x18\x05 \x01(\tR\x02to\"M\n" +
 	"\x04Link\x12*\n" +
 	"\x03key\x18\x01 \x01(\v2\x18.callledger.state.v1.KeyR\x03key\x12\x19\n" +
-	"\bcall_sid\x18\x02 \x01(\tR\acallSid\"\xd4\x02\n" +
+	"\bcall_sid\x18\x02 \x01(\tR\acallSid\"\x98\x03\n" +
 	"\fStatusReport\x12*\n" +
 	"\x03key\x18\x01 \x01(\v2\x18.callledger.state.v1.KeyR\x03key\x121\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x19.callledger.v1.CallStatusR\x06status\x12-\n" +
 	"\x06source\x18\x03 \x01(\x0e2\x15.callledger.v1.SourceR\x06source\x12.\n" +
 	"\x10duration_seconds\x18\x04 \x01(\x03H\x00R\x0fdurationSeconds\x88\x01\x01\x12/\n" +
 	"\x11sip_response_code\x18\x05 \x01(\x05H\x01R\x0fsipResponseCode\x88\x01\x01\x12*\n" +
-	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02atB\x13\n" +
+	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\a \x01(\tR\terrorCode\x12#\n" +
+	"\rerror_message\x18\b \x01(\tR\ferrorMessageB\x13\n" +
 	"\x11_duration_secondsB\x14\n" +
 	"\x12_sip_response_code\"u\n" +
 	"\x0fRecordingReport\x12*\n" +
@@ -944,65 +1761,114 @@ func file_callledger_state_v1_state_proto_rawDescGZIP() []byte {
 	return file_callledger_state_v1_state_proto_rawDescData
 }
 
-var file_callledger_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_callledger_state_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_callledger_state_v1_state_proto_goTypes = []any{
 	(*CallRecord)(nil),            // 0: callledger.state.v1.CallRecord
-	(*Key)(nil),                   // 1: callledger.state.v1.Key
-	(*Identity)(nil),              // 2: callledger.state.v1.Identity
-	(*Link)(nil),                  // 3: callledger.state.v1.Link
-	(*StatusReport)(nil),          // 4: callledger.state.v1.StatusReport
-	(*RecordingReport)(nil),       // 5: callledger.state.v1.RecordingReport
-	(*DialReport)(nil),            // 6: callledger.state.v1.DialReport
-	(*Keyed)(nil),                 // 7: callledger.state.v1.Keyed
-	(*HangupReport)(nil),          // 8: callledger.state.v1.HangupReport
-	(*HangupResult)(nil),          // 9: callledger.state.v1.HangupResult
-	(*ReconcileReport)(nil),       // 10: callledger.state.v1.ReconcileReport
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(v1.CallStatus)(0),            // 12: callledger.v1.CallStatus
-	(v1.Source)(0),                // 13: callledger.v1.Source
-	(*v1.Recording)(nil),          // 14: callledger.v1.Recording
-	(*v1.DialOutcome)(nil),        // 15: callledger.v1.DialOutcome
-	(*v1.HangupRequest)(nil),      // 16: callledger.v1.HangupRequest
-	(v1.HangupOutcome)(0),         // 17: callledger.v1.HangupOutcome
-	(*v1.Reconciliation)(nil),     // 18: callledger.v1.Reconciliation
+	(*InferredEnd)(nil),           // 1: callledger.state.v1.InferredEnd
+	(*TranscriptionReport)(nil),   // 2: callledger.state.v1.TranscriptionReport
+	(*InsightsReport)(nil),        // 3: callledger.state.v1.InsightsReport
+	(*ParticipantRecord)(nil),     // 4: callledger.state.v1.ParticipantRecord
+	(*KeyedBool)(nil),             // 5: callledger.state.v1.KeyedBool
+	(*LeaveReport)(nil),           // 6: callledger.state.v1.LeaveReport
+	(*ConferenceRecord)(nil),      // 7: callledger.state.v1.ConferenceRecord
+	(*ConferenceEnd)(nil),         // 8: callledger.state.v1.ConferenceEnd
+	(*Key)(nil),                   // 9: callledger.state.v1.Key
+	(*Identity)(nil),              // 10: callledger.state.v1.Identity
+	(*Link)(nil),                  // 11: callledger.state.v1.Link
+	(*StatusReport)(nil),          // 12: callledger.state.v1.StatusReport
+	(*RecordingReport)(nil),       // 13: callledger.state.v1.RecordingReport
+	(*DialReport)(nil),            // 14: callledger.state.v1.DialReport
+	(*Keyed)(nil),                 // 15: callledger.state.v1.Keyed
+	(*HangupReport)(nil),          // 16: callledger.state.v1.HangupReport
+	(*HangupResult)(nil),          // 17: callledger.state.v1.HangupResult
+	(*ReconcileReport)(nil),       // 18: callledger.state.v1.ReconcileReport
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*v1.Transcription)(nil),      // 20: callledger.v1.Transcription
+	(*v1.CallInsights)(nil),       // 21: callledger.v1.CallInsights
+	(v1.CallStatus)(0),            // 22: callledger.v1.CallStatus
+	(v1.Source)(0),                // 23: callledger.v1.Source
+	(*v1.Recording)(nil),          // 24: callledger.v1.Recording
+	(*v1.DialOutcome)(nil),        // 25: callledger.v1.DialOutcome
+	(*v1.HangupRequest)(nil),      // 26: callledger.v1.HangupRequest
+	(v1.HangupOutcome)(0),         // 27: callledger.v1.HangupOutcome
+	(*v1.Reconciliation)(nil),     // 28: callledger.v1.Reconciliation
 }
 var file_callledger_state_v1_state_proto_depIdxs = []int32{
-	2,  // 0: callledger.state.v1.CallRecord.identity:type_name -> callledger.state.v1.Identity
-	3,  // 1: callledger.state.v1.CallRecord.parent:type_name -> callledger.state.v1.Link
-	4,  // 2: callledger.state.v1.CallRecord.nonterminal:type_name -> callledger.state.v1.StatusReport
-	4,  // 3: callledger.state.v1.CallRecord.terminal:type_name -> callledger.state.v1.StatusReport
-	11, // 4: callledger.state.v1.CallRecord.initiated_at:type_name -> google.protobuf.Timestamp
-	11, // 5: callledger.state.v1.CallRecord.ringing_at:type_name -> google.protobuf.Timestamp
-	11, // 6: callledger.state.v1.CallRecord.answered_at:type_name -> google.protobuf.Timestamp
-	5,  // 7: callledger.state.v1.CallRecord.recordings:type_name -> callledger.state.v1.RecordingReport
-	6,  // 8: callledger.state.v1.CallRecord.last_dial:type_name -> callledger.state.v1.DialReport
-	7,  // 9: callledger.state.v1.CallRecord.answered_by:type_name -> callledger.state.v1.Keyed
-	11, // 10: callledger.state.v1.CallRecord.start_time:type_name -> google.protobuf.Timestamp
-	8,  // 11: callledger.state.v1.CallRecord.hangup:type_name -> callledger.state.v1.HangupReport
-	9,  // 12: callledger.state.v1.CallRecord.hangup_results:type_name -> callledger.state.v1.HangupResult
-	10, // 13: callledger.state.v1.CallRecord.reconciled:type_name -> callledger.state.v1.ReconcileReport
-	1,  // 14: callledger.state.v1.Identity.key:type_name -> callledger.state.v1.Key
-	1,  // 15: callledger.state.v1.Link.key:type_name -> callledger.state.v1.Key
-	1,  // 16: callledger.state.v1.StatusReport.key:type_name -> callledger.state.v1.Key
-	12, // 17: callledger.state.v1.StatusReport.status:type_name -> callledger.v1.CallStatus
-	13, // 18: callledger.state.v1.StatusReport.source:type_name -> callledger.v1.Source
-	11, // 19: callledger.state.v1.StatusReport.at:type_name -> google.protobuf.Timestamp
-	1,  // 20: callledger.state.v1.RecordingReport.key:type_name -> callledger.state.v1.Key
-	14, // 21: callledger.state.v1.RecordingReport.recording:type_name -> callledger.v1.Recording
-	1,  // 22: callledger.state.v1.DialReport.key:type_name -> callledger.state.v1.Key
-	15, // 23: callledger.state.v1.DialReport.outcome:type_name -> callledger.v1.DialOutcome
-	1,  // 24: callledger.state.v1.Keyed.key:type_name -> callledger.state.v1.Key
-	1,  // 25: callledger.state.v1.HangupReport.key:type_name -> callledger.state.v1.Key
-	16, // 26: callledger.state.v1.HangupReport.request:type_name -> callledger.v1.HangupRequest
-	1,  // 27: callledger.state.v1.HangupResult.key:type_name -> callledger.state.v1.Key
-	17, // 28: callledger.state.v1.HangupResult.outcome:type_name -> callledger.v1.HangupOutcome
-	1,  // 29: callledger.state.v1.ReconcileReport.key:type_name -> callledger.state.v1.Key
-	18, // 30: callledger.state.v1.ReconcileReport.reconciliation:type_name -> callledger.v1.Reconciliation
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	10, // 0: callledger.state.v1.CallRecord.identity:type_name -> callledger.state.v1.Identity
+	11, // 1: callledger.state.v1.CallRecord.parent:type_name -> callledger.state.v1.Link
+	12, // 2: callledger.state.v1.CallRecord.nonterminal:type_name -> callledger.state.v1.StatusReport
+	12, // 3: callledger.state.v1.CallRecord.terminal:type_name -> callledger.state.v1.StatusReport
+	19, // 4: callledger.state.v1.CallRecord.initiated_at:type_name -> google.protobuf.Timestamp
+	19, // 5: callledger.state.v1.CallRecord.ringing_at:type_name -> google.protobuf.Timestamp
+	19, // 6: callledger.state.v1.CallRecord.answered_at:type_name -> google.protobuf.Timestamp
+	13, // 7: callledger.state.v1.CallRecord.recordings:type_name -> callledger.state.v1.RecordingReport
+	14, // 8: callledger.state.v1.CallRecord.last_dial:type_name -> callledger.state.v1.DialReport
+	15, // 9: callledger.state.v1.CallRecord.answered_by:type_name -> callledger.state.v1.Keyed
+	19, // 10: callledger.state.v1.CallRecord.start_time:type_name -> google.protobuf.Timestamp
+	16, // 11: callledger.state.v1.CallRecord.hangup:type_name -> callledger.state.v1.HangupReport
+	17, // 12: callledger.state.v1.CallRecord.hangup_results:type_name -> callledger.state.v1.HangupResult
+	18, // 13: callledger.state.v1.CallRecord.reconciled:type_name -> callledger.state.v1.ReconcileReport
+	12, // 14: callledger.state.v1.CallRecord.terminal_reports:type_name -> callledger.state.v1.StatusReport
+	13, // 15: callledger.state.v1.CallRecord.recording_reports:type_name -> callledger.state.v1.RecordingReport
+	2,  // 16: callledger.state.v1.CallRecord.transcriptions:type_name -> callledger.state.v1.TranscriptionReport
+	15, // 17: callledger.state.v1.CallRecord.account:type_name -> callledger.state.v1.Keyed
+	15, // 18: callledger.state.v1.CallRecord.caller_name:type_name -> callledger.state.v1.Keyed
+	15, // 19: callledger.state.v1.CallRecord.forwarded_from:type_name -> callledger.state.v1.Keyed
+	15, // 20: callledger.state.v1.CallRecord.stir_verstat:type_name -> callledger.state.v1.Keyed
+	15, // 21: callledger.state.v1.CallRecord.stir_status:type_name -> callledger.state.v1.Keyed
+	15, // 22: callledger.state.v1.CallRecord.sip_call_id:type_name -> callledger.state.v1.Keyed
+	15, // 23: callledger.state.v1.CallRecord.callback_source:type_name -> callledger.state.v1.Keyed
+	15, // 24: callledger.state.v1.CallRecord.queue_time_ms:type_name -> callledger.state.v1.Keyed
+	15, // 25: callledger.state.v1.CallRecord.machine_detection_duration_ms:type_name -> callledger.state.v1.Keyed
+	3,  // 26: callledger.state.v1.CallRecord.insights:type_name -> callledger.state.v1.InsightsReport
+	4,  // 27: callledger.state.v1.CallRecord.conferences:type_name -> callledger.state.v1.ParticipantRecord
+	1,  // 28: callledger.state.v1.CallRecord.inferred_end:type_name -> callledger.state.v1.InferredEnd
+	19, // 29: callledger.state.v1.InferredEnd.at:type_name -> google.protobuf.Timestamp
+	9,  // 30: callledger.state.v1.TranscriptionReport.key:type_name -> callledger.state.v1.Key
+	20, // 31: callledger.state.v1.TranscriptionReport.transcription:type_name -> callledger.v1.Transcription
+	9,  // 32: callledger.state.v1.InsightsReport.key:type_name -> callledger.state.v1.Key
+	21, // 33: callledger.state.v1.InsightsReport.insights:type_name -> callledger.v1.CallInsights
+	9,  // 34: callledger.state.v1.ParticipantRecord.first_join:type_name -> callledger.state.v1.Key
+	9,  // 35: callledger.state.v1.ParticipantRecord.last_join:type_name -> callledger.state.v1.Key
+	6,  // 36: callledger.state.v1.ParticipantRecord.last_leave:type_name -> callledger.state.v1.LeaveReport
+	5,  // 37: callledger.state.v1.ParticipantRecord.hold:type_name -> callledger.state.v1.KeyedBool
+	5,  // 38: callledger.state.v1.ParticipantRecord.muted:type_name -> callledger.state.v1.KeyedBool
+	5,  // 39: callledger.state.v1.ParticipantRecord.coaching:type_name -> callledger.state.v1.KeyedBool
+	15, // 40: callledger.state.v1.ParticipantRecord.label:type_name -> callledger.state.v1.Keyed
+	15, // 41: callledger.state.v1.ParticipantRecord.friendly_name:type_name -> callledger.state.v1.Keyed
+	15, // 42: callledger.state.v1.ParticipantRecord.call_sid_to_coach:type_name -> callledger.state.v1.Keyed
+	9,  // 43: callledger.state.v1.ParticipantRecord.conference_end:type_name -> callledger.state.v1.Key
+	9,  // 44: callledger.state.v1.KeyedBool.key:type_name -> callledger.state.v1.Key
+	9,  // 45: callledger.state.v1.LeaveReport.key:type_name -> callledger.state.v1.Key
+	15, // 46: callledger.state.v1.ConferenceRecord.account:type_name -> callledger.state.v1.Keyed
+	15, // 47: callledger.state.v1.ConferenceRecord.friendly_name:type_name -> callledger.state.v1.Keyed
+	9,  // 48: callledger.state.v1.ConferenceRecord.started:type_name -> callledger.state.v1.Key
+	8,  // 49: callledger.state.v1.ConferenceRecord.ended:type_name -> callledger.state.v1.ConferenceEnd
+	4,  // 50: callledger.state.v1.ConferenceRecord.participants:type_name -> callledger.state.v1.ParticipantRecord
+	19, // 51: callledger.state.v1.ConferenceRecord.start_time:type_name -> google.protobuf.Timestamp
+	9,  // 52: callledger.state.v1.ConferenceEnd.key:type_name -> callledger.state.v1.Key
+	9,  // 53: callledger.state.v1.Identity.key:type_name -> callledger.state.v1.Key
+	9,  // 54: callledger.state.v1.Link.key:type_name -> callledger.state.v1.Key
+	9,  // 55: callledger.state.v1.StatusReport.key:type_name -> callledger.state.v1.Key
+	22, // 56: callledger.state.v1.StatusReport.status:type_name -> callledger.v1.CallStatus
+	23, // 57: callledger.state.v1.StatusReport.source:type_name -> callledger.v1.Source
+	19, // 58: callledger.state.v1.StatusReport.at:type_name -> google.protobuf.Timestamp
+	9,  // 59: callledger.state.v1.RecordingReport.key:type_name -> callledger.state.v1.Key
+	24, // 60: callledger.state.v1.RecordingReport.recording:type_name -> callledger.v1.Recording
+	9,  // 61: callledger.state.v1.DialReport.key:type_name -> callledger.state.v1.Key
+	25, // 62: callledger.state.v1.DialReport.outcome:type_name -> callledger.v1.DialOutcome
+	9,  // 63: callledger.state.v1.Keyed.key:type_name -> callledger.state.v1.Key
+	9,  // 64: callledger.state.v1.HangupReport.key:type_name -> callledger.state.v1.Key
+	26, // 65: callledger.state.v1.HangupReport.request:type_name -> callledger.v1.HangupRequest
+	9,  // 66: callledger.state.v1.HangupResult.key:type_name -> callledger.state.v1.Key
+	27, // 67: callledger.state.v1.HangupResult.outcome:type_name -> callledger.v1.HangupOutcome
+	9,  // 68: callledger.state.v1.ReconcileReport.key:type_name -> callledger.state.v1.Key
+	28, // 69: callledger.state.v1.ReconcileReport.reconciliation:type_name -> callledger.v1.Reconciliation
+	70, // [70:70] is the sub-list for method output_type
+	70, // [70:70] is the sub-list for method input_type
+	70, // [70:70] is the sub-list for extension type_name
+	70, // [70:70] is the sub-list for extension extendee
+	0,  // [0:70] is the sub-list for field type_name
 }
 
 func init() { file_callledger_state_v1_state_proto_init() }
@@ -1010,14 +1876,14 @@ func file_callledger_state_v1_state_proto_init() {
 	if File_callledger_state_v1_state_proto != nil {
 		return
 	}
-	file_callledger_state_v1_state_proto_msgTypes[4].OneofWrappers = []any{}
+	file_callledger_state_v1_state_proto_msgTypes[12].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_callledger_state_v1_state_proto_rawDesc), len(file_callledger_state_v1_state_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
