@@ -241,6 +241,7 @@ func secrets(t *testing.T, s *Embedded, subject string) []residue.Needle {
 // MACs of their parties, although they went through the WAL, recycled WAL
 // files, several flushes and compactions.
 func TestDestroyLeavesNoCopy(t *testing.T) {
+	t.Parallel()
 	for _, n := range []int{3, wholeRangeOver + 10} {
 		t.Run(fmt.Sprintf("%d subjects", n), func(t *testing.T) {
 			ctx := context.Background()
