@@ -14,6 +14,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/callledger/callledger/eventexport"
+	"github.com/callledger/callledger/internal/residue"
 )
 
 // TestExportEvents drives `callledger export events` on a loaded data
@@ -178,4 +179,45 @@ const { DuckDBInstance } = require('@duckdb/node-api');
 		}
 	}
 	t.Logf("DuckDB read %s and ran the %d queries of docs/ANALYSTS.md", got[0], len(queries)-1)
+}
+
+// TestResidueSeesALedgersNumbers: on a ledger stored in the clear (as
+// every ledger is until sealing), the erasure proof finds a caller's number
+// in the event log's files, URL-encoded as Twilio posts it. The erasure
+// tests assert the opposite after an erasure; this shows the search sees
+// the real store's files.
+func TestResidueSeesALedgersNumbers(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if out, err := cli(t, "load", "--data-dir", dir, "--events", "400", "--seed", "2"); err != nil {
+		t.Fatalf("load: %v\n%s", err, out)
+	}
+	out, err := cli(t, "export", "events", "--data-dir", dir, "--format", "jsonl", "--out", "-", "--include-personal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var number string
+	for _, line := range strings.Split(out, "\n") {
+		var r eventexport.Row
+		if json.Unmarshal([]byte(line), &r) == nil && r.From != nil && strings.HasPrefix(*r.From, "+1") {
+			number = *r.From
+			break
+		}
+	}
+	if number == "" {
+		t.Fatal("no caller number in the export")
+	}
+	hits, err := residue.Find(dir, residue.PhoneNumber(number)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byNeedle := map[string]int{}
+	for _, h := range hits {
+		if strings.HasPrefix(h.File, "ledger") {
+			byNeedle[h.Needle]++
+		}
+	}
+	if byNeedle["URL-encoded"] == 0 || byNeedle["E.164"] == 0 || byNeedle["national"] == 0 {
+		t.Errorf("hits of %s in the ledger by encoding: %v", number, byNeedle)
+	}
 }
