@@ -14,6 +14,8 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 # OpenAPI document); the same version as the runtime in go.mod.
 GRPC_GATEWAY_VERSION       := v2.34.0
 STATICCHECK_VERSION        := v0.8.2
+# DuckDB's Node.js package, with which a test reads `export events`' Parquet.
+DUCKDB_NODE_VERSION        := 1.5.6-r.1
 
 TMP := .tmp
 BIN := $(abspath $(TMP)/bin)
@@ -157,8 +159,17 @@ bench-ingest: ## Ingest benchmark with wrk: saturation and fixed rate (needs wrk
 bench-rebuild: ## Rebuild benchmark: 1M, 3M and 10M-event ledgers from zero (events/s, peak RSS)
 	./scripts/bench-rebuild.sh $(BENCH_REBUILD_EVENTS)
 
+.PHONY: duckdb
+duckdb: $(TMP)/duckdb/node_modules/@duckdb/node-api ## Install DuckDB (npm) for the test that reads exported Parquet with it
+
+$(TMP)/duckdb/node_modules/@duckdb/node-api: Makefile
+	mkdir -p $(TMP)/duckdb
+	cd $(TMP)/duckdb && npm install --no-audit --no-fund --no-save @duckdb/node-api@$(DUCKDB_NODE_VERSION)
+	touch $@
+
 .PHONY: ci
-ci: checkgenerate breaking lint lint-rules test ## What .ci/run runs
+ci: export CALLLEDGER_REQUIRE_DUCKDB = 1
+ci: checkgenerate breaking lint lint-rules duckdb test ## What .ci/run runs
 
 $(BIN)/buf: Makefile
 	GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)

@@ -45,16 +45,17 @@ func exportCommand(stdout, stderr io.Writer) *ffcli.Command {
 	cfg.log.register(fs)
 	return &ffcli.Command{
 		Name:       "export",
-		ShortUsage: "callledger export --format parquet|csv|jsonl --out FILE [flags]",
+		ShortUsage: "callledger export [events] --format parquet|csv|jsonl --out FILE [flags]",
 		ShortHelp:  "export one row per call leg for analysis tools",
 		LongHelp: "Reads the call-state read model of a stopped server, or with --from-ledger\n" +
 			"folds the whole ledger in memory (leaving the read model untouched), and writes\n" +
 			"one flat row per call leg: " + strings.Join(callexport.Columns, ", ") + ".",
-		FlagSet: fs,
-		Options: ffOptions(),
+		FlagSet:     fs,
+		Options:     ffOptions(),
+		Subcommands: []*ffcli.Command{exportEventsCommand(stdout, stderr)},
 		Exec: func(ctx context.Context, args []string) error {
 			if len(args) > 0 {
-				return fmt.Errorf("export takes no arguments, got %q", args)
+				return fmt.Errorf("export takes no arguments, got %q (export events exports the log's events)", args)
 			}
 			logger, err := cfg.log.logger(stderr)
 			if err != nil {
@@ -80,9 +81,6 @@ func exportCalls(ctx context.Context, cfg exportConfig, stdout, stderr io.Writer
 	if !slices.Contains(callexport.Formats, cfg.format) {
 		return fmt.Errorf("--format %q: want parquet, csv or jsonl", cfg.format)
 	}
-	if cfg.out == "" {
-		return errors.New("--out is required")
-	}
 	var f callexport.Filter
 	var err error
 	if f.Since, err = parseTimeFlag("since", cfg.since); err != nil {
@@ -93,21 +91,11 @@ func exportCalls(ctx context.Context, cfg exportConfig, stdout, stderr io.Writer
 	}
 	f.ActiveOnly = cfg.activeOnly
 
-	var out io.Writer = stdout
-	var file *os.File
-	if cfg.out != "-" {
-		// Written beside the target and renamed, so a failed export never
-		// leaves a truncated file under the name asked for.
-		file, err = os.CreateTemp(filepath.Dir(cfg.out), ".export-*")
-		if err != nil {
-			return fmt.Errorf("create --out: %w", err)
-		}
-		defer os.Remove(file.Name())
-		defer file.Close()
-		out = file
-	} else if cfg.format == "parquet" {
-		return errors.New("--out - (standard output) takes csv or jsonl; parquet needs a file")
+	out, err := createOut(cfg.out, cfg.format, stdout)
+	if err != nil {
+		return err
 	}
+	defer out.abandon()
 	exp, err := callexport.New(cfg.format, out, f)
 	if err != nil {
 		return err
@@ -123,19 +111,62 @@ func exportCalls(ctx context.Context, cfg exportConfig, stdout, stderr io.Writer
 	if err := exp.Close(); err != nil {
 		return err
 	}
-	if file != nil {
-		if err := file.Sync(); err != nil {
-			return fmt.Errorf("write --out: %w", err)
-		}
-		if err := file.Close(); err != nil {
-			return fmt.Errorf("write --out: %w", err)
-		}
-		if err := os.Rename(file.Name(), cfg.out); err != nil {
-			return fmt.Errorf("write --out: %w", err)
-		}
+	if err := out.commit(); err != nil {
+		return err
 	}
 	logger.Info("exported", "rows", exp.Rows(), "format", cfg.format, "out", cfg.out)
 	return nil
+}
+
+// exportOut is the file an export writes: a temporary file beside --out,
+// renamed when complete, so that a failed export never leaves a truncated
+// file under the name asked for; or standard output (--out -).
+type exportOut struct {
+	io.Writer
+	file *os.File
+	path string
+}
+
+func createOut(path, format string, stdout io.Writer) (*exportOut, error) {
+	switch {
+	case path == "":
+		return nil, errors.New("--out is required")
+	case path == "-" && format == "parquet":
+		return nil, errors.New("--out - (standard output) takes csv or jsonl; parquet needs a file")
+	case path == "-":
+		return &exportOut{Writer: stdout}, nil
+	}
+	file, err := os.CreateTemp(filepath.Dir(path), ".export-*")
+	if err != nil {
+		return nil, fmt.Errorf("create --out: %w", err)
+	}
+	return &exportOut{Writer: file, file: file, path: path}, nil
+}
+
+// commit makes the file durable under its name.
+func (o *exportOut) commit() error {
+	if o.file == nil {
+		return nil
+	}
+	if err := o.file.Sync(); err != nil {
+		return fmt.Errorf("write --out: %w", err)
+	}
+	if err := o.file.Close(); err != nil {
+		return fmt.Errorf("write --out: %w", err)
+	}
+	if err := os.Rename(o.file.Name(), o.path); err != nil {
+		return fmt.Errorf("write --out: %w", err)
+	}
+	o.file = nil
+	return nil
+}
+
+// abandon removes an uncommitted file.
+func (o *exportOut) abandon() {
+	if o.file != nil {
+		o.file.Close()
+		os.Remove(o.file.Name())
+	}
 }
 
 // exportFromReadModel reads the current read model of a stopped server.

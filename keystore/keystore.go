@@ -1,0 +1,123 @@
+// Package keystore keeps the data keys that seal personal data, one or more
+// per subject (a call leg's CallSid), apart from the log they protect:
+// destroying a subject's keys erases its personal data wherever the log is
+// kept (crypto-shredding, docs/PRIVACY.md). It also indexes the parties a
+// subject's data names (phone numbers, client names) by a keyed MAC, so that
+// "erase everything about +1 555…" finds the calls without the index holding
+// a number.
+//
+// Store is the port; Open gives the embedded implementation, a Pebble
+// database of its own whose every write is synced and whose destroyed keys
+// are physically removed from its files.
+package keystore
+
+import (
+	"context"
+	"crypto/cipher"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// Store is where data keys live.
+type Store interface {
+	// Key returns the data key that seals subject's data, creating it on
+	// first use, and indexes the parties that data names. Both are durable
+	// before Key returns. ErrDestroyed when subject was erased: its late
+	// data must then be stored without personal fields.
+	Key(ctx context.Context, subject string, parties ...string) (DataKey, error)
+	// Get returns one key of subject, to open data sealed under it:
+	// ErrDestroyed when subject was erased, ErrNotFound when the store never
+	// had the key (a lost or wrong key store: never to be taken for an
+	// erasure).
+	Get(ctx context.Context, subject string, id uint64) (DataKey, error)
+	// Subjects lists the subjects whose data names party, in no set order.
+	Subjects(ctx context.Context, party string) ([]string, error)
+	// Destroy destroys every key of the subjects and their index entries,
+	// and remembers that they were destroyed. When it returns, no file of the
+	// store holds the keys any more.
+	Destroy(ctx context.Context, subjects ...string) (DestroyResult, error)
+	Close() error
+}
+
+// DataKey is one AES-256 data key, ready to seal and open.
+type DataKey struct {
+	subject string
+	id      uint64
+	aead    cipher.AEAD
+}
+
+// Subject is the subject the key belongs to.
+func (k DataKey) Subject() string { return k.subject }
+
+// ID tells the subject's keys apart; sealed data records it.
+func (k DataKey) ID() uint64 { return k.id }
+
+// AEAD is AES-256-GCM under the key (12-byte nonces, 16-byte tags), safe
+// for concurrent use.
+func (k DataKey) AEAD() cipher.AEAD { return k.aead }
+
+// DestroyResult says what Destroy found.
+type DestroyResult struct {
+	// Destroyed is the number of subjects whose keys were destroyed now.
+	Destroyed int
+	// AlreadyDestroyed were destroyed before; Unknown never had a key (they
+	// are marked destroyed all the same, so none is made for them later).
+	AlreadyDestroyed, Unknown int
+}
+
+// Errors callers branch on.
+var (
+	// ErrDestroyed: the subject's keys were destroyed (erased).
+	ErrDestroyed = errors.New("keystore: subject erased")
+	// ErrNotFound: no such key, and the subject was not erased.
+	ErrNotFound = errors.New("keystore: no such key")
+	// ErrWrongKEK: the key-encryption key is not the one the store was
+	// created with.
+	ErrWrongKEK = errors.New("keystore: wrong key-encryption key")
+	// ErrInvalidKEK: a key-encryption key file that does not hold one.
+	ErrInvalidKEK = errors.New("keystore: invalid key-encryption key")
+	// ErrInsecureFile: a key-encryption key file others may read or write.
+	ErrInsecureFile = errors.New("keystore: key file readable or writable by others")
+	// ErrInvalidSubject: an empty, overlong or malformed subject.
+	ErrInvalidSubject = errors.New("keystore: invalid subject")
+)
+
+// maxSubject bounds a subject's length: a CallSid has 34 bytes.
+const maxSubject = 256
+
+// checkSubject accepts non-empty UTF-8 without NUL (the store's key
+// separator), at most maxSubject bytes.
+func checkSubject(s string) error {
+	if s == "" || len(s) > maxSubject || !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("%w: %d bytes", ErrInvalidSubject, len(s))
+	}
+	return nil
+}
+
+// NormalizeParty is how the index spells a party: trimmed, and a phone
+// number as E.164 — a form decoder turns an unencoded "+" into a space, so
+// " 15555550100" is "+15555550100", and so are "+1 555-555-0100" and
+// "+1 (555) 555 0100" as people type them. Anything else (client:alice,
+// sip:…, anonymous) is kept as given. Empty when there is no party.
+func NormalizeParty(p string) string {
+	p = strings.TrimSpace(p)
+	if p == "" {
+		return ""
+	}
+	digits := make([]byte, 0, len(p))
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c >= '0' && c <= '9':
+			digits = append(digits, c)
+		case c == ' ' || c == '-' || c == '(' || c == ')' || c == '.' || (c == '+' && i == 0):
+		default:
+			return p
+		}
+	}
+	if len(digits) < 3 {
+		return p
+	}
+	return "+" + string(digits)
+}
