@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,34 +22,17 @@ import (
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/internal/grpctest"
+	"github.com/callledger/callledger/internal/logsink"
 	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/twilio"
 )
-
-// syncBuffer collects what the in-process CLI writes from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // inProcessServer is `callledger serve` run in the test's process, so that
 // every byte it writes is captured.
 type inProcessServer struct {
 	httpURL, grpcAddr string
 	dataDir           string // of --data-dir
-	out               *syncBuffer
+	out               *logsink.Buffer
 	stop              func() error
 }
 
@@ -73,7 +55,7 @@ var (
 func serveInProcess(t *testing.T, args ...string) *inProcessServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &logsink.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, append([]string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0"}, args...), out, out)
@@ -116,7 +98,7 @@ func serveInProcess(t *testing.T, args ...string) *inProcessServer {
 // runCLI runs the CLI in-process and returns everything it wrote.
 func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	var out syncBuffer
+	var out logsink.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	err := run(ctx, args, &out, &out)

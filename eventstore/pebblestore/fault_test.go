@@ -24,6 +24,7 @@ import (
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/eventstore/storetest"
+	"github.com/callledger/callledger/internal/logsink"
 )
 
 // faults is an errorfs.Injector whose rule the test changes as it goes.
@@ -95,28 +96,10 @@ func tablesFull(op errorfs.Op) error {
 	return nil
 }
 
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // captureLog logs warnings and errors to the test's output and to the
 // returned buffer, so that the test can count lines.
-func captureLog(t *testing.T) (*slog.Logger, *syncBuffer) {
-	var buf syncBuffer
+func captureLog(t *testing.T) (*slog.Logger, *logsink.Buffer) {
+	var buf logsink.Buffer
 	return slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), &buf), &slog.HandlerOptions{Level: slog.LevelWarn})), &buf
 }
 

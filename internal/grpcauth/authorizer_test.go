@@ -1,13 +1,11 @@
 package grpcauth_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,26 +18,9 @@ import (
 
 	"github.com/callledger/callledger/internal/grpcauth"
 	"github.com/callledger/callledger/internal/grpctest"
+	"github.com/callledger/callledger/internal/logsink"
 	"github.com/callledger/callledger/internal/testpki"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // policy guards the health service's methods as callledger guards its own:
 // one needs a scope, one any principal, one nothing.
@@ -53,7 +34,7 @@ type authServer struct {
 	addr string
 	ca   *testpki.CA
 	auth *grpcauth.Authorizer
-	log  *syncBuffer
+	log  *logsink.Buffer
 }
 
 // serve runs the health service over mTLS on loopback behind an
@@ -62,7 +43,7 @@ func serve(t *testing.T, creds *grpcauth.Credentials) *authServer {
 	t.Helper()
 	ca := testpki.NewCA(t, "test CA")
 	srvCert := ca.Server(t).TLS(t)
-	logs := &syncBuffer{}
+	logs := &logsink.Buffer{}
 	auth, err := grpcauth.New(grpcauth.Config{Policy: policy, Credentials: creds, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)

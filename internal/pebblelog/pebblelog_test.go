@@ -1,12 +1,10 @@
 package pebblelog
 
 import (
-	"bytes"
 	"errors"
 	"io/fs"
 	"log/slog"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -14,28 +12,12 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"github.com/callledger/callledger/internal/logsink"
 )
 
-// syncBuffer is a log destination safe for Pebble's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestLoggerLevelsAndRepeats(t *testing.T) {
-	var out syncBuffer
+	var out logsink.Buffer
 	l := New(slog.New(slog.NewTextHandler(&out, &slog.HandlerOptions{Level: slog.LevelInfo})), time.Hour)
 	l.Infof("flushed %d tables", 3)
 	for i := range 5 {
@@ -55,7 +37,7 @@ func TestLoggerLevelsAndRepeats(t *testing.T) {
 }
 
 func TestFatalfPanicsAndCatchReturnsIt(t *testing.T) {
-	var out syncBuffer
+	var out logsink.Buffer
 	l := New(slog.New(slog.NewTextHandler(&out, nil)), 0)
 	cause := &fs.PathError{Op: "sync", Path: "000002.log", Err: syscall.EIO}
 	err := Catch(func() error {
@@ -91,7 +73,7 @@ func TestCatchFatalCommit(t *testing.T) {
 		}
 		return nil
 	})
-	var out syncBuffer
+	var out logsink.Buffer
 	db, err := pebble.Open("db", &pebble.Options{
 		FS:     errorfs.Wrap(vfs.NewMem(), &failSync),
 		Logger: New(slog.New(slog.NewTextHandler(&out, nil)), 0),

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,28 +19,11 @@ import (
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/internal/grpctest"
+	"github.com/callledger/callledger/internal/logsink"
 	"github.com/callledger/callledger/internal/secretfile"
 	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/internal/testpki"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // build runs server.New on cfg as given (no defaults of start's) and
 // returns its error, closing a server that was built.
@@ -127,7 +108,7 @@ func TestExposureRefused(t *testing.T) {
 // interval.
 func TestGRPCInsecure(t *testing.T) {
 	t.Parallel()
-	logs := &syncBuffer{}
+	logs := &logsink.Buffer{}
 	srv, _ := start(t, server.Config{
 		GRPC:   server.GRPC{Addr: "0.0.0.0:0", Insecure: true},
 		Seams:  server.Seams{InsecureWarningInterval: 5 * time.Millisecond},
@@ -389,7 +370,7 @@ func (failingTransport) RoundTrip(*http.Request) (*http.Response, error) {
 // go to the log).
 func TestHangupFailureHidesTransport(t *testing.T) {
 	t.Parallel()
-	logs := &syncBuffer{}
+	logs := &logsink.Buffer{}
 	srv, _ := start(t, server.Config{
 		Twilio: server.Twilio{AccountSid: "AC0123456789abcdef0123456789abcdef", APIKeySid: "SK0123456789abcdef0123456789abcdef", APIKeySecret: "secret1"},
 		Seams:  server.Seams{RESTTransport: failingTransport{}},

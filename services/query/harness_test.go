@@ -1,7 +1,6 @@
 package query_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/grpctest"
+	"github.com/callledger/callledger/internal/logsink"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/delays"
@@ -38,7 +38,7 @@ type env struct {
 	calls  *callstore.Store
 	client callledgerv1.CallQueryServiceClient
 	addr   string // the service's address, for more connections
-	logs   *syncBuffer
+	logs   *logsink.Buffer
 }
 
 type envOptions struct {
@@ -76,7 +76,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 
-	logs := &syncBuffer{}
+	logs := &logsink.Buffer{}
 	var history query.History = events
 	if o.history != nil {
 		history = o.history(events)
@@ -254,22 +254,4 @@ func wantCode(t *testing.T, err error, want codes.Code) {
 	if got := status.Code(err); got != want {
 		t.Fatalf("got %v (%v), want %v", got, err, want)
 	}
-}
-
-// syncBuffer is a bytes.Buffer for a logger written from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

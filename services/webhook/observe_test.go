@@ -1,7 +1,6 @@
 package webhook_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/corpus"
+	"github.com/callledger/callledger/internal/logsink"
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/twilio"
 )
@@ -52,24 +52,11 @@ func (r *recorder) take() []string {
 	return out
 }
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) lines(t *testing.T) []map[string]any {
+// logLines takes the JSON lines logged since the last call.
+func logLines(t *testing.T, s *logsink.Buffer) []map[string]any {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(s.Take()), "\n") {
 		if l == "" {
 			continue
 		}
@@ -79,7 +66,6 @@ func (s *syncBuffer) lines(t *testing.T) []map[string]any {
 		}
 		out = append(out, m)
 	}
-	s.b.Reset()
 	return out
 }
 
@@ -87,7 +73,7 @@ func TestObserverAndRefusalLogs(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 3, 1, 4, 7, 53, 0, time.UTC)
 	rec := &recorder{delays: map[string][]time.Duration{}}
-	var logs syncBuffer
+	var logs logsink.Buffer
 	srv := newServer(t, openStore(t), func(c *webhook.Config) {
 		c.Observer = rec
 		c.Now = func() time.Time { return now }
@@ -123,7 +109,7 @@ func TestObserverAndRefusalLogs(t *testing.T) {
 	check("quarantined", "quarantined recording 1", "answered /twilio/voice/recording 204")
 	do(t, srv, q)
 	check("quarantined retry", "duplicates recording 1", "answered /twilio/voice/recording 204")
-	if n := len(logs.lines(t)); n != 0 {
+	if n := len(logLines(t, &logs)); n != 0 {
 		t.Errorf("accepted requests logged %d lines", n)
 	}
 
@@ -149,7 +135,7 @@ func TestObserverAndRefusalLogs(t *testing.T) {
 		t.Errorf("405 carries request ID %q, want Twilio's idempotency token", got)
 	}
 	check("wrong method", "answered /twilio/voice/status 405")
-	lines := logs.lines(t)
+	lines := logLines(t, &logs)
 	if len(lines) != 3 {
 		t.Fatalf("3 refusals logged %d lines: %v", len(lines), lines)
 	}
@@ -179,7 +165,7 @@ func TestRepeated503sLoggedOnce(t *testing.T) {
 	if err := store.Close(); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs logsink.Buffer
 	srv := newServer(t, store, func(c *webhook.Config) {
 		c.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 		c.LogEvery = time.Hour
@@ -202,7 +188,7 @@ func TestRepeated503sLoggedOnce(t *testing.T) {
 			break
 		}
 	}
-	lines := logs.lines(t)
+	lines := logLines(t, &logs)
 	if len(lines) != 1 {
 		t.Fatalf("%d failures logged %d lines, want 1: %v", len(ids), len(lines), lines)
 	}
