@@ -10,21 +10,18 @@ package eventexport
 
 import (
 	"context"
-	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/internal/rowfile"
 )
 
 // Row is one event, flat.
@@ -84,20 +81,13 @@ type Row struct {
 }
 
 // Columns are the column names, in order: Row's fields' names.
-var Columns = func() []string {
-	t := reflect.TypeFor[Row]()
-	cols := make([]string, t.NumField())
-	for i := range cols {
-		cols[i] = strings.Split(t.Field(i).Tag.Get("json"), ",")[0]
-	}
-	return cols
-}()
+var Columns = rowfile.Columns[Row]()
 
 // PersonalColumns are the columns filled only with personal data.
 var PersonalColumns = []string{"from", "to", "recording_url", "error_message"}
 
 // Formats are the supported formats.
-var Formats = []string{"parquet", "csv", "jsonl"}
+var Formats = rowfile.Formats
 
 // Personal supplies an event's personal fields. It may change ev, filling
 // them in, and reports false when the subject was erased (the row's
@@ -120,34 +110,16 @@ type Options struct {
 // Exporter writes rows in one format.
 type Exporter struct {
 	opts Options
-	w    rowWriter
+	w    *rowfile.Writer[Row]
 	rows int
-}
-
-type rowWriter interface {
-	write(*Row) error
-	close() error
 }
 
 // New returns an Exporter that writes format to out. Close must be called
 // to finish the file (Parquet writes its footer then).
 func New(format string, out io.Writer, opts Options) (*Exporter, error) {
-	var w rowWriter
-	switch format {
-	case "parquet":
-		w = &parquetWriter{w: parquet.NewGenericWriter[Row](out, parquet.Compression(&parquet.Zstd))}
-	case "csv":
-		cw := csv.NewWriter(out)
-		if err := cw.Write(Columns); err != nil {
-			return nil, fmt.Errorf("export csv: %w", err)
-		}
-		w = &csvWriter{w: cw}
-	case "jsonl":
-		enc := json.NewEncoder(out)
-		enc.SetEscapeHTML(false)
-		w = &jsonlWriter{enc: enc}
-	default:
-		return nil, fmt.Errorf("export format %q: want parquet, csv or jsonl", format)
+	w, err := rowfile.New[Row](format, out)
+	if err != nil {
+		return nil, err
 	}
 	return &Exporter{opts: opts, w: w}, nil
 }
@@ -156,7 +128,7 @@ func New(format string, out io.Writer, opts Options) (*Exporter, error) {
 func (e *Exporter) Rows() int { return e.rows }
 
 // Close finishes the file.
-func (e *Exporter) Close() error { return e.w.close() }
+func (e *Exporter) Close() error { return e.w.Close() }
 
 // readBatch is how many events Export reads at a time.
 const readBatch = 4096
@@ -206,7 +178,7 @@ func (e *Exporter) Add(ctx context.Context, rec eventstore.RecordedEvent) error 
 		}
 	}
 	e.rows++
-	return e.w.write(&row)
+	return e.w.Write(&row)
 }
 
 // rowOf flattens the non-personal facts of ev.
@@ -331,96 +303,3 @@ func timeOf(ts *timestamppb.Timestamp) *time.Time {
 	t := ts.AsTime().UTC()
 	return &t
 }
-
-type parquetWriter struct {
-	w   *parquet.GenericWriter[Row]
-	buf []Row
-}
-
-func (p *parquetWriter) write(r *Row) error {
-	p.buf = append(p.buf, *r)
-	if len(p.buf) < 4096 {
-		return nil
-	}
-	return p.flush()
-}
-
-func (p *parquetWriter) flush() error {
-	if _, err := p.w.Write(p.buf); err != nil {
-		return fmt.Errorf("export parquet: %w", err)
-	}
-	p.buf = p.buf[:0]
-	return nil
-}
-
-func (p *parquetWriter) close() error {
-	if err := p.flush(); err != nil {
-		return err
-	}
-	if err := p.w.Close(); err != nil {
-		return fmt.Errorf("export parquet: %w", err)
-	}
-	return nil
-}
-
-// csvWriter writes Row's fields in order: null is an empty field, times
-// are RFC 3339.
-type csvWriter struct {
-	w      *csv.Writer
-	fields []string
-}
-
-func (c *csvWriter) write(r *Row) error {
-	v := reflect.ValueOf(r).Elem()
-	c.fields = c.fields[:0]
-	for i := range v.NumField() {
-		c.fields = append(c.fields, csvField(v.Field(i)))
-	}
-	if err := c.w.Write(c.fields); err != nil {
-		return fmt.Errorf("export csv: %w", err)
-	}
-	return nil
-}
-
-func csvField(f reflect.Value) string {
-	if f.Kind() == reflect.Pointer {
-		if f.IsNil() {
-			return ""
-		}
-		f = f.Elem()
-	}
-	switch x := f.Interface().(type) {
-	case string:
-		return x
-	case time.Time:
-		return x.Format(time.RFC3339Nano)
-	case int64:
-		return strconv.FormatInt(x, 10)
-	case int32:
-		return strconv.FormatInt(int64(x), 10)
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64)
-	case bool:
-		return strconv.FormatBool(x)
-	}
-	panic(fmt.Sprintf("eventexport: no CSV form for %s", f.Type()))
-}
-
-func (c *csvWriter) close() error {
-	c.w.Flush()
-	if err := c.w.Error(); err != nil {
-		return fmt.Errorf("export csv: %w", err)
-	}
-	return nil
-}
-
-type jsonlWriter struct{ enc *json.Encoder }
-
-func (j *jsonlWriter) write(r *Row) error {
-	if err := j.enc.Encode(r); err != nil {
-		return fmt.Errorf("export jsonl: %w", err)
-	}
-	return nil
-}
-
-func (j *jsonlWriter) close() error { return nil }

@@ -22,6 +22,7 @@ import (
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/ledgerload"
+	"github.com/callledger/callledger/internal/rowfile"
 )
 
 // ledger is a real embedded store with realistic call history (status,
@@ -211,11 +212,26 @@ func TestExportEveryFormat(t *testing.T) {
 		if len(records)-1 != len(rows) {
 			t.Fatalf("csv: %d rows, want %d", len(records)-1, len(rows))
 		}
-		for i, r := range rows {
-			w := &csvWriter{w: csv.NewWriter(&bytes.Buffer{})}
-			_ = w.write(&r)
-			if !slices.Equal(records[i+1], w.fields) {
-				t.Fatalf("csv row %d: %v, parquet row renders %v", i, records[i+1], w.fields)
+		var rendered bytes.Buffer
+		w, err := rowfile.New[Row]("csv", &rendered)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rows {
+			if err := w.Write(&r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		want, err := csv.NewReader(&rendered).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range rows {
+			if !slices.Equal(records[i+1], want[i+1]) {
+				t.Fatalf("csv row %d: %v, parquet row renders %v", i, records[i+1], want[i+1])
 			}
 		}
 	}

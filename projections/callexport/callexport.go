@@ -5,18 +5,14 @@
 package callexport
 
 import (
-	"encoding/csv"
-	"encoding/json"
-	"fmt"
 	"io"
-	"strconv"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/internal/rowfile"
 	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
 )
@@ -52,13 +48,7 @@ type Row struct {
 }
 
 // Columns are the column names, in order.
-var Columns = []string{
-	"call_sid", "account_sid", "parent_call_sid", "root_call_sid", "status", "terminal", "placeholder",
-	"direction", "from", "to", "start_time", "initiated_at", "ringing_at", "answered_at", "ended_at",
-	"duration_seconds", "answered_by", "sip_response_code", "dial_call_sid", "dial_call_status",
-	"dial_call_duration_seconds", "recording_count", "hangup_requested", "hangup_requested_at",
-	"event_count", "last_position",
-}
+var Columns = rowfile.Columns[Row]()
 
 // Filter selects the rows to export; the zero value keeps every call.
 type Filter struct {
@@ -145,35 +135,19 @@ func timeOf(ts *timestamppb.Timestamp) *time.Time {
 // Exporter writes rows of a call-state read model in one format.
 type Exporter struct {
 	filter Filter
-	w      rowWriter
+	w      *rowfile.Writer[Row]
 	rows   int
 }
 
-type rowWriter interface {
-	write(Row) error
-	close() error
-}
-
 // Formats are the supported formats.
-var Formats = []string{"parquet", "csv", "jsonl"}
+var Formats = rowfile.Formats
 
 // New returns an Exporter that writes format to out. Close must be called
 // to finish the file (Parquet writes its footer then).
 func New(format string, out io.Writer, f Filter) (*Exporter, error) {
-	var w rowWriter
-	switch format {
-	case "parquet":
-		w = &parquetWriter{w: parquet.NewGenericWriter[Row](out, parquet.Compression(&parquet.Zstd))}
-	case "csv":
-		cw := csv.NewWriter(out)
-		if err := cw.Write(Columns); err != nil {
-			return nil, fmt.Errorf("export csv: %w", err)
-		}
-		w = &csvWriter{w: cw}
-	case "jsonl":
-		w = &jsonlWriter{enc: json.NewEncoder(out)}
-	default:
-		return nil, fmt.Errorf("export format %q: want parquet, csv or jsonl", format)
+	w, err := rowfile.New[Row](format, out)
+	if err != nil {
+		return nil, err
 	}
 	return &Exporter{filter: f, w: w}, nil
 }
@@ -185,94 +159,12 @@ func (e *Exporter) Add(rec *statev1.CallRecord) error {
 		return nil
 	}
 	e.rows++
-	return e.w.write(rowOfCall(c))
+	row := rowOfCall(c)
+	return e.w.Write(&row)
 }
 
 // Rows is the number of rows written.
 func (e *Exporter) Rows() int { return e.rows }
 
 // Close finishes the file.
-func (e *Exporter) Close() error { return e.w.close() }
-
-type parquetWriter struct {
-	w   *parquet.GenericWriter[Row]
-	buf []Row
-}
-
-func (p *parquetWriter) write(r Row) error {
-	p.buf = append(p.buf, r)
-	if len(p.buf) < 4096 {
-		return nil
-	}
-	return p.flush()
-}
-
-func (p *parquetWriter) flush() error {
-	if _, err := p.w.Write(p.buf); err != nil {
-		return fmt.Errorf("export parquet: %w", err)
-	}
-	p.buf = p.buf[:0]
-	return nil
-}
-
-func (p *parquetWriter) close() error {
-	if err := p.flush(); err != nil {
-		return err
-	}
-	if err := p.w.Close(); err != nil {
-		return fmt.Errorf("export parquet: %w", err)
-	}
-	return nil
-}
-
-type csvWriter struct {
-	w      *csv.Writer
-	fields []string
-}
-
-func (c *csvWriter) write(r Row) error {
-	c.fields = append(c.fields[:0],
-		r.CallSid, r.AccountSid, r.ParentCallSid, r.RootCallSid, r.Status, strconv.FormatBool(r.Terminal), strconv.FormatBool(r.Placeholder),
-		r.Direction, r.From, r.To, csvTime(r.StartTime), csvTime(r.InitiatedAt), csvTime(r.RingingAt), csvTime(r.AnsweredAt), csvTime(r.EndedAt),
-		csvInt(r.DurationSeconds), r.AnsweredBy, csvInt(r.SipResponseCode), r.DialCallSid, r.DialCallStatus,
-		csvInt(r.DialCallDurationSeconds), strconv.Itoa(int(r.RecordingCount)), strconv.FormatBool(r.HangupRequested), csvTime(r.HangupRequestedAt),
-		strconv.FormatInt(r.EventCount, 10), strconv.FormatInt(r.LastPosition, 10),
-	)
-	if err := c.w.Write(c.fields); err != nil {
-		return fmt.Errorf("export csv: %w", err)
-	}
-	return nil
-}
-
-func (c *csvWriter) close() error {
-	c.w.Flush()
-	if err := c.w.Error(); err != nil {
-		return fmt.Errorf("export csv: %w", err)
-	}
-	return nil
-}
-
-func csvTime(t *time.Time) string {
-	if t == nil {
-		return ""
-	}
-	return t.Format(time.RFC3339Nano)
-}
-
-func csvInt[T int32 | int64](v *T) string {
-	if v == nil {
-		return ""
-	}
-	return strconv.FormatInt(int64(*v), 10)
-}
-
-type jsonlWriter struct{ enc *json.Encoder }
-
-func (j *jsonlWriter) write(r Row) error {
-	if err := j.enc.Encode(r); err != nil {
-		return fmt.Errorf("export jsonl: %w", err)
-	}
-	return nil
-}
-
-func (j *jsonlWriter) close() error { return nil }
+func (e *Exporter) Close() error { return e.w.Close() }
