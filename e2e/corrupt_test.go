@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 
+	"github.com/callledger/callledger/internal/diskdamage"
 	"github.com/callledger/callledger/internal/server"
 )
 
@@ -41,7 +41,7 @@ func TestCorruptReadModelKeepsIngesting(t *testing.T) {
 	if err := calls.Current().Flush(); err != nil {
 		t.Fatal(err)
 	}
-	damageTables(t, filepath.Join(server.ProjectionRoot(dir), before))
+	diskdamage.FlipTables(t, filepath.Join(server.ProjectionRoot(dir), before))
 
 	// The first query reads the damaged tables (nothing is cached yet):
 	// UNAVAILABLE, never a crash or a wrong answer.
@@ -66,45 +66,5 @@ func TestCorruptReadModelKeepsIngesting(t *testing.T) {
 	}
 	if got := s.metric(t, "callledger_read_model_damaged"); got != "0" {
 		t.Errorf("callledger_read_model_damaged %s after the rebuild, want 0", got)
-	}
-}
-
-// damageTables flips the bytes of the first three quarters (the data
-// blocks) of every table in dir, in place, as a failing disk would.
-func damageTables(t *testing.T, dir string) {
-	t.Helper()
-	tables, err := filepath.Glob(filepath.Join(dir, "*.sst"))
-	if err != nil || len(tables) == 0 {
-		t.Fatalf("no tables in %s: %v", dir, err)
-	}
-	damaged := 0
-	for _, path := range tables {
-		b, err := os.ReadFile(path)
-		if os.IsNotExist(err) {
-			continue // a compaction replaced it meanwhile
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range len(b) * 3 / 4 {
-			b[i] ^= 0xa5
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY, 0)
-		if os.IsNotExist(err) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.WriteAt(b, 0); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
-		damaged++
-	}
-	if damaged == 0 {
-		t.Fatalf("no table of %s left to damage", dir)
 	}
 }

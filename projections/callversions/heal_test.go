@@ -12,50 +12,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
+	"github.com/callledger/callledger/internal/diskdamage"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/callversions"
 )
-
-// damageTables flips the bytes of the first three quarters of every table
-// of a read model directory (its data blocks), as a failing disk would.
-func damageTables(t *testing.T, dir string) {
-	t.Helper()
-	tables, err := filepath.Glob(filepath.Join(dir, "*.sst"))
-	if err != nil || len(tables) == 0 {
-		t.Fatalf("no tables in %s: %v", dir, err)
-	}
-	damaged := 0
-	for _, path := range tables {
-		b, err := os.ReadFile(path)
-		if os.IsNotExist(err) {
-			continue // a compaction replaced it meanwhile
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range len(b) * 3 / 4 {
-			b[i] ^= 0xa5
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY, 0)
-		if os.IsNotExist(err) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		// In place, so that Pebble's open handle reads the damage.
-		if _, err := f.WriteAt(b, 0); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
-		damaged++
-	}
-	if damaged == 0 {
-		t.Fatalf("no table of %s left to damage", dir)
-	}
-}
 
 // waitHealed asks for sid until the read model answers again, requiring
 // every failure meanwhile to be ErrCorrupt, and returns the answer.
@@ -97,7 +57,7 @@ func TestCorruptReadModelIsRebuilt(t *testing.T) {
 	if err := m.Current().Flush(); err != nil {
 		t.Fatal(err)
 	}
-	damageTables(t, filepath.Join(root, before))
+	diskdamage.FlipTables(t, filepath.Join(root, before))
 
 	if _, err := m.Get(ctx, sid); !errors.Is(err, callstore.ErrCorrupt) {
 		t.Fatalf("Get on damaged tables: %v, want ErrCorrupt", err)
@@ -154,7 +114,7 @@ func TestUnopenableReadModelIsRebuilt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	damageTables(t, filepath.Join(root, name))
+	diskdamage.FlipTables(t, filepath.Join(root, name))
 
 	m, err = callversions.Open(ctx, callversions.Config{Root: root, Log: log, Logger: quiet})
 	if err != nil {
@@ -203,7 +163,7 @@ func TestHealTime(t *testing.T) {
 	if err := m.Current().Flush(); err != nil {
 		t.Fatal(err)
 	}
-	damageTables(t, filepath.Join(root, m.CurrentName()))
+	diskdamage.FlipTables(t, filepath.Join(root, m.CurrentName()))
 	began = time.Now()
 	// A scan of every record reads the new table's blocks, which no read
 	// has cached yet.
