@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"github.com/callledger/callledger/internal/corpus"
 	"github.com/callledger/callledger/internal/grpctest"
 	"github.com/callledger/callledger/internal/server"
+	"github.com/callledger/callledger/internal/server/servertest"
 	"github.com/callledger/callledger/services/webhook"
 )
 
@@ -120,25 +120,7 @@ func runServer(t testing.TB, cfg server.Config) *server.Server {
 func startServer(t testing.TB, cfg server.Config) *server.Server {
 	t.Helper()
 	cfg.HTTP.Addr, cfg.GRPC.Addr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir = cmp.Or(cfg.DataDir, t.TempDir())
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), failBound)
-	defer cancel()
-	srv, err := server.New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
+	srv, _ := servertest.Start(t, cfg)
 	return srv
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/callledger/callledger/internal/grpcauth"
 	"github.com/callledger/callledger/internal/server"
+	"github.com/callledger/callledger/internal/server/servertest"
 	"github.com/callledger/callledger/twilio"
 	"github.com/callledger/callledger/twilio/rest"
 	"github.com/callledger/callledger/twilio/rest/resttest"
@@ -84,21 +85,7 @@ func startLive(t *testing.T, local bool, ic *server.Interceptors) *liveServer {
 		Logger:    slog.New(slog.DiscardHandler),
 		Seams:     server.Seams{RESTTransport: fake.Transport(), GRPCInterceptors: ic},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	srv, err := server.New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(runCtx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
+	srv, _ := servertest.Start(t, cfg)
 	return &liveServer{grpc: srv.Addrs().GRPC, hooks: "http://" + srv.Addrs().HTTP, dataDir: cfg.DataDir, twilio: fake}
 }
 

@@ -2,10 +2,8 @@ package server_test
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/callledger/callledger/eventstore/kurrentdb/kurrentdbtest"
 	"github.com/callledger/callledger/internal/grpctest"
 	"github.com/callledger/callledger/internal/server"
+	"github.com/callledger/callledger/internal/server/servertest"
 	"github.com/callledger/callledger/traffic"
 )
 
@@ -42,35 +41,7 @@ func start(t *testing.T, cfg server.Config) (*server.Server, func() error) {
 // server without one is in development mode, as after `make run`.
 func startAsIs(t *testing.T, cfg server.Config) (*server.Server, func() error) {
 	t.Helper()
-	cfg.DataDir = cmp.Or(cfg.DataDir, t.TempDir())
-	cfg.HTTP.Addr, cfg.GRPC.Addr = cmp.Or(cfg.HTTP.Addr, "127.0.0.1:0"), cmp.Or(cfg.GRPC.Addr, "127.0.0.1:0")
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), failBound)
-	defer cancel()
-	srv, err := server.New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stopRun := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(runCtx) }()
-	stopped, runErr := false, error(nil)
-	stop := func() error {
-		if !stopped {
-			stopped = true
-			stopRun()
-			select {
-			case runErr = <-done:
-			case <-time.After(failBound):
-				t.Fatalf("Run did not return within %v of its context ending", failBound)
-			}
-		}
-		return runErr
-	}
-	t.Cleanup(func() { _ = stop() })
-	return srv, stop
+	return servertest.Start(t, cfg)
 }
 
 // TestStoreMetricsOnEveryBackend: the appends of webhooks are measured on

@@ -25,6 +25,7 @@ import (
 
 	"github.com/callledger/callledger/internal/grpcauth"
 	"github.com/callledger/callledger/internal/server"
+	"github.com/callledger/callledger/internal/server/servertest"
 	"github.com/callledger/callledger/services/httpapi"
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/twilio"
@@ -71,33 +72,7 @@ func start(t *testing.T, cfg server.Config) *api {
 	cfg.HTTP.Addr, cfg.GRPC.Addr, cfg.API.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.HTTP.AuthToken, cfg.HTTP.PublicURL = token, publicURL
 	cfg.Logger = slog.New(slog.DiscardHandler)
-	ctx, cancel := context.WithTimeout(context.Background(), failBound)
-	defer cancel()
-	srv, err := server.New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stopRun := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(runCtx) }()
-	var once sync.Once
-	var runErr error
-	stop := func() error {
-		once.Do(func() {
-			stopRun()
-			select {
-			case runErr = <-done:
-			case <-time.After(failBound):
-				t.Errorf("Run did not return within %v of its context ending", failBound)
-			}
-		})
-		return runErr
-	}
-	t.Cleanup(func() {
-		if err := stop(); err != nil {
-			t.Errorf("server: %v", err)
-		}
-	})
+	srv, stop := servertest.Start(t, cfg)
 	a := &api{srv: srv, base: "http://" + srv.Addrs().API, hooks: "http://" + srv.Addrs().HTTP, stop: stop}
 	if cfg.GRPC.APITokens == "" {
 		tok, err := server.ReadLocalAPIToken(cfg.DataDir)
