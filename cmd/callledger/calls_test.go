@@ -145,9 +145,13 @@ func TestCallsCommands(t *testing.T) {
 	s.status(t, active, "ringing", 1)
 	s.status(t, active, "in-progress", 2)
 	s.status(t, child, "in-progress", 1, "ParentCallSid", active, "Direction", "outbound-dial")
-	s.status(t, ended, "completed", 3, "CallDuration", "42")
+	last := s.status(t, ended, "completed", 3, "CallDuration", "42")
 	s.twilio.Put(resttest.Call{Sid: active, AccountSid: clientAccount, Status: "in-progress", StartTime: time.Now()})
 	addr := []string{"--addr", s.grpc, "--token", agentToken}
+	// A list reads what the projection has applied: wait for the last webhook.
+	if _, err := cli(t, append([]string{"calls", "get", ended, "--min-position", strconv.FormatUint(last, 10)}, addr...)...); err != nil {
+		t.Fatal(err)
+	}
 
 	out, err := cli(t, append([]string{"calls", "list"}, addr...)...)
 	if err != nil {
