@@ -1,7 +1,8 @@
 // Command ingestbench prepares and checks the webhook ingest benchmark
 // (scripts/bench-ingest.sh): it writes pre-signed requests for wrk, serves a
 // no-op HTTP server as the ceiling, sends signed requests at a fixed rate
-// (open loop, through vegeta) and counts what a run stored.
+// (open loop, through vegeta), writes pre-signed targets for the vegeta
+// command and counts what a run stored.
 package main
 
 import (
@@ -24,13 +25,15 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: ingestbench gen|noop|rate|count [flags]")
+		fmt.Fprintln(os.Stderr, "usage: ingestbench gen|targets|noop|rate|count [flags]")
 		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
 	case "gen":
 		err = gen(os.Args[2:])
+	case "targets":
+		err = targets(os.Args[2:])
 	case "noop":
 		err = noop(os.Args[2:])
 	case "rate":
@@ -88,6 +91,37 @@ func gen(args []string) error {
 	}
 	fmt.Printf("%d requests in %d files\n", len(reqs), len(files))
 	return nil
+}
+
+// targets writes unique signed requests in the JSON targets format of the
+// vegeta command (`vegeta attack -format=json`), one per line, so that an
+// outside load generator sends exactly what Twilio would.
+func targets(args []string) error {
+	fs := flag.NewFlagSet("targets", flag.ExitOnError)
+	out := fs.String("out", "", "output file")
+	calls := fs.Int("calls", 100000, "call trees to generate")
+	seed := fs.Uint64("seed", 3, "seed of the generated call flows")
+	token := fs.String("token", "bench-token", "auth token")
+	target := fs.String("target", "http://127.0.0.1:18080", "base URL the requests are sent to and signed for")
+	_ = fs.Parse(args)
+	f, err := os.Create(*out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	enc := vegeta.NewJSONTargetEncoder(w)
+	reqs := traffic.Generate(traffic.Config{Calls: *calls, Seed: *seed, PublicURL: *target, Token: *token, RetryRate: -1})
+	for _, r := range reqs {
+		if err := enc.Encode(&vegeta.Target{Method: r.Method, URL: *target + r.URI(), Body: r.Body, Header: r.Header}); err != nil {
+			return fmt.Errorf("write %s: %w", *out, err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("write %s: %w", *out, err)
+	}
+	fmt.Printf("%d targets in %s\n", len(reqs), *out)
+	return f.Close()
 }
 
 // noop answers 204 to everything after reading the body: the ceiling of
