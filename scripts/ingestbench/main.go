@@ -166,13 +166,38 @@ func fixedRate(args []string) error {
 	}
 	attacker := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.HTTP2(false), vegeta.Timeout(10*time.Second))
 	var m vegeta.Metrics
+	var seconds []vegeta.Metrics // by second since the first request: the first one after start is the one to watch
+	var first time.Time
 	for res := range attacker.Attack(targeter, vegeta.Rate{Freq: *rate, Per: time.Second}, *duration, "ingest") {
 		m.Add(res)
+		if first.IsZero() {
+			first = res.Timestamp
+		}
+		sec := max(0, int(res.Timestamp.Sub(first)/time.Second))
+		for len(seconds) <= sec {
+			seconds = append(seconds, vegeta.Metrics{})
+		}
+		seconds[sec].Add(res)
 	}
 	m.Close()
 	fmt.Printf("RESULT rate=%d sent=%.0f/s ok=%.0f/s success=%.4f p50=%s p90=%s p99=%s max=%s codes=%v errors=%d\n",
 		*rate, m.Rate, m.Throughput, m.Success, m.Latencies.P50, m.Latencies.P90, m.Latencies.P99, m.Latencies.Max,
 		m.StatusCodes, len(m.Errors))
+	worst, over10 := 0, 0
+	for i := range seconds {
+		seconds[i].Close()
+		if seconds[i].Latencies.P99 > seconds[worst].Latencies.P99 {
+			worst = i
+		}
+		if seconds[i].Latencies.P99 > 10*time.Millisecond {
+			over10++
+		}
+	}
+	if len(seconds) > 0 {
+		f, w := seconds[0].Latencies, seconds[worst].Latencies
+		fmt.Printf("SECONDS first: p99=%s max=%s; worst: second %d p99=%s max=%s; seconds with p99 over 10ms: %d of %d\n",
+			f.P99, f.Max, worst, w.P99, w.Max, over10, len(seconds))
+	}
 	return nil
 }
 
