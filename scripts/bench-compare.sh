@@ -44,12 +44,13 @@ note() { echo "# $(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg): $*"
 build() {
   local name=$1 ref=$2 src
   if [ "$ref" = . ]; then src=.; else
-    src="$WORK/src-$name"; rm -rf "$src"; mkdir -p "$src"
+    # -trimpath and one directory for every ref: the build cache reuses what they share.
+    src="$WORK/src"; rm -rf "$src"; mkdir -p "$src"
     git archive "$ref" | tar -x -C "$src"
   fi
-  (cd "$src" && go build -o "$WORK/$name/callledger" ./cmd/callledger &&
-    go build -o "$WORK/$name/ingestbench" ./scripts/ingestbench &&
-    if [ "$MODE" = getcall ]; then go test -c -o "$WORK/$name/e2e.test" ./e2e; fi)
+  (cd "$src" && go build -trimpath -o "$WORK/$name/callledger" ./cmd/callledger &&
+    go build -trimpath -o "$WORK/$name/ingestbench" ./scripts/ingestbench &&
+    if [ "$MODE" = getcall ]; then go test -trimpath -c -o "$WORK/$name/e2e.test" ./e2e; fi)
 }
 
 wait_ready() { # polls /readyz every 10 ms: the load starts the moment it says ready
@@ -144,7 +145,7 @@ getcall)
   ;;
 *) echo "unknown mode $MODE" >&2; exit 2 ;;
 esac
-rm -rf "$WORK/data" "$WORK/reqs" "$WORK/targets.json" "$WORK"/src-*
+rm -rf "$WORK/data" "$WORK/reqs" "$WORK/targets.json" "$WORK/src"
 }
 
 main "$@"; exit # the whole script is read before it runs: editing it during a run is safe
