@@ -37,12 +37,6 @@ type Runner struct {
 	caughtUp atomic.Bool
 	// MinBackoff and MaxBackoff bound the wait before resubscribing.
 	MinBackoff, MaxBackoff time.Duration
-	// Gather, when positive, is the least time between two applied batches
-	// once the runner is live: it waits out the rest before asking for the
-	// next batch, so that under load the sink commits fewer, larger
-	// batches (a fixed cost each) and the webhooks get the CPU in between.
-	// It adds at most Gather to the time a change takes to become visible.
-	Gather time.Duration
 }
 
 // NewRunner returns a runner that feeds sink with the events of src that
@@ -97,17 +91,7 @@ func (r *Runner) follow(ctx context.Context) error {
 	}
 	defer sub.Close()
 	progressed := false
-	var applied time.Time // when the last batch was applied, once live
 	for {
-		if wait := r.Gather - time.Since(applied); !applied.IsZero() && wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return ctx.Err()
-			}
-		}
 		batch, err := sub.Next(ctx)
 		if err != nil {
 			if progressed {
@@ -119,9 +103,6 @@ func (r *Runner) follow(ctx context.Context) error {
 			return fmt.Errorf("apply batch up to %d: %w", batch.Checkpoint, err)
 		}
 		progressed = true
-		if r.Gather > 0 && batch.CaughtUp {
-			applied = time.Now()
-		}
 		if batch.CaughtUp && !r.caughtUp.Swap(true) {
 			r.log.Info("projection caught up", "position", batch.Checkpoint)
 		}

@@ -182,18 +182,6 @@ func runUntil(t testing.TB, store eventstore.Store, cs *callstore.Store, head ev
 
 func TestLiveProjectionEqualsRebuild(t *testing.T) {
 	t.Parallel()
-	testLiveProjectionEqualsRebuild(t, 0)
-}
-
-// TestGatheredLiveProjectionEqualsRebuild: a runner that waits between
-// live batches (Gather) applies the same events in fewer, larger batches,
-// and must end where a rebuild ends.
-func TestGatheredLiveProjectionEqualsRebuild(t *testing.T) {
-	t.Parallel()
-	testLiveProjectionEqualsRebuild(t, 3*time.Millisecond)
-}
-
-func testLiveProjectionEqualsRebuild(t *testing.T, gather time.Duration) {
 	store, err := pebblestore.Open(t.TempDir(), pebblestore.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -209,9 +197,7 @@ func testLiveProjectionEqualsRebuild(t *testing.T, gather time.Duration) {
 	fill(t, store, 150, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	runner := projections.NewRunner(store, cs, callFilter, nil)
-	runner.Gather = gather
-	go func() { _ = runner.Run(ctx) }()
+	go func() { _ = projections.NewRunner(store, cs, callFilter, nil).Run(ctx) }()
 	head := fill(t, store, 150, 2)
 	waitCtx, cancelWait := context.WithTimeout(ctx, time.Minute)
 	defer cancelWait()

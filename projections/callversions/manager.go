@@ -45,12 +45,6 @@ type Config struct {
 	BeforeSwitch func()
 }
 
-// liveGather is the least time between two batches the live projection
-// applies (projections.Runner.Gather): at a few thousand webhooks a
-// second it turns hundreds of small read-model commits into fewer larger
-// ones, well within the 5 ms a change may take to become visible.
-const liveGather = time.Millisecond
-
 // served is one open read model and the runner that feeds it.
 type served struct {
 	name    string
@@ -195,7 +189,6 @@ func (m *Manager) serve(name string, version uint64) (*served, error) {
 		stop:    stop,
 		stopped: make(chan struct{}),
 	}
-	s.runner.Gather = liveGather
 	go func() {
 		defer close(s.stopped)
 		_ = s.runner.Run(ctx)
