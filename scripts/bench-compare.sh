@@ -12,7 +12,8 @@
 #            as a separate process: -rate=RATE/s -duration=VEGETA_DURATION
 #            -keepalive over pre-signed unique webhooks.
 #   getcall: BenchmarkGetCallAtRate on GETCALL_SIZE calls at GETCALL_RATE/s,
-#            open loop, with serve's collector setting (GOGC=400).
+#            open loop, with serve's collector setting (GOGC=400); then the
+#            freshness: BenchmarkAckToVisible (webhook 2xx -> visible).
 # Two binaries built from two commits, run A B A B: on a shared machine only
 # the ratios within one run mean much. Each line notes the load average.
 set -euo pipefail
@@ -60,12 +61,16 @@ wait_ready() { # polls /readyz every 10 ms: the load starts the moment it says r
 
 start() { # <name>
   rm -rf "$WORK/data"
+  sync # the previous run's writes and deletions must not land on this one's fsyncs
   TWILIO_AUTH_TOKEN=$TOKEN "$WORK/$1/callledger" serve --data-dir "$WORK/data" --http-addr "127.0.0.1:$PORT" \
     --grpc-addr 127.0.0.1:0 --api-addr "" --public-url "$URL" --log-level warn &
   SERVER=$!
   wait_ready
 }
 stop() { kill -TERM "$SERVER"; wait "$SERVER" || true; }
+# order <round>: the binaries in the order of that round, reversed every
+# other round, so that none always runs right after another.
+order() { if [ $(($1 % 2)) = 1 ]; then echo "${NAMES[@]}"; else printf '%s\n' "${NAMES[@]}" | tac | tr '\n' ' '; fi; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user+system, in clock ticks
 
 commits() { # the server's commit histogram: how many took over 10, 25, 100 ms
@@ -100,7 +105,7 @@ ingest)
     for _ in $(seq 100); do curl -fsS "$URL/" >/dev/null 2>&1 && break; sleep 0.05; done
     ceiling=$(wrk_run); echo "ceiling $ceiling"
     kill "$NOOP"; wait "$NOOP" 2>/dev/null || true
-    for name in "${NAMES[@]}"; do
+    for name in $(order "$round"); do
       note "round $round: $name, saturation"
       start "$name"; t0=$(cpu_ticks "$SERVER"); r=$(wrk_run); t1=$(cpu_ticks "$SERVER"); stop
       # Server CPU per webhook moves far less with the machine's other load than throughput does.
@@ -116,7 +121,7 @@ tail)
   GOBIN="$WORK/bin" go install github.com/tsenart/vegeta/v12@v12.12.0
   "$WORK/new/ingestbench" targets -out "$WORK/targets.json" -calls "$CALLS" -token "$TOKEN" -target "$URL"
   for round in $(seq "$ROUNDS"); do
-    for name in "${NAMES[@]}"; do
+    for name in $(order "$round"); do
       note "round $round: $name, $RATE/s open loop for $TAIL_DURATION from a fresh start (ingestbench rate)"
       start "$name"; t0=$(cpu_ticks "$SERVER")
       "$WORK/$name/ingestbench" rate -target "$URL" -public-url "$URL" -token "$TOKEN" \
@@ -136,10 +141,12 @@ tail)
   ;;
 getcall)
   for round in $(seq "$ROUNDS"); do
-    for name in "${NAMES[@]}"; do
+    for name in $(order "$round"); do
       note "round $round: $name, GetCall on $GETCALL_SIZE calls at $GETCALL_RATE/s open loop"
       GOGC=400 "$WORK/$name/e2e.test" -test.run='^$' -test.bench=BenchmarkGetCallAtRate -test.benchtime="${GETCALL_N}x" \
         -test.timeout=30m -getcall.sizes="$GETCALL_SIZE" -getcall.rates="$GETCALL_RATE" | grep -E 'Benchmark|ns/op'
+      note "round $round: $name, webhook acknowledged -> visible (GetCall with min_position, WatchCalls)"
+      "$WORK/$name/e2e.test" -test.run='^$' -test.bench=BenchmarkAckToVisible -test.benchtime=5000x | grep -E 'Benchmark|ns/op'
     done
   done
   ;;
