@@ -10,7 +10,9 @@ package callstore
 // exceeds half the budget, it becomes the previous one and the older
 // previous one is dropped. A call written recently is always in one of
 // them, the current generation holding its latest encoding. Only Apply
-// uses it, under applyMu.
+// uses it, under applyMu; Apply is also the only writer of call records,
+// so anything that comes to change or remove them otherwise must drop
+// their entries here.
 type hotRecords struct {
 	cur, prev map[string][]byte
 	curBytes  int
