@@ -25,6 +25,8 @@ GO ?= go
 # The ingest benchmark's knobs (see docs/BENCHMARKS.md).
 BENCH_DURATION ?= 20s
 BENCH_RATE     ?= 5000
+# What bench-compare, bench-tail and bench-getcall run the working tree against.
+BENCH_BASE ?= main
 # The rebuild benchmark's ledger sizes (events).
 BENCH_REBUILD_EVENTS ?= 1000000 3000000 10000000
 
@@ -154,6 +156,18 @@ bench: ## Run the Go micro-benchmarks
 .PHONY: bench-ingest
 bench-ingest: ## Ingest benchmark with wrk: saturation and fixed rate (needs wrk)
 	./scripts/bench-ingest.sh $(BENCH_DURATION) $(BENCH_RATE)
+
+.PHONY: bench-compare
+bench-compare: ## Ingest at saturation against the no-op ceiling: $(BENCH_BASE) and the working tree interleaved (needs wrk)
+	./scripts/bench-compare.sh ingest $(BENCH_BASE)
+
+.PHONY: bench-tail
+bench-tail: ## 5,000 webhooks/s for 60 s from a fresh start, and the vegeta command for 30 s: $(BENCH_BASE) and the working tree interleaved
+	./scripts/bench-compare.sh tail $(BENCH_BASE)
+
+.PHONY: bench-getcall
+bench-getcall: ## GetCall on 1M calls at 10,000/s open loop: $(BENCH_BASE) and the working tree interleaved
+	./scripts/bench-compare.sh getcall $(BENCH_BASE)
 
 .PHONY: bench-rebuild
 bench-rebuild: ## Rebuild benchmark: 1M, 3M and 10M-event ledgers from zero (events/s, peak RSS)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/projections/callstore"
 )
@@ -46,5 +47,60 @@ func BenchmarkTree(b *testing.B) {
 			b.Fatalf("%v %d", err, len(tr.Legs))
 		}
 		i += 7919
+	}
+}
+
+// BenchmarkApplyLive measures the live projection's Apply: calls of four
+// status events each, sixteen in flight at once, in batches of four events
+// (a small group commit), with the hot records on and, for comparison in
+// the same run, turning over at every write (every fold reads the read
+// model). One op is one batch.
+func BenchmarkApplyLive(b *testing.B) {
+	statuses := []callledgerv1.CallStatus{
+		callledgerv1.CallStatus_CALL_STATUS_QUEUED, callledgerv1.CallStatus_CALL_STATUS_RINGING,
+		callledgerv1.CallStatus_CALL_STATUS_IN_PROGRESS, completed,
+	}
+	for _, tc := range []struct {
+		name string
+		opts callstore.Options
+	}{{"hot", callstore.Options{}}, {"cold", callstore.WithHotBytes(callstore.Options{}, 1)}} {
+		b.Run(tc.name, func(b *testing.B) {
+			s, err := callstore.Open(b.TempDir(), tc.opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			l := &log{}
+			// Events are made ahead, sixteen calls at a time, outside the timer.
+			var pending []eventstore.RecordedEvent
+			next := 0
+			refill := func() {
+				for k := range len(statuses) {
+					for c := range 16 {
+						i := next + c
+						parent := ""
+						if i%2 == 1 {
+							parent = sid(i - 1)
+						}
+						pending = append(pending, l.status(b, sid(i), parent, statuses[k], t0.Add(time.Duration(i)*time.Second)))
+					}
+				}
+				next += 16
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if len(pending) == 0 {
+					b.StopTimer()
+					refill()
+					b.StartTimer()
+				}
+				batch := pending[:4]
+				pending = pending[4:]
+				if err := s.Apply(context.Background(), eventstore.Batch{Events: batch, Checkpoint: batch[3].Position}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(4*b.N), "ns/event")
+		})
 	}
 }

@@ -11,3 +11,10 @@ func WithBeforePage(opts Options, hook func()) Options {
 // EncodeToken is the page token List would hand out for f after lastKey,
 // so that fuzzing gets past the token's filter check with keys of its own.
 func EncodeToken(f Filter, lastKey []byte) string { return encodeToken(f, lastKey) }
+
+// WithHotBytes returns opts with a budget of hot records of its own, so
+// that tests can make generations turn over at almost every write.
+func WithHotBytes(opts Options, n int) Options {
+	opts.hotBytes = n
+	return opts
+}

@@ -1,6 +1,7 @@
 package callstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -99,6 +100,9 @@ type Options struct {
 	// beforePage, set only by this package's tests, is called by a
 	// watcher's snapshot once it holds the snapshot for a page.
 	beforePage func()
+	// hotBytes, set only by this package's tests, replaces the budget of
+	// the hot records (defaultHotBytes).
+	hotBytes int
 }
 
 // Store is the call-state read model.
@@ -127,6 +131,8 @@ type Store struct {
 	// closed; Close takes it exclusively, so the database is never closed
 	// under a read, and reads that come later get ErrClosed.
 	life sync.RWMutex
+	// hot holds the records Apply wrote last; guarded by applyMu.
+	hot *hotRecords
 }
 
 // reading enters a read; the caller must call the returned func when done.
@@ -187,7 +193,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open call store in %s: %w", dir, err)
 	}
 	s := &Store{db: db, log: opts.Logger, opts: opts, damage: dmg, notify: make(chan struct{}), watchers: map[*Watcher]struct{}{},
-		confWatchers: map[*ConferenceWatcher]struct{}{}}
+		confWatchers: map[*ConferenceWatcher]struct{}{}, hot: newHotRecords(cmp.Or(opts.hotBytes, defaultHotBytes))}
 	if err := s.checkVersion(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open call store in %s: %w", dir, err)
@@ -319,6 +325,9 @@ func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) (err error) {
 	if err := pebblelog.Catch(func() error { return tx.b.Commit(pebble.NoSync) }); err != nil {
 		return fmt.Errorf("commit call store batch: %w", err)
 	}
+	for _, w := range tx.written {
+		s.hot.put(w.sid, w.data)
+	}
 	s.countsMu.Lock()
 	if tx.counts != nil {
 		s.counts = *tx.counts
@@ -423,15 +432,31 @@ type batchTx struct {
 	// conferences touched, and the order of their first Put
 	confs     map[string]*confEntry
 	confOrder []string
+	// written are the encoded records of this batch, for the Store's hot
+	// records once it is committed
+	written []hotRecord
+}
+
+type hotRecord struct {
+	sid  string
+	data []byte
 }
 
 func (t *batchTx) Get(sid string) (*statev1.CallRecord, error) {
 	if e, ok := t.recs[sid]; ok {
 		return e.rec, nil
 	}
-	rec, err := getRecord(t.s.db, sid)
-	if err != nil || rec == nil {
-		return nil, err
+	var rec *statev1.CallRecord
+	if data, ok := t.s.hot.get(sid); ok {
+		rec = &statev1.CallRecord{}
+		if err := proto.Unmarshal(data, rec); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", sid, err)
+		}
+	} else {
+		var err error
+		if rec, err = getRecord(t.s.db, sid); err != nil || rec == nil {
+			return nil, err
+		}
 	}
 	// The fold changes rec in place: keep what watchers need of the past.
 	old := callstate.View(rec)
@@ -467,6 +492,7 @@ func (t *batchTx) write(checkpoint uint64) ([]changedCall, error) {
 		if err := t.b.Set(callKey(sid), data, nil); err != nil {
 			return nil, err
 		}
+		t.written = append(t.written, hotRecord{sid: sid, data: data})
 		if err := t.reindex(e.oldTime, timeKey(prefixTime, e.rec)); err != nil {
 			return nil, err
 		}

@@ -1,7 +1,8 @@
 // Command ingestbench prepares and checks the webhook ingest benchmark
 // (scripts/bench-ingest.sh): it writes pre-signed requests for wrk, serves a
 // no-op HTTP server as the ceiling, sends signed requests at a fixed rate
-// (open loop, through vegeta) and counts what a run stored.
+// (open loop, through vegeta), writes pre-signed targets for the vegeta
+// command and counts what a run stored.
 package main
 
 import (
@@ -24,13 +25,15 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: ingestbench gen|noop|rate|count [flags]")
+		fmt.Fprintln(os.Stderr, "usage: ingestbench gen|targets|noop|rate|count [flags]")
 		os.Exit(2)
 	}
 	var err error
 	switch os.Args[1] {
 	case "gen":
 		err = gen(os.Args[2:])
+	case "targets":
+		err = targets(os.Args[2:])
 	case "noop":
 		err = noop(os.Args[2:])
 	case "rate":
@@ -90,6 +93,37 @@ func gen(args []string) error {
 	return nil
 }
 
+// targets writes unique signed requests in the JSON targets format of the
+// vegeta command (`vegeta attack -format=json`), one per line, so that an
+// outside load generator sends exactly what Twilio would.
+func targets(args []string) error {
+	fs := flag.NewFlagSet("targets", flag.ExitOnError)
+	out := fs.String("out", "", "output file")
+	calls := fs.Int("calls", 100000, "call trees to generate")
+	seed := fs.Uint64("seed", 3, "seed of the generated call flows")
+	token := fs.String("token", "bench-token", "auth token")
+	target := fs.String("target", "http://127.0.0.1:18080", "base URL the requests are sent to and signed for")
+	_ = fs.Parse(args)
+	f, err := os.Create(*out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w := bufio.NewWriterSize(f, 1<<20)
+	enc := vegeta.NewJSONTargetEncoder(w)
+	reqs := traffic.Generate(traffic.Config{Calls: *calls, Seed: *seed, PublicURL: *target, Token: *token, RetryRate: -1})
+	for _, r := range reqs {
+		if err := enc.Encode(&vegeta.Target{Method: r.Method, URL: *target + r.URI(), Body: r.Body, Header: r.Header}); err != nil {
+			return fmt.Errorf("write %s: %w", *out, err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("write %s: %w", *out, err)
+	}
+	fmt.Printf("%d targets in %s\n", len(reqs), *out)
+	return f.Close()
+}
+
 // noop answers 204 to everything after reading the body: the ceiling of
 // what the load generator and Go's HTTP server reach on this machine.
 func noop(args []string) error {
@@ -132,13 +166,38 @@ func fixedRate(args []string) error {
 	}
 	attacker := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.HTTP2(false), vegeta.Timeout(10*time.Second))
 	var m vegeta.Metrics
+	var seconds []vegeta.Metrics // by second since the first request: the first one after start is the one to watch
+	var first time.Time
 	for res := range attacker.Attack(targeter, vegeta.Rate{Freq: *rate, Per: time.Second}, *duration, "ingest") {
 		m.Add(res)
+		if first.IsZero() {
+			first = res.Timestamp
+		}
+		sec := max(0, int(res.Timestamp.Sub(first)/time.Second))
+		for len(seconds) <= sec {
+			seconds = append(seconds, vegeta.Metrics{})
+		}
+		seconds[sec].Add(res)
 	}
 	m.Close()
 	fmt.Printf("RESULT rate=%d sent=%.0f/s ok=%.0f/s success=%.4f p50=%s p90=%s p99=%s max=%s codes=%v errors=%d\n",
 		*rate, m.Rate, m.Throughput, m.Success, m.Latencies.P50, m.Latencies.P90, m.Latencies.P99, m.Latencies.Max,
 		m.StatusCodes, len(m.Errors))
+	worst, over10 := 0, 0
+	for i := range seconds {
+		seconds[i].Close()
+		if seconds[i].Latencies.P99 > seconds[worst].Latencies.P99 {
+			worst = i
+		}
+		if seconds[i].Latencies.P99 > 10*time.Millisecond {
+			over10++
+		}
+	}
+	if len(seconds) > 0 {
+		f, w := seconds[0].Latencies, seconds[worst].Latencies
+		fmt.Printf("SECONDS first: p99=%s max=%s; worst: second %d p99=%s max=%s; seconds with p99 over 10ms: %d of %d\n",
+			f.P99, f.Max, worst, w.P99, w.Max, over10, len(seconds))
+	}
 	return nil
 }
 
