@@ -74,12 +74,12 @@ type writer struct {
 	keys     *keystore.Embedded
 	keysDir  string
 	personal *seal.Events
-	calls  *callstore.Store
-	fake   *resttest.Fake
-	rest   *rest.Client
-	cmd    *command.Server
-	now    time.Time         // the server clock; each reading advances it
-	notes  map[string]string // event ID → what wrote it
+	calls    *callstore.Store
+	fake     *resttest.Fake
+	rest     *rest.Client
+	cmd      *command.Server
+	now      time.Time         // the server clock; each reading advances it
+	notes    map[string]string // event ID → what wrote it
 }
 
 func newWriter(t *testing.T) *writer {
