@@ -95,6 +95,7 @@ func (s *Server) openKeys() error {
 		return err
 	}
 	s.onClose("key store", keys.Close)
+	s.keys = keys
 	s.personal = seal.NewEvents(keys)
 	return nil
 }

@@ -38,6 +38,7 @@ import (
 	"github.com/callledger/callledger/internal/grpcauth"
 	"github.com/callledger/callledger/internal/privatefs"
 	"github.com/callledger/callledger/internal/tlsfiles"
+	"github.com/callledger/callledger/keystore"
 	"github.com/callledger/callledger/metrics"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
@@ -64,8 +65,10 @@ type Server struct {
 	// store is the event store under its decorators (metrics, tracing).
 	store eventstore.Store
 	hooks *webhook.Handler
-	// personal seals and opens personal data; nil with Privacy.Unsealed.
+	// personal seals and opens personal data with keys; both nil with
+	// Privacy.Unsealed.
 	personal *seal.Events
+	keys     *keystore.Embedded
 
 	// Security (security.go): the webhook verifier and the default tokens
 	// its keyring is rebuilt with, the REST client and the token that
