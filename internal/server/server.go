@@ -600,6 +600,11 @@ func (s *Server) DataDir() string { return s.cfg.DataDir }
 func (s *Server) Store() eventstore.Store { return s.store }
 
 // Projection returns the call-state read model the queries answer from;
+// Personal seals and opens personal data with the server's key store;
+// nil when sealing is off (Privacy.Unsealed). Tests fold the log with it
+// as the projection does.
+func (s *Server) Personal() *seal.Events { return s.personal }
+
 // nil with RoleWebhooks. For tests that run beside the server.
 func (s *Server) Projection() *callversions.Manager { return s.calls }
 
