@@ -17,10 +17,12 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -28,6 +30,7 @@ import (
 	keystorev1 "github.com/callledger/callledger/api/callledger/keystore/v1"
 	"github.com/callledger/callledger/internal/pebblelog"
 	"github.com/callledger/callledger/internal/pebblescrub"
+	"github.com/callledger/callledger/internal/privatefs"
 )
 
 // The embedded store's keys:
@@ -93,6 +96,9 @@ type Embedded struct {
 	// destroying serializes Destroy calls.
 	destroying sync.Mutex
 	closeOnce  sync.Once
+	// preloaded holds the wrapped data key records Preload read, by key
+	// without its prefix byte; nil when none.
+	preloaded atomic.Pointer[map[string][]byte]
 }
 
 var _ Store = (*Embedded)(nil)
@@ -147,7 +153,8 @@ func Open(dir string, kek KEK, opts Options) (*Embedded, error) {
 	if err != nil {
 		return nil, err
 	}
-	po := &pebble.Options{Logger: pebblelog.New(log.With("db", "keys"), 0), CacheSize: blockCacheSize}
+	// Files 0600 whatever the umask, as every Pebble of the data directory.
+	po := &pebble.Options{Logger: pebblelog.New(log.With("db", "keys"), 0), CacheSize: blockCacheSize, FS: privatefs.Pebble(vfs.Default)}
 	for i := range po.Levels {
 		// Opening an event of a call not cached is a point read.
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
@@ -504,18 +511,25 @@ func (s *Embedded) Get(ctx context.Context, subject string, id uint64) (DataKey,
 			return k, nil
 		}
 	}
-	v, closer, err := s.db.Get(dataKeyKey(subject, id))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return DataKey{}, s.missing(subject, id)
-	}
-	if err != nil {
-		return DataKey{}, fmt.Errorf("key store: %w", err)
-	}
 	var rec keystorev1.DataKey
-	err = proto.Unmarshal(v, &rec)
-	closer.Close()
-	if err != nil {
-		return DataKey{}, fmt.Errorf("key store: data key of %s: %w", subject, err)
+	if v := s.preloadedRecord(subject, id); v != nil {
+		err := proto.Unmarshal(v, &rec)
+		if err != nil {
+			return DataKey{}, fmt.Errorf("key store: data key of %s: %w", subject, err)
+		}
+	} else {
+		v, closer, err := s.db.Get(dataKeyKey(subject, id))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return DataKey{}, s.missing(subject, id)
+		}
+		if err != nil {
+			return DataKey{}, fmt.Errorf("key store: %w", err)
+		}
+		err = proto.Unmarshal(v, &rec)
+		closer.Close()
+		if err != nil {
+			return DataKey{}, fmt.Errorf("key store: data key of %s: %w", subject, err)
+		}
 	}
 	k, err := s.unwrapDataKey(subject, &rec)
 	if err != nil {
@@ -606,6 +620,9 @@ func (s *Embedded) Destroy(ctx context.Context, subjects ...string) (DestroyResu
 	subjects = slices.Compact(slices.Sorted(slices.Values(subjects)))
 	s.destroying.Lock()
 	defer s.destroying.Unlock()
+	// A preload holds wrapped keys: the destroyed ones must not be served
+	// from it.
+	s.preloaded.Store(nil)
 
 	// Hold the subjects' stripes while their records change, so that a
 	// concurrent Key cannot make a key in between; in stripe order, which

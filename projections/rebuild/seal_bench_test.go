@@ -1,0 +1,101 @@
+package rebuild_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/internal/ledgerload"
+	"github.com/callledger/callledger/keystore"
+	"github.com/callledger/callledger/projections/rebuild"
+	"github.com/callledger/callledger/seal"
+)
+
+// BenchmarkRebuildSealed rebuilds the same ledger stored in the clear and
+// with its personal data sealed (docs/PRIVACY.md), alternately, so that a
+// machine whose load drifts weighs on both alike (docs/BENCHMARKS.md §8).
+// The sealed rebuild opens every event's facts with a key store opened
+// afresh: every call leg's key is read cold, as after a restart. It
+// reports both rates and sealed/plain, the ratio of their times.
+// CALLLEDGER_BENCH_EVENTS sets the ledger's size (default 200,000).
+func BenchmarkRebuildSealed(b *testing.B) {
+	events := 200_000
+	if v := os.Getenv("CALLLEDGER_BENCH_EVENTS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		events = n
+	}
+	ctx := context.Background()
+	raw := make([]byte, keystore.KEKSize)
+	if _, err := rand.Read(raw); err != nil {
+		b.Fatal(err)
+	}
+	kek, err := keystore.ParseKEK([]byte(base64.StdEncoding.EncodeToString(raw)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	keysDir := filepath.Join(dir, "keys")
+	load := func(name string, sealed bool) *pebblestore.Store {
+		store, err := pebblestore.Open(filepath.Join(dir, name), pebblestore.Options{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { store.Close() })
+		cfg := ledgerload.Config{Events: events, Seed: 1, Workers: 32}
+		if sealed {
+			keys, err := keystore.Open(keysDir, kek, keystore.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer keys.Close()
+			cfg.Sealer = seal.NewEvents(keys)
+		}
+		st, err := ledgerload.Load(ctx, store, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("%s: loaded %d events in %s", name, st.Events, st.Elapsed)
+		return store
+	}
+	plain, sealed := load("plain", false), load("sealed", true)
+
+	var tPlain, tSealed time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		if _, err := rebuild.Build(ctx, plain, filepath.Join(dir, "projection", "plain", strconv.Itoa(i)), rebuild.Options{}); err != nil {
+			b.Fatal(err)
+		}
+		tPlain += time.Since(start)
+
+		b.StopTimer()
+		keys, err := keystore.Open(keysDir, kek, keystore.Options{}) // no key cached
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start = time.Now()
+		if _, err := rebuild.Build(ctx, sealed, filepath.Join(dir, "projection", "sealed", strconv.Itoa(i)), rebuild.Options{Personal: seal.NewEvents(keys)}); err != nil {
+			b.Fatal(err)
+		}
+		tSealed += time.Since(start)
+		b.StopTimer()
+		keys.Close()
+		b.StartTimer()
+	}
+	n := float64(events) * float64(b.N)
+	b.ReportMetric(n/tPlain.Seconds(), "plain-events/s")
+	b.ReportMetric(n/tSealed.Seconds(), "sealed-events/s")
+	b.ReportMetric(tSealed.Seconds()/tPlain.Seconds(), "sealed/plain")
+}
