@@ -290,6 +290,13 @@ func checkStored(t *testing.T, gen string, f storedFile, rec eventstore.Recorded
 		if !eventcodec.ValidConferenceSid(cf) || ev.GetCallSid() != "" || ev.GetConferenceEventReported().GetConferenceSid() != cf {
 			t.Errorf("%s: a %s event with call_sid %q in stream %s", where, rec.Type, ev.GetCallSid(), rec.Stream)
 		}
+	} else if e := ev.GetErasureRecorded(); e != nil {
+		if rec.Stream != eventcodec.ErasureStream || ev.GetCallSid() != "" {
+			t.Errorf("%s: an erasure in stream %s", where, rec.Stream)
+		}
+		if id := eventcodec.EventID(eventcodec.IDKindErasure, []byte(e.GetErasureId())); id.String() != ev.GetEventId() {
+			t.Errorf("%s: erasure %s now has the ID %s", where, e.GetErasureId(), id)
+		}
 	} else if q := ev.GetRequestQuarantined(); q == nil || rec.Stream != eventcodec.QuarantineStream(q.GetKind()) || ev.GetCallSid() != "" {
 		t.Errorf("%s: stream %s is neither its call's nor the quarantine of its kind", where, rec.Stream)
 	}

@@ -142,6 +142,155 @@ func (x *BackupResponse) GetTook() *durationpb.Duration {
 	return nil
 }
 
+type EraseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A phone number (E.164, or as people type it: +1 555-555-0100) or a
+	// client:/sip: identity: every call it took part in, each with its tree.
+	Number string `protobuf:"bytes,1,opt,name=number,proto3" json:"number,omitempty"`
+	// A CallSid: the call's tree (its root and every leg under it).
+	CallSid       string `protobuf:"bytes,2,opt,name=call_sid,json=callSid,proto3" json:"call_sid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseRequest) Reset() {
+	*x = EraseRequest{}
+	mi := &file_callledger_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseRequest) ProtoMessage() {}
+
+func (x *EraseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseRequest.ProtoReflect.Descriptor instead.
+func (*EraseRequest) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *EraseRequest) GetNumber() string {
+	if x != nil {
+		return x.Number
+	}
+	return ""
+}
+
+func (x *EraseRequest) GetCallSid() string {
+	if x != nil {
+		return x.CallSid
+	}
+	return ""
+}
+
+type EraseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The erasure's ID, as the erasure journal and the ErasureRecorded event
+	// record it; empty when nothing was erased.
+	ErasureId string `protobuf:"bytes,1,opt,name=erasure_id,json=erasureId,proto3" json:"erasure_id,omitempty"`
+	// How many subjects had their keys destroyed (or were marked destroyed).
+	Subjects int32 `protobuf:"varint,2,opt,name=subjects,proto3" json:"subjects,omitempty"`
+	// How many call legs were erased.
+	Calls int32 `protobuf:"varint,3,opt,name=calls,proto3" json:"calls,omitempty"`
+	// The erased CallSids, sorted.
+	CallSids []string `protobuf:"bytes,4,rep,name=call_sids,json=callSids,proto3" json:"call_sids,omitempty"`
+	// Events of the erased calls written before sealing, whose personal data
+	// the log still holds in the clear (docs/PRIVACY.md §7): 0 once every
+	// event is sealed.
+	PlaintextEvents int64 `protobuf:"varint,5,opt,name=plaintext_events,json=plaintextEvents,proto3" json:"plaintext_events,omitempty"`
+	// The log position of the ErasureRecorded event: the read model has
+	// redacted the calls once it has applied it.
+	Position      uint64 `protobuf:"varint,6,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseResponse) Reset() {
+	*x = EraseResponse{}
+	mi := &file_callledger_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseResponse) ProtoMessage() {}
+
+func (x *EraseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseResponse.ProtoReflect.Descriptor instead.
+func (*EraseResponse) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *EraseResponse) GetErasureId() string {
+	if x != nil {
+		return x.ErasureId
+	}
+	return ""
+}
+
+func (x *EraseResponse) GetSubjects() int32 {
+	if x != nil {
+		return x.Subjects
+	}
+	return 0
+}
+
+func (x *EraseResponse) GetCalls() int32 {
+	if x != nil {
+		return x.Calls
+	}
+	return 0
+}
+
+func (x *EraseResponse) GetCallSids() []string {
+	if x != nil {
+		return x.CallSids
+	}
+	return nil
+}
+
+func (x *EraseResponse) GetPlaintextEvents() int64 {
+	if x != nil {
+		return x.PlaintextEvents
+	}
+	return 0
+}
+
+func (x *EraseResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
 var File_callledger_v1_admin_proto protoreflect.FileDescriptor
 
 const file_callledger_v1_admin_proto_rawDesc = "" +
@@ -155,9 +304,21 @@ const file_callledger_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"read_model\x18\x02 \x01(\tR\treadModel\x122\n" +
 	"\x15read_model_checkpoint\x18\x03 \x01(\x04R\x13readModelCheckpoint\x12-\n" +
-	"\x04took\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x04took2U\n" +
+	"\x04took\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x04took\"A\n" +
+	"\fEraseRequest\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\tR\x06number\x12\x19\n" +
+	"\bcall_sid\x18\x02 \x01(\tR\acallSid\"\xc4\x01\n" +
+	"\rEraseResponse\x12\x1d\n" +
+	"\n" +
+	"erasure_id\x18\x01 \x01(\tR\terasureId\x12\x1a\n" +
+	"\bsubjects\x18\x02 \x01(\x05R\bsubjects\x12\x14\n" +
+	"\x05calls\x18\x03 \x01(\x05R\x05calls\x12\x1b\n" +
+	"\tcall_sids\x18\x04 \x03(\tR\bcallSids\x12)\n" +
+	"\x10plaintext_events\x18\x05 \x01(\x03R\x0fplaintextEvents\x12\x1a\n" +
+	"\bposition\x18\x06 \x01(\x04R\bposition2\x99\x01\n" +
 	"\fAdminService\x12E\n" +
-	"\x06Backup\x12\x1c.callledger.v1.BackupRequest\x1a\x1d.callledger.v1.BackupResponseBAZ?github.com/callledger/callledger/api/callledger/v1;callledgerv1b\x06proto3"
+	"\x06Backup\x12\x1c.callledger.v1.BackupRequest\x1a\x1d.callledger.v1.BackupResponse\x12B\n" +
+	"\x05Erase\x12\x1b.callledger.v1.EraseRequest\x1a\x1c.callledger.v1.EraseResponseBAZ?github.com/callledger/callledger/api/callledger/v1;callledgerv1b\x06proto3"
 
 var (
 	file_callledger_v1_admin_proto_rawDescOnce sync.Once
@@ -171,18 +332,22 @@ func file_callledger_v1_admin_proto_rawDescGZIP() []byte {
 	return file_callledger_v1_admin_proto_rawDescData
 }
 
-var file_callledger_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_callledger_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_callledger_v1_admin_proto_goTypes = []any{
 	(*BackupRequest)(nil),       // 0: callledger.v1.BackupRequest
 	(*BackupResponse)(nil),      // 1: callledger.v1.BackupResponse
-	(*durationpb.Duration)(nil), // 2: google.protobuf.Duration
+	(*EraseRequest)(nil),        // 2: callledger.v1.EraseRequest
+	(*EraseResponse)(nil),       // 3: callledger.v1.EraseResponse
+	(*durationpb.Duration)(nil), // 4: google.protobuf.Duration
 }
 var file_callledger_v1_admin_proto_depIdxs = []int32{
-	2, // 0: callledger.v1.BackupResponse.took:type_name -> google.protobuf.Duration
+	4, // 0: callledger.v1.BackupResponse.took:type_name -> google.protobuf.Duration
 	0, // 1: callledger.v1.AdminService.Backup:input_type -> callledger.v1.BackupRequest
-	1, // 2: callledger.v1.AdminService.Backup:output_type -> callledger.v1.BackupResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
+	2, // 2: callledger.v1.AdminService.Erase:input_type -> callledger.v1.EraseRequest
+	1, // 3: callledger.v1.AdminService.Backup:output_type -> callledger.v1.BackupResponse
+	3, // 4: callledger.v1.AdminService.Erase:output_type -> callledger.v1.EraseResponse
+	3, // [3:5] is the sub-list for method output_type
+	1, // [1:3] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -199,7 +364,7 @@ func file_callledger_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_callledger_v1_admin_proto_rawDesc), len(file_callledger_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
