@@ -303,10 +303,23 @@ func (s *Service) carryOut(ctx context.Context, e Entry, replay bool) (Result, e
 	if res.PlaintextEvents, err = s.plaintext(ctx, res.CallSids); err != nil {
 		return res, fmt.Errorf("erasure %s done; counting the events it could not erase: %w", e.ID, err)
 	}
-	if err := s.scrub(ctx, pos, res.CallSids); err != nil {
+	if replay {
+		return res, nil // the caller scrubs once the read model has caught up (Scrub)
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.ScrubWait)
+	defer cancel()
+	if err := s.Scrub(wctx, Pending{ID: e.ID, Position: pos, CallSids: res.CallSids}); err != nil {
 		return res, fmt.Errorf("erasure %s done; the read model's files are not scrubbed yet: %w", e.ID, err)
 	}
 	return res, nil
+}
+
+// Pending is an erasure whose calls the read model has still to redact
+// and scrub.
+type Pending struct {
+	ID       string
+	Position eventstore.Position
+	CallSids []string
 }
 
 // record appends the ErasureRecorded of e. Its ID covers the erasure's
@@ -343,18 +356,16 @@ func Event(e Entry, replay bool, now time.Time) *callledgerv1.Event {
 	}
 }
 
-// scrub waits until the read model has redacted the calls, then scrubs
-// its files.
-func (s *Service) scrub(ctx context.Context, pos eventstore.Position, sids []string) error {
-	if len(sids) == 0 {
+// Scrub waits until the read model has applied p's ErasureRecorded
+// (redacted its calls), then scrubs its files.
+func (s *Service) Scrub(ctx context.Context, p Pending) error {
+	if len(p.CallSids) == 0 {
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(ctx, s.cfg.ScrubWait)
-	defer cancel()
-	if err := s.cfg.ReadModel.WaitFor(wctx, pos); err != nil {
+	if err := s.cfg.ReadModel.WaitFor(ctx, p.Position); err != nil {
 		return err
 	}
-	return s.cfg.ReadModel.Scrub(ctx, sids)
+	return s.cfg.ReadModel.Scrub(ctx, p.CallSids)
 }
 
 // pageSize is how many events plaintext reads of a stream at a time.
@@ -439,13 +450,49 @@ type ReplayResult struct {
 	Replayed int
 	// Subjects is how many subjects had keys again (or no tombstone).
 	Subjects int
+	// Pending are the replayed erasures whose calls the read model has
+	// still to redact and scrub (Scrub).
+	Pending []Pending
+}
+
+// ReplayJournal carries out entries of another copy of the journal (one
+// fetched from storage after a restore): each is checked, added to this
+// server's journal unless it holds it already (so that the next start
+// replays it too), and replayed; then the read model is scrubbed.
+func (s *Service) ReplayJournal(ctx context.Context, entries []Entry) (ReplayResult, error) {
+	for i, e := range entries {
+		if err := e.check(); err != nil {
+			return ReplayResult{}, fmt.Errorf("%w: entry %d: %v", ErrInvalid, i+1, err)
+		}
+	}
+	for _, e := range entries {
+		if !s.cfg.Journal.Has(e.ID) {
+			if err := s.cfg.Journal.Append(e); err != nil {
+				return ReplayResult{}, err
+			}
+		}
+	}
+	res, err := s.Replay(ctx, entries)
+	if err != nil {
+		return res, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.ScrubWait)
+	defer cancel()
+	for _, p := range res.Pending {
+		if err := s.Scrub(wctx, p); err != nil {
+			return res, fmt.Errorf("erasure %s replayed; the read model's files are not scrubbed yet: %w", p.ID, err)
+		}
+	}
+	return res, nil
 }
 
 // Replay carries out every entry of the journal again: every subject
 // still holding keys (a restored backup's) is destroyed, and, when any
 // was, the erasure is recorded again with the entry's ID (the log keeps
 // one event per ID). Idempotent: the key store's tombstones make an entry
-// already carried out cost one read per subject.
+// already carried out cost one read per subject. It does not wait for the
+// read model (which may be rebuilding at start-up): scrub each Pending
+// when it can.
 func (s *Service) Replay(ctx context.Context, entries []Entry) (ReplayResult, error) {
 	res := ReplayResult{Entries: len(entries)}
 	for _, e := range entries {
@@ -456,6 +503,7 @@ func (s *Service) Replay(ctx context.Context, entries []Entry) (ReplayResult, er
 		if n := r.Keys.Destroyed + r.Keys.Unknown; n > 0 {
 			res.Replayed++
 			res.Subjects += n
+			res.Pending = append(res.Pending, Pending{ID: e.ID, Position: r.Position, CallSids: r.CallSids})
 			s.log.InfoContext(ctx, "erasure replayed", "erasure_id", e.ID, "subjects", n, "position", r.Position)
 		}
 	}

@@ -130,6 +130,7 @@ type Journal struct {
 	mu   sync.Mutex
 	f    *os.File
 	size int64 // the end of the last complete line
+	ids  map[string]bool
 }
 
 // OpenJournal opens the journal at path for appending, creating it (0600)
@@ -151,7 +152,11 @@ func OpenJournal(path string) (*Journal, []Entry, error) {
 		f.Close()
 		return nil, nil, fmt.Errorf("erasure journal %s: %w", path, err)
 	}
-	return &Journal{path: path, f: f, size: size}, entries, nil
+	j := &Journal{path: path, f: f, size: size, ids: map[string]bool{}}
+	for _, e := range entries {
+		j.ids[e.ID] = true
+	}
+	return j, entries, nil
 }
 
 // cutTornTail truncates f after its last newline, leaves its offset at
@@ -221,7 +226,15 @@ func (j *Journal) Append(e Entry) error {
 		return fmt.Errorf("write erasure journal: %w", err)
 	}
 	j.size += int64(len(line))
+	j.ids[e.ID] = true
 	return nil
+}
+
+// Has reports whether the journal holds an entry of that ID.
+func (j *Journal) Has(id string) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.ids[id]
 }
 
 // Close closes the file; later Appends fail.

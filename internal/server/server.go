@@ -456,7 +456,11 @@ func (s *Server) querySide(ctx context.Context, restToken string, accounts []res
 		return nil, err
 	}
 	cmds.Register(g)
-	s.admin(calls).Register(g)
+	erasures, err := s.erasures(ctx, calls)
+	if err != nil {
+		return nil, err
+	}
+	s.admin(calls, erasures).Register(g)
 	if rec != nil {
 		s.background = append(s.background, func(ctx context.Context) {
 			if err := rec.Run(ctx); err != nil {

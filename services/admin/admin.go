@@ -23,6 +23,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -42,6 +43,7 @@ type BackupFunc func(ctx context.Context, dir string) (backup.Result, error)
 // Eraser carries out erasures: *erasure.Service.
 type Eraser interface {
 	Erase(ctx context.Context, req erasure.Request) (erasure.Result, error)
+	ReplayJournal(ctx context.Context, entries []erasure.Entry) (erasure.ReplayResult, error)
 }
 
 // Config wires a Server.
@@ -118,8 +120,17 @@ func (s *Server) Erase(ctx context.Context, req *callledgerv1.EraseRequest) (*ca
 	if s.cfg.Erasure == nil {
 		return nil, status.Error(codes.FailedPrecondition, "erasure is not configured on this server")
 	}
-	if (req.GetNumber() == "") == (req.GetCallSid() == "") {
-		return nil, status.Error(codes.InvalidArgument, "exactly one of number and call_sid is required")
+	given := 0
+	for _, set := range []bool{req.GetNumber() != "", req.GetCallSid() != "", len(req.GetReplay()) > 0} {
+		if set {
+			given++
+		}
+	}
+	if given != 1 {
+		return nil, status.Error(codes.InvalidArgument, "exactly one of number, call_sid and replay is required")
+	}
+	if len(req.GetReplay()) > 0 {
+		return s.replay(ctx, req.GetReplay())
 	}
 	by := "anonymous"
 	if s.cfg.Principal != nil {
@@ -145,4 +156,30 @@ func (s *Server) Erase(ctx context.Context, req *callledgerv1.EraseRequest) (*ca
 		ErasureId: res.ID, Subjects: int32(len(res.Subjects)), Calls: int32(len(res.CallSids)), CallSids: res.CallSids,
 		PlaintextEvents: res.PlaintextEvents, Position: uint64(res.Position),
 	}, nil
+}
+
+// maxReplay bounds the journal entries of one request.
+const maxReplay = 10000
+
+// replay carries out the entries of an erasure journal again.
+func (s *Server) replay(ctx context.Context, in []*callledgerv1.ErasureJournalEntry) (*callledgerv1.EraseResponse, error) {
+	if len(in) > maxReplay {
+		return nil, status.Errorf(codes.InvalidArgument, "%d journal entries: at most %d a request", len(in), maxReplay)
+	}
+	entries := make([]erasure.Entry, len(in))
+	for i, e := range in {
+		entries[i] = erasure.Entry{ID: e.GetId(), At: e.GetAt().AsTime(), By: e.GetBy(), Subjects: e.GetSubjects()}
+		if e.GetAt() == nil {
+			entries[i].At = time.Time{}
+		}
+	}
+	res, err := s.cfg.Erasure.ReplayJournal(ctx, entries)
+	switch {
+	case errors.Is(err, erasure.ErrInvalid):
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	case err != nil:
+		return nil, s.errs.Map(ctx, "Erase", err)
+	}
+	s.log.InfoContext(ctx, "erasure journal replayed", "entries", res.Entries, "replayed", res.Replayed, "subjects", res.Subjects)
+	return &callledgerv1.EraseResponse{Replayed: int32(res.Replayed), Subjects: int32(res.Subjects)}, nil
 }

@@ -47,7 +47,9 @@ type AdminServiceClient interface {
 	// model redacts the calls. Statuses, times and SIDs stay. Exactly one of
 	// number and call_sid is required (INVALID_ARGUMENT otherwise); a call
 	// the read model does not know is NOT_FOUND; a number no call names
-	// erases nothing and says so. Erasing again is harmless.
+	// erases nothing and says so. Erasing again is harmless. With replay,
+	// the entries of an erasure journal (one fetched from storage after a
+	// restore) are carried out again and added to the server's journal.
 	Erase(ctx context.Context, in *EraseRequest, opts ...grpc.CallOption) (*EraseResponse, error)
 }
 
@@ -103,7 +105,9 @@ type AdminServiceServer interface {
 	// model redacts the calls. Statuses, times and SIDs stay. Exactly one of
 	// number and call_sid is required (INVALID_ARGUMENT otherwise); a call
 	// the read model does not know is NOT_FOUND; a number no call names
-	// erases nothing and says so. Erasing again is harmless.
+	// erases nothing and says so. Erasing again is harmless. With replay,
+	// the entries of an erasure journal (one fetched from storage after a
+	// restore) are carried out again and added to the server's journal.
 	Erase(context.Context, *EraseRequest) (*EraseResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
