@@ -236,8 +236,9 @@ func metadata(ev *callledgerv1.Event) []byte {
 	return b
 }
 
-// DecodeFacts parses a stored record without its verbatim request and
-// CloudEvent envelope: the normalized facts are all a projection folds,
+// DecodeFacts parses a stored record without its verbatim request,
+// CloudEvent envelope and their sealed personal part (sealed_request): the
+// normalized facts are all a projection folds,
 // and skipping the raw HTTP request (most of the bytes, and most of the
 // allocations: one per header) makes rebuilds several times faster.
 // The record's bytes are not retained, so they may be a store's own
@@ -252,16 +253,17 @@ func DecodeFacts(rec eventstore.RecordedEvent) (*callledgerv1.Event, error) {
 
 // Field numbers of Event that DecodeFacts skips.
 const (
-	fieldRequest    = 20
-	fieldCloudEvent = 21
+	fieldRequest       = 20
+	fieldCloudEvent    = 21
+	fieldSealedRequest = 26
 )
 
 // mergeFacts unmarshals pieces of one encoding into the same message:
 // protobuf defines parsing a concatenation as merging its parts.
 var mergeFacts = proto.UnmarshalOptions{Merge: true}
 
-// unmarshalFacts unmarshals data into ev without the top-level request
-// and cloud_event fields. The runs of fields between them are unmarshalled
+// unmarshalFacts unmarshals data into ev without the top-level request,
+// cloud_event and sealed_request fields. The runs of fields between them are unmarshalled
 // in place, one after the other, rather than copied together first:
 // encoders write fields in number order, so there is usually one run.
 func unmarshalFacts(data []byte, ev *callledgerv1.Event) error {
@@ -275,7 +277,7 @@ func unmarshalFacts(data []byte, ev *callledgerv1.Event) error {
 		if m < 0 {
 			return protowire.ParseError(m)
 		}
-		if num == fieldRequest || num == fieldCloudEvent {
+		if num == fieldRequest || num == fieldCloudEvent || num == fieldSealedRequest {
 			if start < off {
 				if err := mergeFacts.Unmarshal(data[start:off], ev); err != nil {
 					return err

@@ -123,8 +123,10 @@ func TestDecodeFactsEqualsDecodeWithoutVerbatim(t *testing.T) {
 		Source: callledgerv1.Source_SOURCE_EVENT_STREAMS, ReceivedAt: timestamppb.Now(),
 		Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
 			Status: callledgerv1.CallStatus_CALL_STATUS_COMPLETED, StatusRaw: "completed"}},
-		Request:    &callledgerv1.HttpRequest{Method: "POST", Body: []byte("[{}]"), Headers: []*callledgerv1.Header{{Name: "A", Value: "b"}}},
-		CloudEvent: &callledgerv1.CloudEvent{Id: "ce", Raw: []byte("{}")},
+		Request:       &callledgerv1.HttpRequest{Method: "POST", Body: []byte("[{}]"), Headers: []*callledgerv1.Header{{Name: "A", Value: "b"}}},
+		CloudEvent:    &callledgerv1.CloudEvent{Id: "ce", Raw: []byte("{}")},
+		Sealed:        &callledgerv1.Sealed{Subject: "CA0123456789abcdef0123456789abcdef", KeyId: 7, Nonce: []byte("n"), Ciphertext: []byte("facts")},
+		SealedRequest: &callledgerv1.Sealed{Subject: "CA0123456789abcdef0123456789abcdef", KeyId: 7, Nonce: []byte("n"), Ciphertext: []byte("request")},
 	}
 	rec, err := eventcodec.Encode(ev)
 	if err != nil {
@@ -135,7 +137,7 @@ func TestDecodeFactsEqualsDecodeWithoutVerbatim(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := proto.Clone(ev).(*callledgerv1.Event)
-	want.Request, want.CloudEvent = nil, nil
+	want.Request, want.CloudEvent, want.SealedRequest = nil, nil, nil
 	if !proto.Equal(facts, want) {
 		t.Errorf("DecodeFacts:\n%v\nwant\n%v", facts, want)
 	}
@@ -156,8 +158,8 @@ func FuzzDecodeFacts(f *testing.F) {
 			t.Fatalf("Decode accepts what DecodeFacts refuses: %v", err)
 		}
 		if err == nil && ferr == nil {
-			full.Request, full.CloudEvent = nil, nil
-			// DecodeFacts skips fields 20 and 21 whatever their wire type;
+			full.Request, full.CloudEvent, full.SealedRequest = nil, nil, nil
+			// DecodeFacts skips fields 20, 21 and 26 whatever their wire type;
 			// Decode keeps one of the wrong type as an unknown field.
 			full.ProtoReflect().SetUnknown(withoutVerbatim(full.ProtoReflect().GetUnknown()))
 			if !proto.Equal(facts, full) {
@@ -167,13 +169,13 @@ func FuzzDecodeFacts(f *testing.F) {
 	})
 }
 
-// withoutVerbatim drops fields 20 and 21 from unknown fields.
+// withoutVerbatim drops fields 20, 21 and 26 from unknown fields.
 func withoutVerbatim(unknown []byte) []byte {
 	var out []byte
 	for len(unknown) > 0 {
 		num, typ, n := protowire.ConsumeTag(unknown)
 		n += protowire.ConsumeFieldValue(num, typ, unknown[n:])
-		if num != 20 && num != 21 {
+		if num != 20 && num != 21 && num != 26 {
 			out = append(out, unknown[:n]...)
 		}
 		unknown = unknown[n:]

@@ -23,6 +23,7 @@ import (
 	"github.com/callledger/callledger/keystore"
 	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/seal"
 	"github.com/callledger/callledger/services/command"
 	"github.com/callledger/callledger/twilio"
 	"github.com/callledger/callledger/twilio/rest"
@@ -70,12 +71,17 @@ type writer struct {
 	t      *testing.T
 	ctx    context.Context
 	events *pebblestore.Store
-	calls  *callstore.Store
-	fake   *resttest.Fake
-	rest   *rest.Client
-	cmd    *command.Server
-	now    time.Time         // the server clock; each reading advances it
-	notes  map[string]string // event ID → what wrote it
+	// keys seals the personal data of what is written (docs/PRIVACY.md);
+	// its directory is kept with the generation (storedKeysDir).
+	keys     *keystore.Embedded
+	keysDir  string
+	personal *seal.Events
+	calls    *callstore.Store
+	fake     *resttest.Fake
+	rest     *rest.Client
+	cmd      *command.Server
+	now      time.Time         // the server clock; each reading advances it
+	notes    map[string]string // event ID → what wrote it
 }
 
 func newWriter(t *testing.T) *writer {
@@ -86,13 +92,20 @@ func newWriter(t *testing.T) *writer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { events.Close() })
-	calls, err := callstore.Open(t.TempDir(), callstore.Options{Logger: quiet})
+	keysDir := t.TempDir()
+	keys, err := keystore.Open(keysDir, corpusKEK(t), keystore.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { keys.Close() })
+	calls, err := callstore.Open(t.TempDir(), callstore.Options{Logger: quiet, Personal: seal.NewEvents(keys)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { calls.Close() })
 	w := &writer{
 		t: t, ctx: t.Context(), events: events, calls: calls,
+		keys: keys, keysDir: keysDir, personal: seal.NewEvents(keys),
 		fake:  resttest.New(t, storedAccounts...),
 		now:   time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
 		notes: map[string]string{},
@@ -100,7 +113,7 @@ func newWriter(t *testing.T) *writer {
 	if w.rest, err = rest.New(rest.Config{Accounts: storedAccounts, Transport: w.fake.Transport()}); err != nil {
 		t.Fatal(err)
 	}
-	if w.cmd, err = command.New(command.Config{Store: events, Calls: calls, Twilio: w.rest, Logger: quiet, Now: w.clock}); err != nil {
+	if w.cmd, err = command.New(command.Config{Store: events, Calls: calls, Twilio: w.rest, Logger: quiet, Now: w.clock, Personal: w.personal}); err != nil {
 		t.Fatal(err)
 	}
 	return w
@@ -125,12 +138,16 @@ func date(s string) time.Time {
 }
 
 // append stores events in their streams, as the webhook and the
-// reconciler do (any expected state; a retry is a no-op), and notes what
-// wrote each new one.
+// reconciler do (any expected state; a retry is a no-op; personal data
+// sealed), and notes what wrote each new one.
 func (w *writer) append(note string, stream string, evs ...*callledgerv1.Event) {
 	w.t.Helper()
 	records := make([]eventstore.EventData, 0, len(evs))
 	for _, ev := range evs {
+		ev, err := w.personal.Seal(w.ctx, ev)
+		if err != nil {
+			w.t.Fatalf("%s: %v", note, err)
+		}
 		rec, err := eventcodec.Encode(ev)
 		if err != nil {
 			w.t.Fatalf("%s: %v", note, err)
@@ -415,24 +432,14 @@ func (w *writer) newCallbacks() {
 func (w *writer) erasures() {
 	w.t.Helper()
 	w.project()
-	dir := w.t.TempDir()
-	kek, err := keystore.ParseKEK([]byte("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="))
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	keys, err := keystore.Open(filepath.Join(dir, "keys"), kek, keystore.Options{Now: w.clock})
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	defer keys.Close()
-	journal, _, err := erasure.OpenJournal(filepath.Join(dir, "erasures.jsonl"))
+	journal, _, err := erasure.OpenJournal(filepath.Join(w.t.TempDir(), "erasures.jsonl"))
 	if err != nil {
 		w.t.Fatal(err)
 	}
 	defer journal.Close()
 	ids := []string{"0f5a9c3e-2b7d-4e1a-8c6f-9d0b2e4a6c81", "7b3e1d9f-5a2c-4f8e-b0d6-1c3a5e7f9b02"}
 	svc, err := erasure.New(erasure.Config{
-		Log: w.events, Keys: keys, ReadModel: projecting{w.calls, w}, Journal: journal, Now: w.clock,
+		Log: w.events, Keys: w.keys, ReadModel: projecting{w.calls, w}, Journal: journal, Now: w.clock,
 		NewID: func() string { id := ids[0]; ids = ids[1:]; return id },
 	})
 	if err != nil {
@@ -477,6 +484,17 @@ func (p projecting) WaitFor(ctx context.Context, pos eventstore.Position) error 
 	return p.Store.WaitFor(ctx, pos)
 }
 
+// corpusKEK is the key-encryption key of the key stores kept with the
+// generations (storedKeysDir): they protect made-up numbers only.
+func corpusKEK(t *testing.T) keystore.KEK {
+	t.Helper()
+	kek, err := keystore.ParseKEK([]byte("Y2FsbGxlZGdlciBzdG9yZWQtZXZlbnQgY29ycHVzIGs="))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kek
+}
+
 // storedRecord is one stored event and what wrote it.
 type storedRecord struct {
 	rec  eventstore.RecordedEvent
@@ -484,8 +502,9 @@ type storedRecord struct {
 }
 
 // writeStoredEvents writes the corpus with this version's write paths and
-// returns what the event store holds, in log order.
-func writeStoredEvents(t *testing.T) []storedRecord {
+// returns what the event store holds, in log order, and the directory of
+// the key store that sealed it (closed).
+func writeStoredEvents(t *testing.T) ([]storedRecord, string) {
 	t.Helper()
 	w := newWriter(t)
 	reqs, err := corpus.Requests()
@@ -617,5 +636,8 @@ func writeStoredEvents(t *testing.T) []storedRecord {
 		}
 		out[i] = storedRecord{rec: rec, note: note}
 	}
-	return out
+	if err := w.keys.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out, w.keysDir
 }

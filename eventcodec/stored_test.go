@@ -30,8 +30,10 @@ import (
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/internal/golden"
+	"github.com/callledger/callledger/keystore"
 	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/seal"
 	"github.com/callledger/callledger/twilio"
 	"github.com/callledger/callledger/twilio/rest"
 )
@@ -47,6 +49,10 @@ const (
 	storedDir      = "testdata/stored" // never changes, only grows
 	storedManifest = "SHA256SUMS"
 	foldedDir      = "testdata/folded" // changes with the projection's version
+	// storedKeysDir holds, per generation written with sealing, the key
+	// store that sealed it (a Pebble directory, KEK corpusKEK): without it
+	// the generation's personal data cannot be opened.
+	storedKeysDir = "testdata/stored-keys"
 )
 
 // storedFile is one stored event as the corpus keeps it: the record as the
@@ -83,15 +89,16 @@ func TestStoredEvents(t *testing.T) {
 	for _, gen := range gens {
 		t.Run(gen, func(t *testing.T) {
 			files := loadGeneration(t, gen)
+			personal := openStoredKeys(t, gen)
 			recs := make([]eventstore.RecordedEvent, len(files))
 			revisions := map[string]uint64{}
 			for i, f := range files {
 				recs[i] = f.record(t, eventstore.Position(i+1), revisions[f.Stream])
 				revisions[f.Stream]++
-				checkStored(t, gen, f, recs[i])
+				checkStored(t, gen, f, recs[i], personal)
 				seen[f.Type] = true
 			}
-			checkFold(t, gen, recs, *updateFold || gen == *addStored)
+			checkFold(t, gen, recs, personal, *updateFold || gen == *addStored)
 		})
 	}
 	// Every kind of event the ledger stores has stored examples.
@@ -115,8 +122,11 @@ func addGeneration(t *testing.T, gen string) {
 	if _, err := os.Stat(dir); err == nil {
 		t.Fatalf("%s exists: stored events never change; name a new generation", dir)
 	}
-	written := writeStoredEvents(t)
+	written, keysDir := writeStoredEvents(t)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(storedKeysDir, gen), noLock{os.DirFS(keysDir)}); err != nil {
 		t.Fatal(err)
 	}
 	sums, err := os.ReadFile(filepath.Join(storedDir, storedManifest))
@@ -247,8 +257,39 @@ func (f storedFile) record(t *testing.T, pos eventstore.Position, revision uint6
 	}
 }
 
-// checkStored checks what one stored event must still say.
-func checkStored(t *testing.T, gen string, f storedFile, rec eventstore.RecordedEvent) {
+// noLock is a key store's directory without its LOCK file, which Pebble
+// makes on every open.
+type noLock struct{ fs.FS }
+
+func (n noLock) ReadDir(name string) ([]fs.DirEntry, error) {
+	es, err := fs.ReadDir(n.FS, name)
+	return slices.DeleteFunc(es, func(e fs.DirEntry) bool { return e.Name() == "LOCK" }), err
+}
+
+// openStoredKeys opens a copy of the key store kept with generation gen
+// (Pebble writes to a database it opens); nil when the generation was
+// written before sealing.
+func openStoredKeys(t *testing.T, gen string) *seal.Events {
+	t.Helper()
+	src := filepath.Join(storedKeysDir, gen)
+	if !fileExists(src) {
+		return nil
+	}
+	dir := filepath.Join(t.TempDir(), "keys")
+	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := keystore.Open(dir, corpusKEK(t), keystore.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("the key store of %s: %v", gen, err)
+	}
+	t.Cleanup(func() { keys.Close() })
+	return seal.NewEvents(keys)
+}
+
+// checkStored checks what one stored event must still say. personal opens
+// the personal data of a generation written with sealing.
+func checkStored(t *testing.T, gen string, f storedFile, rec eventstore.RecordedEvent, personal *seal.Events) {
 	t.Helper()
 	where := fmt.Sprintf("%s/%03d %s (%s)", gen, rec.Position, f.Type, f.Note)
 	ev, err := eventcodec.Decode(rec)
@@ -269,7 +310,7 @@ func checkStored(t *testing.T, gen string, f storedFile, rec eventstore.Recorded
 		t.Errorf("%s: DecodeFacts: %v", where, err)
 	} else {
 		bare := proto.CloneOf(ev)
-		bare.Request, bare.CloudEvent = nil, nil
+		bare.Request, bare.CloudEvent, bare.SealedRequest = nil, nil, nil
 		if !proto.Equal(facts, bare) {
 			t.Errorf("%s: DecodeFacts:\n got %s\nwant %s", where, protoJSON(t, facts), protoJSON(t, bare))
 		}
@@ -306,6 +347,27 @@ func checkStored(t *testing.T, gen string, f storedFile, rec eventstore.Recorded
 	} else if at, err := time.Parse(time.RFC3339Nano, meta.ReceivedAt); err != nil || meta.CallSid != ev.GetCallSid() ||
 		meta.Source != ev.GetSource().String() || !at.Equal(ev.GetReceivedAt().AsTime()) {
 		t.Errorf("%s: metadata %s does not match the event", where, rec.Metadata)
+	}
+
+	// A generation written with sealing holds no personal field in the
+	// clear, and opens to the event as derived.
+	if personal != nil {
+		if _, facts, request := eventcodec.Split(ev); facts != nil || request != nil {
+			t.Errorf("%s: personal fields stored in the clear: %v %v", where, facts, request)
+		}
+		opened, err := personal.Open(t.Context(), ev)
+		if err != nil {
+			t.Errorf("%s: %v", where, err)
+			return
+		}
+		if opened.Redacted {
+			// An erased call's event (a generation with erasures): its
+			// request is gone for good, so is what derives its ID again.
+			if ev.GetRequest().GetUrl() != "" || len(ev.GetRequest().GetBody()) > 0 {
+				t.Errorf("%s: redacted, yet its request opened", where)
+			}
+			return
+		}
 	}
 
 	// An ID is what makes a retry a no-op, so it covers the same content
@@ -354,9 +416,13 @@ func rederives(t *testing.T, stream string, ev *callledgerv1.Event) bool {
 // checkFold folds a generation through the live projection's path (a
 // callstore in a temporary directory, one batch) and compares every call
 // with the generation's committed state, or writes that state.
-func checkFold(t *testing.T, gen string, recs []eventstore.RecordedEvent, write bool) {
+func checkFold(t *testing.T, gen string, recs []eventstore.RecordedEvent, personal *seal.Events, write bool) {
 	t.Helper()
-	calls, err := callstore.Open(t.TempDir(), callstore.Options{Logger: slog.New(slog.DiscardHandler)})
+	opts := callstore.Options{Logger: slog.New(slog.DiscardHandler)}
+	if personal != nil {
+		opts.Personal = personal
+	}
+	calls, err := callstore.Open(t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,8 +4,8 @@
 // Every format has the same columns in the same order; a value the event
 // does not carry is null (an empty CSV field). Personal fields (numbers,
 // URLs, error messages that quote numbers) are filled only when asked for,
-// and through a Personal, the one place that will open sealed personal data
-// with the key store and leave an erased subject's fields null.
+// and through a Personal, the one place that opens sealed personal data
+// with the key store and leaves an erased subject's fields null.
 package eventexport
 
 import (
@@ -25,6 +25,7 @@ import (
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/seal"
 )
 
 // Row is one event, flat.
@@ -101,13 +102,29 @@ var Formats = []string{"parquet", "csv", "jsonl"}
 
 // Personal supplies an event's personal fields. It may change ev, filling
 // them in, and reports false when the subject was erased (the row's
-// personal columns are then null). Events stored in the clear carry their
-// personal fields already: Plaintext. Once events are sealed, the opener
-// that reads the key store goes here.
+// personal columns are then null). Open is the one used.
 type Personal func(ctx context.Context, ev *callledgerv1.Event) (bool, error)
 
-// Plaintext is the Personal of events stored in the clear.
-func Plaintext(context.Context, *callledgerv1.Event) (bool, error) { return true, nil }
+// Opener opens the sealed personal fields of an event; *seal.Events is
+// one.
+type Opener interface {
+	Open(ctx context.Context, ev *callledgerv1.Event, parts ...seal.Part) (seal.Opened, error)
+}
+
+// Open is the Personal of a ledger whose events are sealed (and of one
+// stored in the clear, whose events carry their personal fields): it
+// opens their facts with o. An erased subject's personal columns are null;
+// a key the store does not have, or a ciphertext that does not open, stops
+// the export with an error.
+func Open(o Opener) Personal {
+	return func(ctx context.Context, ev *callledgerv1.Event) (bool, error) {
+		r, err := o.Open(ctx, ev, seal.Facts)
+		if err != nil {
+			return false, err
+		}
+		return !r.Redacted, nil
+	}
+}
 
 // Options choose what is exported.
 type Options struct {

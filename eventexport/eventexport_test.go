@@ -3,8 +3,12 @@ package eventexport
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -22,6 +26,8 @@ import (
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/ledgerload"
+	"github.com/callledger/callledger/keystore"
+	"github.com/callledger/callledger/seal"
 )
 
 // ledger is a real embedded store with realistic call history (status,
@@ -122,7 +128,8 @@ func TestExportEveryFormat(t *testing.T) {
 	for _, include := range []bool{false, true} {
 		opts := Options{}
 		if include {
-			opts.Personal = Plaintext
+			// Events stored in the clear: nothing to open.
+			opts.Personal = Open(seal.NewEvents(openKeys(t)))
 		}
 		pq, n := export(t, store, "parquet", opts)
 		if n != len(all) {
@@ -323,3 +330,108 @@ func TestParquetSchema(t *testing.T) {
 		t.Error("no rows")
 	}
 }
+
+func openKeys(t *testing.T) *keystore.Embedded {
+	t.Helper()
+	raw := make([]byte, keystore.KEKSize)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	kek, err := keystore.ParseKEK([]byte(base64.StdEncoding.EncodeToString(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := keystore.Open(t.TempDir(), kek, keystore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { keys.Close() })
+	return keys
+}
+
+// TestExportSealed: a sealed ledger exports the personal columns of the
+// plaintext ledger it was sealed from, opened, except an erased call's,
+// which are null; without asking for them, nothing is opened.
+func TestExportSealed(t *testing.T) {
+	ctx := context.Background()
+	cfg := ledgerload.Config{Events: 400, Seed: 5, Appenders: 1, Workers: 1, Start: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	plain, err := pebblestore.Open(t.TempDir(), pebblestore.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { plain.Close() })
+	if _, err := ledgerload.Load(ctx, plain, cfg); err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := pebblestore.Open(t.TempDir(), pebblestore.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sealed.Close() })
+	keys := openKeys(t)
+	cfg.Sealer = seal.NewEvents(keys)
+	if _, err := ledgerload.Load(ctx, sealed, cfg); err != nil {
+		t.Fatal(err)
+	}
+	byID := func(b []byte) map[string]Row {
+		out := map[string]Row{}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		for dec.More() {
+			var r Row
+			if err := dec.Decode(&r); err != nil {
+				t.Fatal(err)
+			}
+			out[r.EventID] = r
+		}
+		return out
+	}
+	want := byID(first(export(t, plain, "jsonl", Options{Personal: Open(seal.NewEvents(openKeys(t)))})))
+	var erased string
+	for _, r := range want {
+		if r.From != nil && r.CallSid != "" {
+			erased = r.CallSid
+			break
+		}
+	}
+	if erased == "" {
+		t.Fatal("no event with a number")
+	}
+	if _, err := keys.Destroy(ctx, erased); err != nil {
+		t.Fatal(err)
+	}
+	got := byID(first(export(t, sealed, "jsonl", Options{Personal: Open(seal.NewEvents(keys))})))
+	none := byID(first(export(t, sealed, "jsonl", Options{})))
+	if len(got) != len(want) || len(none) != len(want) {
+		t.Fatalf("%d rows sealed, %d plain", len(got), len(want))
+	}
+	nulls := 0
+	for id, w := range want {
+		g, n := got[id], none[id]
+		if n.From != nil || n.To != nil || n.RecordingURL != nil {
+			t.Errorf("event %s: personal columns without asking: %+v", id, n)
+		}
+		if g.CallSid == erased {
+			if g.From != nil || g.To != nil || g.RecordingURL != nil || g.ErrorMessage != nil {
+				t.Errorf("event %s of the erased call: %+v, want null personal columns", id, g)
+			}
+			nulls++
+			g.From, g.To, g.RecordingURL, g.ErrorMessage = w.From, w.To, w.RecordingURL, w.ErrorMessage
+		}
+		if jsonOf(t, []Row{g})[0] != jsonOf(t, []Row{w})[0] {
+			t.Errorf("event %s:\n%s\nwant\n%s", id, jsonOf(t, []Row{g})[0], jsonOf(t, []Row{w})[0])
+		}
+	}
+	if nulls == 0 {
+		t.Error("no row of the erased call")
+	}
+	// A key store that never had the keys is an error, never nulls.
+	e, err := New("jsonl", io.Discard, Options{Personal: Open(seal.NewEvents(openKeys(t)))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Export(ctx, sealed); !errors.Is(err, keystore.ErrNotFound) {
+		t.Errorf("export with another key store: %v, want ErrNotFound", err)
+	}
+}
+
+func first(b []byte, _ int) []byte { return b }

@@ -39,6 +39,7 @@ import (
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/projections/callstate"
+	"github.com/callledger/callledger/seal"
 )
 
 // Log is the part of the event log the command writes and reads back;
@@ -127,6 +128,17 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock of the recorded events; default time.Now.
 	Now func() time.Time
+	// Personal seals the personal fields of the events written (a
+	// failure's error message quotes numbers) and opens them when a
+	// retry reads them back (docs/PRIVACY.md); nil: stored in the clear.
+	Personal Personal
+}
+
+// Personal seals and opens the personal fields of events; *seal.Events is
+// one.
+type Personal interface {
+	Seal(ctx context.Context, ev *callledgerv1.Event) (*callledgerv1.Event, error)
+	Open(ctx context.Context, ev *callledgerv1.Event, parts ...seal.Part) (seal.Opened, error)
 }
 
 // Handler carries out hang-up requests.
@@ -136,6 +148,8 @@ type Handler struct {
 	twilio Twilio
 	logger *slog.Logger
 	now    func() time.Time
+	// personal is nil when events are stored in the clear.
+	personal Personal
 	// readPage is how many events a read of a call's stream asks for at
 	// once; tests make it small.
 	readPage int
@@ -152,7 +166,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Handler{log: cfg.Log, calls: cfg.Calls, twilio: cfg.Twilio, logger: cfg.Logger, now: cfg.Now, readPage: 1000}, nil
+	return &Handler{log: cfg.Log, calls: cfg.Calls, twilio: cfg.Twilio, logger: cfg.Logger, now: cfg.Now, personal: cfg.Personal, readPage: 1000}, nil
 }
 
 // maxFieldLen bounds the request ID and the requester.
@@ -293,6 +307,12 @@ func (h *Handler) recall(ctx context.Context, f *folded) error {
 			if err != nil || requestIDOf(ev) != f.requestID {
 				continue
 			}
+			if h.personal != nil {
+				// An erased call's failure shows without its message.
+				if _, err := h.personal.Open(ctx, ev, seal.Facts); err != nil {
+					return fmt.Errorf("read %s: %w", stream, err)
+				}
+			}
 			if err := f.apply(ev, rec.Position); err != nil {
 				return err
 			}
@@ -305,6 +325,12 @@ func (h *Handler) recall(ctx context.Context, f *folded) error {
 }
 
 func (h *Handler) append(ctx context.Context, ev *callledgerv1.Event) (eventstore.AppendResult, error) {
+	if h.personal != nil {
+		var err error
+		if ev, err = h.personal.Seal(ctx, ev); err != nil {
+			return eventstore.AppendResult{}, err
+		}
+	}
 	data, err := eventcodec.Encode(ev)
 	if err != nil {
 		return eventstore.AppendResult{}, err

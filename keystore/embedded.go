@@ -21,6 +21,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -28,6 +29,7 @@ import (
 	keystorev1 "github.com/callledger/callledger/api/callledger/keystore/v1"
 	"github.com/callledger/callledger/internal/pebblelog"
 	"github.com/callledger/callledger/internal/pebblescrub"
+	"github.com/callledger/callledger/internal/privatefs"
 )
 
 // The embedded store's keys:
@@ -147,7 +149,8 @@ func Open(dir string, kek KEK, opts Options) (*Embedded, error) {
 	if err != nil {
 		return nil, err
 	}
-	po := &pebble.Options{Logger: pebblelog.New(log.With("db", "keys"), 0), CacheSize: blockCacheSize}
+	// Files 0600 whatever the umask, as every Pebble of the data directory.
+	po := &pebble.Options{Logger: pebblelog.New(log.With("db", "keys"), 0), CacheSize: blockCacheSize, FS: privatefs.Pebble(vfs.Default)}
 	for i := range po.Levels {
 		// Opening an event of a call not cached is a point read.
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)

@@ -127,6 +127,15 @@ type Config struct {
 	OnAction func(action string)
 	Logger   *slog.Logger
 	Clock    Clock
+	// Sealer seals the personal fields of what is stored (the numbers, the
+	// resource: docs/PRIVACY.md); nil stores them in the clear.
+	Sealer Sealer
+}
+
+// Sealer returns an event as it is to be stored, its personal fields
+// sealed; *seal.Events is one.
+type Sealer interface {
+	Seal(ctx context.Context, ev *callledgerv1.Event) (*callledgerv1.Event, error)
 }
 
 // Reconciler reconciles stale calls; Run drives it.
@@ -585,6 +594,12 @@ func (r *Reconciler) sleep(ctx context.Context, d time.Duration) error {
 func (r *Reconciler) store(ctx context.Context, ev *callledgerv1.Event) error {
 	if ev == nil {
 		return nil
+	}
+	if r.cfg.Sealer != nil {
+		var err error
+		if ev, err = r.cfg.Sealer.Seal(ctx, ev); err != nil {
+			return fmt.Errorf("reconcile: %w", err)
+		}
 	}
 	data, err := eventcodec.Encode(ev)
 	if err != nil {

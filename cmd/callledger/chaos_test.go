@@ -23,6 +23,7 @@ import (
 	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/seal"
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/traffic"
 )
@@ -187,6 +188,13 @@ func TestCrashCycles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
+	// The server sealed personal data with the development key it made.
+	keys, err := server.OpenKeys(dir, "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keys.Close()
+	decoder := callstore.Decoder{Log: slog.New(slog.DiscardHandler), Personal: seal.NewEvents(keys)}
 	stored := map[string]int{}
 	mem := callstate.NewMemory()
 	var events int
@@ -202,7 +210,7 @@ func TestCrashCycles(t *testing.T) {
 			rec := &batch[i]
 			stored[rec.Stream+"/"+rec.ID.String()]++
 			events++
-			if ev, ok := callstore.DecodeCallEvent(rec, slog.New(slog.DiscardHandler)); ok {
+			if ev, ok := decoder.Decode(rec); ok {
 				if err := callstate.Apply(mem, ev, uint64(rec.Position)); err != nil {
 					t.Fatal(err)
 				}

@@ -25,6 +25,8 @@ func eventsCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs := newFlagSet("events", stderr)
 	var sf storeFlags
 	sf.register(fs)
+	var kek kekFlag
+	kek.register(fs)
 	return &ffcli.Command{
 		Name:       "events",
 		ShortUsage: "callledger events <CallSid> [--data-dir DIR | --store esdb://...]",
@@ -60,7 +62,9 @@ func eventsCommand(stdout, stderr io.Writer) *ffcli.Command {
 				return err
 			}
 			defer store.Close()
-			return printEvents(ctx, store, stream, stdout)
+			open := &lazyOpener{kek: &kek, dataDir: sf.dataDir, log: logger}
+			defer open.Close()
+			return printEvents(ctx, store, stream, open, stdout)
 		},
 	}
 }
@@ -79,6 +83,8 @@ type eventJSON struct {
 	CloudEvent json.RawMessage `json:"cloud_event,omitempty"`
 	Request    *requestJSON    `json:"request,omitempty"`
 	Parameters map[string]any  `json:"parameters,omitempty"`
+	// Redacted: the call was erased; its personal fields are gone.
+	Redacted bool `json:"redacted,omitempty"`
 }
 
 type requestJSON struct {
@@ -90,7 +96,7 @@ type requestJSON struct {
 	Body        string            `json:"body,omitempty"`
 }
 
-func printEvents(ctx context.Context, store eventstore.Store, stream string, w io.Writer) error {
+func printEvents(ctx context.Context, store eventstore.Store, stream string, open *lazyOpener, w io.Writer) error {
 	out := bufio.NewWriter(w)
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)
@@ -103,7 +109,7 @@ func printEvents(ctx context.Context, store eventstore.Store, stream string, w i
 			break
 		}
 		for _, rec := range recs {
-			line, err := eventLine(rec)
+			line, err := eventLine(ctx, rec, open)
 			if err != nil {
 				return err
 			}
@@ -116,10 +122,14 @@ func printEvents(ctx context.Context, store eventstore.Store, stream string, w i
 	return out.Flush()
 }
 
-func eventLine(rec eventstore.RecordedEvent) (eventJSON, error) {
+func eventLine(ctx context.Context, rec eventstore.RecordedEvent, open *lazyOpener) (eventJSON, error) {
 	ev, err := eventcodec.Decode(rec)
 	if err != nil {
 		return eventJSON{}, err
+	}
+	o, err := open.Open(ctx, ev)
+	if err != nil {
+		return eventJSON{}, fmt.Errorf("%s@%d: %w", rec.Stream, rec.Revision, err)
 	}
 	line := eventJSON{
 		Stream:   rec.Stream,
@@ -128,6 +138,7 @@ func eventLine(rec eventstore.RecordedEvent) (eventJSON, error) {
 		Type:     rec.Type,
 		EventID:  ev.GetEventId(),
 		Source:   ev.GetSource().String(),
+		Redacted: o.Redacted,
 	}
 	if ev.GetReceivedAt() != nil {
 		line.ReceivedAt = ev.GetReceivedAt().AsTime().Format(time.RFC3339Nano)

@@ -19,10 +19,12 @@ import (
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/callversions"
 	"github.com/callledger/callledger/projections/rebuild"
+	"github.com/callledger/callledger/seal"
 )
 
 type exportConfig struct {
 	storeFlags
+	kek        kekFlag
 	format     string
 	out        string
 	since      string
@@ -36,6 +38,7 @@ func exportCommand(stdout, stderr io.Writer) *ffcli.Command {
 	var cfg exportConfig
 	fs := newFlagSet("export", stderr)
 	cfg.storeFlags.register(fs)
+	cfg.kek.register(fs)
 	fs.StringVar(&cfg.format, "format", "parquet", "output format: parquet, csv or jsonl")
 	fs.StringVar(&cfg.out, "out", "", "output file (required; - for standard output, except parquet)")
 	fs.StringVar(&cfg.since, "since", "", "keep calls that started at or after this time (RFC 3339)")
@@ -101,7 +104,7 @@ func exportCalls(ctx context.Context, cfg exportConfig, stdout, stderr io.Writer
 		return err
 	}
 	if cfg.fromLedger {
-		err = exportFromLedger(ctx, cfg.storeFlags, exp, stderr, logger)
+		err = exportFromLedger(ctx, cfg.storeFlags, cfg.kek, exp, stderr, logger)
 	} else {
 		err = exportFromReadModel(ctx, cfg.dataDir, exp)
 	}
@@ -188,14 +191,24 @@ func exportFromReadModel(ctx context.Context, dataDir string, exp *callexport.Ex
 }
 
 // exportFromLedger folds the whole ledger in memory and exports the result.
-func exportFromLedger(ctx context.Context, sf storeFlags, exp *callexport.Exporter, stderr io.Writer, logger *slog.Logger) error {
+func exportFromLedger(ctx context.Context, sf storeFlags, kek kekFlag, exp *callexport.Exporter, stderr io.Writer, logger *slog.Logger) error {
 	store, err := sf.openOffline(ctx, logger, ", or export from a copy of the directory")
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	opts := rebuild.Options{Logger: logger}
+	keys, err := kek.openIfPresent(sf.dataDir, logger)
+	if err != nil {
+		return err
+	}
+	if keys != nil {
+		defer keys.Close()
+		opts.Personal = seal.NewEvents(keys)
+	}
 	progress := newProgress(stderr, logger)
-	res, err := rebuild.Fold(ctx, store, rebuild.Options{Logger: logger, Progress: progress.update})
+	opts.Progress = progress.update
+	res, err := rebuild.Fold(ctx, store, opts)
 	progress.finish()
 	if err != nil {
 		return err

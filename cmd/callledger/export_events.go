@@ -18,6 +18,7 @@ type exportEventsConfig struct {
 	out             string
 	since, until    string
 	includePersonal bool
+	kek             kekFlag
 	log             logFlags
 }
 
@@ -25,6 +26,7 @@ func exportEventsCommand(stdout, stderr io.Writer) *ffcli.Command {
 	var cfg exportEventsConfig
 	fs := newFlagSet("export events", stderr)
 	cfg.storeFlags.register(fs)
+	cfg.kek.register(fs)
 	fs.StringVar(&cfg.format, "format", "parquet", "output format: parquet, csv or jsonl")
 	fs.StringVar(&cfg.out, "out", "", "output file (required; - for standard output, except parquet)")
 	fs.StringVar(&cfg.since, "since", "", "keep events received at or after this time (RFC 3339)")
@@ -60,9 +62,10 @@ func exportEventsCommand(stdout, stderr io.Writer) *ffcli.Command {
 				return err
 			}
 			if cfg.includePersonal {
-				// Events are stored in the clear today; once they are sealed,
-				// the opener that reads the key store replaces Plaintext here.
-				opts.Personal = eventexport.Plaintext
+				// The key store is opened at the first sealed event.
+				open := &lazyOpener{kek: &cfg.kek, dataDir: cfg.dataDir, log: logger}
+				defer open.Close()
+				opts.Personal = eventexport.Open(open)
 			}
 			out, err := createOut(cfg.out, cfg.format, stdout)
 			if err != nil {

@@ -16,12 +16,15 @@ import (
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/callversions"
 	"github.com/callledger/callledger/projections/rebuild"
+	"github.com/callledger/callledger/seal"
 )
 
 func rebuildCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs := newFlagSet("rebuild", stderr)
 	var sf storeFlags
 	sf.register(fs)
+	var kek kekFlag
+	kek.register(fs)
 	batch := fs.Int("batch-size", 16384, "events per read of the log")
 	var lf logFlags
 	lf.register(fs)
@@ -44,23 +47,33 @@ func rebuildCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
-			return rebuildOffline(ctx, sf, *batch, stdout, stderr, logger)
+			return rebuildOffline(ctx, sf, kek, *batch, stdout, stderr, logger)
 		},
 	}
 }
 
-func rebuildOffline(ctx context.Context, sf storeFlags, batch int, stdout, stderr io.Writer, logger *slog.Logger) error {
+func rebuildOffline(ctx context.Context, sf storeFlags, kek kekFlag, batch int, stdout, stderr io.Writer, logger *slog.Logger) error {
 	store, err := sf.openOffline(ctx, logger, ", or rebuild online with ProjectionService.RebuildProjection")
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	opts := rebuild.Options{BatchSize: batch, Logger: logger}
+	keys, err := kek.openIfPresent(sf.dataDir, logger)
+	if err != nil {
+		return err
+	}
+	if keys != nil {
+		defer keys.Close()
+		opts.Personal = seal.NewEvents(keys)
+	}
 	cat := callversions.Catalog{Root: server.ProjectionRoot(sf.dataDir)}
 	if err := cat.RemoveTemporary(); err != nil {
 		return err
 	}
 	progress := newProgress(stderr, logger)
-	name, st, err := cat.Build(ctx, store, callstore.Version, rebuild.Options{BatchSize: batch, Logger: logger, Progress: progress.update})
+	opts.Progress = progress.update
+	name, st, err := cat.Build(ctx, store, callstore.Version, opts)
 	progress.finish()
 	if err != nil {
 		return err

@@ -83,7 +83,9 @@ func TestServeOnKurrentDB(t *testing.T) {
 		}
 	}
 	for sid, n := range want {
-		out, err := cli(t, "events", sid, "--store", kdb.ConnString())
+		// The events are sealed: their key store is in the server's data
+		// directory, also on KurrentDB.
+		out, err := cli(t, "events", sid, "--store", kdb.ConnString(), "--data-dir", dir)
 		if err != nil {
 			t.Fatalf("events %s --store: %v", sid, err)
 		}

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/traffic"
@@ -51,6 +52,16 @@ type Config struct {
 	// Progress, when set, is called after each chunk with the events
 	// appended so far. It may be called from several goroutines at once.
 	Progress func(events int64)
+	// Sealer, when set, seals the personal fields of every event as the
+	// webhook does (docs/PRIVACY.md): a sealed ledger, for measuring what
+	// sealing costs.
+	Sealer Sealer
+}
+
+// Sealer returns an event as it is to be stored, its personal fields
+// sealed; *seal.Events is one.
+type Sealer interface {
+	Seal(ctx context.Context, ev *callledgerv1.Event) (*callledgerv1.Event, error)
 }
 
 // publicURL and token sign the generated requests; the loader does not
@@ -124,7 +135,7 @@ func Load(ctx context.Context, store Appender, cfg Config) (Stats, error) {
 					return
 				}
 				i := chunk.Add(1) - 1
-				streams, err := generate(cfg, i, n)
+				streams, err := generate(ctx, cfg, i, n)
 				if err != nil {
 					cancel(err)
 					return
@@ -192,7 +203,7 @@ type append1 struct {
 
 // generate generates chunk i's n calls and derives their events, grouped
 // by stream in first-seen order.
-func generate(cfg Config, i uint64, n int) ([]append1, error) {
+func generate(ctx context.Context, cfg Config, i uint64, n int) ([]append1, error) {
 	chunkStart := cfg.Start.Add(time.Duration(i) * time.Duration(cfg.CallsPerChunk) * 50 * time.Millisecond)
 	reqs := traffic.Generate(traffic.Config{
 		Calls:     n,
@@ -216,7 +227,14 @@ func generate(cfg Config, i uint64, n int) ([]append1, error) {
 			ReceivedAt:  chunkStart.Add(time.Duration(j) * 10 * time.Millisecond),
 		})
 		for _, d := range derived {
-			rec, err := eventcodec.Encode(d.Event)
+			ev := d.Event
+			if cfg.Sealer != nil {
+				var err error
+				if ev, err = cfg.Sealer.Seal(ctx, ev); err != nil {
+					return nil, fmt.Errorf("ledgerload: seal %s: %w", d.Stream, err)
+				}
+			}
+			rec, err := eventcodec.Encode(ev)
 			if err != nil {
 				return nil, fmt.Errorf("ledgerload: encode %s: %w", d.Stream, err)
 			}

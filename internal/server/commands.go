@@ -46,6 +46,9 @@ func (s *Server) commands(authToken string, file []rest.Account, calls reconcile
 	}
 	s.restOn = client != nil
 	cc := command.Config{Store: s.store, Calls: calls, Logger: s.log, Principal: principal}
+	if s.personal != nil {
+		cc.Personal = s.personal
+	}
 	if client != nil {
 		cc.Twilio = client // a nil *rest.Client must not become a non-nil interface
 		s.rest = client
@@ -64,6 +67,7 @@ func (s *Server) commands(authToken string, file []rest.Account, calls reconcile
 		Calls: calls, Store: s.store, Twilio: client, Logger: s.log,
 		HangupAfter: rc.HangupAfter, IdleAfter: rc.IdleAfter, PlaceholderAfter: rc.PlaceholderAfter,
 		Rate: rc.Rate, Burst: rc.Burst, Interval: rc.Interval, OnAction: s.tel.reconciler.Action,
+		Sealer: s.sealer(),
 	})
 	if err != nil {
 		return nil, nil, err

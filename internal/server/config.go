@@ -39,8 +39,8 @@ type Config struct {
 	// Role is what the server serves (--role); default RoleAll.
 	Role Role
 	// DataDir holds the embedded event store (ledger/), the projections
-	// (projections/) and the development token (--data-dir); created if
-	// missing.
+	// (projections/), the key store (keys/) and the development token and
+	// KEK (--data-dir); created if missing.
 	DataDir string
 	// StoreURL names the event store (--store): empty for the embedded
 	// store in DataDir/ledger, or a KurrentDB connection string.
@@ -60,6 +60,9 @@ type Config struct {
 	Tracing   Tracing
 	// Erasure configures erasures and retention.
 	Erasure Erasure
+	// Privacy seals personal data with keys of a key store in
+	// DataDir/keys (docs/PRIVACY.md).
+	Privacy Privacy
 
 	// ShutdownTimeout bounds how long a graceful shutdown waits for
 	// requests and streams in flight (--shutdown-timeout); default 20 s.

@@ -39,24 +39,20 @@ const DefaultRetentionBatch = 64
 // JournalPath is the erasure journal's default path in dataDir.
 func JournalPath(dataDir string) string { return filepath.Join(dataDir, "erasures.jsonl") }
 
-// KeyStorePath is the key store's directory in dataDir.
-func KeyStorePath(dataDir string) string { return filepath.Join(dataDir, "keys") }
-
-// openKeyStoreForErasure opens the key store erasures destroy keys in.
-// Until sealing is wired into the server (with --kek-file), it is opened
-// with the development KEK of the data directory: nothing is sealed yet,
-// so the store holds only tombstones of erased subjects and the party
-// index's key. This is the one seam the sealing work replaces.
-func (s *Server) openKeyStoreForErasure() (*keystore.Embedded, error) {
-	kek, _, err := keystore.DevelopmentKEK(filepath.Join(s.cfg.DataDir, "dev-kek"))
-	if err != nil {
-		return nil, fmt.Errorf("key store: %w", err)
+// keyStoreForErasure is the key store erasures destroy keys in: the one
+// the write path seals with or, with sealing off (--seal=false), the same
+// store opened for erasures alone, whose tombstones keep erased calls'
+// late events from being sealed under new keys once sealing is turned on.
+func (s *Server) keyStoreForErasure() (*keystore.Embedded, error) {
+	if s.keys != nil {
+		return s.keys, nil
 	}
-	keys, err := keystore.Open(KeyStorePath(s.cfg.DataDir), kek, keystore.Options{Logger: s.log})
+	keys, err := OpenKeys(s.cfg.DataDir, s.cfg.Privacy.KEKFile, s.log)
 	if err != nil {
-		return nil, fmt.Errorf("key store: %w", err)
+		return nil, err
 	}
 	s.onClose("key store", keys.Close)
+	s.keys = keys
 	return keys, nil
 }
 
@@ -70,7 +66,7 @@ func (s *Server) erasures(ctx context.Context, calls *callversions.Manager) (*er
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	s.tel.erasure = m
-	keys, err := s.openKeyStoreForErasure()
+	keys, err := s.keyStoreForErasure()
 	if err != nil {
 		return nil, err
 	}

@@ -190,7 +190,7 @@ func TestMetricsApartBeyondLoopback(t *testing.T) {
 		t.Skipf("port %s is taken: %v", server.DefaultMetricsPort, err)
 	}
 	probe.Close()
-	srv, _ := start(t, server.Config{HTTP: server.HTTP{Addr: "0.0.0.0:0"}})
+	srv, _ := start(t, server.Config{HTTP: server.HTTP{Addr: "0.0.0.0:0"}, Privacy: server.Privacy{KEKFile: writeKEK(t, 0o600)}})
 	a := srv.Addrs()
 	if !strings.HasSuffix(a.Metrics, ":"+server.DefaultMetricsPort) {
 		t.Fatalf("metrics at %q, want port %s", a.Metrics, server.DefaultMetricsPort)

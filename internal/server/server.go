@@ -38,10 +38,13 @@ import (
 	"github.com/callledger/callledger/internal/grpcauth"
 	"github.com/callledger/callledger/internal/privatefs"
 	"github.com/callledger/callledger/internal/tlsfiles"
+	"github.com/callledger/callledger/keystore"
 	"github.com/callledger/callledger/metrics"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/callversions"
+	"github.com/callledger/callledger/projections/rebuild"
+	"github.com/callledger/callledger/seal"
 	"github.com/callledger/callledger/services/projection"
 	"github.com/callledger/callledger/services/query"
 	"github.com/callledger/callledger/services/webhook"
@@ -62,6 +65,11 @@ type Server struct {
 	// store is the event store under its decorators (metrics, tracing).
 	store eventstore.Store
 	hooks *webhook.Handler
+	// personal seals and opens personal data; nil with Privacy.Unsealed.
+	personal *seal.Events
+	// keys is the key store personal is over; nil with Privacy.Unsealed
+	// until erasures open it (erasures).
+	keys *keystore.Embedded
 
 	// Security (security.go): the webhook verifier and the default tokens
 	// its keyring is rebuilt with, the REST client and the token that
@@ -214,6 +222,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.startTracing(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.openKeys(); err != nil {
+		return nil, err
+	}
 	if err := s.openStore(ctx); err != nil {
 		return nil, err
 	}
@@ -227,6 +238,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Observer:    s.tel.webhook,
 		Ready:       storeReady(s.store),
 		Now:         cfg.Seams.WebhookClock,
+		Sealer:      s.sealer(),
 	})
 	if err != nil {
 		return nil, err
@@ -290,6 +302,23 @@ const (
 	maxHeaderBytes  = 64 << 10
 	maxMetricsConns = 64
 )
+
+// sealer is what the webhooks seal with; nil when sealing is off.
+func (s *Server) sealer() webhook.Sealer {
+	if s.personal == nil {
+		return nil
+	}
+	return s.personal
+}
+
+// opener is what the readers open sealed personal data with; nil when
+// sealing is off.
+func (s *Server) opener() callstore.Opener {
+	if s.personal == nil {
+		return nil
+	}
+	return s.personal
+}
 
 // queries reports whether the server runs the query side: the projection
 // and the gRPC services.
@@ -414,7 +443,8 @@ func (s *Server) querySide(ctx context.Context, restToken string, accounts []res
 	}
 	calls, err := callversions.Open(ctx, callversions.Config{
 		Root: ProjectionRoot(s.cfg.DataDir), Log: log, Logger: s.log,
-		Store: callstore.Options{Observe: s.tel.delays.Observe, CacheSize: s.cfg.Projection.CacheBytes},
+		Store:   callstore.Options{Observe: s.tel.delays.Observe, CacheSize: s.cfg.Projection.CacheBytes, Personal: s.opener()},
+		Rebuild: rebuild.Options{Personal: s.opener()},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open call-state read model: %w", err)
@@ -436,7 +466,7 @@ func (s *Server) querySide(ctx context.Context, restToken string, accounts []res
 	healthpb.RegisterHealthServer(g, s.health)
 	reflection.Register(g)
 	queries, err := query.New(query.Config{
-		Calls: calls, History: s.store, Logger: s.log, Counts: calls, Delays: s.tel.delays,
+		Calls: calls, History: s.store, Logger: s.log, Counts: calls, Delays: s.tel.delays, Personal: s.opener(),
 		Lag: func(ctx context.Context) (uint64, time.Duration, bool, error) {
 			l, err := projections.MeasureLag(ctx, s.store, calls, time.Now())
 			return l.Positions, l.Age, calls.CaughtUp(), err

@@ -24,6 +24,7 @@ import (
 	"github.com/callledger/callledger/internal/pebblevfs"
 	"github.com/callledger/callledger/internal/privatefs"
 	"github.com/callledger/callledger/projections/callstate"
+	"github.com/callledger/callledger/seal"
 	"github.com/callledger/callledger/twilio"
 )
 
@@ -100,6 +101,10 @@ type Options struct {
 	// the package's Version). Opening an older version's directory, to keep
 	// serving from it while the new version builds, names that version.
 	Version uint64
+
+	// Personal opens the sealed personal fields of the events folded
+	// (docs/PRIVACY.md); nil folds them without.
+	Personal Opener
 
 	// beforePage, set only by this package's tests, is called by a
 	// watcher's snapshot once it holds the snapshot for a page.
@@ -302,7 +307,7 @@ func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) (err error) {
 		if uint64(rec.Position) <= s.applied.Load() {
 			continue // already applied (a resubscription overlapping the checkpoint)
 		}
-		ev, ok := DecodeCallEvent(&rec, s.log)
+		ev, ok := Decoder{Log: s.log, Personal: s.opts.Personal}.Decode(&rec)
 		if !ok {
 			continue
 		}
@@ -345,14 +350,37 @@ func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) (err error) {
 
 // DecodeCallEvent returns what the fold reads of rec: its facts, without
 // the verbatim request (most of its bytes), when rec is an event of a call
-// or a conference. An event an older derivation made from a webhook
-// request is decoded whole and derived again from its request
-// (twilio.Upcast), so that the fold reads old events as this version
-// reads requests. An event the fold cannot read changes nothing and is
-// logged and skipped: stopping there would stop the projection for good.
-// The live projection and rebuilds both decode through it, so they fold
-// the same events.
+// or a conference; personal fields sealed are left sealed (Decoder opens
+// them). An event an older derivation made from a webhook request is
+// decoded whole and derived again from its request (twilio.Upcast), so
+// that the fold reads old events as this version reads requests. An event
+// the fold cannot read changes nothing and is logged and skipped:
+// stopping there would stop the projection for good. The live projection
+// and rebuilds both decode through it, so they fold the same events.
 func DecodeCallEvent(rec *eventstore.RecordedEvent, log *slog.Logger) (*callledgerv1.Event, bool) {
+	return Decoder{Log: log}.Decode(rec)
+}
+
+// Opener opens the sealed personal fields of an event (docs/PRIVACY.md);
+// *seal.Events is one.
+type Opener interface {
+	Open(ctx context.Context, ev *callledgerv1.Event, parts ...seal.Part) (seal.Opened, error)
+}
+
+// Decoder decodes what the fold reads of records, as DecodeCallEvent does,
+// and opens their sealed facts with Personal.
+type Decoder struct {
+	Log *slog.Logger
+	// Personal opens sealed personal fields. Nil: they stay empty.
+	Personal Opener
+}
+
+// Decode is DecodeCallEvent, opening the sealed facts. An erased subject's
+// event folds with its personal fields empty. A key the store does not
+// have and a ciphertext that does not open are logged as errors, and the
+// event folds with its personal fields empty: its facts in the clear are
+// still true, and skipping it would change more of the call.
+func (d Decoder) Decode(rec *eventstore.RecordedEvent) (*callledgerv1.Event, bool) {
 	_, call := eventcodec.CallSidOf(rec.Stream)
 	_, conf := eventcodec.ConferenceSidOf(rec.Stream)
 	if !call && !conf && rec.Stream != eventcodec.ErasureStream {
@@ -360,19 +388,36 @@ func DecodeCallEvent(rec *eventstore.RecordedEvent, log *slog.Logger) (*callledg
 	}
 	ev, err := eventcodec.DecodeFacts(*rec)
 	if err != nil {
-		log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
+		d.Log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
 		return nil, false
 	}
 	if twilio.NeedsUpcast(ev) {
 		whole, err := eventcodec.Decode(*rec)
 		if err != nil {
-			log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
+			d.Log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
 			return nil, false
 		}
+		// The request is needed to derive the event again.
+		d.open(rec, whole, seal.Facts, seal.Request)
 		ev = twilio.Upcast(whole)
 		ev.Request, ev.CloudEvent = nil, nil // the fold never reads them; a rebuild holds many events
+		return ev, true
 	}
+	d.open(rec, ev, seal.Facts)
 	return ev, true
+}
+
+func (d Decoder) open(rec *eventstore.RecordedEvent, ev *callledgerv1.Event, parts ...seal.Part) {
+	if ev.GetSealed() == nil && ev.GetSealedRequest() == nil {
+		return
+	}
+	if d.Personal == nil {
+		d.Log.Error("folding a sealed event without its personal fields: no key store is configured",
+			"stream", rec.Stream, "position", rec.Position)
+	} else if _, err := d.Personal.Open(context.Background(), ev, parts...); err != nil {
+		d.Log.Error("folding an event without its personal fields: they do not open", "stream", rec.Stream, "position", rec.Position, "err", err)
+	}
+	ev.Sealed, ev.SealedRequest = nil, nil
 }
 
 func (s *Store) wake() {

@@ -98,6 +98,9 @@ type Options struct {
 	Logger        *slog.Logger
 	// Version is the projection version written (default callstore.Version).
 	Version uint64
+	// Personal opens the sealed personal fields of the events folded, as
+	// the live projection does (callstore.Options.Personal).
+	Personal callstore.Opener
 }
 
 func (o Options) withDefaults() Options {
@@ -228,9 +231,10 @@ func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 			for c := chunk.Add(1) - 1; c < count; c = chunk.Add(1) - 1 {
 				lo := eventstore.Position(c * size)
 				hi := min(lo+eventstore.Position(size), target)
-				read := func() error { return readChunk(ctx, log, lo, hi, opts.BatchSize, opts.Logger, out) }
+				dec := callstore.Decoder{Log: opts.Logger, Personal: opts.Personal}
+				read := func() error { return readChunk(ctx, log, lo, hi, opts.BatchSize, dec, out) }
 				if lends {
-					read = func() error { return visitChunk(ctx, vis, lo, hi, opts.Logger, out) }
+					read = func() error { return visitChunk(ctx, vis, lo, hi, dec, out) }
 				}
 				if err := read(); err != nil {
 					cancel(err)
@@ -312,7 +316,7 @@ func probeSpan(ctx context.Context, log Log, size int) (eventstore.Position, err
 // readChunk decodes the events in (lo, hi] and sends them. Positions
 // need not be contiguous (KurrentDB's are not): a read may return events
 // past hi, which belong to the next chunk, or fewer than the chunk holds.
-func readChunk(ctx context.Context, log Log, lo, hi eventstore.Position, size int, logger *slog.Logger, out chan<- decoded) error {
+func readChunk(ctx context.Context, log Log, lo, hi eventstore.Position, size int, dec callstore.Decoder, out chan<- decoded) error {
 	for from := lo; from < hi; {
 		evs, err := log.ReadAll(ctx, from, size)
 		if err != nil {
@@ -325,7 +329,7 @@ func readChunk(ctx context.Context, log Log, lo, hi eventstore.Position, size in
 		end := sort.Search(len(evs), func(i int) bool { return evs[i].Position > hi })
 		if end > 0 {
 			select {
-			case out <- decode(evs[:end], logger):
+			case out <- decode(evs[:end], dec):
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -340,12 +344,12 @@ func readChunk(ctx context.Context, log Log, lo, hi eventstore.Position, size in
 
 // visitChunk decodes the events in (lo, hi] as the store lends them, and
 // sends them as one batch.
-func visitChunk(ctx context.Context, vis visitor, lo, hi eventstore.Position, logger *slog.Logger, out chan<- decoded) error {
+func visitChunk(ctx context.Context, vis visitor, lo, hi eventstore.Position, dec callstore.Decoder, out chan<- decoded) error {
 	n := int(hi - lo)
 	d := decoded{events: make([]*callledgerv1.Event, 0, n), pos: make([]uint64, 0, n), last: hi}
 	err := vis.VisitAll(ctx, lo, hi, func(rec *eventstore.RecordedEvent) error {
 		d.n++
-		d.add(rec, logger)
+		d.add(rec, dec)
 		return nil
 	})
 	if err != nil {
@@ -364,7 +368,7 @@ func visitChunk(ctx context.Context, vis visitor, lo, hi eventstore.Position, lo
 
 // decode decodes the call events of batch, skipping (and logging) what
 // the fold cannot read, as the live projection does.
-func decode(batch []eventstore.RecordedEvent, log *slog.Logger) decoded {
+func decode(batch []eventstore.RecordedEvent, dec callstore.Decoder) decoded {
 	d := decoded{
 		events: make([]*callledgerv1.Event, 0, len(batch)),
 		pos:    make([]uint64, 0, len(batch)),
@@ -372,15 +376,15 @@ func decode(batch []eventstore.RecordedEvent, log *slog.Logger) decoded {
 		n:      len(batch),
 	}
 	for i := range batch {
-		d.add(&batch[i], log)
+		d.add(&batch[i], dec)
 	}
 	return d
 }
 
 // add decodes rec if it is a call event, skipping (and logging) what the
 // fold cannot read, as the live projection does. It keeps nothing of rec.
-func (d *decoded) add(rec *eventstore.RecordedEvent, log *slog.Logger) {
-	ev, ok := callstore.DecodeCallEvent(rec, log)
+func (d *decoded) add(rec *eventstore.RecordedEvent, dec callstore.Decoder) {
+	ev, ok := dec.Decode(rec)
 	if !ok {
 		return
 	}

@@ -45,6 +45,9 @@ type Config struct {
 	// Principal returns the authenticated caller of a call, and false
 	// when calls are not authenticated; nil: never authenticated.
 	Principal func(ctx context.Context) (string, bool)
+	// Personal seals the personal fields of the events recorded and opens
+	// them when read back (hangup.Config.Personal); nil: in the clear.
+	Personal hangup.Personal
 }
 
 // Server implements callledgerv1.CallCommandServiceServer.
@@ -67,7 +70,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	log := cfg.Logger.With("component", "command")
-	h, err := hangup.New(hangup.Config{Log: cfg.Store, Calls: cfg.Calls, Twilio: cfg.Twilio, Logger: log, Now: cfg.Now})
+	h, err := hangup.New(hangup.Config{Log: cfg.Store, Calls: cfg.Calls, Twilio: cfg.Twilio, Logger: log, Now: cfg.Now, Personal: cfg.Personal})
 	if err != nil {
 		return nil, err
 	}

@@ -61,6 +61,15 @@ func (s *Server) ListCallEvents(ctx context.Context, req *callledgerv1.ListCallE
 			s.log.ErrorContext(ctx, "listing an undecodable event without its body", "method", "ListCallEvents", "stream", stream, "revision", rec.Revision, "err", err)
 		} else {
 			se.Event = ev
+			if s.personal != nil {
+				// A key the store does not have, or a ciphertext that does
+				// not open, fails the call: never shown as an erasure.
+				o, err := s.personal.Open(ctx, ev)
+				if err != nil {
+					return nil, s.fail(ctx, "ListCallEvents", err)
+				}
+				se.Redacted = o.Redacted
+			}
 		}
 		// The page ends before the event that would take it past the
 		// byte bound (its first event always fits), and goes on from it.

@@ -40,6 +40,7 @@ import (
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/projections/callstore"
+	"github.com/callledger/callledger/seal"
 	"github.com/callledger/callledger/services/rpcstatus"
 )
 
@@ -114,6 +115,15 @@ type Config struct {
 	// Conferences answers the conference queries. Default: Calls, when it
 	// implements Conferences; without either, they answer UNIMPLEMENTED.
 	Conferences Conferences
+	// Personal opens the sealed personal fields of the events
+	// ListCallEvents lists (docs/PRIVACY.md); nil shows them sealed.
+	Personal Opener
+}
+
+// Opener opens the sealed personal fields of an event; *seal.Events is
+// one.
+type Opener interface {
+	Open(ctx context.Context, ev *callledgerv1.Event, parts ...seal.Part) (seal.Opened, error)
 }
 
 // Server implements callledgerv1.CallQueryServiceServer.
@@ -131,6 +141,7 @@ type Server struct {
 	// maxPageBytes bounds a ListCallEvents page.
 	maxPageBytes int
 	confs        Conferences
+	personal     Opener
 }
 
 var _ callledgerv1.CallQueryServiceServer = (*Server)(nil)
@@ -165,6 +176,7 @@ func New(cfg Config) (*Server, error) {
 
 		maxPageBytes: cfg.MaxPageBytes,
 		confs:        cfg.Conferences,
+		personal:     cfg.Personal,
 	}, nil
 }
 

@@ -2,6 +2,8 @@ package webhook_test
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/base64"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
@@ -11,7 +13,9 @@ import (
 
 	"github.com/callledger/callledger/eventstore/instrument"
 	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/keystore"
 	"github.com/callledger/callledger/metrics"
+	"github.com/callledger/callledger/seal"
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/traffic"
 	"github.com/callledger/callledger/twilio"
@@ -23,12 +27,31 @@ import (
 // sub-benchmarks run it without and with the Prometheus metrics, so one
 // run gives their overhead.
 func BenchmarkIngest(b *testing.B) {
-	b.Run("metrics=off", func(b *testing.B) { benchIngest(b, false) })
-	b.Run("metrics=on", func(b *testing.B) { benchIngest(b, true) })
+	b.Run("metrics=off", func(b *testing.B) { benchIngest(b, false, false) })
+	b.Run("metrics=on", func(b *testing.B) { benchIngest(b, true, false) })
+	// Sealing personal data (docs/PRIVACY.md) against metrics=off, in the
+	// same run: docs/BENCHMARKS.md §8.
+	b.Run("metrics=off/sealed", func(b *testing.B) { benchIngest(b, false, true) })
 }
 
-func benchIngest(b *testing.B, withMetrics bool) {
+func benchIngest(b *testing.B, withMetrics, sealed bool) {
 	cfg := webhook.Config{}
+	if sealed {
+		raw := make([]byte, keystore.KEKSize)
+		if _, err := rand.Read(raw); err != nil {
+			b.Fatal(err)
+		}
+		kek, err := keystore.ParseKEK([]byte(base64.StdEncoding.EncodeToString(raw)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		keys, err := keystore.Open(b.TempDir(), kek, keystore.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { keys.Close() })
+		cfg.Sealer = seal.NewEvents(keys)
+	}
 	var storeOpts pebblestore.Options
 	var sm *metrics.Store
 	if withMetrics {

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/internal/ratelog"
@@ -134,6 +135,16 @@ type Config struct {
 	// Observer is told of every answer, delay, duplicate and refusal;
 	// nothing when nil.
 	Observer Observer
+	// Sealer seals the personal fields of every derived event before it
+	// is appended (docs/PRIVACY.md); nil stores them in the clear.
+	Sealer Sealer
+}
+
+// Sealer returns an event as it is to be stored, its personal fields
+// sealed; *seal.Events is one. The event IDs are derived before, from
+// the request, so a retry across an upgrade still deduplicates.
+type Sealer interface {
+	Seal(ctx context.Context, ev *callledgerv1.Event) (*callledgerv1.Event, error)
 }
 
 // Handler serves the Twilio-facing routes and the health probes.
@@ -400,7 +411,14 @@ func (h *Handler) appendAll(ctx context.Context, kind twilio.Kind, derived []twi
 		}
 		records := make([]eventstore.EventData, 0, j-i)
 		for _, d := range derived[i:j] {
-			rec, err := eventcodec.Encode(d.Event)
+			ev := d.Event
+			if h.cfg.Sealer != nil {
+				var err error
+				if ev, err = h.cfg.Sealer.Seal(ctx, ev); err != nil {
+					return 0, fmt.Errorf("seal %s: %w", d.Stream, err)
+				}
+			}
+			rec, err := eventcodec.Encode(ev)
 			if err != nil {
 				return 0, fmt.Errorf("encode %s: %w", d.Stream, err)
 			}

@@ -2,6 +2,7 @@ package webhook_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -13,10 +14,15 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/corpus"
+	"github.com/callledger/callledger/keystore"
+	"github.com/callledger/callledger/seal"
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/twilio"
 )
@@ -457,4 +463,84 @@ func TestProbes(t *testing.T) {
 	if got := get("/readyz"); got != http.StatusServiceUnavailable {
 		t.Errorf("/readyz while draining: %d, want 503", got)
 	}
+}
+
+// TestCorpusSealed: with a Sealer, the corpus stores the same events under
+// the same IDs (retries still deduplicate), each with its personal fields
+// sealed, and opening every one gives the event stored without sealing.
+func TestCorpusSealed(t *testing.T) {
+	t.Parallel()
+	reqs, exp, abs := mustCorpus(t)
+	keys := openKeys(t)
+	at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return at }
+	sealedStore, plainStore := openStore(t), openStore(t)
+	sealed := newServer(t, sealedStore, func(c *webhook.Config) { c.Sealer = seal.NewEvents(keys); c.Now = clock })
+	plain := newServer(t, plainStore, func(c *webhook.Config) { c.Now = clock })
+	for _, r := range reqs {
+		for _, srv := range []*httptest.Server{sealed, plain} {
+			if resp := do(t, srv, r); resp.StatusCode != r.ExpectHTTP {
+				t.Fatalf("seq %d (%s %s): got %d, want %d", r.Seq, r.Kind, r.Scenario, resp.StatusCode, r.ExpectHTTP)
+			}
+		}
+	}
+	checkLedger(t, sealedStore, reqs, exp, abs)
+	got, want := readAll(t, sealedStore), readAll(t, plainStore)
+	if len(got) != len(want) {
+		t.Fatalf("%d events sealed, %d plain", len(got), len(want))
+	}
+	opener := seal.NewEvents(keys)
+	n := 0
+	for i := range got {
+		ev, err := eventcodec.Decode(got[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.GetSealedRequest() == nil {
+			t.Errorf("%s@%d: the request is not sealed", got[i].Stream, got[i].Revision)
+		}
+		if ev.GetRequest().GetBody() != nil || ev.GetCloudEvent().GetRaw() != nil {
+			t.Errorf("%s@%d: the verbatim request is stored in the clear", got[i].Stream, got[i].Revision)
+		}
+		if ev.GetSealed() != nil {
+			n++
+		}
+		if _, err := opener.Open(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+		w, err := eventcodec.Decode(want[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The two servers' clients connect from different ports.
+		for _, e := range []*callledgerv1.Event{ev, w} {
+			if e.GetRequest() != nil {
+				e.Request.RemoteAddr = ""
+			}
+		}
+		if !proto.Equal(ev, w) || got[i].ID != want[i].ID || got[i].Stream != want[i].Stream {
+			t.Fatalf("%s@%d opened:\n%v\nwant\n%v", got[i].Stream, got[i].Revision, ev, w)
+		}
+	}
+	if n == 0 {
+		t.Error("no event has sealed facts")
+	}
+}
+
+func openKeys(t testing.TB) *keystore.Embedded {
+	t.Helper()
+	raw := make([]byte, keystore.KEKSize)
+	for i := range raw {
+		raw[i] = byte(i * 7)
+	}
+	kek, err := keystore.ParseKEK([]byte(base64.StdEncoding.EncodeToString(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := keystore.Open(t.TempDir(), kek, keystore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { keys.Close() })
+	return keys
 }

@@ -244,7 +244,17 @@ type Event struct {
 	// event of an older version again from its verbatim request (an
 	// upcaster), so that what later versions learn to read reaches old
 	// events too.
-	Derivation    uint32 `protobuf:"varint,24,opt,name=derivation,proto3" json:"derivation,omitempty"`
+	Derivation uint32 `protobuf:"varint,24,opt,name=derivation,proto3" json:"derivation,omitempty"`
+	// The personal normalized fields (numbers, names, recording URLs, …:
+	// docs/PRIVACY.md §1), sealed with a data key of the event's subject;
+	// those fields are then empty in the event itself. Opening merges them
+	// back (eventcodec.Merge). Unset for events stored before sealing, and
+	// for a subject erased before the event arrived.
+	Sealed *Sealed `protobuf:"bytes,25,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	// The verbatim request's personal fields and the CloudEvent's raw bytes,
+	// sealed apart from sealed so that the projection, which never reads
+	// them, does not open them.
+	SealedRequest *Sealed `protobuf:"bytes,26,opt,name=sealed_request,json=sealedRequest,proto3" json:"sealed_request,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -457,6 +467,20 @@ func (x *Event) GetDerivation() uint32 {
 		return x.Derivation
 	}
 	return 0
+}
+
+func (x *Event) GetSealed() *Sealed {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
+func (x *Event) GetSealedRequest() *Sealed {
+	if x != nil {
+		return x.SealedRequest
+	}
+	return nil
 }
 
 type isEvent_Body interface {
@@ -2413,7 +2437,7 @@ var File_callledger_v1_event_proto protoreflect.FileDescriptor
 
 const file_callledger_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x19callledger/v1/event.proto\x12\rcallledger.v1\x1a\x1fcallledger/v1/call_status.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\v\n" +
+	"\x19callledger/v1/event.proto\x12\rcallledger.v1\x1a\x1fcallledger/v1/call_status.proto\x1a\x1acallledger/v1/sealed.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\f\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x19\n" +
 	"\bcall_sid\x18\x02 \x01(\tR\acallSid\x12-\n" +
@@ -2442,7 +2466,9 @@ const file_callledger_v1_event_proto_rawDesc = "" +
 	"cloudEvent\x12\x1e\n" +
 	"\n" +
 	"derivation\x18\x18 \x01(\rR\n" +
-	"derivationB\x06\n" +
+	"derivation\x12-\n" +
+	"\x06sealed\x18\x19 \x01(\v2\x15.callledger.v1.SealedR\x06sealed\x12<\n" +
+	"\x0esealed_request\x18\x1a \x01(\v2\x15.callledger.v1.SealedR\rsealedRequestB\x06\n" +
 	"\x04body\"\xbb\b\n" +
 	"\x12CallStatusReported\x121\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x19.callledger.v1.CallStatusR\x06status\x12\x1d\n" +
@@ -2732,7 +2758,8 @@ var file_callledger_v1_event_proto_goTypes = []any{
 	(*CallEventReported)(nil),       // 17: callledger.v1.CallEventReported
 	(*ErasureRecorded)(nil),         // 18: callledger.v1.ErasureRecorded
 	(*timestamppb.Timestamp)(nil),   // 19: google.protobuf.Timestamp
-	(CallStatus)(0),                 // 20: callledger.v1.CallStatus
+	(*Sealed)(nil),                  // 20: callledger.v1.Sealed
+	(CallStatus)(0),                 // 21: callledger.v1.CallStatus
 }
 var file_callledger_v1_event_proto_depIdxs = []int32{
 	0,  // 0: callledger.v1.Event.source:type_name -> callledger.v1.Source
@@ -2753,24 +2780,26 @@ var file_callledger_v1_event_proto_depIdxs = []int32{
 	18, // 15: callledger.v1.Event.erasure_recorded:type_name -> callledger.v1.ErasureRecorded
 	7,  // 16: callledger.v1.Event.request:type_name -> callledger.v1.HttpRequest
 	9,  // 17: callledger.v1.Event.cloud_event:type_name -> callledger.v1.CloudEvent
-	20, // 18: callledger.v1.CallStatusReported.status:type_name -> callledger.v1.CallStatus
-	20, // 19: callledger.v1.DialCompleted.dial_call_status:type_name -> callledger.v1.CallStatus
-	20, // 20: callledger.v1.DialCompleted.parent_status:type_name -> callledger.v1.CallStatus
-	19, // 21: callledger.v1.RecordingStatusReported.recording_start_time:type_name -> google.protobuf.Timestamp
-	8,  // 22: callledger.v1.HttpRequest.headers:type_name -> callledger.v1.Header
-	20, // 23: callledger.v1.CallReconciled.status:type_name -> callledger.v1.CallStatus
-	19, // 24: callledger.v1.CallReconciled.start_time:type_name -> google.protobuf.Timestamp
-	19, // 25: callledger.v1.CallReconciled.end_time:type_name -> google.protobuf.Timestamp
-	1,  // 26: callledger.v1.ConferenceEventReported.event:type_name -> callledger.v1.ConferenceEvent
-	20, // 27: callledger.v1.CallSummaryReported.status:type_name -> callledger.v1.CallStatus
-	19, // 28: callledger.v1.CallSummaryReported.start_time:type_name -> google.protobuf.Timestamp
-	19, // 29: callledger.v1.CallSummaryReported.end_time:type_name -> google.protobuf.Timestamp
-	19, // 30: callledger.v1.ErasureRecorded.erased_at:type_name -> google.protobuf.Timestamp
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	20, // 18: callledger.v1.Event.sealed:type_name -> callledger.v1.Sealed
+	20, // 19: callledger.v1.Event.sealed_request:type_name -> callledger.v1.Sealed
+	21, // 20: callledger.v1.CallStatusReported.status:type_name -> callledger.v1.CallStatus
+	21, // 21: callledger.v1.DialCompleted.dial_call_status:type_name -> callledger.v1.CallStatus
+	21, // 22: callledger.v1.DialCompleted.parent_status:type_name -> callledger.v1.CallStatus
+	19, // 23: callledger.v1.RecordingStatusReported.recording_start_time:type_name -> google.protobuf.Timestamp
+	8,  // 24: callledger.v1.HttpRequest.headers:type_name -> callledger.v1.Header
+	21, // 25: callledger.v1.CallReconciled.status:type_name -> callledger.v1.CallStatus
+	19, // 26: callledger.v1.CallReconciled.start_time:type_name -> google.protobuf.Timestamp
+	19, // 27: callledger.v1.CallReconciled.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 28: callledger.v1.ConferenceEventReported.event:type_name -> callledger.v1.ConferenceEvent
+	21, // 29: callledger.v1.CallSummaryReported.status:type_name -> callledger.v1.CallStatus
+	19, // 30: callledger.v1.CallSummaryReported.start_time:type_name -> google.protobuf.Timestamp
+	19, // 31: callledger.v1.CallSummaryReported.end_time:type_name -> google.protobuf.Timestamp
+	19, // 32: callledger.v1.ErasureRecorded.erased_at:type_name -> google.protobuf.Timestamp
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_callledger_v1_event_proto_init() }
@@ -2779,6 +2808,7 @@ func file_callledger_v1_event_proto_init() {
 		return
 	}
 	file_callledger_v1_call_status_proto_init()
+	file_callledger_v1_sealed_proto_init()
 	file_callledger_v1_event_proto_msgTypes[0].OneofWrappers = []any{
 		(*Event_CallStatusReported)(nil),
 		(*Event_DialCompleted)(nil),

@@ -581,8 +581,12 @@ type StoredEvent struct {
 	// Revision in the call's stream, from 0.
 	Revision uint64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// The stored type name, e.g. CallStatusReported.
-	Type          string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
-	Event         *Event `protobuf:"bytes,4,opt,name=event,proto3" json:"event,omitempty"`
+	Type  string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	Event *Event `protobuf:"bytes,4,opt,name=event,proto3" json:"event,omitempty"`
+	// The event's subject was erased (docs/PRIVACY.md): its personal fields
+	// (numbers, names, the verbatim request) are gone, its other facts are
+	// shown.
+	Redacted      bool `protobuf:"varint,5,opt,name=redacted,proto3" json:"redacted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -643,6 +647,13 @@ func (x *StoredEvent) GetEvent() *Event {
 		return x.Event
 	}
 	return nil
+}
+
+func (x *StoredEvent) GetRedacted() bool {
+	if x != nil {
+		return x.Redacted
+	}
+	return false
 }
 
 type GetStatsRequest struct {
@@ -1404,12 +1415,13 @@ const file_callledger_v1_query_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"t\n" +
 	"\x16ListCallEventsResponse\x122\n" +
 	"\x06events\x18\x01 \x03(\v2\x1a.callledger.v1.StoredEventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x85\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa1\x01\n" +
 	"\vStoredEvent\x12\x1a\n" +
 	"\bposition\x18\x01 \x01(\x04R\bposition\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x04R\brevision\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\tR\x04type\x12*\n" +
-	"\x05event\x18\x04 \x01(\v2\x14.callledger.v1.EventR\x05event\"D\n" +
+	"\x05event\x18\x04 \x01(\v2\x14.callledger.v1.EventR\x05event\x12\x1a\n" +
+	"\bredacted\x18\x05 \x01(\bR\bredacted\"D\n" +
 	"\x0fGetStatsRequest\x121\n" +
 	"\x06window\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06window\"\x94\x03\n" +
 	"\x10GetStatsResponse\x12B\n" +

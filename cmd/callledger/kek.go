@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sync"
+
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/internal/server"
+	"github.com/callledger/callledger/keystore"
+	"github.com/callledger/callledger/seal"
+)
+
+// kekFlag is --kek-file, which serve and the commands that read personal
+// data from a stopped server's data directory take alike.
+type kekFlag struct{ file string }
+
+func (k *kekFlag) register(fs *flag.FlagSet) {
+	fs.StringVar(&k.file, "kek-file", "", "key-encryption key that protects the keys of every call's personal data: a file of 32 random bytes in base64 "+
+		"(openssl rand -base64 32 > kek && chmod 600 kek), readable by its owner only, kept off the data directory and its backups; "+
+		"empty: a development key generated in <data-dir>/dev-kek (loopback --http-addr only)")
+}
+
+// open opens the key store of dataDir with the KEK the flag names, or the
+// development one.
+func (k *kekFlag) open(dataDir string, log *slog.Logger) (*keystore.Embedded, error) {
+	return server.OpenKeys(dataDir, k.file, log)
+}
+
+// openOffline opens the key store of a stopped server's dataDir for
+// reading sealed events: with --kek-file, or the development KEK the
+// server made, never a new one.
+func (k *kekFlag) openOffline(dataDir string, log *slog.Logger) (*keystore.Embedded, error) {
+	if _, err := os.Stat(server.KeyStorePath(dataDir)); err != nil {
+		return nil, fmt.Errorf("the events are sealed, and %s holds no key store (--data-dir names the server's data directory): %w", dataDir, err)
+	}
+	if k.file == "" {
+		if _, err := os.Stat(server.DevKEKPath(dataDir)); err != nil {
+			return nil, fmt.Errorf("the events are sealed: give --kek-file, the key-encryption key the server runs with (%s has no development key)", dataDir)
+		}
+	}
+	keys, err := server.OpenKeys(dataDir, k.file, log)
+	if err != nil {
+		return nil, fmt.Errorf("the events are sealed (a running server holds its key store: stop it first): %w", err)
+	}
+	return keys, nil
+}
+
+// lazyOpener opens sealed events with the key store of a stopped server,
+// which it opens at the first sealed event: a log without any reads as
+// before, without a KEK. Safe for concurrent use (a rebuild's decoders).
+type lazyOpener struct {
+	kek     *kekFlag
+	dataDir string
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	keys   *keystore.Embedded
+	events *seal.Events
+	err    error
+}
+
+// Open opens ev's sealed parts (all of them when none is named).
+func (l *lazyOpener) Open(ctx context.Context, ev *callledgerv1.Event, parts ...seal.Part) (seal.Opened, error) {
+	if ev.GetSealed() == nil && ev.GetSealedRequest() == nil {
+		return seal.Opened{}, nil
+	}
+	l.mu.Lock()
+	if l.events == nil && l.err == nil {
+		l.keys, l.err = l.kek.openOffline(l.dataDir, l.log)
+		if l.err == nil {
+			l.events = seal.NewEvents(l.keys)
+		}
+	}
+	events, err := l.events, l.err
+	l.mu.Unlock()
+	if err != nil {
+		return seal.Opened{}, err
+	}
+	return events.Open(ctx, ev, parts...)
+}
+
+// Close closes the key store if it was opened.
+func (l *lazyOpener) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.keys == nil {
+		return nil
+	}
+	return l.keys.Close()
+}
+
+// openIfPresent opens the key store of a stopped server's dataDir when it
+// has one, for the commands that fold the whole ledger (rebuild, export
+// --from-ledger): a ledger written with sealing must be folded with its
+// numbers, so a key store that does not open is an error. nil when the
+// directory has none (a ledger stored in the clear).
+func (k *kekFlag) openIfPresent(dataDir string, log *slog.Logger) (*keystore.Embedded, error) {
+	if _, err := os.Stat(server.KeyStorePath(dataDir)); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return k.openOffline(dataDir, log)
+}
