@@ -1,7 +1,9 @@
 package hangup_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,8 +18,10 @@ import (
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/hangup"
+	"github.com/callledger/callledger/keystore"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/callstore/callstoretest"
+	"github.com/callledger/callledger/seal"
 	"github.com/callledger/callledger/twilio/rest"
 	"github.com/callledger/callledger/twilio/rest/resttest"
 )
@@ -251,5 +255,69 @@ func TestRefusals(t *testing.T) {
 	}
 	if n := withTwilio.fake.Count(nil); n != 0 {
 		t.Errorf("refused requests reached Twilio %d times", n)
+	}
+}
+
+// TestFailureMessageSealed: with Personal, the message of a failed
+// hang-up (Twilio's messages quote numbers) is stored sealed, and a retry
+// that reads the failure back answers with it opened.
+func TestFailureMessageSealed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, true)
+	raw := make([]byte, keystore.KEKSize)
+	kek, err := keystore.ParseKEK([]byte(base64.StdEncoding.EncodeToString(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := keystore.Open(t.TempDir(), kek, keystore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { keys.Close() })
+	personal := seal.NewEvents(keys)
+	rc, err := rest.New(rest.Config{Accounts: []rest.Account{{AccountSid: acct, AuthToken: "token1"}}, Transport: e.fake.Transport()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.h, err = hangup.New(hangup.Config{Log: e.events, Calls: e.calls, Twilio: rc, Personal: personal}); err != nil {
+		t.Fatal(err)
+	}
+	sid := newSid(900)
+	e.fake.Put(resttest.Call{Sid: sid, AccountSid: acct, Status: "in-progress", StartTime: time.Now()})
+	e.fake.Fail(sid, resttest.Fault{Status: 400, Code: 21220}, resttest.Fault{Status: 400, Code: 21220})
+	req := hangup.Request{CallSid: sid, RequestID: "r", RequestedBy: "agent", EndCall: true}
+	first := e.handle(t, req)
+	msg := first.Request.GetErrorMessage()
+	if first.Request.GetOutcome() != callledgerv1.HangupOutcome_HANGUP_OUTCOME_FAILED || msg == "" {
+		t.Fatalf("first attempt: %+v, want a failure with a message", first.Request)
+	}
+	recs, err := e.events.ReadStream(context.Background(), eventcodec.CallStream(sid), 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, rec := range recs {
+		ev, err := eventcodec.Decode(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := ev.GetHangupFailed()
+		if f == nil {
+			continue
+		}
+		found = true
+		if f.GetErrorMessage() != "" || ev.GetSealed() == nil || bytes.Contains(rec.Data, []byte(msg)) {
+			t.Errorf("the failure is stored with its message in the clear: %v", ev)
+		}
+		if _, err := personal.Open(context.Background(), ev); err != nil || ev.GetHangupFailed().GetErrorMessage() != msg {
+			t.Errorf("opened: %q, %v; want %q", ev.GetHangupFailed().GetErrorMessage(), err, msg)
+		}
+	}
+	if !found {
+		t.Fatal("no HangupFailed stored")
+	}
+	again := e.handle(t, req)
+	if !again.Duplicate || again.Request.GetErrorMessage() == "" {
+		t.Errorf("retry: %+v, want the recorded failure's message opened", again.Request)
 	}
 }

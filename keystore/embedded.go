@@ -17,6 +17,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -95,6 +96,9 @@ type Embedded struct {
 	// destroying serializes Destroy calls.
 	destroying sync.Mutex
 	closeOnce  sync.Once
+	// preloaded holds the wrapped data key records Preload read, by key
+	// without its prefix byte; nil when none.
+	preloaded atomic.Pointer[map[string][]byte]
 }
 
 var _ Store = (*Embedded)(nil)
@@ -507,18 +511,25 @@ func (s *Embedded) Get(ctx context.Context, subject string, id uint64) (DataKey,
 			return k, nil
 		}
 	}
-	v, closer, err := s.db.Get(dataKeyKey(subject, id))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return DataKey{}, s.missing(subject, id)
-	}
-	if err != nil {
-		return DataKey{}, fmt.Errorf("key store: %w", err)
-	}
 	var rec keystorev1.DataKey
-	err = proto.Unmarshal(v, &rec)
-	closer.Close()
-	if err != nil {
-		return DataKey{}, fmt.Errorf("key store: data key of %s: %w", subject, err)
+	if v := s.preloadedRecord(subject, id); v != nil {
+		err := proto.Unmarshal(v, &rec)
+		if err != nil {
+			return DataKey{}, fmt.Errorf("key store: data key of %s: %w", subject, err)
+		}
+	} else {
+		v, closer, err := s.db.Get(dataKeyKey(subject, id))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return DataKey{}, s.missing(subject, id)
+		}
+		if err != nil {
+			return DataKey{}, fmt.Errorf("key store: %w", err)
+		}
+		err = proto.Unmarshal(v, &rec)
+		closer.Close()
+		if err != nil {
+			return DataKey{}, fmt.Errorf("key store: data key of %s: %w", subject, err)
+		}
 	}
 	k, err := s.unwrapDataKey(subject, &rec)
 	if err != nil {
@@ -609,6 +620,9 @@ func (s *Embedded) Destroy(ctx context.Context, subjects ...string) (DestroyResu
 	subjects = slices.Compact(slices.Sorted(slices.Values(subjects)))
 	s.destroying.Lock()
 	defer s.destroying.Unlock()
+	// A preload holds wrapped keys: the destroyed ones must not be served
+	// from it.
+	s.preloaded.Store(nil)
 
 	// Hold the subjects' stripes while their records change, so that a
 	// concurrent Key cannot make a key in between; in stripe order, which

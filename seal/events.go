@@ -192,3 +192,19 @@ func formParties(form string) []string {
 	}
 	return ps
 }
+
+// Preload asks the key store, when it can (keystore.Embedded.Preload), to
+// read every data key at once for a pass over the whole log, such as a
+// rebuild; release ends it. Without such a store it does nothing.
+func (e *Events) Preload(ctx context.Context) (release func(), err error) {
+	if e == nil {
+		return func() {}, nil
+	}
+	p, ok := e.keys.(interface {
+		Preload(ctx context.Context) (func(), error)
+	})
+	if !ok {
+		return func() {}, nil
+	}
+	return p.Preload(ctx)
+}

@@ -26,12 +26,6 @@ func (k *kekFlag) register(fs *flag.FlagSet) {
 		"empty: a development key generated in <data-dir>/dev-kek (loopback --http-addr only)")
 }
 
-// open opens the key store of dataDir with the KEK the flag names, or the
-// development one.
-func (k *kekFlag) open(dataDir string, log *slog.Logger) (*keystore.Embedded, error) {
-	return server.OpenKeys(dataDir, k.file, log)
-}
-
 // openOffline opens the key store of a stopped server's dataDir for
 // reading sealed events: with --kek-file, or the development KEK the
 // server made, never a new one.

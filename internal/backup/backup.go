@@ -31,6 +31,12 @@ type ReadModel interface {
 	Backup(root string) (name string, applied eventstore.Position, err error)
 }
 
+// KeyStore copies the key store that seals the ledger's personal data
+// (keystore.Embedded.Checkpoint) into a directory it creates.
+type KeyStore interface {
+	Checkpoint(ctx context.Context, dir string) error
+}
+
 // Errors of a target the backup refuses.
 var (
 	// ErrTargetInvalid: the target is not an absolute path, or not a
@@ -56,13 +62,17 @@ type Result struct {
 const (
 	ledgerDir    = "ledger"
 	readModelDir = "projections/callstate"
+	keysDir      = "keys"
 )
 
 // Take writes a backup into dir, which must be absolute and absent or
-// empty. rm may be nil (no read model copied). A read model that cannot be
+// empty. rm may be nil (no read model copied); keys, the key store, is
+// copied after the ledger, so that it holds the key of every event the
+// copied ledger holds (a key is durable before its first event is
+// appended); nil when the ledger is not sealed. A read model that cannot be
 // copied (corrupt, say) is left out with a warning: serve rebuilds it from
 // the ledger. A failed backup removes what it wrote.
-func Take(ctx context.Context, ledger Ledger, rm ReadModel, dir string, log *slog.Logger) (res Result, err error) {
+func Take(ctx context.Context, ledger Ledger, rm ReadModel, keys KeyStore, dir string, log *slog.Logger) (res Result, err error) {
 	began := time.Now()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -84,6 +94,7 @@ func Take(ctx context.Context, ledger Ledger, rm ReadModel, dir string, log *slo
 		}
 		_ = os.RemoveAll(filepath.Join(dir, ledgerDir))
 		_ = os.RemoveAll(filepath.Join(dir, "projections"))
+		_ = os.RemoveAll(filepath.Join(dir, keysDir))
 	}()
 	if rm != nil {
 		root := filepath.Join(dir, readModelDir)
@@ -103,6 +114,11 @@ func Take(ctx context.Context, ledger Ledger, rm ReadModel, dir string, log *slo
 	}
 	if res.Position, err = ledger.Checkpoint(ctx, filepath.Join(dir, ledgerDir)); err != nil {
 		return res, fmt.Errorf("backup the ledger: %w", err)
+	}
+	if keys != nil {
+		if err := keys.Checkpoint(ctx, filepath.Join(dir, keysDir)); err != nil {
+			return res, fmt.Errorf("backup the key store: %w", err)
+		}
 	}
 	if err := syncDir(dir); err != nil {
 		return res, fmt.Errorf("backup: %w", err)

@@ -65,7 +65,8 @@ type Server struct {
 	// store is the event store under its decorators (metrics, tracing).
 	store eventstore.Store
 	hooks *webhook.Handler
-	// personal seals and opens personal data; nil with Privacy.Unsealed.
+	// personal seals and opens personal data with keys; both nil with
+	// Privacy.Unsealed.
 	personal *seal.Events
 	// keys is the key store personal is over; nil with Privacy.Unsealed
 	// until erasures open it (erasures).
@@ -605,6 +606,11 @@ func (s *Server) DataDir() string { return s.cfg.DataDir }
 func (s *Server) Store() eventstore.Store { return s.store }
 
 // Projection returns the call-state read model the queries answer from;
+// Personal seals and opens personal data with the server's key store;
+// nil when sealing is off (Privacy.Unsealed). Tests fold the log with it
+// as the projection does.
+func (s *Server) Personal() *seal.Events { return s.personal }
+
 // nil with RoleWebhooks. For tests that run beside the server.
 func (s *Server) Projection() *callversions.Manager { return s.calls }
 

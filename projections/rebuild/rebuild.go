@@ -201,6 +201,17 @@ type decoded struct {
 func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 	opts = opts.withDefaults()
 	start := time.Now()
+	// Every call leg's key is met once, in no order of the key store's:
+	// read them all in one scan rather than a point read each.
+	if p, ok := opts.Personal.(interface {
+		Preload(ctx context.Context) (func(), error)
+	}); ok {
+		release, err := p.Preload(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("rebuild: preload keys: %w", err)
+		}
+		defer release()
+	}
 	target, err := log.Head(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("rebuild: read head: %w", err)

@@ -4,12 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/ledgerload"
@@ -19,12 +19,12 @@ import (
 )
 
 // BenchmarkRebuildSealed rebuilds the same ledger stored in the clear and
-// with its personal data sealed (docs/PRIVACY.md), in one run, so that
-// their events/s compare on a machine whatever its load
-// (docs/BENCHMARKS.md §8). The sealed rebuild opens every event's facts
-// with a key store opened afresh: every call leg's key is read cold, as
-// after a restart. CALLLEDGER_BENCH_EVENTS sets the ledger's size
-// (default 200,000).
+// with its personal data sealed (docs/PRIVACY.md), alternately, so that a
+// machine whose load drifts weighs on both alike (docs/BENCHMARKS.md §8).
+// The sealed rebuild opens every event's facts with a key store opened
+// afresh: every call leg's key is read cold, as after a restart. It
+// reports both rates and sealed/plain, the ratio of their times.
+// CALLLEDGER_BENCH_EVENTS sets the ledger's size (default 200,000).
 func BenchmarkRebuildSealed(b *testing.B) {
 	events := 200_000
 	if v := os.Getenv("CALLLEDGER_BENCH_EVENTS"); v != "" {
@@ -43,58 +43,59 @@ func BenchmarkRebuildSealed(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, sealed := range []bool{false, true} {
-		b.Run(fmt.Sprintf("sealed=%t", sealed), func(b *testing.B) {
-			dir := b.TempDir()
-			store, err := pebblestore.Open(filepath.Join(dir, "ledger"), pebblestore.Options{Logger: slog.New(slog.DiscardHandler)})
+	dir := b.TempDir()
+	keysDir := filepath.Join(dir, "keys")
+	load := func(name string, sealed bool) *pebblestore.Store {
+		store, err := pebblestore.Open(filepath.Join(dir, name), pebblestore.Options{Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { store.Close() })
+		cfg := ledgerload.Config{Events: events, Seed: 1, Workers: 32}
+		if sealed {
+			keys, err := keystore.Open(keysDir, kek, keystore.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer store.Close()
-			cfg := ledgerload.Config{Events: events, Seed: 1, Workers: 32}
-			keysDir := filepath.Join(dir, "keys")
-			var loadKeys *keystore.Embedded
-			if sealed {
-				if loadKeys, err = keystore.Open(keysDir, kek, keystore.Options{}); err != nil {
-					b.Fatal(err)
-				}
-				cfg.Sealer = seal.NewEvents(loadKeys)
-			}
-			st, err := ledgerload.Load(ctx, store, cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if loadKeys != nil {
-				if err := loadKeys.Close(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.Logf("loaded %d events in %s", st.Events, st.Elapsed)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				opts := rebuild.Options{}
-				var keys *keystore.Embedded
-				if sealed {
-					// A fresh key store: no key cached.
-					if keys, err = keystore.Open(keysDir, kek, keystore.Options{}); err != nil {
-						b.Fatal(err)
-					}
-					opts.Personal = seal.NewEvents(keys)
-				}
-				out := filepath.Join(dir, "projection", strconv.Itoa(i))
-				b.StartTimer()
-				if _, err := rebuild.Build(ctx, store, out, opts); err != nil {
-					b.Fatal(err)
-				}
-				b.StopTimer()
-				if keys != nil {
-					keys.Close()
-				}
-				b.StartTimer()
-			}
-			b.ReportMetric(float64(st.Events)*float64(b.N)/b.Elapsed().Seconds(), "events/s")
-		})
+			defer keys.Close()
+			cfg.Sealer = seal.NewEvents(keys)
+		}
+		st, err := ledgerload.Load(ctx, store, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("%s: loaded %d events in %s", name, st.Events, st.Elapsed)
+		return store
 	}
+	plain, sealed := load("plain", false), load("sealed", true)
+
+	var tPlain, tSealed time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		if _, err := rebuild.Build(ctx, plain, filepath.Join(dir, "projection", "plain", strconv.Itoa(i)), rebuild.Options{}); err != nil {
+			b.Fatal(err)
+		}
+		tPlain += time.Since(start)
+
+		b.StopTimer()
+		keys, err := keystore.Open(keysDir, kek, keystore.Options{}) // no key cached
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start = time.Now()
+		if _, err := rebuild.Build(ctx, sealed, filepath.Join(dir, "projection", "sealed", strconv.Itoa(i)), rebuild.Options{Personal: seal.NewEvents(keys)}); err != nil {
+			b.Fatal(err)
+		}
+		tSealed += time.Since(start)
+		b.StopTimer()
+		keys.Close()
+		b.StartTimer()
+	}
+	n := float64(events) * float64(b.N)
+	b.ReportMetric(n/tPlain.Seconds(), "plain-events/s")
+	b.ReportMetric(n/tSealed.Seconds(), "sealed-events/s")
+	b.ReportMetric(tSealed.Seconds()/tPlain.Seconds(), "sealed/plain")
 }
