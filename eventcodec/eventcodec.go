@@ -25,10 +25,14 @@ const (
 	QuarantineStreamPrefix = "quarantine-"
 )
 
+// ErasureStream is the stream of every ErasureRecorded: erasures concern
+// many calls at once, and the audit trail reads them together.
+const ErasureStream = "erasures"
+
 // ProjectedStreamPrefixes are the streams the call-state projection folds:
-// calls and conferences (quarantine is kept, never folded).
+// calls, conferences and erasures (quarantine is kept, never folded).
 func ProjectedStreamPrefixes() []string {
-	return []string{CallStreamPrefix, ConferenceStreamPrefix}
+	return []string{CallStreamPrefix, ConferenceStreamPrefix, ErasureStream}
 }
 
 // Event type names as stored. They are part of the storage format: never
@@ -46,6 +50,7 @@ const (
 	TypeTranscriptionReported   = "TranscriptionReported"
 	TypeCallSummaryReported     = "CallSummaryReported"
 	TypeCallEventReported       = "CallEventReported"
+	TypeErasureRecorded         = "ErasureRecorded"
 )
 
 // IDKind is the first part of what an event ID is derived from, so that
@@ -88,6 +93,10 @@ const (
 	// IDKindHangupOutcome is the kind of HangupSent and HangupFailed; the ID
 	// covers the CallSid, the request_id and the outcome.
 	IDKindHangupOutcome IDKind = "hangup-outcome"
+	// IDKindErasure is the kind of ErasureRecorded; the ID covers the
+	// erasure's ID (the erasure journal's), so that a replay of the journal
+	// after a crash or a restore stores the erasure once.
+	IDKindErasure IDKind = "erasure"
 )
 
 // QuarantineIDKind is the kind of a RequestQuarantined event stored in
@@ -182,6 +191,8 @@ func TypeOf(ev *callledgerv1.Event) (string, error) {
 		return TypeCallSummaryReported, nil
 	case *callledgerv1.Event_CallEventReported:
 		return TypeCallEventReported, nil
+	case *callledgerv1.Event_ErasureRecorded:
+		return TypeErasureRecorded, nil
 	default:
 		return "", fmt.Errorf("event %s has no known body: %w", ev.GetEventId(), eventstore.ErrInvalidArgument)
 	}

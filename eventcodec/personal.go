@@ -117,6 +117,10 @@ var clearFields = map[protoreflect.FullName]bool{
 	"callledger.v1.HangupRequested.request_id":   true,
 	"callledger.v1.HangupRequested.requested_by": true, // the operator's principal: the audit trail
 
+	"callledger.v1.ErasureRecorded.erasure_id":   true,
+	"callledger.v1.ErasureRecorded.requested_by": true, // the principal who erased: the audit trail
+	"callledger.v1.ErasureRecorded.call_sids":    true, // which legs, never which number
+
 	"callledger.v1.HangupSent.request_id":  true,
 	"callledger.v1.HangupSent.status":      true,
 	"callledger.v1.HangupSent.account_sid": true,

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/erasure"
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
@@ -424,6 +426,64 @@ func (w *writer) newCallbacks() {
 	status("the parent completes", parent, "completed", "2026-03-30T12:03:00Z", "Direction", "inbound", "CallDuration", "180", "SequenceNumber", "1")
 }
 
+// erasures erases, through the erasure use case over a real key store,
+// a call's tree (the failed call) and a number (the callee of the
+// answered call, which also took part in a conference).
+func (w *writer) erasures() {
+	w.t.Helper()
+	w.project()
+	journal, _, err := erasure.OpenJournal(filepath.Join(w.t.TempDir(), "erasures.jsonl"))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer journal.Close()
+	ids := []string{"0f5a9c3e-2b7d-4e1a-8c6f-9d0b2e4a6c81", "7b3e1d9f-5a2c-4f8e-b0d6-1c3a5e7f9b02"}
+	svc, err := erasure.New(erasure.Config{
+		Log: w.events, Keys: w.keys, ReadModel: projecting{w.calls, w}, Journal: journal, Now: w.clock,
+		NewID: func() string { id := ids[0]; ids = ids[1:]; return id },
+	})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.at(date("2026-03-31T09:00:00Z"))
+	for _, c := range []struct {
+		note string
+		req  erasure.Request
+	}{
+		{"an erasure of a call's tree (callledger erase --call)", erasure.Request{CallSid: "CA9b1d3f5a7c9e0b2d4f6a8c1e3b5d7f9a", By: "dpo@example.com"}},
+		{"an erasure of a number (callledger erase --number)", erasure.Request{Number: "+1 303 555 0121", By: "dpo@example.com"}},
+	} {
+		before, err := w.events.Head(w.ctx)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		res, err := svc.Erase(w.ctx, c.req)
+		if err != nil || res.ID == "" {
+			w.t.Fatalf("%s: %+v, %v", c.note, res, err)
+		}
+		recs, err := w.events.ReadAll(w.ctx, before, 16)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		for _, rec := range recs {
+			w.noteOnce(rec.ID.String(), c.note)
+		}
+		w.project()
+	}
+}
+
+// projecting is the writer's read model as an erasure waits on it: it
+// applies what the log holds, as the live projection would.
+type projecting struct {
+	*callstore.Store
+	w *writer
+}
+
+func (p projecting) WaitFor(ctx context.Context, pos eventstore.Position) error {
+	p.w.project()
+	return p.Store.WaitFor(ctx, pos)
+}
+
 // corpusKEK is the key-encryption key of the key stores kept with the
 // generations (storedKeysDir): they protect made-up numbers only.
 func corpusKEK(t *testing.T) keystore.KEK {
@@ -557,6 +617,8 @@ func writeStoredEvents(t *testing.T) ([]storedRecord, string) {
 	w.reconcile("a read of an ended <Dial> parent", account, dialParent)
 	w.at(date("2026-03-06T00:57:00Z"))
 	w.reconcile("a read of the child leg tree 34 knows only from its parent's Dial action", otherAccount, "CA355cc845a15fcc72a1b89dcca41f85ec")
+
+	w.erasures()
 
 	head, err := w.events.Head(w.ctx)
 	if err != nil {

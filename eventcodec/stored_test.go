@@ -331,6 +331,13 @@ func checkStored(t *testing.T, gen string, f storedFile, rec eventstore.Recorded
 		if !eventcodec.ValidConferenceSid(cf) || ev.GetCallSid() != "" || ev.GetConferenceEventReported().GetConferenceSid() != cf {
 			t.Errorf("%s: a %s event with call_sid %q in stream %s", where, rec.Type, ev.GetCallSid(), rec.Stream)
 		}
+	} else if e := ev.GetErasureRecorded(); e != nil {
+		if rec.Stream != eventcodec.ErasureStream || ev.GetCallSid() != "" {
+			t.Errorf("%s: an erasure in stream %s", where, rec.Stream)
+		}
+		if id := eventcodec.EventID(eventcodec.IDKindErasure, []byte(e.GetErasureId())); id.String() != ev.GetEventId() {
+			t.Errorf("%s: erasure %s now has the ID %s", where, e.GetErasureId(), id)
+		}
 	} else if q := ev.GetRequestQuarantined(); q == nil || rec.Stream != eventcodec.QuarantineStream(q.GetKind()) || ev.GetCallSid() != "" {
 		t.Errorf("%s: stream %s is neither its call's nor the quarantine of its kind", where, rec.Stream)
 	}
@@ -348,8 +355,17 @@ func checkStored(t *testing.T, gen string, f storedFile, rec eventstore.Recorded
 		if _, facts, request := eventcodec.Split(ev); facts != nil || request != nil {
 			t.Errorf("%s: personal fields stored in the clear: %v %v", where, facts, request)
 		}
-		if _, err := personal.Open(t.Context(), ev); err != nil {
+		opened, err := personal.Open(t.Context(), ev)
+		if err != nil {
 			t.Errorf("%s: %v", where, err)
+			return
+		}
+		if opened.Redacted {
+			// An erased call's event (a generation with erasures): its
+			// request is gone for good, so is what derives its ID again.
+			if ev.GetRequest().GetUrl() != "" || len(ev.GetRequest().GetBody()) > 0 {
+				t.Errorf("%s: redacted, yet its request opened", where)
+			}
 			return
 		}
 	}

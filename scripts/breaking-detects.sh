@@ -27,7 +27,7 @@ copy
 # file | sed expression | rule buf must report | what the change is
 cases=(
 	"callledger/v1/event.proto|/^message Event {/,/^}/ s/^  string call_sid = 2;/  string call_sid = 6;/|FIELD_NO_DELETE|Event.call_sid renumbered 2 -> 6"
-	"callledger/v1/event.proto|/^message Event {/,/^}/ s/^    HangupSent hangup_sent = 15;/    HangupSent hangup_sent = 30;/|FIELD_NO_DELETE|the oneof body hangup_sent renumbered 15 -> 30 (a free number)"
+	"callledger/v1/event.proto|/^message Event {/,/^}/ s/^    HangupSent hangup_sent = 15;/    HangupSent hangup_sent = 99;/|FIELD_NO_DELETE|the oneof body hangup_sent renumbered 15 -> 99 (a free number)"
 	"callledger/v1/event.proto|/^message CallStatusReported {/,/^}/ { s/^  string status_raw = 2;/  string status_raw = 3;/; s/^  optional int64 sequence_number = 3;/  optional int64 sequence_number = 2;/; }|FIELD_SAME_TYPE|CallStatusReported.status_raw and sequence_number swap numbers"
 	"callledger/v1/event.proto|/^message HangupRequested {/,/^}/ s/^  string request_id = 1;/  int64 request_id = 1;/|FIELD_SAME_TYPE|HangupRequested.request_id changes type, string -> int64"
 	"callledger/v1/event.proto|/^message CallReconciled {/,/^}/ { /^  bool not_found = 12;/d; }|FIELD_NO_DELETE|CallReconciled.not_found removed"

@@ -163,7 +163,7 @@ func (c *clientFlags) explain(err error, what string) error {
 		}
 		return fmt.Errorf("the server refused the token: check --token or CALLLEDGER_TOKEN (%s)", msg)
 	case codes.PermissionDenied:
-		return fmt.Errorf("the token is not allowed to do this: %s (ask for a token with the scope: calls:read for queries, calls:hangup for hang-ups)", msg)
+		return fmt.Errorf("the token is not allowed to do this: %s (ask for a token with the scope: calls:read for queries, calls:hangup for hang-ups, projections:admin for backups, personal:erase for erasures)", msg)
 	case codes.NotFound:
 		if what != "" {
 			return fmt.Errorf("no call %s in the ledger: check the CallSid (`callledger calls list` shows recent calls)", what)

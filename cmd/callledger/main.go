@@ -114,6 +114,7 @@ func subcommands(stdout, stderr io.Writer) []*ffcli.Command {
 		callsCommand(stdout, stderr),
 		statsCommand(stdout, stderr),
 		backupCommand(stdout, stderr),
+		eraseCommand(stdout, stderr),
 	}
 }
 

@@ -37,6 +37,8 @@ type serveFlags struct {
 	cacheMB         int
 	maxQueryLag     time.Duration
 	minFreeSpace    string
+	erasureJournal  string
+	retention       time.Duration
 	log             logFlags
 	commands        commandFlags
 	security        securityFlags
@@ -64,6 +66,8 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.IntVar(&f.cacheMB, "read-model-cache-mb", callstore.DefaultCacheSize>>20, "block cache of the call-state read model, in MiB; about 400 per million calls keeps all of it in memory")
 	fs.DurationVar(&f.maxQueryLag, "max-query-lag", 30*time.Second, "the query service reports NOT_SERVING on gRPC health while the projection's oldest unapplied event is older than this (0: no bound)")
 	fs.StringVar(&f.minFreeSpace, "min-free-space", "", "refuse appends (webhooks get 503 with Retry-After, /readyz fails) while the embedded ledger's filesystem has less free space than this, e.g. 512MiB or 2GB; 0: off (default: the smaller of 1GiB and 5% of the filesystem, at least 128MiB)")
+	fs.StringVar(&f.erasureJournal, "erasure-journal", "", "the erasure journal: one line per erasure (CallSids, no numbers), synced before an erasure is acknowledged and replayed at start, so that a restored backup forgets again; keep it off the backup's restore path (default: <data-dir>/erasures.jsonl)")
+	fs.DurationVar(&f.retention, "retention", 0, "erase the personal data of calls that ended longer ago than this (e.g. 2160h for 90 days); a call that never ended counts as ended 24h after it began; 0: off")
 	f.kek.register(fs)
 	fs.BoolVar(&f.seal, "seal", true, "seal personal data (numbers, names, recordings, the verbatim requests) with a key per call leg, so that erasing a caller destroys keys rather than rewriting the log (docs/PRIVACY.md); false stores it in the clear, as webhook replicas on KurrentDB need until a shared key store exists")
 	f.log.register(fs)
@@ -140,6 +144,7 @@ func (f *serveFlags) config(logger *slog.Logger) (server.Config, error) {
 			Rate: f.commands.rate, Burst: f.commands.burst,
 		},
 		Tracing:         server.Tracing{OTLPEndpoint: f.otlpEndpoint},
+		Erasure:         server.Erasure{Journal: f.erasureJournal, Retention: f.retention},
 		Privacy:         server.Privacy{KEKFile: f.kek.file, Unsealed: !f.seal},
 		ShutdownTimeout: f.shutdownTimeout,
 		Logger:          logger,

@@ -30,12 +30,19 @@ const (
 	// ScopeCallsHangup asks for calls to be hung up (CallCommandService).
 	ScopeCallsHangup Scope = "calls:hangup"
 	// ScopeProjectionsAdmin manages the read model and the ledger
-	// (ProjectionService, AdminService).
+	// (ProjectionService, AdminService but Erase).
 	ScopeProjectionsAdmin Scope = "projections:admin"
+	// ScopePersonalErase erases personal data (AdminService.Erase): an
+	// irreversible act, granted apart from the administration of the
+	// ledger, so that who may erase is a decision of its own (a data
+	// protection officer's tool, not every operator's).
+	ScopePersonalErase Scope = "personal:erase"
 )
 
 // Scopes returns every scope, for help texts and validation.
-func Scopes() []Scope { return []Scope{ScopeCallsRead, ScopeCallsHangup, ScopeProjectionsAdmin} }
+func Scopes() []Scope {
+	return []Scope{ScopeCallsRead, ScopeCallsHangup, ScopeProjectionsAdmin, ScopePersonalErase}
+}
 
 func knownScope(s Scope) bool { return slices.Contains(Scopes(), s) }
 

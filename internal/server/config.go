@@ -58,6 +58,8 @@ type Config struct {
 	Twilio    Twilio
 	Reconcile Reconcile
 	Tracing   Tracing
+	// Erasure configures erasures and retention.
+	Erasure Erasure
 	// Privacy seals personal data with keys of a key store in
 	// DataDir/keys (docs/PRIVACY.md).
 	Privacy Privacy
@@ -268,6 +270,9 @@ type Seams struct {
 	// tests that compare folded state with a committed file fix it. Nil:
 	// time.Now.
 	WebhookClock func() time.Time
+	// RetentionClock is the clock retention ages calls by: tests age
+	// calls without waiting. Nil: time.Now.
+	RetentionClock func() time.Time
 }
 
 // Interceptors are a unary and a stream gRPC server interceptor; both are
@@ -311,6 +316,9 @@ func (c Config) withDefaults() (Config, error) {
 	r.Rate = cmp.Or(r.Rate, reconcile.DefaultRate)
 	r.Burst = cmp.Or(r.Burst, reconcile.DefaultBurst)
 	r.Interval = cmp.Or(r.Interval, reconcile.DefaultInterval)
+	if c.Erasure.Retention < 0 {
+		return c, fmt.Errorf("--retention %s: must be positive (0 turns retention off)", c.Erasure.Retention)
+	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 20 * time.Second
 	}

@@ -18,6 +18,7 @@ func Policy() grpcauth.Policy {
 		read   = grpcauth.Require(grpcauth.ScopeCallsRead)
 		hangup = grpcauth.Require(grpcauth.ScopeCallsHangup)
 		admin  = grpcauth.Require(grpcauth.ScopeProjectionsAdmin)
+		erase  = grpcauth.Require(grpcauth.ScopePersonalErase)
 	)
 	return grpcauth.Policy{
 		// Health stays open: load balancers and orchestrators probe
@@ -44,5 +45,6 @@ func Policy() grpcauth.Policy {
 		callledgerv1.ProjectionService_RebuildProjection_FullMethodName:   admin,
 
 		callledgerv1.AdminService_Backup_FullMethodName: admin,
+		callledgerv1.AdminService_Erase_FullMethodName:  erase,
 	}
 }

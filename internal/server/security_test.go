@@ -32,9 +32,11 @@ var principals = map[string][]grpcauth.Scope{
 	"reader":         {grpcauth.ScopeCallsRead},
 	"hanger":         {grpcauth.ScopeCallsHangup},
 	"admin":          {grpcauth.ScopeProjectionsAdmin},
-	"all-but-read":   {grpcauth.ScopeCallsHangup, grpcauth.ScopeProjectionsAdmin},
-	"all-but-hangup": {grpcauth.ScopeCallsRead, grpcauth.ScopeProjectionsAdmin},
-	"all-but-admin":  {grpcauth.ScopeCallsRead, grpcauth.ScopeCallsHangup},
+	"eraser":         {grpcauth.ScopePersonalErase},
+	"all-but-read":   {grpcauth.ScopeCallsHangup, grpcauth.ScopeProjectionsAdmin, grpcauth.ScopePersonalErase},
+	"all-but-hangup": {grpcauth.ScopeCallsRead, grpcauth.ScopeProjectionsAdmin, grpcauth.ScopePersonalErase},
+	"all-but-admin":  {grpcauth.ScopeCallsRead, grpcauth.ScopeCallsHangup, grpcauth.ScopePersonalErase},
+	"all-but-erase":  {grpcauth.ScopeCallsRead, grpcauth.ScopeCallsHangup, grpcauth.ScopeProjectionsAdmin},
 	"nobody":         {},
 }
 
@@ -43,8 +45,10 @@ func tokenOf(principal string) string { return principal + "-token" }
 // exactly and allBut name the principal holding scope alone, and the one
 // holding every other scope.
 var (
-	exactly = map[grpcauth.Scope]string{grpcauth.ScopeCallsRead: "reader", grpcauth.ScopeCallsHangup: "hanger", grpcauth.ScopeProjectionsAdmin: "admin"}
-	allBut  = map[grpcauth.Scope]string{grpcauth.ScopeCallsRead: "all-but-read", grpcauth.ScopeCallsHangup: "all-but-hangup", grpcauth.ScopeProjectionsAdmin: "all-but-admin"}
+	exactly = map[grpcauth.Scope]string{grpcauth.ScopeCallsRead: "reader", grpcauth.ScopeCallsHangup: "hanger",
+		grpcauth.ScopeProjectionsAdmin: "admin", grpcauth.ScopePersonalErase: "eraser"}
+	allBut = map[grpcauth.Scope]string{grpcauth.ScopeCallsRead: "all-but-read", grpcauth.ScopeCallsHangup: "all-but-hangup",
+		grpcauth.ScopeProjectionsAdmin: "all-but-admin", grpcauth.ScopePersonalErase: "all-but-erase"}
 )
 
 // writeTokens writes an API tokens file of entries into dir.

@@ -68,7 +68,9 @@ type Server struct {
 	// personal seals and opens personal data with keys; both nil with
 	// Privacy.Unsealed.
 	personal *seal.Events
-	keys     *keystore.Embedded
+	// keys is the key store personal is over; nil with Privacy.Unsealed
+	// until erasures open it (erasures).
+	keys *keystore.Embedded
 
 	// Security (security.go): the webhook verifier and the default tokens
 	// its keyring is rebuilt with, the REST client and the token that
@@ -485,7 +487,11 @@ func (s *Server) querySide(ctx context.Context, restToken string, accounts []res
 		return nil, err
 	}
 	cmds.Register(g)
-	s.admin(calls).Register(g)
+	erasures, err := s.erasures(ctx, calls)
+	if err != nil {
+		return nil, err
+	}
+	s.admin(calls, erasures).Register(g)
 	if rec != nil {
 		s.background = append(s.background, func(ctx context.Context) {
 			if err := rec.Run(ctx); err != nil {

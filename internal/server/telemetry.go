@@ -29,6 +29,8 @@ type telemetry struct {
 	store      *metrics.Store
 	grpc       *grpcprom.ServerMetrics
 	reconciler *metrics.Reconciler
+	// erasure counts erasures; nil with RoleWebhooks.
+	erasure *metrics.Erasure
 	// delays feeds GetStats; the projection fills it.
 	delays *delays.Window
 }

@@ -60,6 +60,9 @@ func (f *fold) conference(c *callledgerv1.ConferenceEventReported, key *statev1.
 		f.touch(call)
 		f.touchTime(call, at)
 		mergeParticipant(participantOf(&call.Conferences, conf.GetConferenceSid(), sid), ck, c)
+		if call.GetRedacted() {
+			redactParticipant(p) // the call's copy is redacted at flush
+		}
 		mergeKeyed(&call.Account, key, c.GetAccountSid())
 		if c.GetEvent() == callledgerv1.ConferenceEvent_CONFERENCE_EVENT_PARTICIPANT_LEAVE {
 			// The participant's call status as it left: a report of the

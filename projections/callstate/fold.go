@@ -96,6 +96,12 @@ func Apply(tx Tx, ev *callledgerv1.Event, pos uint64) error {
 	id := EventKey(ev)
 	at := eventTime(ev)
 	key := &statev1.Key{Priority: priority(ev.GetSource()), TimeUnixNanos: at.UnixNano(), EventId: id}
+	if e := ev.GetErasureRecorded(); e != nil {
+		if err := f.erasure(e, at); err != nil {
+			return err
+		}
+		return f.flush()
+	}
 	var self *statev1.CallRecord
 	if sid := ev.GetCallSid(); eventcodec.ValidCallSid(sid) {
 		var err error
@@ -478,6 +484,9 @@ func (f *fold) rootOf(r *statev1.CallRecord) (string, error) {
 // down the tree (settleEnds).
 func (f *fold) flush() error {
 	if err := f.settleEnds(); err != nil {
+		return err
+	}
+	if err := f.keepRedacted(); err != nil {
 		return err
 	}
 	for _, r := range f.dirty {

@@ -38,9 +38,10 @@ import (
 //	transcription <leg> <recording> <transcription> <TranscriptionStatus> [text=…] [at=hh:mm:ss]
 //	conference <conference> <StatusCallbackEvent> [call=<leg>] [seq=N] [hold=…] [muted=…] [coaching=…] [label=…] [left=<reason>] [call-status=<status>] [account=AC…] [at=hh:mm:ss]
 //	summary <leg> <call_state> [processing=complete|partial] [disconnected-by=…] [sip=N] [tags=a,b] [duration=N] [at=hh:mm:ss]
+//	erase <leg>... [at=hh:mm:ss]
 //
 // status and recording also take account=AC…, error=<ErrorCode> (recording:
-// and track=…); status takes answered-by=…. A line repeated word for word is
+// and track=…); status takes answered-by=… and from=…. A line repeated word for word is
 // a retry: the same event ID.
 func TestGolden(t *testing.T) {
 	t.Parallel()
@@ -154,6 +155,7 @@ func parseEvents(t *testing.T, input string) ([]*callledgerv1.Event, map[string]
 			if p, ok := args["parent"]; ok {
 				rep.ParentCallSid = leg(p)
 			}
+			rep.From = args["from"]
 			if s := optInt(t, args, "sip"); s != nil {
 				sip := int32(*s)
 				rep.SipResponseCode = &sip
@@ -263,6 +265,16 @@ func parseEvents(t *testing.T, input string) ([]*callledgerv1.Event, map[string]
 			ev.Body = &callledgerv1.Event_HangupFailed{HangupFailed: &callledgerv1.HangupFailed{
 				RequestId: pos[1], Status: "completed", ErrorCode: int32(*optInt(t, args, "code")), ErrorMessage: "golden",
 			}}
+		case "erase":
+			if len(pos) == 0 {
+				t.Fatalf("line %q: erase names legs", line)
+			}
+			e := &callledgerv1.ErasureRecorded{ErasureId: line, RequestedBy: "golden", SubjectCount: int32(len(pos))}
+			for _, p := range pos {
+				e.CallSids = append(e.CallSids, leg(p))
+			}
+			ev.Source = callledgerv1.Source_SOURCE_ERASURE
+			ev.Body = &callledgerv1.Event_ErasureRecorded{ErasureRecorded: e}
 		case "reconciled":
 			need(2)
 			ev.CallSid = leg(pos[0])
@@ -290,7 +302,8 @@ func parseEvents(t *testing.T, input string) ([]*callledgerv1.Event, map[string]
 }
 
 var allowedArgs = map[string][]string{
-	"status":        {"parent", "seq", "at", "duration", "sip", "via", "id", "account", "error", "answered-by"},
+	"status":        {"parent", "seq", "at", "duration", "sip", "via", "id", "account", "error", "answered-by", "from"},
+	"erase":         {"at"},
 	"dial":          {"duration", "parent-status", "at"},
 	"recording":     {"duration", "at", "account", "error", "track"},
 	"transcription": {"text", "at"},
@@ -399,6 +412,9 @@ func render(mem *callstate.Memory, aliases map[string]string) string {
 		}
 		if c.GetEnding() {
 			b.WriteString(" ending")
+		}
+		if c.GetRedacted() {
+			b.WriteString(" redacted")
 		}
 		if r := c.GetReconciliation(); r != nil {
 			if r.GetNotFound() {

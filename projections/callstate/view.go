@@ -68,6 +68,7 @@ func View(r *statev1.CallRecord) *callledgerv1.Call {
 		c.Ending = !c.Terminal
 	}
 	c.Reconciliation = r.GetReconciled().GetReconciliation()
+	c.Redacted = r.GetRedacted()
 	return c
 }
 

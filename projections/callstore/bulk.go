@@ -34,6 +34,7 @@ type Encoded struct {
 	data      []byte
 	timeKey   []byte // t<^start_time><CallSid>; the CallSid is its suffix
 	activeKey []byte // nil when the call is not active
+	dueKey    []byte // nil when the call is redacted
 	status    callledgerv1.CallStatus
 }
 
@@ -44,7 +45,8 @@ func Encode(rec *statev1.CallRecord) (Encoded, error) {
 		return Encoded{}, fmt.Errorf("encode %s: %w", rec.GetCallSid(), err)
 	}
 	view := callstate.View(rec)
-	return Encoded{data: data, timeKey: timeKey(prefixTime, rec), activeKey: activeKey(rec, view), status: view.GetStatus()}, nil
+	return Encoded{data: data, timeKey: timeKey(prefixTime, rec), activeKey: activeKey(rec, view),
+		dueKey: dueKey(rec, view), status: view.GetStatus()}, nil
 }
 
 // Decode returns the record e holds.
@@ -141,8 +143,8 @@ func load(ctx context.Context, db *pebble.DB, recs []Encoded) error {
 	return ctx.Err()
 }
 
-// loadChunk writes recs in three passes, one per kind of key (call, time,
-// active), each in ascending key order: a memtable inserts a batch's keys
+// loadChunk writes recs in four passes, one per kind of key (call, time,
+// active, due), each in ascending key order: a memtable inserts a batch's keys
 // in order almost for free (the skiplist remembers where the previous key
 // went), where random order costs a full search per key.
 func loadChunk(ctx context.Context, db *pebble.DB, recs []Encoded) error {
@@ -169,6 +171,14 @@ func loadChunk(ctx context.Context, db *pebble.DB, recs []Encoded) error {
 			continue
 		}
 		if err := w.set(recs[i].activeKey, nil); err != nil {
+			return err
+		}
+	}
+	for _, i := range keyOrder(recs, 1, func(e *Encoded) []byte { return e.dueKey }) {
+		if recs[i].dueKey == nil {
+			continue
+		}
+		if err := w.set(recs[i].dueKey, nil); err != nil {
 			return err
 		}
 	}

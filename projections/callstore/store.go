@@ -21,6 +21,7 @@ import (
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/internal/pebblelog"
+	"github.com/callledger/callledger/internal/pebblescrub"
 	"github.com/callledger/callledger/internal/pebblevfs"
 	"github.com/callledger/callledger/internal/privatefs"
 	"github.com/callledger/callledger/projections/callstate"
@@ -35,7 +36,10 @@ import (
 // Version 2: conferences, AMD, Voice Insights, transcriptions, field-level
 // merge of terminal and recording reports, inferred ends, the account from
 // any event, and events of derivation 0 upcast from their requests.
-const Version = 2
+//
+// Version 3: erasures (ErasureRecorded) redact the calls they name, and
+// the retention index.
+const Version = 3
 
 // Errors callers branch on.
 var (
@@ -54,6 +58,7 @@ const (
 	prefixCall   = 'c'
 	prefixTime   = 't'
 	prefixActive = 'a'
+	prefixDue    = 'r' // retention: see dueKey
 	// Conferences.
 	prefixConference       = 'f'
 	prefixConferenceTime   = 'g'
@@ -115,6 +120,8 @@ type Store struct {
 	db   *pebble.DB
 	log  *slog.Logger
 	opts Options
+	// scrub forces erased data out of the database's files (Scrub).
+	scrub *pebblescrub.Scrubber
 	// damage is set once the read model is found corrupt or unusable.
 	damage *damage
 
@@ -193,11 +200,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	dmg := &damage{onCorrupt: opts.OnCorrupt}
 	po.EventListener = dmg.listener(opts.Logger)
 	po.FS = pebblevfs.NewPaced(po.FS, nil) // private files, retries after a failed write paced
+	scrub := pebblescrub.New(dir, po)      // last: it wraps the file system and tees the listener
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("open call store in %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: opts.Logger, opts: opts, damage: dmg, notify: make(chan struct{}), watchers: map[*Watcher]struct{}{},
+	s := &Store{db: db, log: opts.Logger, opts: opts, damage: dmg, scrub: scrub, notify: make(chan struct{}), watchers: map[*Watcher]struct{}{},
 		confWatchers: map[*ConferenceWatcher]struct{}{}, hot: newHotRecords(cmp.Or(opts.hotBytes, defaultHotBytes))}
 	if err := s.checkVersion(); err != nil {
 		db.Close()
@@ -384,7 +392,7 @@ type Decoder struct {
 func (d Decoder) Decode(rec *eventstore.RecordedEvent) (*callledgerv1.Event, bool) {
 	_, call := eventcodec.CallSidOf(rec.Stream)
 	_, conf := eventcodec.ConferenceSidOf(rec.Stream)
-	if !call && !conf {
+	if !call && !conf && rec.Stream != eventcodec.ErasureStream {
 		return nil, false
 	}
 	ev, err := eventcodec.DecodeFacts(*rec)
@@ -459,6 +467,7 @@ type entry struct {
 	old       *callledgerv1.Call // the call before this batch; nil when new
 	oldTime   []byte             // nil when the call is new
 	oldActive []byte             // nil when it was not active
+	oldDue    []byte             // nil when it was redacted
 	dirty     bool
 }
 
@@ -505,7 +514,7 @@ func (t *batchTx) Get(sid string) (*statev1.CallRecord, error) {
 	}
 	// The fold changes rec in place: keep what watchers need of the past.
 	old := callstate.View(rec)
-	e := &entry{rec: rec, old: old, oldTime: timeKey(prefixTime, rec), oldActive: activeKey(rec, old)}
+	e := &entry{rec: rec, old: old, oldTime: timeKey(prefixTime, rec), oldActive: activeKey(rec, old), oldDue: dueKey(rec, old)}
 	t.recs[sid] = e
 	return rec, nil
 }
@@ -543,6 +552,9 @@ func (t *batchTx) write(checkpoint uint64) ([]changedCall, error) {
 		}
 		view := callstate.View(e.rec)
 		if err := t.reindex(e.oldActive, activeKey(e.rec, view)); err != nil {
+			return nil, err
+		}
+		if err := t.reindex(e.oldDue, dueKey(e.rec, view)); err != nil {
 			return nil, err
 		}
 		changed = append(changed, changedCall{call: view, old: e.old})

@@ -2,6 +2,7 @@ package callversions
 
 import (
 	"context"
+	"time"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore"
@@ -65,4 +66,23 @@ func (m *Manager) ListConferences(ctx context.Context, f callstore.ConferenceFil
 // model.
 func (m *Manager) WatchConferences(ctx context.Context, f callstore.ConferenceFilter) (*callstore.ConferenceWatcher, error) {
 	return retry(m, func(s *callstore.Store) (*callstore.ConferenceWatcher, error) { return s.WatchConferences(ctx, f) })
+}
+
+// Due is callstore.Store.Due on the current read model.
+func (m *Manager) Due(ctx context.Context, t time.Time, limit int) ([]string, error) {
+	return retry(m, func(s *callstore.Store) ([]string, error) { return s.Due(ctx, t, limit) })
+}
+
+// Scrub is callstore.Store.Scrub on the current read model. A read model
+// being built beside it folds the erasure from the log and holds only
+// what it folded: its earlier versions of the calls are in files the
+// build replaces.
+func (m *Manager) Scrub(ctx context.Context, sids []string) error {
+	_, err := retry(m, func(s *callstore.Store) (struct{}, error) { return struct{}{}, s.Scrub(ctx, sids) })
+	return err
+}
+
+// Find is callstore.Store.Find on the current read model.
+func (m *Manager) Find(ctx context.Context, match func(*callledgerv1.Call) bool) ([]string, error) {
+	return retry(m, func(s *callstore.Store) ([]string, error) { return s.Find(ctx, match) })
 }

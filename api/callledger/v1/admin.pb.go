@@ -10,6 +10,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -142,11 +143,250 @@ func (x *BackupResponse) GetTook() *durationpb.Duration {
 	return nil
 }
 
+type EraseRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A phone number (E.164, or as people type it: +1 555-555-0100) or a
+	// client:/sip: identity: every call it took part in, each with its tree.
+	Number string `protobuf:"bytes,1,opt,name=number,proto3" json:"number,omitempty"`
+	// A CallSid: the call's tree (its root and every leg under it).
+	CallSid string `protobuf:"bytes,2,opt,name=call_sid,json=callSid,proto3" json:"call_sid,omitempty"`
+	// Entries of an erasure journal to carry out again: every subject that
+	// still has keys is destroyed again and the erasure recorded again.
+	Replay        []*ErasureJournalEntry `protobuf:"bytes,3,rep,name=replay,proto3" json:"replay,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseRequest) Reset() {
+	*x = EraseRequest{}
+	mi := &file_callledger_v1_admin_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseRequest) ProtoMessage() {}
+
+func (x *EraseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_admin_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseRequest.ProtoReflect.Descriptor instead.
+func (*EraseRequest) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_admin_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *EraseRequest) GetNumber() string {
+	if x != nil {
+		return x.Number
+	}
+	return ""
+}
+
+func (x *EraseRequest) GetCallSid() string {
+	if x != nil {
+		return x.CallSid
+	}
+	return ""
+}
+
+func (x *EraseRequest) GetReplay() []*ErasureJournalEntry {
+	if x != nil {
+		return x.Replay
+	}
+	return nil
+}
+
+// ErasureJournalEntry is one line of the erasure journal
+// ({"id":…,"at":…,"by":…,"subjects":[…]}).
+type ErasureJournalEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	By            string                 `protobuf:"bytes,3,opt,name=by,proto3" json:"by,omitempty"`
+	Subjects      []string               `protobuf:"bytes,4,rep,name=subjects,proto3" json:"subjects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ErasureJournalEntry) Reset() {
+	*x = ErasureJournalEntry{}
+	mi := &file_callledger_v1_admin_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ErasureJournalEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ErasureJournalEntry) ProtoMessage() {}
+
+func (x *ErasureJournalEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_admin_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ErasureJournalEntry.ProtoReflect.Descriptor instead.
+func (*ErasureJournalEntry) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_admin_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ErasureJournalEntry) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ErasureJournalEntry) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *ErasureJournalEntry) GetBy() string {
+	if x != nil {
+		return x.By
+	}
+	return ""
+}
+
+func (x *ErasureJournalEntry) GetSubjects() []string {
+	if x != nil {
+		return x.Subjects
+	}
+	return nil
+}
+
+type EraseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The erasure's ID, as the erasure journal and the ErasureRecorded event
+	// record it; empty when nothing was erased.
+	ErasureId string `protobuf:"bytes,1,opt,name=erasure_id,json=erasureId,proto3" json:"erasure_id,omitempty"`
+	// How many subjects had their keys destroyed (or were marked destroyed).
+	Subjects int32 `protobuf:"varint,2,opt,name=subjects,proto3" json:"subjects,omitempty"`
+	// How many call legs were erased.
+	Calls int32 `protobuf:"varint,3,opt,name=calls,proto3" json:"calls,omitempty"`
+	// The erased CallSids, sorted.
+	CallSids []string `protobuf:"bytes,4,rep,name=call_sids,json=callSids,proto3" json:"call_sids,omitempty"`
+	// Events of the erased calls written before sealing, whose personal data
+	// the log still holds in the clear (docs/PRIVACY.md §7): 0 once every
+	// event is sealed.
+	PlaintextEvents int64 `protobuf:"varint,5,opt,name=plaintext_events,json=plaintextEvents,proto3" json:"plaintext_events,omitempty"`
+	// The log position of the ErasureRecorded event: the read model has
+	// redacted the calls once it has applied it.
+	Position uint64 `protobuf:"varint,6,opt,name=position,proto3" json:"position,omitempty"`
+	// With replay: how many entries found keys again and were recorded
+	// again (subjects then counts the subjects destroyed again).
+	Replayed      int32 `protobuf:"varint,7,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseResponse) Reset() {
+	*x = EraseResponse{}
+	mi := &file_callledger_v1_admin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseResponse) ProtoMessage() {}
+
+func (x *EraseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_admin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseResponse.ProtoReflect.Descriptor instead.
+func (*EraseResponse) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_admin_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *EraseResponse) GetErasureId() string {
+	if x != nil {
+		return x.ErasureId
+	}
+	return ""
+}
+
+func (x *EraseResponse) GetSubjects() int32 {
+	if x != nil {
+		return x.Subjects
+	}
+	return 0
+}
+
+func (x *EraseResponse) GetCalls() int32 {
+	if x != nil {
+		return x.Calls
+	}
+	return 0
+}
+
+func (x *EraseResponse) GetCallSids() []string {
+	if x != nil {
+		return x.CallSids
+	}
+	return nil
+}
+
+func (x *EraseResponse) GetPlaintextEvents() int64 {
+	if x != nil {
+		return x.PlaintextEvents
+	}
+	return 0
+}
+
+func (x *EraseResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *EraseResponse) GetReplayed() int32 {
+	if x != nil {
+		return x.Replayed
+	}
+	return 0
+}
+
 var File_callledger_v1_admin_proto protoreflect.FileDescriptor
 
 const file_callledger_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x19callledger/v1/admin.proto\x12\rcallledger.v1\x1a\x1egoogle/protobuf/duration.proto\".\n" +
+	"\x19callledger/v1/admin.proto\x12\rcallledger.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\".\n" +
 	"\rBackupRequest\x12\x1d\n" +
 	"\n" +
 	"target_dir\x18\x01 \x01(\tR\ttargetDir\"\xae\x01\n" +
@@ -155,9 +395,28 @@ const file_callledger_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"read_model\x18\x02 \x01(\tR\treadModel\x122\n" +
 	"\x15read_model_checkpoint\x18\x03 \x01(\x04R\x13readModelCheckpoint\x12-\n" +
-	"\x04took\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x04took2U\n" +
+	"\x04took\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x04took\"}\n" +
+	"\fEraseRequest\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\tR\x06number\x12\x19\n" +
+	"\bcall_sid\x18\x02 \x01(\tR\acallSid\x12:\n" +
+	"\x06replay\x18\x03 \x03(\v2\".callledger.v1.ErasureJournalEntryR\x06replay\"}\n" +
+	"\x13ErasureJournalEntry\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x0e\n" +
+	"\x02by\x18\x03 \x01(\tR\x02by\x12\x1a\n" +
+	"\bsubjects\x18\x04 \x03(\tR\bsubjects\"\xe0\x01\n" +
+	"\rEraseResponse\x12\x1d\n" +
+	"\n" +
+	"erasure_id\x18\x01 \x01(\tR\terasureId\x12\x1a\n" +
+	"\bsubjects\x18\x02 \x01(\x05R\bsubjects\x12\x14\n" +
+	"\x05calls\x18\x03 \x01(\x05R\x05calls\x12\x1b\n" +
+	"\tcall_sids\x18\x04 \x03(\tR\bcallSids\x12)\n" +
+	"\x10plaintext_events\x18\x05 \x01(\x03R\x0fplaintextEvents\x12\x1a\n" +
+	"\bposition\x18\x06 \x01(\x04R\bposition\x12\x1a\n" +
+	"\breplayed\x18\a \x01(\x05R\breplayed2\x99\x01\n" +
 	"\fAdminService\x12E\n" +
-	"\x06Backup\x12\x1c.callledger.v1.BackupRequest\x1a\x1d.callledger.v1.BackupResponseBAZ?github.com/callledger/callledger/api/callledger/v1;callledgerv1b\x06proto3"
+	"\x06Backup\x12\x1c.callledger.v1.BackupRequest\x1a\x1d.callledger.v1.BackupResponse\x12B\n" +
+	"\x05Erase\x12\x1b.callledger.v1.EraseRequest\x1a\x1c.callledger.v1.EraseResponseBAZ?github.com/callledger/callledger/api/callledger/v1;callledgerv1b\x06proto3"
 
 var (
 	file_callledger_v1_admin_proto_rawDescOnce sync.Once
@@ -171,21 +430,29 @@ func file_callledger_v1_admin_proto_rawDescGZIP() []byte {
 	return file_callledger_v1_admin_proto_rawDescData
 }
 
-var file_callledger_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_callledger_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_callledger_v1_admin_proto_goTypes = []any{
-	(*BackupRequest)(nil),       // 0: callledger.v1.BackupRequest
-	(*BackupResponse)(nil),      // 1: callledger.v1.BackupResponse
-	(*durationpb.Duration)(nil), // 2: google.protobuf.Duration
+	(*BackupRequest)(nil),         // 0: callledger.v1.BackupRequest
+	(*BackupResponse)(nil),        // 1: callledger.v1.BackupResponse
+	(*EraseRequest)(nil),          // 2: callledger.v1.EraseRequest
+	(*ErasureJournalEntry)(nil),   // 3: callledger.v1.ErasureJournalEntry
+	(*EraseResponse)(nil),         // 4: callledger.v1.EraseResponse
+	(*durationpb.Duration)(nil),   // 5: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
 }
 var file_callledger_v1_admin_proto_depIdxs = []int32{
-	2, // 0: callledger.v1.BackupResponse.took:type_name -> google.protobuf.Duration
-	0, // 1: callledger.v1.AdminService.Backup:input_type -> callledger.v1.BackupRequest
-	1, // 2: callledger.v1.AdminService.Backup:output_type -> callledger.v1.BackupResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	5, // 0: callledger.v1.BackupResponse.took:type_name -> google.protobuf.Duration
+	3, // 1: callledger.v1.EraseRequest.replay:type_name -> callledger.v1.ErasureJournalEntry
+	6, // 2: callledger.v1.ErasureJournalEntry.at:type_name -> google.protobuf.Timestamp
+	0, // 3: callledger.v1.AdminService.Backup:input_type -> callledger.v1.BackupRequest
+	2, // 4: callledger.v1.AdminService.Erase:input_type -> callledger.v1.EraseRequest
+	1, // 5: callledger.v1.AdminService.Backup:output_type -> callledger.v1.BackupResponse
+	4, // 6: callledger.v1.AdminService.Erase:output_type -> callledger.v1.EraseResponse
+	5, // [5:7] is the sub-list for method output_type
+	3, // [3:5] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_callledger_v1_admin_proto_init() }
@@ -199,7 +466,7 @@ func file_callledger_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_callledger_v1_admin_proto_rawDesc), len(file_callledger_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	AdminService_Backup_FullMethodName = "/callledger.v1.AdminService/Backup"
+	AdminService_Erase_FullMethodName  = "/callledger.v1.AdminService/Erase"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -38,6 +39,18 @@ type AdminServiceClient interface {
 	// (ALREADY_EXISTS otherwise). On KurrentDB the answer is
 	// FAILED_PRECONDITION: back up KurrentDB with its own procedure.
 	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (*BackupResponse, error)
+	// Erase erases the personal data of a call's tree, or of every call a
+	// number took part in (each widened to its tree), by destroying their
+	// data keys (docs/PRIVACY.md): the erasure is written to the erasure
+	// journal (fsync'd), the keys are destroyed and removed from every file
+	// of the key store, an ErasureRecorded event is appended, and the read
+	// model redacts the calls. Statuses, times and SIDs stay. Exactly one of
+	// number and call_sid is required (INVALID_ARGUMENT otherwise); a call
+	// the read model does not know is NOT_FOUND; a number no call names
+	// erases nothing and says so. Erasing again is harmless. With replay,
+	// the entries of an erasure journal (one fetched from storage after a
+	// restore) are carried out again and added to the server's journal.
+	Erase(ctx context.Context, in *EraseRequest, opts ...grpc.CallOption) (*EraseResponse, error)
 }
 
 type adminServiceClient struct {
@@ -52,6 +65,16 @@ func (c *adminServiceClient) Backup(ctx context.Context, in *BackupRequest, opts
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(BackupResponse)
 	err := c.cc.Invoke(ctx, AdminService_Backup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) Erase(ctx context.Context, in *EraseRequest, opts ...grpc.CallOption) (*EraseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EraseResponse)
+	err := c.cc.Invoke(ctx, AdminService_Erase_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -74,6 +97,18 @@ type AdminServiceServer interface {
 	// (ALREADY_EXISTS otherwise). On KurrentDB the answer is
 	// FAILED_PRECONDITION: back up KurrentDB with its own procedure.
 	Backup(context.Context, *BackupRequest) (*BackupResponse, error)
+	// Erase erases the personal data of a call's tree, or of every call a
+	// number took part in (each widened to its tree), by destroying their
+	// data keys (docs/PRIVACY.md): the erasure is written to the erasure
+	// journal (fsync'd), the keys are destroyed and removed from every file
+	// of the key store, an ErasureRecorded event is appended, and the read
+	// model redacts the calls. Statuses, times and SIDs stay. Exactly one of
+	// number and call_sid is required (INVALID_ARGUMENT otherwise); a call
+	// the read model does not know is NOT_FOUND; a number no call names
+	// erases nothing and says so. Erasing again is harmless. With replay,
+	// the entries of an erasure journal (one fetched from storage after a
+	// restore) are carried out again and added to the server's journal.
+	Erase(context.Context, *EraseRequest) (*EraseResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -86,6 +121,9 @@ type UnimplementedAdminServiceServer struct{}
 
 func (UnimplementedAdminServiceServer) Backup(context.Context, *BackupRequest) (*BackupResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Backup not implemented")
+}
+func (UnimplementedAdminServiceServer) Erase(context.Context, *EraseRequest) (*EraseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Erase not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -126,6 +164,24 @@ func _AdminService_Backup_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_Erase_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EraseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).Erase(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_Erase_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).Erase(ctx, req.(*EraseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -136,6 +192,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Backup",
 			Handler:    _AdminService_Backup_Handler,
+		},
+		{
+			MethodName: "Erase",
+			Handler:    _AdminService_Erase_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

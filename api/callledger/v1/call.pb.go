@@ -150,7 +150,12 @@ type Call struct {
 	// What Voice Insights said about the call, if it did.
 	Insights *CallInsights `protobuf:"bytes,38,opt,name=insights,proto3" json:"insights,omitempty"`
 	// The conferences the call took part in, by ConferenceSid.
-	Conferences   []*ConferenceParticipant `protobuf:"bytes,39,rep,name=conferences,proto3" json:"conferences,omitempty"`
+	Conferences []*ConferenceParticipant `protobuf:"bytes,39,rep,name=conferences,proto3" json:"conferences,omitempty"`
+	// The call's personal data was erased (callledger erase, retention):
+	// from, to, caller_name, forwarded_from, sip_call_id, recording URLs,
+	// transcriptions' text and URLs, conference labels and hang-up error
+	// messages are empty. Statuses, times, SIDs and durations stay.
+	Redacted      bool `protobuf:"varint,40,opt,name=redacted,proto3" json:"redacted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -456,6 +461,13 @@ func (x *Call) GetConferences() []*ConferenceParticipant {
 		return x.Conferences
 	}
 	return nil
+}
+
+func (x *Call) GetRedacted() bool {
+	if x != nil {
+		return x.Redacted
+	}
+	return false
 }
 
 // CallInsights is what Voice Insights call summaries said about a call:
@@ -1000,7 +1012,7 @@ var File_callledger_v1_call_proto protoreflect.FileDescriptor
 
 const file_callledger_v1_call_proto_rawDesc = "" +
 	"\n" +
-	"\x18callledger/v1/call.proto\x12\rcallledger.v1\x1a\x1fcallledger/v1/call_status.proto\x1a\x1ecallledger/v1/conference.proto\x1a\x19callledger/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x0e\n" +
+	"\x18callledger/v1/call.proto\x12\rcallledger.v1\x1a\x1fcallledger/v1/call_status.proto\x1a\x1ecallledger/v1/conference.proto\x1a\x19callledger/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x0e\n" +
 	"\x04Call\x12\x19\n" +
 	"\bcall_sid\x18\x01 \x01(\tR\acallSid\x12\x1f\n" +
 	"\vaccount_sid\x18\x02 \x01(\tR\n" +
@@ -1052,7 +1064,8 @@ const file_callledger_v1_call_proto_rawDesc = "" +
 	"\rqueue_time_ms\x18$ \x01(\x03H\x02R\vqueueTimeMs\x88\x01\x01\x12F\n" +
 	"\x1dmachine_detection_duration_ms\x18% \x01(\x03H\x03R\x1amachineDetectionDurationMs\x88\x01\x01\x127\n" +
 	"\binsights\x18& \x01(\v2\x1b.callledger.v1.CallInsightsR\binsights\x12F\n" +
-	"\vconferences\x18' \x03(\v2$.callledger.v1.ConferenceParticipantR\vconferencesB\x13\n" +
+	"\vconferences\x18' \x03(\v2$.callledger.v1.ConferenceParticipantR\vconferences\x12\x1a\n" +
+	"\bredacted\x18( \x01(\bR\bredactedB\x13\n" +
 	"\x11_duration_secondsB\x14\n" +
 	"\x12_sip_response_codeB\x10\n" +
 	"\x0e_queue_time_msB \n" +

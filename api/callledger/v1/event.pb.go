@@ -51,6 +51,8 @@ const (
 	// (the end of a child leg whose parent ended). It ranks below every
 	// report and any real terminal report replaces it.
 	Source_SOURCE_INFERRED Source = 10
+	// An erasure of personal data (callledger erase, retention).
+	Source_SOURCE_ERASURE Source = 11
 )
 
 // Enum value maps for Source.
@@ -67,6 +69,7 @@ var (
 		8:  "SOURCE_CONFERENCE_CALLBACK",
 		9:  "SOURCE_VOICE_INSIGHTS",
 		10: "SOURCE_INFERRED",
+		11: "SOURCE_ERASURE",
 	}
 	Source_value = map[string]int32{
 		"SOURCE_UNSPECIFIED":         0,
@@ -80,6 +83,7 @@ var (
 		"SOURCE_CONFERENCE_CALLBACK": 8,
 		"SOURCE_VOICE_INSIGHTS":      9,
 		"SOURCE_INFERRED":            10,
+		"SOURCE_ERASURE":             11,
 	}
 )
 
@@ -229,6 +233,7 @@ type Event struct {
 	//	*Event_TranscriptionReported
 	//	*Event_CallSummaryReported
 	//	*Event_CallEventReported
+	//	*Event_ErasureRecorded
 	Body isEvent_Body `protobuf_oneof:"body"`
 	// The request as Twilio sent it; unset for facts not received over HTTP.
 	Request *HttpRequest `protobuf:"bytes,20,opt,name=request,proto3" json:"request,omitempty"`
@@ -434,6 +439,15 @@ func (x *Event) GetCallEventReported() *CallEventReported {
 	return nil
 }
 
+func (x *Event) GetErasureRecorded() *ErasureRecorded {
+	if x != nil {
+		if x, ok := x.Body.(*Event_ErasureRecorded); ok {
+			return x.ErasureRecorded
+		}
+	}
+	return nil
+}
+
 func (x *Event) GetRequest() *HttpRequest {
 	if x != nil {
 		return x.Request
@@ -521,6 +535,10 @@ type Event_CallEventReported struct {
 	CallEventReported *CallEventReported `protobuf:"bytes,23,opt,name=call_event_reported,json=callEventReported,proto3,oneof"`
 }
 
+type Event_ErasureRecorded struct {
+	ErasureRecorded *ErasureRecorded `protobuf:"bytes,30,opt,name=erasure_recorded,json=erasureRecorded,proto3,oneof"`
+}
+
 func (*Event_CallStatusReported) isEvent_Body() {}
 
 func (*Event_DialCompleted) isEvent_Body() {}
@@ -544,6 +562,8 @@ func (*Event_TranscriptionReported) isEvent_Body() {}
 func (*Event_CallSummaryReported) isEvent_Body() {}
 
 func (*Event_CallEventReported) isEvent_Body() {}
+
+func (*Event_ErasureRecorded) isEvent_Body() {}
 
 // CallStatusReported is one status report of one call leg, from a status
 // callback or its Event Streams copy.
@@ -2311,11 +2331,113 @@ func (x *CallEventReported) GetEdge() string {
 	return ""
 }
 
+// ErasureRecorded records that the personal data of some call legs was
+// erased: their data keys were destroyed, so their sealed personal data
+// can never be opened again, and the projection redacts the calls it names.
+// Stored in the stream erasures. It says when, who and which calls, never
+// which number was asked for: the audit trail must not keep what was
+// erased.
+type ErasureRecorded struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The erasure's ID, as the erasure journal records it: a replay of the
+	// journal appends an event of the same ID, which the store keeps once.
+	ErasureId string `protobuf:"bytes,1,opt,name=erasure_id,json=erasureId,proto3" json:"erasure_id,omitempty"`
+	// The authenticated principal who asked, or "retention" for the
+	// retention job.
+	RequestedBy string `protobuf:"bytes,2,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	// When the erasure was made (the journal's "at"); received_at is when
+	// this event was written, later for a replay.
+	ErasedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=erased_at,json=erasedAt,proto3" json:"erased_at,omitempty"`
+	// How many subjects (a call leg's CallSid, or a quarantined request's
+	// quarantine:<event ID>) had their keys destroyed or marked destroyed.
+	SubjectCount int32 `protobuf:"varint,4,opt,name=subject_count,json=subjectCount,proto3" json:"subject_count,omitempty"`
+	// The CallSids of the erased call legs, sorted.
+	CallSids []string `protobuf:"bytes,5,rep,name=call_sids,json=callSids,proto3" json:"call_sids,omitempty"`
+	// Appended by a replay of the erasure journal (serve's start, callledger
+	// erase --replay), because keys the journal lists were found again (a
+	// restored backup).
+	Replay        bool `protobuf:"varint,6,opt,name=replay,proto3" json:"replay,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ErasureRecorded) Reset() {
+	*x = ErasureRecorded{}
+	mi := &file_callledger_v1_event_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ErasureRecorded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ErasureRecorded) ProtoMessage() {}
+
+func (x *ErasureRecorded) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_v1_event_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ErasureRecorded.ProtoReflect.Descriptor instead.
+func (*ErasureRecorded) Descriptor() ([]byte, []int) {
+	return file_callledger_v1_event_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ErasureRecorded) GetErasureId() string {
+	if x != nil {
+		return x.ErasureId
+	}
+	return ""
+}
+
+func (x *ErasureRecorded) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *ErasureRecorded) GetErasedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ErasedAt
+	}
+	return nil
+}
+
+func (x *ErasureRecorded) GetSubjectCount() int32 {
+	if x != nil {
+		return x.SubjectCount
+	}
+	return 0
+}
+
+func (x *ErasureRecorded) GetCallSids() []string {
+	if x != nil {
+		return x.CallSids
+	}
+	return nil
+}
+
+func (x *ErasureRecorded) GetReplay() bool {
+	if x != nil {
+		return x.Replay
+	}
+	return false
+}
+
 var File_callledger_v1_event_proto protoreflect.FileDescriptor
 
 const file_callledger_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x19callledger/v1/event.proto\x12\rcallledger.v1\x1a\x1fcallledger/v1/call_status.proto\x1a\x1acallledger/v1/sealed.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\v\n" +
+	"\x19callledger/v1/event.proto\x12\rcallledger.v1\x1a\x1fcallledger/v1/call_status.proto\x1a\x1acallledger/v1/sealed.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa0\f\n" +
 	"\x05Event\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x19\n" +
 	"\bcall_sid\x18\x02 \x01(\tR\acallSid\x12-\n" +
@@ -2337,7 +2459,8 @@ const file_callledger_v1_event_proto_rawDesc = "" +
 	"\x19conference_event_reported\x18\x12 \x01(\v2&.callledger.v1.ConferenceEventReportedH\x00R\x17conferenceEventReported\x12]\n" +
 	"\x16transcription_reported\x18\x13 \x01(\v2$.callledger.v1.TranscriptionReportedH\x00R\x15transcriptionReported\x12X\n" +
 	"\x15call_summary_reported\x18\x16 \x01(\v2\".callledger.v1.CallSummaryReportedH\x00R\x13callSummaryReported\x12R\n" +
-	"\x13call_event_reported\x18\x17 \x01(\v2 .callledger.v1.CallEventReportedH\x00R\x11callEventReported\x124\n" +
+	"\x13call_event_reported\x18\x17 \x01(\v2 .callledger.v1.CallEventReportedH\x00R\x11callEventReported\x12K\n" +
+	"\x10erasure_recorded\x18\x1e \x01(\v2\x1e.callledger.v1.ErasureRecordedH\x00R\x0ferasureRecorded\x124\n" +
 	"\arequest\x18\x14 \x01(\v2\x1a.callledger.v1.HttpRequestR\arequest\x12:\n" +
 	"\vcloud_event\x18\x15 \x01(\v2\x19.callledger.v1.CloudEventR\n" +
 	"cloudEvent\x12\x1e\n" +
@@ -2560,7 +2683,15 @@ const file_callledger_v1_event_proto_rawDesc = "" +
 	"\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n" +
 	"\x05group\x18\x04 \x01(\tR\x05group\x12\x14\n" +
 	"\x05level\x18\x05 \x01(\tR\x05level\x12\x12\n" +
-	"\x04edge\x18\x06 \x01(\tR\x04edge*\xaa\x02\n" +
+	"\x04edge\x18\x06 \x01(\tR\x04edge\"\xe6\x01\n" +
+	"\x0fErasureRecorded\x12\x1d\n" +
+	"\n" +
+	"erasure_id\x18\x01 \x01(\tR\terasureId\x12!\n" +
+	"\frequested_by\x18\x02 \x01(\tR\vrequestedBy\x127\n" +
+	"\terased_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\berasedAt\x12#\n" +
+	"\rsubject_count\x18\x04 \x01(\x05R\fsubjectCount\x12\x1b\n" +
+	"\tcall_sids\x18\x05 \x03(\tR\bcallSids\x12\x16\n" +
+	"\x06replay\x18\x06 \x01(\bR\x06replay*\xbe\x02\n" +
 	"\x06Source\x12\x16\n" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SOURCE_STATUS_CALLBACK\x10\x01\x12\x16\n" +
@@ -2573,7 +2704,8 @@ const file_callledger_v1_event_proto_rawDesc = "" +
 	"\x1aSOURCE_CONFERENCE_CALLBACK\x10\b\x12\x19\n" +
 	"\x15SOURCE_VOICE_INSIGHTS\x10\t\x12\x13\n" +
 	"\x0fSOURCE_INFERRED\x10\n" +
-	"*\xc3\x04\n" +
+	"\x12\x12\n" +
+	"\x0eSOURCE_ERASURE\x10\v*\xc3\x04\n" +
 	"\x0fConferenceEvent\x12 \n" +
 	"\x1cCONFERENCE_EVENT_UNSPECIFIED\x10\x00\x12%\n" +
 	"!CONFERENCE_EVENT_CONFERENCE_START\x10\x01\x12#\n" +
@@ -2604,7 +2736,7 @@ func file_callledger_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_callledger_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_callledger_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_callledger_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_callledger_v1_event_proto_goTypes = []any{
 	(Source)(0),                     // 0: callledger.v1.Source
 	(ConferenceEvent)(0),            // 1: callledger.v1.ConferenceEvent
@@ -2624,14 +2756,15 @@ var file_callledger_v1_event_proto_goTypes = []any{
 	(*TranscriptionReported)(nil),   // 15: callledger.v1.TranscriptionReported
 	(*CallSummaryReported)(nil),     // 16: callledger.v1.CallSummaryReported
 	(*CallEventReported)(nil),       // 17: callledger.v1.CallEventReported
-	(*timestamppb.Timestamp)(nil),   // 18: google.protobuf.Timestamp
-	(*Sealed)(nil),                  // 19: callledger.v1.Sealed
-	(CallStatus)(0),                 // 20: callledger.v1.CallStatus
+	(*ErasureRecorded)(nil),         // 18: callledger.v1.ErasureRecorded
+	(*timestamppb.Timestamp)(nil),   // 19: google.protobuf.Timestamp
+	(*Sealed)(nil),                  // 20: callledger.v1.Sealed
+	(CallStatus)(0),                 // 21: callledger.v1.CallStatus
 }
 var file_callledger_v1_event_proto_depIdxs = []int32{
 	0,  // 0: callledger.v1.Event.source:type_name -> callledger.v1.Source
-	18, // 1: callledger.v1.Event.received_at:type_name -> google.protobuf.Timestamp
-	18, // 2: callledger.v1.Event.reported_at:type_name -> google.protobuf.Timestamp
+	19, // 1: callledger.v1.Event.received_at:type_name -> google.protobuf.Timestamp
+	19, // 2: callledger.v1.Event.reported_at:type_name -> google.protobuf.Timestamp
 	3,  // 3: callledger.v1.Event.call_status_reported:type_name -> callledger.v1.CallStatusReported
 	4,  // 4: callledger.v1.Event.dial_completed:type_name -> callledger.v1.DialCompleted
 	5,  // 5: callledger.v1.Event.recording_status_reported:type_name -> callledger.v1.RecordingStatusReported
@@ -2644,27 +2777,29 @@ var file_callledger_v1_event_proto_depIdxs = []int32{
 	15, // 12: callledger.v1.Event.transcription_reported:type_name -> callledger.v1.TranscriptionReported
 	16, // 13: callledger.v1.Event.call_summary_reported:type_name -> callledger.v1.CallSummaryReported
 	17, // 14: callledger.v1.Event.call_event_reported:type_name -> callledger.v1.CallEventReported
-	7,  // 15: callledger.v1.Event.request:type_name -> callledger.v1.HttpRequest
-	9,  // 16: callledger.v1.Event.cloud_event:type_name -> callledger.v1.CloudEvent
-	19, // 17: callledger.v1.Event.sealed:type_name -> callledger.v1.Sealed
-	19, // 18: callledger.v1.Event.sealed_request:type_name -> callledger.v1.Sealed
-	20, // 19: callledger.v1.CallStatusReported.status:type_name -> callledger.v1.CallStatus
-	20, // 20: callledger.v1.DialCompleted.dial_call_status:type_name -> callledger.v1.CallStatus
-	20, // 21: callledger.v1.DialCompleted.parent_status:type_name -> callledger.v1.CallStatus
-	18, // 22: callledger.v1.RecordingStatusReported.recording_start_time:type_name -> google.protobuf.Timestamp
-	8,  // 23: callledger.v1.HttpRequest.headers:type_name -> callledger.v1.Header
-	20, // 24: callledger.v1.CallReconciled.status:type_name -> callledger.v1.CallStatus
-	18, // 25: callledger.v1.CallReconciled.start_time:type_name -> google.protobuf.Timestamp
-	18, // 26: callledger.v1.CallReconciled.end_time:type_name -> google.protobuf.Timestamp
-	1,  // 27: callledger.v1.ConferenceEventReported.event:type_name -> callledger.v1.ConferenceEvent
-	20, // 28: callledger.v1.CallSummaryReported.status:type_name -> callledger.v1.CallStatus
-	18, // 29: callledger.v1.CallSummaryReported.start_time:type_name -> google.protobuf.Timestamp
-	18, // 30: callledger.v1.CallSummaryReported.end_time:type_name -> google.protobuf.Timestamp
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	18, // 15: callledger.v1.Event.erasure_recorded:type_name -> callledger.v1.ErasureRecorded
+	7,  // 16: callledger.v1.Event.request:type_name -> callledger.v1.HttpRequest
+	9,  // 17: callledger.v1.Event.cloud_event:type_name -> callledger.v1.CloudEvent
+	20, // 18: callledger.v1.Event.sealed:type_name -> callledger.v1.Sealed
+	20, // 19: callledger.v1.Event.sealed_request:type_name -> callledger.v1.Sealed
+	21, // 20: callledger.v1.CallStatusReported.status:type_name -> callledger.v1.CallStatus
+	21, // 21: callledger.v1.DialCompleted.dial_call_status:type_name -> callledger.v1.CallStatus
+	21, // 22: callledger.v1.DialCompleted.parent_status:type_name -> callledger.v1.CallStatus
+	19, // 23: callledger.v1.RecordingStatusReported.recording_start_time:type_name -> google.protobuf.Timestamp
+	8,  // 24: callledger.v1.HttpRequest.headers:type_name -> callledger.v1.Header
+	21, // 25: callledger.v1.CallReconciled.status:type_name -> callledger.v1.CallStatus
+	19, // 26: callledger.v1.CallReconciled.start_time:type_name -> google.protobuf.Timestamp
+	19, // 27: callledger.v1.CallReconciled.end_time:type_name -> google.protobuf.Timestamp
+	1,  // 28: callledger.v1.ConferenceEventReported.event:type_name -> callledger.v1.ConferenceEvent
+	21, // 29: callledger.v1.CallSummaryReported.status:type_name -> callledger.v1.CallStatus
+	19, // 30: callledger.v1.CallSummaryReported.start_time:type_name -> google.protobuf.Timestamp
+	19, // 31: callledger.v1.CallSummaryReported.end_time:type_name -> google.protobuf.Timestamp
+	19, // 32: callledger.v1.ErasureRecorded.erased_at:type_name -> google.protobuf.Timestamp
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_callledger_v1_event_proto_init() }
@@ -2687,6 +2822,7 @@ func file_callledger_v1_event_proto_init() {
 		(*Event_TranscriptionReported)(nil),
 		(*Event_CallSummaryReported)(nil),
 		(*Event_CallEventReported)(nil),
+		(*Event_ErasureRecorded)(nil),
 	}
 	file_callledger_v1_event_proto_msgTypes[1].OneofWrappers = []any{}
 	file_callledger_v1_event_proto_msgTypes[2].OneofWrappers = []any{}
@@ -2700,7 +2836,7 @@ func file_callledger_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_callledger_v1_event_proto_rawDesc), len(file_callledger_v1_event_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

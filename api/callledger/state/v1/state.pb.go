@@ -87,7 +87,10 @@ type CallRecord struct {
 	Conferences []*ParticipantRecord `protobuf:"bytes,33,rep,name=conferences,proto3" json:"conferences,omitempty"`
 	// Set while the call has no terminal report of its own and its parent
 	// has ended (by a report, or inferred in turn): the view shows it ended.
-	InferredEnd   *InferredEnd `protobuf:"bytes,34,opt,name=inferred_end,json=inferredEnd,proto3" json:"inferred_end,omitempty"`
+	InferredEnd *InferredEnd `protobuf:"bytes,34,opt,name=inferred_end,json=inferredEnd,proto3" json:"inferred_end,omitempty"`
+	// An ErasureRecorded named the call: its personal fields are kept
+	// empty, whatever event comes later.
+	Redacted      bool `protobuf:"varint,35,opt,name=redacted,proto3" json:"redacted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -358,6 +361,13 @@ func (x *CallRecord) GetInferredEnd() *InferredEnd {
 		return x.InferredEnd
 	}
 	return nil
+}
+
+func (x *CallRecord) GetRedacted() bool {
+	if x != nil {
+		return x.Redacted
+	}
+	return false
 }
 
 // InferredEnd is the end of a parent, which a child without a terminal
@@ -1599,7 +1609,7 @@ var File_callledger_state_v1_state_proto protoreflect.FileDescriptor
 
 const file_callledger_state_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x1fcallledger/state/v1/state.proto\x12\x13callledger.state.v1\x1a\x18callledger/v1/call.proto\x1a\x1fcallledger/v1/call_status.proto\x1a\x19callledger/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc1\x10\n" +
+	"\x1fcallledger/state/v1/state.proto\x12\x13callledger.state.v1\x1a\x18callledger/v1/call.proto\x1a\x1fcallledger/v1/call_status.proto\x1a\x19callledger/v1/event.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x10\n" +
 	"\n" +
 	"CallRecord\x12\x19\n" +
 	"\bcall_sid\x18\x01 \x01(\tR\acallSid\x12\"\n" +
@@ -1646,7 +1656,8 @@ const file_callledger_state_v1_state_proto_rawDesc = "" +
 	"\x1dmachine_detection_duration_ms\x18\x1f \x01(\v2\x1a.callledger.state.v1.KeyedR\x1amachineDetectionDurationMs\x12?\n" +
 	"\binsights\x18  \x03(\v2#.callledger.state.v1.InsightsReportR\binsights\x12H\n" +
 	"\vconferences\x18! \x03(\v2&.callledger.state.v1.ParticipantRecordR\vconferences\x12C\n" +
-	"\finferred_end\x18\" \x01(\v2 .callledger.state.v1.InferredEndR\vinferredEnd\"a\n" +
+	"\finferred_end\x18\" \x01(\v2 .callledger.state.v1.InferredEndR\vinferredEnd\x12\x1a\n" +
+	"\bredacted\x18# \x01(\bR\bredacted\"a\n" +
 	"\vInferredEnd\x12&\n" +
 	"\x0fparent_call_sid\x18\x01 \x01(\tR\rparentCallSid\x12*\n" +
 	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xaa\x01\n" +

@@ -1,0 +1,109 @@
+package server_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/internal/residue"
+	"github.com/callledger/callledger/internal/server"
+	"github.com/callledger/callledger/twilio"
+)
+
+// statusForm sends a signed status callback of sid and returns its body.
+func statusForm(t *testing.T, srv *server.Server, sid, status, from, to, callerName string) string {
+	t.Helper()
+	form := url.Values{
+		"CallSid": {sid}, "AccountSid": {"AC0123456789abcdef0123456789abcdef"}, "CallStatus": {status},
+		"Direction": {"inbound"}, "From": {from}, "To": {to}, "Caller": {from}, "Called": {to},
+		"CallerName": {callerName}, "ApiVersion": {"2010-04-01"},
+	}
+	if status == "completed" {
+		form.Set("CallDuration", "42")
+		form.Set("RecordingSid", "RE"+sid[2:])
+		form.Set("RecordingUrl", "https://api.twilio.com/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Recordings/RE"+sid[2:])
+	}
+	body := form.Encode()
+	path := twilio.KindStatus.Path()
+	req, err := http.NewRequest(http.MethodPost, "http://"+srv.Addrs().HTTP+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Twilio-Signature", twilio.Sign(token, publicURL+path, []byte(body)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("webhook: HTTP %d", resp.StatusCode)
+	}
+	return body
+}
+
+// TestEraseLeavesNoResidue is the proof of docs/PRIVACY.md §9: after
+// callledger erase --number X on a sealing server, no file under the data
+// directory (ledger, key store, read model, journal: raw bytes and every
+// SST's decompressed keys and values) holds X in any encoding Twilio uses,
+// the caller's name, the recording's URL or the raw requests; the calls
+// stay, redacted. The control: a call of another number, not erased, is
+// found by the same search.
+func TestEraseLeavesNoResidue(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := server.Config{DataDir: dir, Privacy: server.Privacy{KEKFile: writeKEK(t, 0o600)}}
+	srv, stop := start(t, cfg)
+	const (
+		sid, kept        = "CA5eb1ed0000000000000000000000e5a5", "CA5eb1ed0000000000000000000000cee9"
+		from, to, caller = "+15555550123", "+15555550187", "Zebulon Quuxley"
+		other            = "+15555550166"
+	)
+	var bodies []string
+	for _, st := range []string{"ringing", "in-progress", "completed"} {
+		bodies = append(bodies, statusForm(t, srv, sid, st, from, to, caller))
+	}
+	statusForm(t, srv, kept, "completed", other, "+15555550170", "Other Person")
+	applied(t, srv)
+	conn := dialLocal(t, srv)
+	if c := getCall(t, conn, sid, 0).GetCall(); c.GetFrom() != from || len(c.GetRecordings()) != 1 || c.GetRecordings()[0].GetUrl() == "" {
+		t.Fatalf("before the erasure: %v", c)
+	}
+	resp, err := callledgerv1.NewAdminServiceClient(conn).Erase(t.Context(), &callledgerv1.EraseRequest{Number: from})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetCalls() != 1 || resp.GetCallSids()[0] != sid || resp.GetPlaintextEvents() != 0 {
+		t.Fatalf("Erase = %v", resp)
+	}
+	c := getCall(t, conn, sid, resp.GetPosition()).GetCall()
+	checkRedacted(t, c, nil)
+	if c.GetStatus() != callledgerv1.CallStatus_CALL_STATUS_COMPLETED || c.GetDurationSeconds() != 42 {
+		t.Errorf("the erased call lost its facts: %v", c)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	needles := residue.PhoneNumber(from)
+	needles = append(needles, residue.PhoneNumber(to)...)
+	needles = append(needles, residue.Bytes("caller name", []byte(caller)),
+		residue.Bytes("recording URL", []byte("Recordings/RE"+sid[2:])))
+	for i, b := range bodies {
+		needles = append(needles, residue.Bytes("request body "+string(rune('1'+i)), []byte(b)))
+	}
+	hits, err := residue.Find(dir, needles...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hits {
+		t.Errorf("after the erasure: %v", h)
+	}
+	// The control, after the scrubs: what was not erased is found (in
+	// the read model, which shows numbers in the clear).
+	if hits, err := residue.Find(dir, residue.PhoneNumber(other)...); err != nil || len(hits) == 0 {
+		t.Errorf("the number of the call not erased is not found (%v): the search proves nothing", err)
+	}
+}

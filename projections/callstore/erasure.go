@@ -1,0 +1,129 @@
+package callstore
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	statev1 "github.com/callledger/callledger/api/callledger/state/v1"
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/projections/callstate"
+)
+
+// MaxCallLife is how long after its start a call that never ended is
+// taken to have ended, for retention: Twilio ends every call within 24
+// hours (a call's TimeLimit is at most 24 hours), so a call still without
+// an end by then lost its final callback, and its personal data must age
+// like any other's rather than be kept forever.
+const MaxCallLife = 24 * time.Hour
+
+// dueKey is rec's key in the retention index (r<due time><CallSid>), nil
+// for a redacted call: when the call ended (by a report, or inferred from
+// its parent), else MaxCallLife after its start. The time is Unix
+// nanoseconds, big-endian, clamped at 0: an ascending scan yields the
+// longest due first.
+func dueKey(rec *statev1.CallRecord, view *callledgerv1.Call) []byte {
+	if rec.GetRedacted() {
+		return nil
+	}
+	due := rec.GetStartTime().AsTime().Add(MaxCallLife)
+	if view.GetTerminal() && view.GetEndedAt() != nil {
+		due = view.GetEndedAt().AsTime()
+	}
+	k := make([]byte, 0, 9+len(rec.GetCallSid()))
+	k = append(k, prefixDue)
+	k = binary.BigEndian.AppendUint64(k, uint64(max(due.UnixNano(), 0)))
+	return append(k, rec.GetCallSid()...)
+}
+
+// Due returns up to limit calls, not redacted, that ended before t (or,
+// never ended, began more than MaxCallLife before t): the calls retention
+// erases, longest due first.
+func (s *Store) Due(ctx context.Context, t time.Time, limit int) (_ []string, err error) {
+	defer s.check(&err)
+	done, err := s.reading()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	upper := binary.BigEndian.AppendUint64([]byte{prefixDue}, uint64(max(t.UnixNano(), 0)))
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixDue}, UpperBound: upper})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []string
+	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		out = append(out, string(it.Key()[9:]))
+	}
+	return out, it.Error()
+}
+
+// Scrub makes the personal data the read model held of the calls sids,
+// before they were redacted, physically absent from its files
+// (internal/pebblescrub): their records' earlier versions and those of
+// their conferences, in the WAL, recycled WAL files and older tables. The
+// read model must have applied their ErasureRecorded first. Apply may run
+// meanwhile.
+func (s *Store) Scrub(ctx context.Context, sids []string) (err error) {
+	defer s.check(&err)
+	done, err := s.reading()
+	if err != nil {
+		return err
+	}
+	defer done()
+	var ranges []pebble.KeyRange
+	confs := map[string]bool{}
+	for _, sid := range sids {
+		k := callKey(sid)
+		ranges = append(ranges, pebble.KeyRange{Start: k, End: append(slices.Clip(k), 0)})
+		rec, err := getRecord(s.db, sid)
+		if err != nil {
+			return err
+		}
+		for _, p := range rec.GetConferences() {
+			if c := p.GetConferenceSid(); !confs[c] {
+				confs[c] = true
+				k := append([]byte{prefixConference}, c...)
+				ranges = append(ranges, pebble.KeyRange{Start: k, End: append(slices.Clip(k), 0)})
+			}
+		}
+	}
+	if len(ranges) > wholeRangeOver {
+		ranges = []pebble.KeyRange{{Start: []byte{prefixCall}, End: []byte{prefixConference + 1}}}
+	}
+	// Applied batches are not synced: sync the WAL, as the scrub asks.
+	if err := s.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("scrub read model: %w", err)
+	}
+	if err := s.scrub.Scrub(ctx, s.db, ranges); err != nil {
+		return fmt.Errorf("scrub read model: %w", err)
+	}
+	return nil
+}
+
+// wholeRangeOver is how many key ranges Scrub compacts one by one; beyond
+// it compacts the records of every call and conference at once.
+const wholeRangeOver = 64
+
+// Find returns the CallSids of the calls whose view match accepts, in
+// CallSid order. It reads every record: for rare operator actions (an
+// erasure by number on a ledger written before its numbers were indexed),
+// not for queries.
+func (s *Store) Find(ctx context.Context, match func(*callledgerv1.Call) bool) ([]string, error) {
+	var out []string
+	err := s.Records(ctx, func(rec *statev1.CallRecord) error {
+		if match(callstate.View(rec)) {
+			out = append(out, rec.GetCallSid())
+		}
+		return nil
+	})
+	return out, err
+}
