@@ -133,7 +133,7 @@ func NewBuilder(dir string, opts Options) (*Builder, error) {
 	po := pebbleOptions(opts)
 	// Without a WAL: the read model is derived from the log, and Finish
 	// flushes and syncs it before the caller may commit the directory.
-	po.MemTableSize, po.DisableWAL = 64<<20, true
+	po.MemTableSize, po.DisableWAL = 32<<20, true
 	po.CacheSize = builderCacheSize
 	// A bulk load writes most keys once: let L0 grow rather than stall the
 	// writers on compactions that would only shuffle fresh data.
