@@ -20,7 +20,7 @@ const gcPercent = 400
 // memtables and block caches, outside the Go heap, take about 450 MB
 // more: 512 MiB for the Go runtime keeps the whole process near 1 GiB,
 // where GOGC=400 alone let the heap grow to five times its live size
-// (docs/BENCHMARKS.md §9).
+// (docs/BENCHMARKS.md §3, round 2).
 const rebuildMemoryLimit = 512 << 20
 
 // tuneGC sets the collector for a long-running command: a higher GOGC,
