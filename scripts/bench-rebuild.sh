@@ -11,7 +11,7 @@
 # and the working tree alternately on the same ledger (base, new, base,
 # new, ...: BENCH_REBUILD_REPEAT pairs, default 1), printing the ratios
 # new/base of each pair: on a shared machine, only ratios taken in one run
-# mean anything. A ledger takes about 330 bytes of disk per event.
+# mean anything. A ledger takes about 320 bytes of disk per event.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${BENCH_REBUILD_DIR:-.tmp/bench-rebuild}
