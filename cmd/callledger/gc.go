@@ -14,18 +14,31 @@ import (
 // 6–22 % and cut GetCall's CPU per call by 2–20 % (docs/BENCHMARKS.md §6).
 const gcPercent = 400
 
+// rebuildMemoryLimit caps the soft memory limit of `callledger rebuild`.
+// Its live heap does not grow with the ledger (the calls of the last
+// epochs and the batches being decoded: about 150 MB), and Pebble's
+// memtables and block caches, outside the Go heap, take about 450 MB
+// more: 512 MiB for the Go runtime keeps the whole process near 1 GiB,
+// where GOGC=400 alone let the heap grow to five times its live size
+// (docs/BENCHMARKS.md §3, round 2).
+const rebuildMemoryLimit = 512 << 20
+
 // tuneGC sets the collector for a long-running command: a higher GOGC,
 // bounded by a soft memory limit of a quarter of physical memory (or of
-// the container's limit), so that a large heap collects more often rather
-// than grow fivefold. GOGC and GOMEMLIMIT in the environment take
-// precedence.
-func tuneGC() {
+// the container's limit), and at most maxLimit when that is positive, so
+// that a large heap collects more often rather than grow fivefold. GOGC
+// and GOMEMLIMIT in the environment take precedence.
+func tuneGC(maxLimit int64) {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		if mem := physicalMemory(); mem > 0 {
-			debug.SetMemoryLimit(int64(mem / 4))
+		limit := int64(physicalMemory() / 4)
+		if maxLimit > 0 && (limit <= 0 || limit > maxLimit) {
+			limit = maxLimit
+		}
+		if limit > 0 {
+			debug.SetMemoryLimit(limit)
 		}
 	}
 }

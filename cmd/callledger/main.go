@@ -44,10 +44,15 @@ var envFallbacks = map[string]map[string]string{
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	if len(os.Args) > 1 && (os.Args[1] == "serve" || os.Args[1] == "rebuild") {
+	if len(os.Args) > 1 {
 		// Here, not in the commands: the collector is the process's, and
 		// tests run the commands inside the test binary.
-		tuneGC()
+		switch os.Args[1] {
+		case "serve":
+			tuneGC(0)
+		case "rebuild":
+			tuneGC(rebuildMemoryLimit)
+		}
 	}
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -36,7 +36,8 @@ func rebuildCommand(stdout, stderr io.Writer) *ffcli.Command {
 			"new read model beside the current one, which it replaces only once complete.\n" +
 			"A running server rebuilds online instead (ProjectionService.RebuildProjection).\n" +
 			"Shows a progress bar on a terminal, log lines otherwise. Runs with GOGC=400 and\n" +
-			"a soft memory limit of a quarter of RAM unless GOGC or GOMEMLIMIT is set.",
+			"a soft memory limit of 512 MiB (a quarter of RAM if less) unless GOGC or\n" +
+			"GOMEMLIMIT is set: its memory does not grow with the ledger.",
 		FlagSet: fs,
 		Options: ffOptions(),
 		Exec: func(ctx context.Context, args []string) error {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/bits-and-blooms/bloom/v3"
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
 
@@ -59,13 +60,67 @@ func (e Encoded) Decode() (*statev1.CallRecord, error) {
 }
 
 // Load writes recs, a read model folded in memory, into a new read model
-// in dir, with checkpoint as the position it is current at. It is how a
-// rebuild hands over its result: records are written by several workers
-// in large unsynchronized batches without a WAL, then flushed once and
-// synced, so that a crash leaves a directory the caller discards (it must
-// not be trusted until Load returns nil). dir must not hold a read model
-// yet. confs are the conference records, written beside the calls.
+// in dir, with checkpoint as the position it is current at: a Builder
+// given every record at once. dir must not hold a read model yet. confs
+// are the conference records, written beside the calls.
 func Load(ctx context.Context, dir string, opts Options, checkpoint eventstore.Position, recs []Encoded, confs []EncodedConference) error {
+	b, err := NewBuilder(dir, opts)
+	if err != nil {
+		return err
+	}
+	if err := b.Write(ctx, recs); err != nil {
+		b.Abort()
+		return err
+	}
+	return b.Finish(checkpoint, confs)
+}
+
+// Builder writes a new read model in bulk while a rebuild folds the log,
+// so that the rebuild need not hold every record until the end: records
+// it is done with are written and dropped, and read back (Get) in the
+// rare case a late event touches them again. Records are written by
+// several workers in large unsynchronized batches without a WAL, and
+// flushed and synced once by Finish, so that a crash leaves a directory
+// the caller discards: it must not be trusted until Finish returns nil.
+// A Builder is used by one goroutine.
+type Builder struct {
+	db     *pebble.DB
+	dir    string
+	opts   Options
+	counts counts
+	calls  int
+	reads  int
+	// reread holds the index keys and status of the records Get read
+	// back: when one is written again, the keys it no longer has are
+	// deleted and its count moves.
+	reread map[string]indexed
+	// seen holds the CallSids written, so that Get need not ask Pebble
+	// about the calls a rebuild meets for the first time (most of them):
+	// a miss costs a search of every table it might be in, a filter test
+	// about 100 ns. Each filter holds twice as many calls as the one
+	// before, at 1% false positives: about 1.2 bytes per call in all.
+	seen []*bloom.BloomFilter
+	// room is how many more calls the last filter takes.
+	room uint
+}
+
+// indexed is what a record written earlier left in the read model
+// besides its own key.
+type indexed struct {
+	timeKey, activeKey []byte
+	status             callledgerv1.CallStatus
+}
+
+// builderCacheSize is a Builder's block cache: what Get needs of the
+// tables already flushed (their filters and indexes, mostly).
+const builderCacheSize = 32 << 20
+
+// firstFilterCalls is the capacity of a Builder's first filter of written
+// calls.
+const firstFilterCalls = 1 << 20
+
+// NewBuilder creates a read model in dir, which must be empty or absent.
+func NewBuilder(dir string, opts Options) (*Builder, error) {
 	if opts.Version == 0 {
 		opts.Version = Version
 	}
@@ -74,52 +129,141 @@ func Load(ctx context.Context, dir string, opts Options, checkpoint eventstore.P
 	}
 	if _, err := os.Stat(dir); err == nil {
 		if entries, err := os.ReadDir(dir); err != nil || len(entries) > 0 {
-			return fmt.Errorf("bulk load into %s: directory is not empty", dir)
+			return nil, fmt.Errorf("bulk load into %s: directory is not empty", dir)
 		}
 	}
 	po := pebbleOptions(opts)
-	po.MemTableSize, po.DisableWAL = 64<<20, true
-	// A bulk load writes each key once: let L0 grow rather than stall the
+	// Without a WAL: the read model is derived from the log, and Finish
+	// flushes and syncs it before the caller may commit the directory.
+	po.MemTableSize, po.DisableWAL = 32<<20, true
+	po.CacheSize = builderCacheSize
+	// A bulk load writes most keys once: let L0 grow rather than stall the
 	// writers on compactions that would only shuffle fresh data.
 	po.L0CompactionThreshold, po.L0StopWritesThreshold = 8, 1000
 	db, err := pebble.Open(dir, po)
 	if err != nil {
-		return fmt.Errorf("bulk load into %s: %w", dir, err)
+		return nil, fmt.Errorf("bulk load into %s: %w", dir, err)
 	}
-	if err := load(ctx, db, recs); err != nil {
-		db.Close()
-		return fmt.Errorf("bulk load into %s: %w", dir, err)
+	return &Builder{db: db, dir: dir, opts: opts, counts: counts{byStatus: map[callledgerv1.CallStatus]int64{}}, reread: map[string]indexed{}}, nil
+}
+
+// Calls is the number of distinct calls written so far.
+func (b *Builder) Calls() int { return b.calls }
+
+// Reads is the number of records Get read back.
+func (b *Builder) Reads() int { return b.reads }
+
+// Get returns the record of sid written earlier, or nil when there is
+// none. The caller is expected to Write it again once changed.
+func (b *Builder) Get(sid string) (*statev1.CallRecord, error) {
+	if !b.written(sid) {
+		return nil, nil
 	}
-	if err := loadConferences(db, confs); err != nil {
-		db.Close()
-		return fmt.Errorf("bulk load into %s: %w", dir, err)
+	rec, err := getRecord(b.db, sid)
+	if err != nil || rec == nil {
+		return nil, err
 	}
-	// The counts go in with the checkpoint, as Apply writes them, so that
-	// opening the new read model needs no scan to count its calls.
-	c := counts{byStatus: map[callledgerv1.CallStatus]int64{}}
+	b.reads++
+	view := callstate.View(rec)
+	b.reread[sid] = indexed{timeKey: timeKey(prefixTime, rec), activeKey: activeKey(rec, view), status: view.GetStatus()}
+	return rec, nil
+}
+
+// Write writes recs with their index keys and counts them. A record
+// already written is replaced only when Get read it back since.
+func (b *Builder) Write(ctx context.Context, recs []Encoded) error {
+	var stale [][]byte // the index keys records read back no longer have
 	for i := range recs {
-		c.addStatus(recs[i].status, recs[i].activeKey != nil, 1)
+		e := &recs[i]
+		b.counts.addStatus(e.status, e.activeKey != nil, 1)
+		sid := string(e.timeKey[9:])
+		old, ok := b.reread[sid]
+		if !ok {
+			b.calls++
+			b.remember(sid)
+			continue
+		}
+		delete(b.reread, sid)
+		b.counts.addStatus(old.status, old.activeKey != nil, -1)
+		for _, k := range [][2][]byte{{old.timeKey, e.timeKey}, {old.activeKey, e.activeKey}} {
+			if k[0] != nil && !bytes.Equal(k[0], k[1]) {
+				stale = append(stale, k[0])
+			}
+		}
 	}
-	b := db.NewBatch()
-	var v, cp [8]byte
-	binary.BigEndian.PutUint64(v[:], opts.Version)
-	binary.BigEndian.PutUint64(cp[:], uint64(checkpoint))
-	err = errors.Join(b.Set(keyVersion, v[:], nil), b.Set(keyCheckpoint, cp[:], nil), b.Set(keyCounts, c.encode(), nil))
-	if err == nil {
-		err = b.Commit(pebble.NoSync)
+	if err := load(ctx, b.db, recs); err != nil {
+		return fmt.Errorf("bulk load into %s: %w", b.dir, err)
 	}
-	if err == nil {
-		// Without a WAL, only flushed data survives Close.
-		err = db.Flush()
+	if len(stale) == 0 {
+		return nil
 	}
-	if cerr := db.Close(); err == nil {
-		err = cerr
+	batch := b.db.NewBatch()
+	defer batch.Close()
+	for _, k := range stale {
+		if err := batch.Delete(k, nil); err != nil {
+			return fmt.Errorf("bulk load into %s: %w", b.dir, err)
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("bulk load into %s: %w", dir, err)
+	if err := batch.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("bulk load into %s: %w", b.dir, err)
 	}
 	return nil
 }
+
+// remember adds sid to the filter of written calls.
+func (b *Builder) remember(sid string) {
+	if b.room == 0 {
+		n := uint(firstFilterCalls) << len(b.seen)
+		b.seen = append(b.seen, bloom.NewWithEstimates(n, 0.01))
+		b.room = n
+	}
+	b.seen[len(b.seen)-1].AddString(sid)
+	b.room--
+}
+
+// written reports whether sid may have been written.
+func (b *Builder) written(sid string) bool {
+	for _, f := range b.seen {
+		if f.TestString(sid) {
+			return true
+		}
+	}
+	return false
+}
+
+// Finish writes the conferences, the counts, the version and checkpoint,
+// flushes everything to disk and closes the read model: from then on dir
+// is complete.
+func (b *Builder) Finish(checkpoint eventstore.Position, confs []EncodedConference) error {
+	if err := loadConferences(b.db, confs); err != nil {
+		b.Abort()
+		return fmt.Errorf("bulk load into %s: %w", b.dir, err)
+	}
+	// The counts go in with the checkpoint, as Apply writes them, so that
+	// opening the new read model needs no scan to count its calls.
+	batch := b.db.NewBatch()
+	var v, cp [8]byte
+	binary.BigEndian.PutUint64(v[:], b.opts.Version)
+	binary.BigEndian.PutUint64(cp[:], uint64(checkpoint))
+	err := errors.Join(batch.Set(keyVersion, v[:], nil), batch.Set(keyCheckpoint, cp[:], nil), batch.Set(keyCounts, b.counts.encode(), nil))
+	if err == nil {
+		err = batch.Commit(pebble.NoSync)
+	}
+	if err == nil {
+		// Without a WAL, only flushed data survives Close.
+		err = b.db.Flush()
+	}
+	if cerr := b.db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("bulk load into %s: %w", b.dir, err)
+	}
+	return nil
+}
+
+// Abort closes an unfinished read model; the caller removes dir.
+func (b *Builder) Abort() { _ = b.db.Close() }
 
 // load encodes and writes recs with one worker per CPU.
 func load(ctx context.Context, db *pebble.DB, recs []Encoded) error {

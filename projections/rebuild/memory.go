@@ -1,6 +1,7 @@
 package rebuild
 
 import (
+	"context"
 	"runtime"
 	"sync"
 
@@ -11,17 +12,30 @@ import (
 // memory is the callstate.Tx a rebuild folds into. Records the fold has
 // not touched for a whole epoch (calls end within minutes, and the log is
 // in arrival order) are frozen: encoded once, as the bulk write needs them
-// anyway, and kept as bytes. A frozen record costs a fraction of the
-// decoded message's memory, and nothing to the garbage collector, which
-// otherwise re-marks millions of small messages on every cycle. A frozen
-// record the fold needs again is decoded back (rare: a late callback).
+// anyway, and handed to a cold store, which either keeps them as bytes
+// (Fold, whose caller wants every record) or writes them into the read
+// model being built and drops them (Build), so that memory holds only the
+// calls of the last epochs whatever the size of the ledger. A frozen
+// record the fold needs again is read back and decoded (rare: a late
+// callback).
 type memory struct {
 	hot   map[string]*hotRecord
-	cold  map[string]callstore.Encoded
+	cold  cold
 	confs map[string]*statev1.ConferenceRecord // few beside the calls: kept hot
 	epoch uint64
 	// workers encode frozen records in parallel.
 	workers int
+}
+
+// cold holds the records memory froze.
+type cold interface {
+	// take returns the frozen record of sid, or nil; memory keeps it hot
+	// from then on, and freezes it again later.
+	take(sid string) (*statev1.CallRecord, error)
+	// freeze takes recs; it may keep the slice.
+	freeze(ctx context.Context, recs []callstore.Encoded) error
+	// len is the number of distinct calls frozen so far.
+	len() int
 }
 
 type hotRecord struct {
@@ -29,10 +43,10 @@ type hotRecord struct {
 	epoch uint64 // last epoch the fold touched it
 }
 
-func newMemory() *memory {
+func newMemory(c cold) *memory {
 	return &memory{
 		hot:     make(map[string]*hotRecord, 1<<16),
-		cold:    make(map[string]callstore.Encoded, 1<<16),
+		cold:    c,
 		confs:   map[string]*statev1.ConferenceRecord{},
 		workers: runtime.GOMAXPROCS(0),
 	}
@@ -43,15 +57,10 @@ func (m *memory) Get(sid string) (*statev1.CallRecord, error) {
 		h.epoch = m.epoch
 		return h.rec, nil
 	}
-	e, ok := m.cold[sid]
-	if !ok {
-		return nil, nil
-	}
-	rec, err := e.Decode()
-	if err != nil {
+	rec, err := m.cold.take(sid)
+	if err != nil || rec == nil {
 		return nil, err
 	}
-	delete(m.cold, sid)
 	m.hot[sid] = &hotRecord{rec: rec, epoch: m.epoch}
 	return rec, nil
 }
@@ -74,11 +83,13 @@ func (m *memory) PutConference(rec *statev1.ConferenceRecord) error {
 	return nil
 }
 
-func (m *memory) len() int { return len(m.hot) + len(m.cold) }
+// len is the number of calls, hot or frozen; an upper bound while a
+// record read back is hot again.
+func (m *memory) len() int { return len(m.hot) + m.cold.len() }
 
 // advance starts a new epoch and freezes the records untouched during the
 // previous one.
-func (m *memory) advance() error {
+func (m *memory) advance(ctx context.Context) error {
 	m.epoch++
 	var old []*statev1.CallRecord
 	for sid, h := range m.hot {
@@ -87,11 +98,11 @@ func (m *memory) advance() error {
 			delete(m.hot, sid)
 		}
 	}
-	return m.freeze(old)
+	return m.freeze(ctx, old)
 }
 
-// freeze encodes recs on every CPU and keeps them cold.
-func (m *memory) freeze(recs []*statev1.CallRecord) error {
+// freeze encodes recs on every CPU and hands them to the cold store.
+func (m *memory) freeze(ctx context.Context, recs []*statev1.CallRecord) error {
 	enc := make([]callstore.Encoded, len(recs))
 	errs := make([]error, m.workers)
 	var wg sync.WaitGroup
@@ -115,35 +126,75 @@ func (m *memory) freeze(recs []*statev1.CallRecord) error {
 			return err
 		}
 	}
-	for i, r := range recs {
-		m.cold[r.GetCallSid()] = enc[i]
-	}
-	return nil
+	return m.cold.freeze(ctx, enc)
 }
 
-// finish freezes every record and returns them all, with the conferences.
-func (m *memory) finish() ([]callstore.Encoded, []callstore.EncodedConference, error) {
+// finish freezes every record still hot and returns the conferences,
+// encoded.
+func (m *memory) finish(ctx context.Context) ([]callstore.EncodedConference, error) {
 	hot := make([]*statev1.CallRecord, 0, len(m.hot))
 	for _, h := range m.hot {
 		hot = append(hot, h.rec)
 	}
 	clear(m.hot)
-	if err := m.freeze(hot); err != nil {
-		return nil, nil, err
+	if err := m.freeze(ctx, hot); err != nil {
+		return nil, err
 	}
-	out := make([]callstore.Encoded, 0, len(m.cold))
-	for _, e := range m.cold {
-		out = append(out, e)
-	}
-	clear(m.cold)
 	confs := make([]callstore.EncodedConference, 0, len(m.confs))
 	for _, c := range m.confs {
 		e, err := callstore.EncodeConference(c)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		confs = append(confs, e)
 	}
 	clear(m.confs)
-	return out, confs, nil
+	return confs, nil
 }
+
+// inMemory keeps frozen records as their encoding: Fold's cold store.
+type inMemory map[string]callstore.Encoded
+
+func (c inMemory) take(sid string) (*statev1.CallRecord, error) {
+	e, ok := c[sid]
+	if !ok {
+		return nil, nil
+	}
+	rec, err := e.Decode()
+	if err != nil {
+		return nil, err
+	}
+	delete(c, sid)
+	return rec, nil
+}
+
+func (c inMemory) freeze(_ context.Context, recs []callstore.Encoded) error {
+	for _, e := range recs {
+		c[e.CallSid()] = e
+	}
+	return nil
+}
+
+func (c inMemory) len() int { return len(c) }
+
+// records returns every record held, and forgets them.
+func (c inMemory) records() []callstore.Encoded {
+	out := make([]callstore.Encoded, 0, len(c))
+	for _, e := range c {
+		out = append(out, e)
+	}
+	clear(c)
+	return out
+}
+
+// spilled writes frozen records into the read model being built: Build's
+// cold store, whose memory does not grow with the ledger.
+type spilled struct{ b *callstore.Builder }
+
+func (c spilled) take(sid string) (*statev1.CallRecord, error) { return c.b.Get(sid) }
+
+func (c spilled) freeze(ctx context.Context, recs []callstore.Encoded) error {
+	return c.b.Write(ctx, recs)
+}
+
+func (c spilled) len() int { return c.b.Calls() }

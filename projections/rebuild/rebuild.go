@@ -169,22 +169,36 @@ type Stats struct {
 // Build rebuilds the projection into dir, which must be empty or absent,
 // from the start of the log up to its head when Build starts. The caller
 // then opens dir with callstore.Open and lets a runner follow the log from
-// the checkpoint.
+// the checkpoint. Records the fold is done with are written into dir as
+// it goes and dropped from memory, so that a rebuild's memory does not
+// grow with the ledger.
 func Build(ctx context.Context, log Log, dir string, opts Options) (Stats, error) {
 	opts = opts.withDefaults()
-	res, err := Fold(ctx, log, opts)
+	b, err := callstore.NewBuilder(dir, callstore.Options{Logger: opts.Logger, Version: opts.Version})
 	if err != nil {
+		return Stats{}, fmt.Errorf("rebuild: %w", err)
+	}
+	mem := newMemory(spilled{b})
+	f, err := foldLog(ctx, log, opts, mem)
+	if err != nil {
+		b.Abort()
 		return Stats{}, err
 	}
 	start := time.Now()
-	last := Progress{Phase: PhaseWrite, Events: res.Events, Position: res.Checkpoint, Target: res.Checkpoint, Calls: len(res.Records), Elapsed: res.Elapsed}
+	last := Progress{Phase: PhaseWrite, Events: f.Events, Position: f.Target, Target: f.Target, Calls: mem.len(), Elapsed: f.Elapsed}
 	opts.Progress(last)
-	if err := callstore.Load(ctx, dir, callstore.Options{Logger: opts.Logger, Version: opts.Version}, res.Checkpoint, res.Records, res.Conferences); err != nil {
+	confs, err := mem.finish(ctx)
+	if err != nil {
+		b.Abort()
 		return Stats{}, fmt.Errorf("rebuild: %w", err)
 	}
-	st := Stats{Events: res.Events, Calls: len(res.Records), Checkpoint: res.Checkpoint, Fold: res.Elapsed, Write: time.Since(start)}
-	last.Phase, last.Elapsed = PhaseDone, st.Fold+st.Write
+	if err := b.Finish(f.Target, confs); err != nil {
+		return Stats{}, fmt.Errorf("rebuild: %w", err)
+	}
+	st := Stats{Events: f.Events, Calls: b.Calls(), Checkpoint: f.Target, Fold: f.Elapsed, Write: time.Since(start)}
+	last.Phase, last.Elapsed, last.Calls = PhaseDone, st.Fold+st.Write, st.Calls
 	opts.Progress(last)
+	opts.Logger.Info("projection rebuilt", "events", st.Events, "calls", st.Calls, "checkpoint", st.Checkpoint, "fold", st.Fold, "write", st.Write, "records_read_back", b.Reads())
 	return st, nil
 }
 
@@ -197,9 +211,33 @@ type decoded struct {
 }
 
 // Fold reads the log from the start up to its head when Fold starts and
-// folds it in memory.
+// folds it in memory, keeping every record (as its encoding).
 func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 	opts = opts.withDefaults()
+	cold := inMemory{}
+	mem := newMemory(cold)
+	f, err := foldLog(ctx, log, opts, mem)
+	if err != nil {
+		return nil, err
+	}
+	confs, err := mem.finish(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("rebuild: %w", err)
+	}
+	res := &Result{Records: cold.records(), Conferences: confs, Checkpoint: f.Target, Events: f.Events, Elapsed: time.Since(f.start)}
+	opts.Logger.Info("projection folded", "events", res.Events, "calls", len(res.Records), "checkpoint", res.Checkpoint, "elapsed", res.Elapsed)
+	return res, nil
+}
+
+// folded is where foldLog got.
+type folded struct {
+	Progress
+	start time.Time
+}
+
+// foldLog reads the log from the start up to its head when it starts and
+// folds it into mem, whose hot records it leaves for the caller to finish.
+func foldLog(ctx context.Context, log Log, opts Options, mem *memory) (folded, error) {
 	start := time.Now()
 	// Every call leg's key is met once, in no order of the key store's:
 	// read them all in one scan rather than a point read each.
@@ -214,7 +252,7 @@ func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 	}
 	target, err := log.Head(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("rebuild: read head: %w", err)
+		return folded{}, fmt.Errorf("rebuild: read head: %w", err)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -227,7 +265,7 @@ func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 	span := eventstore.Position(opts.BatchSize)
 	if !lends {
 		if span, err = probeSpan(ctx, log, opts.BatchSize); err != nil {
-			return nil, err
+			return folded{}, err
 		}
 	}
 	out := make(chan decoded, opts.Decoders)
@@ -256,7 +294,6 @@ func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 	}
 	go func() { wg.Wait(); close(out) }()
 
-	mem := newMemory()
 	var (
 		p         = Progress{Phase: PhaseFold, Target: target}
 		next      = time.Now().Add(opts.ProgressEvery)
@@ -283,7 +320,7 @@ func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 		p.Position = max(p.Position, d.last)
 		if p.Events >= nextEpoch && !draining {
 			nextEpoch = p.Events + opts.EpochEvents
-			if err := mem.advance(); err != nil {
+			if err := mem.advance(ctx); err != nil {
 				fail(fmt.Errorf("rebuild: %w", err))
 			}
 		}
@@ -295,20 +332,14 @@ func Fold(ctx context.Context, log Log, opts Options) (*Result, error) {
 	}
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return nil, err
+		return folded{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("rebuild: %w", err)
+		return folded{}, fmt.Errorf("rebuild: %w", err)
 	}
-	recs, confs, err := mem.finish()
-	if err != nil {
-		return nil, fmt.Errorf("rebuild: %w", err)
-	}
-	res := &Result{Records: recs, Conferences: confs, Checkpoint: target, Events: p.Events, Elapsed: time.Since(start)}
-	p.Calls, p.Elapsed, p.Position = len(res.Records), res.Elapsed, target
+	p.Position, p.Calls, p.Elapsed = target, mem.len(), time.Since(start)
 	opts.Progress(p)
-	opts.Logger.Info("projection folded", "events", res.Events, "calls", len(res.Records), "checkpoint", target, "elapsed", res.Elapsed)
-	return res, nil
+	return folded{Progress: p, start: start}, nil
 }
 
 // probeSpan returns the positions that BatchSize events cover at the start
