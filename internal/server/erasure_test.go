@@ -24,6 +24,7 @@ import (
 	"github.com/callledger/callledger/erasure"
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/internal/logsink"
 	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/traffic"
 )
@@ -300,7 +301,7 @@ func TestJournalReplayAfterRestore(t *testing.T) {
 	}
 
 	// The restore, with the journal kept elsewhere.
-	logs := &syncBuffer{}
+	logs := &logsink.Buffer{}
 	cfg.DataDir, cfg.Logger = backup, slog.New(slog.NewTextHandler(logs, nil))
 	srv, stop = start(t, cfg)
 	conn = dialLocal(t, srv)
@@ -326,7 +327,7 @@ func TestJournalReplayAfterRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	logs = &syncBuffer{}
+	logs = &logsink.Buffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	srv, _ = start(t, cfg)
 	if !strings.Contains(logs.String(), "entries=1 replayed=0") {

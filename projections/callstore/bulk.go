@@ -107,8 +107,8 @@ type Builder struct {
 // indexed is what a record written earlier left in the read model
 // besides its own key.
 type indexed struct {
-	timeKey, activeKey []byte
-	status             callledgerv1.CallStatus
+	timeKey, activeKey, dueKey []byte
+	status                     callledgerv1.CallStatus
 }
 
 // builderCacheSize is a Builder's block cache: what Get needs of the
@@ -165,7 +165,7 @@ func (b *Builder) Get(sid string) (*statev1.CallRecord, error) {
 	}
 	b.reads++
 	view := callstate.View(rec)
-	b.reread[sid] = indexed{timeKey: timeKey(prefixTime, rec), activeKey: activeKey(rec, view), status: view.GetStatus()}
+	b.reread[sid] = indexed{timeKey: timeKey(prefixTime, rec), activeKey: activeKey(rec, view), dueKey: dueKey(rec, view), status: view.GetStatus()}
 	return rec, nil
 }
 
@@ -185,7 +185,7 @@ func (b *Builder) Write(ctx context.Context, recs []Encoded) error {
 		}
 		delete(b.reread, sid)
 		b.counts.addStatus(old.status, old.activeKey != nil, -1)
-		for _, k := range [][2][]byte{{old.timeKey, e.timeKey}, {old.activeKey, e.activeKey}} {
+		for _, k := range [][2][]byte{{old.timeKey, e.timeKey}, {old.activeKey, e.activeKey}, {old.dueKey, e.dueKey}} {
 			if k[0] != nil && !bytes.Equal(k[0], k[1]) {
 				stale = append(stale, k[0])
 			}

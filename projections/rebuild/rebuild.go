@@ -246,7 +246,7 @@ func foldLog(ctx context.Context, log Log, opts Options, mem *memory) (folded, e
 	}); ok {
 		release, err := p.Preload(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("rebuild: preload keys: %w", err)
+			return folded{}, fmt.Errorf("rebuild: preload keys: %w", err)
 		}
 		defer release()
 	}
