@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/internal/corpus"
 )
 
@@ -80,6 +81,13 @@ func (s *stack) deliverAll(t *testing.T, sends []corpus.Request) {
 // unknown, and that the projection applied the log exactly once.
 func (s *stack) checkCorpus(t *testing.T, exp []corpus.Expected, abs []corpus.Absent) {
 	t.Helper()
+	s.checkCorpusRebuilt(t, exp, abs, 0)
+}
+
+// checkCorpusRebuilt is checkCorpus after the read model was rebuilt from
+// the ledger up to at most position rebuilt (checkExactlyOnceAfter).
+func (s *stack) checkCorpusRebuilt(t *testing.T, exp []corpus.Expected, abs []corpus.Absent, rebuilt eventstore.Position) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), failBound)
 	defer cancel()
 	byRoot := map[string][]string{}
@@ -119,7 +127,7 @@ func (s *stack) checkCorpus(t *testing.T, exp []corpus.Expected, abs []corpus.Ab
 			t.Errorf("forged %s: ListCallEvents %v with %d events, want an empty history", a.CallSid, err, len(events.GetEvents()))
 		}
 	}
-	s.projection.checkExactlyOnce(ctx, t, s.events)
+	s.projection.checkExactlyOnceAfter(ctx, t, s.events, rebuilt)
 }
 
 // checkExpected compares a served call with its line of expected.jsonl.

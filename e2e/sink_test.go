@@ -104,6 +104,21 @@ func (r *projectionRecorder) waitFor(ctx context.Context, pos eventstore.Positio
 // nothing else.
 func (r *projectionRecorder) checkExactlyOnce(ctx context.Context, t *testing.T, store eventstore.Store) {
 	t.Helper()
+	r.checkExactlyOnceAfter(ctx, t, store, 0)
+}
+
+func inLog(want map[eventKey]bool, k eventKey) bool {
+	_, ok := want[k]
+	return ok
+}
+
+// checkExactlyOnceAfter is checkExactlyOnce for a read model rebuilt from
+// the ledger up to at most rebuilt (a heal): the rebuild folds the events
+// up to its checkpoint from the log, not from a subscription, so an event
+// at or before rebuilt that no subscription delivered is not missing.
+// Every other event must still have been delivered once, and none twice.
+func (r *projectionRecorder) checkExactlyOnceAfter(ctx context.Context, t *testing.T, store eventstore.Store, rebuilt eventstore.Position) {
+	t.Helper()
 	want := map[eventKey]bool{}
 	var head eventstore.Position
 	for from := eventstore.Start; ; {
@@ -116,7 +131,7 @@ func (r *projectionRecorder) checkExactlyOnce(ctx context.Context, t *testing.T,
 		}
 		for _, e := range evs {
 			if slices.ContainsFunc(eventcodec.ProjectedStreamPrefixes(), func(p string) bool { return strings.HasPrefix(e.Stream, p) }) {
-				want[eventKey{e.Stream, e.ID}] = true
+				want[eventKey{e.Stream, e.ID}] = e.Position > rebuilt
 				head = e.Position
 			}
 		}
@@ -131,8 +146,8 @@ func (r *projectionRecorder) checkExactlyOnce(ctx context.Context, t *testing.T,
 		t.Errorf("projection: %s", v)
 	}
 	missing := 0
-	for k := range want {
-		if r.applied[k] == 0 {
+	for k, mustDeliver := range want {
+		if mustDeliver && r.applied[k] == 0 {
 			missing++
 			if missing <= 5 {
 				t.Errorf("event %s of %s is in the log but was never applied", k.id, k.stream)
@@ -141,7 +156,7 @@ func (r *projectionRecorder) checkExactlyOnce(ctx context.Context, t *testing.T,
 	}
 	for k, n := range r.applied {
 		switch {
-		case !want[k]:
+		case !inLog(want, k):
 			t.Errorf("event %s of %s was applied but is not in the log", k.id, k.stream)
 		case n > 1:
 			t.Errorf("event %s of %s was applied %d times", k.id, k.stream, n)
