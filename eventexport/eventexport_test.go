@@ -3,8 +3,6 @@ package eventexport
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -28,6 +26,7 @@ import (
 	"github.com/callledger/callledger/internal/ledgerload"
 	"github.com/callledger/callledger/internal/rowfile"
 	"github.com/callledger/callledger/keystore"
+	"github.com/callledger/callledger/keystore/keystoretest"
 	"github.com/callledger/callledger/seal"
 )
 
@@ -130,7 +129,7 @@ func TestExportEveryFormat(t *testing.T) {
 		opts := Options{}
 		if include {
 			// Events stored in the clear: nothing to open.
-			opts.Personal = Open(seal.NewEvents(openKeys(t)))
+			opts.Personal = Open(seal.NewEvents(keystoretest.Open(t)))
 		}
 		pq, n := export(t, store, "parquet", opts)
 		if n != len(all) {
@@ -347,24 +346,6 @@ func TestParquetSchema(t *testing.T) {
 	}
 }
 
-func openKeys(t *testing.T) *keystore.Embedded {
-	t.Helper()
-	raw := make([]byte, keystore.KEKSize)
-	if _, err := rand.Read(raw); err != nil {
-		t.Fatal(err)
-	}
-	kek, err := keystore.ParseKEK([]byte(base64.StdEncoding.EncodeToString(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := keystore.Open(t.TempDir(), kek, keystore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { keys.Close() })
-	return keys
-}
-
 // TestExportSealed: a sealed ledger exports the personal columns of the
 // plaintext ledger it was sealed from, opened, except an erased call's,
 // which are null; without asking for them, nothing is opened.
@@ -384,7 +365,7 @@ func TestExportSealed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sealed.Close() })
-	keys := openKeys(t)
+	keys := keystoretest.Open(t)
 	cfg.Sealer = seal.NewEvents(keys)
 	if _, err := ledgerload.Load(ctx, sealed, cfg); err != nil {
 		t.Fatal(err)
@@ -401,7 +382,7 @@ func TestExportSealed(t *testing.T) {
 		}
 		return out
 	}
-	want := byID(first(export(t, plain, "jsonl", Options{Personal: Open(seal.NewEvents(openKeys(t)))})))
+	want := byID(first(export(t, plain, "jsonl", Options{Personal: Open(seal.NewEvents(keystoretest.Open(t)))})))
 	var erased string
 	for _, r := range want {
 		if r.From != nil && r.CallSid != "" {
@@ -441,7 +422,7 @@ func TestExportSealed(t *testing.T) {
 		t.Error("no row of the erased call")
 	}
 	// A key store that never had the keys is an error, never nulls.
-	e, err := New("jsonl", io.Discard, Options{Personal: Open(seal.NewEvents(openKeys(t)))})
+	e, err := New("jsonl", io.Discard, Options{Personal: Open(seal.NewEvents(keystoretest.Open(t)))})
 	if err != nil {
 		t.Fatal(err)
 	}

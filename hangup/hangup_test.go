@@ -3,7 +3,6 @@ package hangup_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -18,7 +17,7 @@ import (
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/hangup"
-	"github.com/callledger/callledger/keystore"
+	"github.com/callledger/callledger/keystore/keystoretest"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/callstore/callstoretest"
 	"github.com/callledger/callledger/seal"
@@ -264,16 +263,7 @@ func TestRefusals(t *testing.T) {
 func TestFailureMessageSealed(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, true)
-	raw := make([]byte, keystore.KEKSize)
-	kek, err := keystore.ParseKEK([]byte(base64.StdEncoding.EncodeToString(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := keystore.Open(t.TempDir(), kek, keystore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { keys.Close() })
+	keys := keystoretest.Open(t)
 	personal := seal.NewEvents(keys)
 	rc, err := rest.New(rest.Config{Accounts: []rest.Account{{AccountSid: acct, AuthToken: "token1"}}, Transport: e.fake.Transport()})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/keystore/keystoretest"
 )
 
 // The write path seals both parts of every event; the projection opens the
@@ -17,7 +18,7 @@ func BenchmarkSeal(b *testing.B) {
 		pd   *callledgerv1.PersonalData
 	}{{Facts, facts()}, {Request, request()}} {
 		b.Run(string(tc.part), func(b *testing.B) {
-			keys := openStore(b)
+			keys := keystoretest.Open(b)
 			key, err := keys.Key(context.Background(), callA)
 			if err != nil {
 				b.Fatal(err)
@@ -42,7 +43,7 @@ func BenchmarkOpen(b *testing.B) {
 	}{{Facts, facts()}, {Request, request()}} {
 		b.Run(string(tc.part), func(b *testing.B) {
 			ctx := context.Background()
-			keys := openStore(b)
+			keys := keystoretest.Open(b)
 			key, err := keys.Key(ctx, callA)
 			if err != nil {
 				b.Fatal(err)
@@ -67,7 +68,7 @@ func BenchmarkOpen(b *testing.B) {
 // stored event, the key cached.
 func BenchmarkOpenInto(b *testing.B) {
 	ctx := context.Background()
-	keys := openStore(b)
+	keys := keystoretest.Open(b)
 	key, err := keys.Key(ctx, callA)
 	if err != nil {
 		b.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/keystore"
+	"github.com/callledger/callledger/keystore/keystoretest"
 )
 
 // statusEvent is a status callback as twilio.Derive makes it: normalized
@@ -36,7 +37,7 @@ func statusEvent(id, sid string) *callledgerv1.Event {
 
 func TestEventsSealOpen(t *testing.T) {
 	ctx := context.Background()
-	keys := openStore(t)
+	keys := keystoretest.Open(t)
 	e := NewEvents(keys)
 	ev := statusEvent(event1, callA)
 	orig := proto.Clone(ev)
@@ -144,12 +145,12 @@ func TestEventsSealOpen(t *testing.T) {
 // errors, never an erasure.
 func TestEventsOpenFails(t *testing.T) {
 	ctx := context.Background()
-	e := NewEvents(openStore(t))
+	e := NewEvents(keystoretest.Open(t))
 	stored, err := e.Seal(ctx, statusEvent(event1, callA))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewEvents(openStore(t)).Open(ctx, proto.Clone(stored).(*callledgerv1.Event)); !errors.Is(err, keystore.ErrNotFound) {
+	if _, err := NewEvents(keystoretest.Open(t)).Open(ctx, proto.Clone(stored).(*callledgerv1.Event)); !errors.Is(err, keystore.ErrNotFound) {
 		t.Errorf("another key store: %v, want ErrNotFound", err)
 	}
 	tampered := proto.Clone(stored).(*callledgerv1.Event)

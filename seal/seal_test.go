@@ -2,8 +2,6 @@ package seal
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"testing"
 
@@ -12,25 +10,8 @@ import (
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/keystore"
+	"github.com/callledger/callledger/keystore/keystoretest"
 )
-
-func openStore(t testing.TB) *keystore.Embedded {
-	t.Helper()
-	raw := make([]byte, keystore.KEKSize)
-	if _, err := rand.Read(raw); err != nil {
-		t.Fatal(err)
-	}
-	kek, err := keystore.ParseKEK([]byte(base64.StdEncoding.EncodeToString(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := keystore.Open(t.TempDir(), kek, keystore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
 
 const (
 	callA  = "CA00000000000000000000000000000001"
@@ -81,7 +62,7 @@ func request() *callledgerv1.PersonalData {
 
 func TestSealOpen(t *testing.T) {
 	ctx := context.Background()
-	keys := openStore(t)
+	keys := keystoretest.Open(t)
 	a, err := keys.Key(ctx, callA)
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +99,7 @@ func TestSealOpen(t *testing.T) {
 // only.
 func TestBinding(t *testing.T) {
 	ctx := context.Background()
-	keys := openStore(t)
+	keys := keystoretest.Open(t)
 	a, err := keys.Key(ctx, callA)
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +146,7 @@ func TestBinding(t *testing.T) {
 // flipped bit of the nonce or ciphertext makes it fail.
 func TestRoundTripAndTamper(t *testing.T) {
 	ctx := context.Background()
-	keys := openStore(t)
+	keys := keystoretest.Open(t)
 	key, err := keys.Key(ctx, callA)
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +190,7 @@ func TestRoundTripAndTamper(t *testing.T) {
 // FuzzOpen feeds stored Sealed messages of any shape to Open: it never
 // panics, and what it does not open is ErrOpen or a key mismatch.
 func FuzzOpen(f *testing.F) {
-	keys := openStore(f)
+	keys := keystoretest.Open(f)
 	key, err := keys.Key(context.Background(), callA)
 	if err != nil {
 		f.Fatal(err)
@@ -239,7 +220,7 @@ func FuzzOpen(f *testing.F) {
 // event as it was before the personal fields were split off.
 func TestOpenInto(t *testing.T) {
 	ctx := context.Background()
-	keys := openStore(t)
+	keys := keystoretest.Open(t)
 	key, err := keys.Key(ctx, callA)
 	if err != nil {
 		t.Fatal(err)

@@ -2,8 +2,6 @@ package webhook_test
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/base64"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
@@ -13,7 +11,7 @@ import (
 
 	"github.com/callledger/callledger/eventstore/instrument"
 	"github.com/callledger/callledger/eventstore/pebblestore"
-	"github.com/callledger/callledger/keystore"
+	"github.com/callledger/callledger/keystore/keystoretest"
 	"github.com/callledger/callledger/metrics"
 	"github.com/callledger/callledger/seal"
 	"github.com/callledger/callledger/services/webhook"
@@ -37,19 +35,7 @@ func BenchmarkIngest(b *testing.B) {
 func benchIngest(b *testing.B, withMetrics, sealed bool) {
 	cfg := webhook.Config{}
 	if sealed {
-		raw := make([]byte, keystore.KEKSize)
-		if _, err := rand.Read(raw); err != nil {
-			b.Fatal(err)
-		}
-		kek, err := keystore.ParseKEK([]byte(base64.StdEncoding.EncodeToString(raw)))
-		if err != nil {
-			b.Fatal(err)
-		}
-		keys, err := keystore.Open(b.TempDir(), kek, keystore.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { keys.Close() })
+		keys := keystoretest.Open(b)
 		cfg.Sealer = seal.NewEvents(keys)
 	}
 	var storeOpts pebblestore.Options

@@ -2,7 +2,6 @@ package webhook_test
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -21,7 +20,7 @@ import (
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/corpus"
-	"github.com/callledger/callledger/keystore"
+	"github.com/callledger/callledger/keystore/keystoretest"
 	"github.com/callledger/callledger/seal"
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/twilio"
@@ -471,7 +470,7 @@ func TestProbes(t *testing.T) {
 func TestCorpusSealed(t *testing.T) {
 	t.Parallel()
 	reqs, exp, abs := mustCorpus(t)
-	keys := openKeys(t)
+	keys := keystoretest.Open(t)
 	at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return at }
 	sealedStore, plainStore := openStore(t), openStore(t)
@@ -525,22 +524,4 @@ func TestCorpusSealed(t *testing.T) {
 	if n == 0 {
 		t.Error("no event has sealed facts")
 	}
-}
-
-func openKeys(t testing.TB) *keystore.Embedded {
-	t.Helper()
-	raw := make([]byte, keystore.KEKSize)
-	for i := range raw {
-		raw[i] = byte(i * 7)
-	}
-	kek, err := keystore.ParseKEK([]byte(base64.StdEncoding.EncodeToString(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := keystore.Open(t.TempDir(), kek, keystore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { keys.Close() })
-	return keys
 }
