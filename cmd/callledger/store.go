@@ -34,11 +34,16 @@ func (f *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.store, "store", "", storeFlagUsage)
 }
 
+// offlineCacheBytes is the block cache of the embedded log for the offline
+// commands: they read it once from end to end, so a server's 256 MiB would
+// only raise their peak memory (docs/BENCHMARKS.md §3, round 2).
+const offlineCacheBytes = 32 << 20
+
 // openOffline opens the event log for a command that needs the embedded
 // store to itself. While a server holds it, the error says so and adds
 // hint: what else the user can do (", or ...").
 func (f storeFlags) openOffline(ctx context.Context, logger *slog.Logger, hint string) (eventstore.Store, error) {
-	store, err := server.OpenStore(ctx, f.store, f.dataDir, server.StoreOptions{Logger: logger})
+	store, err := server.OpenStore(ctx, f.store, f.dataDir, server.StoreOptions{Logger: logger, CacheBytes: offlineCacheBytes})
 	if errors.Is(err, pebblestore.ErrLocked) {
 		return nil, fmt.Errorf("%w: a server (or another command) holds %s; stop it first%s", err, f.dataDir, hint)
 	}

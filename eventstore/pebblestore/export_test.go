@@ -74,3 +74,6 @@ func WithFaultTiming(opts Options, wait, every time.Duration) Options {
 
 // Broken reports whether the store refuses appends after a failed write.
 func Broken(s *Store) bool { return s.broken.Load() }
+
+// BlockCacheSize is the block cache s opened its databases with.
+func BlockCacheSize(s *Store) int64 { return s.blockCacheSize() }

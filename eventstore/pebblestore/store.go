@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -72,6 +73,12 @@ type Options struct {
 	// that is open recovers from a failed write without a limit (see the
 	// package documentation).
 	OpenAttempts int
+	// CacheSize is the block cache the log and its index share, in bytes.
+	// Default: 256 MiB, for a server that reads recent events again and
+	// again. A command that reads the log once from end to end (rebuild,
+	// export) gains nothing from a large one, whose blocks, allocated
+	// outside the Go heap, only add to its peak memory.
+	CacheSize int64
 
 	// Test hooks, set only by this package's tests.
 	beforeGroup  func()                    // called by the committer before it processes a group
@@ -424,7 +431,7 @@ func (s *Store) openDBs(ctx context.Context, maxFlushFailures int) (opened, erro
 
 // openSync is the open of openDBs, filling o as it goes.
 func (s *Store) openSync(o *opened, locks [2]*pebble.Lock) (err error) {
-	cache := pebble.NewCache(cacheSize)
+	cache := pebble.NewCache(s.blockCacheSize())
 	defer cache.Unref() // each database holds its own reference
 	if o.db, err = pebble.Open(s.dir, s.logOptions(cache, locks[logDB])); err != nil {
 		return err
@@ -438,6 +445,9 @@ func (s *Store) openSync(o *opened, locks [2]*pebble.Lock) (err error) {
 	o.scan, err = catchUpIndex(o.db, o.index, o.head, s.opts, s.log)
 	return err
 }
+
+// blockCacheSize is the block cache the store opens its databases with.
+func (s *Store) blockCacheSize() int64 { return cmp.Or(s.opts.CacheSize, cacheSize) }
 
 // indexDir is the index database's directory inside the store directory.
 const indexDir = "index"

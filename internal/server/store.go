@@ -30,6 +30,9 @@ type StoreOptions struct {
 	// fsync, the events written, and the time to write and sync them. It
 	// runs on the committer's goroutine and must be quick.
 	OnGroupCommit func(appends, events int, took time.Duration)
+	// CacheBytes is the embedded store's block cache; zero: its default
+	// (pebblestore.Options.CacheSize).
+	CacheBytes int64
 }
 
 // OpenStore opens the event log that storeURL names: the embedded Pebble
@@ -48,7 +51,7 @@ func OpenStore(ctx context.Context, storeURL, dataDir string, opts StoreOptions)
 	}
 	if storeURL == "" {
 		dir := filepath.Join(dataDir, "ledger")
-		po := pebblestore.Options{Logger: logger}
+		po := pebblestore.Options{Logger: logger, CacheSize: opts.CacheBytes}
 		if f := opts.OnGroupCommit; f != nil {
 			po.OnCommit = func(ci pebblestore.CommitInfo) { f(ci.Appends, ci.Events, ci.Duration) }
 		}
