@@ -55,7 +55,7 @@ func TestKEKRefusals(t *testing.T) {
 		has  []string
 		is   error
 	}{
-		{"beyond loopback without --kek-file", server.Config{HTTP: server.HTTP{Addr: "0.0.0.0:0"}},
+		{"beyond loopback without --kek-file", server.Config{HTTP: server.HTTP{Addr: "0.0.0.0:0"}, Metrics: server.Metrics{Addr: "127.0.0.1:0"}},
 			[]string{"--kek-file is required", "openssl rand -base64 32"}, nil},
 		{"a KEK file others may read", server.Config{Privacy: server.Privacy{KEKFile: writeKEK(t, 0o644)}},
 			[]string{"--kek-file", "chmod 600"}, keystore.ErrInsecureFile},
