@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -18,7 +17,6 @@ import (
 	"github.com/callledger/callledger/internal/residue"
 	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/keystore"
-	"github.com/callledger/callledger/twilio"
 )
 
 // writeKEK writes a key-encryption key file, as openssl rand -base64 32
@@ -113,26 +111,7 @@ func TestPersonalDataSealed(t *testing.T) {
 		"Direction": {"inbound"}, "From": {from}, "To": {to}, "Caller": {from}, "Called": {to},
 		"CallerName": {caller}, "CallDuration": {"42"}, "ApiVersion": {"2010-04-01"},
 	}
-	body := form.Encode()
-	path := twilio.KindStatus.Path()
-	req, err := http.NewRequest(http.MethodPost, "http://"+srv.Addrs().HTTP+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("X-Twilio-Signature", twilio.Sign(token, publicURL+path, []byte(body)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("webhook: HTTP %d", resp.StatusCode)
-	}
-	pos, err := strconv.ParseUint(resp.Header.Get("Callledger-Position"), 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
+	body, pos := postStatus(t, srv, form)
 
 	client := callledgerv1.NewCallQueryServiceClient(dialLocal(t, srv))
 	ctx, cancel := context.WithTimeout(context.Background(), failBound)

@@ -3,6 +3,7 @@ package server_test
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -12,19 +13,10 @@ import (
 	"github.com/callledger/callledger/twilio"
 )
 
-// statusForm sends a signed status callback of sid and returns its body.
-func statusForm(t *testing.T, srv *server.Server, sid, status, from, to, callerName string) string {
+// postStatus sends form, signed, to srv's status callback route and
+// returns the body sent and the position of what it stored.
+func postStatus(t *testing.T, srv *server.Server, form url.Values) (string, uint64) {
 	t.Helper()
-	form := url.Values{
-		"CallSid": {sid}, "AccountSid": {"AC0123456789abcdef0123456789abcdef"}, "CallStatus": {status},
-		"Direction": {"inbound"}, "From": {from}, "To": {to}, "Caller": {from}, "Called": {to},
-		"CallerName": {callerName}, "ApiVersion": {"2010-04-01"},
-	}
-	if status == "completed" {
-		form.Set("CallDuration", "42")
-		form.Set("RecordingSid", "RE"+sid[2:])
-		form.Set("RecordingUrl", "https://api.twilio.com/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Recordings/RE"+sid[2:])
-	}
 	body := form.Encode()
 	path := twilio.KindStatus.Path()
 	req, err := http.NewRequest(http.MethodPost, "http://"+srv.Addrs().HTTP+path, strings.NewReader(body))
@@ -41,6 +33,27 @@ func statusForm(t *testing.T, srv *server.Server, sid, status, from, to, callerN
 	if resp.StatusCode/100 != 2 {
 		t.Fatalf("webhook: HTTP %d", resp.StatusCode)
 	}
+	pos, err := strconv.ParseUint(resp.Header.Get("Callledger-Position"), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body, pos
+}
+
+// statusForm sends a signed status callback of sid and returns its body.
+func statusForm(t *testing.T, srv *server.Server, sid, status, from, to, callerName string) string {
+	t.Helper()
+	form := url.Values{
+		"CallSid": {sid}, "AccountSid": {"AC0123456789abcdef0123456789abcdef"}, "CallStatus": {status},
+		"Direction": {"inbound"}, "From": {from}, "To": {to}, "Caller": {from}, "Called": {to},
+		"CallerName": {callerName}, "ApiVersion": {"2010-04-01"},
+	}
+	if status == "completed" {
+		form.Set("CallDuration", "42")
+		form.Set("RecordingSid", "RE"+sid[2:])
+		form.Set("RecordingUrl", "https://api.twilio.com/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Recordings/RE"+sid[2:])
+	}
+	body, _ := postStatus(t, srv, form)
 	return body
 }
 
