@@ -1,6 +1,8 @@
 package eventcodec
 
 import (
+	"slices"
+
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -184,31 +186,76 @@ func PersonalPart(field protoreflect.FullName) (Part, bool) {
 // (Merge).
 func Split(ev *callledgerv1.Event) (clear, facts, request *callledgerv1.Event) {
 	clear = proto.Clone(ev).(*callledgerv1.Event)
-	var parts [PartRequest + 1]*callledgerv1.Event
-	moveInto(clear.ProtoReflect(), func(p Part) protoreflect.Message {
-		if parts[p] == nil {
-			parts[p] = &callledgerv1.Event{}
-		}
-		return parts[p].ProtoReflect()
-	})
-	return clear, parts[PartFacts], parts[PartRequest]
+	facts, request = SplitOwned(clear)
+	return clear, facts, request
 }
 
-// moveInto moves the personal fields of m into the messages dst gives for
-// their part (created on demand), recursing into the message fields that
-// are not personal as a whole.
-func moveInto(m protoreflect.Message, dst func(Part) protoreflect.Message) {
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+// SplitOwned is Split for a caller that has no further use for ev as it
+// was: the personal fields move out of ev, which is left as Split's clear,
+// and no copy of the event is made (the webhook's path).
+func SplitOwned(ev *callledgerv1.Event) (facts, request *callledgerv1.Event) {
+	var parts [PartRequest + 1]*callledgerv1.Event
+	var path [8]protoreflect.FieldDescriptor
+	moveOut(ev.ProtoReflect(), eventPlan, &parts, path[:0])
+	return parts[PartFacts], parts[PartRequest]
+}
+
+// splitStep is a field Split looks at: a personal one, which moves whole
+// (part > 0), or a message field with personal fields under it (sub).
+type splitStep struct {
+	fd   protoreflect.FieldDescriptor
+	part Part
+	sub  []splitStep
+}
+
+// eventPlan is where Event's personal fields can be, worked out once from
+// personalFields: Split looks at those fields alone, not at every field set.
+var eventPlan = planFor((&callledgerv1.Event{}).ProtoReflect().Descriptor(), nil)
+
+// planFor lists the steps of md's messages; within lists the message types
+// being planned, so that a recursive type ends the descent.
+func planFor(md protoreflect.MessageDescriptor, within []protoreflect.FullName) []splitStep {
+	within = append(within, md.FullName())
+	var steps []splitStep
+	fields := md.Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
 		if p, ok := personalFields[fd.FullName()]; ok {
-			dst(p).Set(fd, v)
-			m.Clear(fd)
-			return true
+			steps = append(steps, splitStep{fd: fd, part: p})
+			continue
 		}
-		if fd.Kind() == protoreflect.MessageKind && fd.Cardinality() != protoreflect.Repeated {
-			moveInto(v.Message(), func(p Part) protoreflect.Message { return dst(p).Mutable(fd).Message() })
+		if fd.Kind() != protoreflect.MessageKind || fd.Cardinality() == protoreflect.Repeated ||
+			slices.Contains(within, fd.Message().FullName()) {
+			continue
 		}
-		return true
-	})
+		if sub := planFor(fd.Message(), within); len(sub) > 0 {
+			steps = append(steps, splitStep{fd: fd, sub: sub})
+		}
+	}
+	return steps
+}
+
+// moveOut moves the personal fields of m, found at path under the event,
+// into the part they belong to (created on demand), at the same path.
+func moveOut(m protoreflect.Message, steps []splitStep, parts *[PartRequest + 1]*callledgerv1.Event, path []protoreflect.FieldDescriptor) {
+	for _, st := range steps {
+		if !m.Has(st.fd) {
+			continue
+		}
+		if st.part == 0 {
+			moveOut(m.Get(st.fd).Message(), st.sub, parts, append(path, st.fd))
+			continue
+		}
+		if parts[st.part] == nil {
+			parts[st.part] = &callledgerv1.Event{}
+		}
+		dst := parts[st.part].ProtoReflect()
+		for _, f := range path {
+			dst = dst.Mutable(f).Message()
+		}
+		dst.Set(st.fd, m.Get(st.fd))
+		m.Clear(st.fd)
+	}
 }
 
 // Merge puts personal fields split from clear (by Split, or opened from

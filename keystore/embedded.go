@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -72,6 +71,10 @@ type Options struct {
 	CacheSize int
 	// Now is the clock of records' times (default time.Now).
 	Now func() time.Time
+	// FS is the filesystem the store lives on; default the operating
+	// system's. Tests crash it (vfs.NewCrashableMem) to see what is
+	// durable; Destroy's scrub needs the operating system's.
+	FS vfs.FS
 }
 
 // blockCacheSize is Pebble's block cache: a million subjects' records are
@@ -99,6 +102,10 @@ type Embedded struct {
 	// preloaded holds the wrapped data key records Preload read, by key
 	// without its prefix byte; nil when none.
 	preloaded atomic.Pointer[map[string][]byte]
+	// written counts Key's unsynced commits, synced how many of them a
+	// Sync has covered (only under syncMu): Sync is free when they match.
+	written, synced atomic.Uint64
+	syncMu          sync.Mutex
 }
 
 var _ Store = (*Embedded)(nil)
@@ -146,15 +153,19 @@ func Open(dir string, kek KEK, opts Options) (*Embedded, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// Files 0600 whatever the umask, as every Pebble of the data directory.
+	fs := privatefs.Pebble(vfs.Default)
+	if opts.FS != nil {
+		fs = opts.FS
+	}
+	if err := fs.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("key store: %w", err)
 	}
 	kekAEAD, err := newAEAD(kek.key[:])
 	if err != nil {
 		return nil, err
 	}
-	// Files 0600 whatever the umask, as every Pebble of the data directory.
-	po := &pebble.Options{Logger: pebblelog.New(log.With("db", "keys"), 0), CacheSize: blockCacheSize, FS: privatefs.Pebble(vfs.Default)}
+	po := &pebble.Options{Logger: pebblelog.New(log.With("db", "keys"), 0), CacheSize: blockCacheSize, FS: fs}
 	for i := range po.Levels {
 		// Opening an event of a call not cached is a point read.
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
@@ -356,7 +367,7 @@ func (s *Embedded) Key(ctx context.Context, subject string, parties ...string) (
 	mu := s.stripe(subject)
 	mu.Lock()
 	defer mu.Unlock()
-	e, err := s.load(subject)
+	e, err := s.loadForKey(subject)
 	if err != nil {
 		return DataKey{}, err
 	}
@@ -366,6 +377,9 @@ func (s *Embedded) Key(ctx context.Context, subject string, parties ...string) (
 	next := &entry{keys: e.keys, parties: e.parties, seen: e.seen}
 	b := s.db.NewBatch()
 	defer b.Close()
+	// A subject's first key is written with its Parties record, even an
+	// empty one: loadForKey takes a subject without one for new.
+	added := len(next.keys) == 0
 	if len(next.keys) == 0 {
 		k, rec, err := s.newDataKey(subject)
 		if err != nil {
@@ -376,7 +390,6 @@ func (s *Embedded) Key(ctx context.Context, subject string, parties ...string) (
 		}
 		next.keys = []DataKey{k}
 	}
-	added := false
 	for _, m := range macs {
 		if next.indexed(m) {
 			continue
@@ -403,9 +416,12 @@ func (s *Embedded) Key(ctx context.Context, subject string, parties ...string) (
 		if err := ctx.Err(); err != nil {
 			return DataKey{}, err
 		}
-		if err := b.Commit(pebble.Sync); err != nil {
+		// Not synced here: Sync covers it, once for every call that began
+		// since the last, before anything sealed under the key is durable.
+		if err := b.Commit(pebble.NoSync); err != nil {
 			return DataKey{}, fmt.Errorf("key store: %w", err)
 		}
+		s.written.Add(1)
 	}
 	for _, h := range seen {
 		if !next.knows(h) && len(next.seen) < maxParties {
@@ -414,6 +430,30 @@ func (s *Embedded) Key(ctx context.Context, subject string, parties ...string) (
 	}
 	s.cache.Add(subject, next)
 	return next.keys[0], nil
+}
+
+// Sync implements Store. Concurrent callers share one sync of the store's
+// WAL, which covers every commit before it; it costs an atomic load when
+// Key has written nothing since the last.
+func (s *Embedded) Sync(ctx context.Context) error {
+	w := s.written.Load()
+	if s.synced.Load() >= w {
+		return nil
+	}
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if s.synced.Load() >= w {
+		return nil // a sync that began after our writes covered them
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w = s.written.Load() // every commit counted here is in the WAL already
+	if err := pebblelog.Catch(func() error { return s.db.LogData(nil, pebble.Sync) }); err != nil {
+		return fmt.Errorf("key store: sync: %w", err)
+	}
+	s.synced.Store(w)
+	return nil
 }
 
 func (s *Embedded) newDataKey(subject string) (DataKey, []byte, error) {
@@ -440,6 +480,30 @@ func (s *Embedded) newDataKey(subject string) (DataKey, []byte, error) {
 		return DataKey{}, nil, err
 	}
 	return DataKey{subject: subject, id: id, aead: aead}, rec, nil
+}
+
+// loadForKey is load for Key, which meets mostly new calls: a subject has
+// keys only if it has a Parties record (Key writes one with its first
+// key), so two point reads, mostly answered by the bloom filters, tell a
+// new subject, where load's scan of its range seeks every level. A
+// subject whose keys were made before Parties records were always written
+// and that names no party may get a second key: a subject may have
+// several, and erasure destroys them all.
+func (s *Embedded) loadForKey(subject string) (*entry, error) {
+	if e, ok := s.cache.Get(subject); ok && !e.partial {
+		return e, nil
+	}
+	for _, rec := range []byte{recDestroyed, recParties} {
+		_, closer, err := s.db.Get(subjectKey(subject, rec))
+		if err == nil {
+			closer.Close()
+			return s.load(subject)
+		}
+		if !errors.Is(err, pebble.ErrNotFound) {
+			return nil, fmt.Errorf("key store: %w", err)
+		}
+	}
+	return &entry{}, nil
 }
 
 // load returns what the store holds of subject (its keys and index MACs),

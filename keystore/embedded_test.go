@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"google.golang.org/protobuf/proto"
 
 	keystorev1 "github.com/callledger/callledger/api/callledger/keystore/v1"
@@ -372,5 +373,82 @@ func TestConcurrentKeys(t *testing.T) {
 	wg.Wait()
 	if _, err := s.Key(ctx, victim); !errors.Is(err, ErrDestroyed) {
 		t.Errorf("after a racing Destroy: %v", err)
+	}
+}
+
+// TestKeyDurableOnceSynced: Key's writes are durable once Sync returns,
+// not before. A crash between the two loses the key, which is harmless
+// only because nothing sealed under it was committed before the Sync (the
+// event store's barrier); a crash after keeps the key and its index.
+func TestKeyDurableOnceSynced(t *testing.T) {
+	ctx := context.Background()
+	kek := testKEK(t)
+	fs := vfs.NewCrashableMem()
+	s, err := Open("keys", kek, Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k, err := s.Key(ctx, callA, "+15555550100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reopen := func(t *testing.T) *Embedded {
+		t.Helper()
+		c, err := Open("keys", kek, Options{FS: fs.CrashClone(vfs.CrashCloneCfg{})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	if _, err := reopen(t).Get(ctx, callA, k.ID()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("crash before Sync: Get = %v, want ErrNotFound (an unsynced key is not durable; if it were, Sync would be pointless)", err)
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := reopen(t)
+	if _, err := c.Get(ctx, callA, k.ID()); err != nil {
+		t.Fatalf("crash after Sync: Get = %v, want the key", err)
+	}
+	if subs, err := c.Subjects(ctx, "+15555550100"); err != nil || !slices.Equal(subs, []string{callA}) {
+		t.Fatalf("crash after Sync: Subjects = %v, %v, want [%s]", subs, err, callA)
+	}
+	again, err := c.Key(ctx, callA, "+15555550100")
+	if err != nil || again.ID() != k.ID() {
+		t.Fatalf("Key after the crash = %016x, %v; want the synced key %016x", again.ID(), err, k.ID())
+	}
+}
+
+// TestKeyFoundAfterReopen: a subject's next event after a restart is
+// sealed under the key it already has, parties or not (loadForKey's point
+// reads find its Parties record).
+func TestKeyFoundAfterReopen(t *testing.T) {
+	ctx := context.Background()
+	dir, kek := t.TempDir(), testKEK(t)
+	s := open(t, dir, kek)
+	withParties, err := s.Key(ctx, callA, "+15555550100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := s.Key(ctx, callB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open(t, dir, kek)
+	defer s.Close()
+	for _, c := range []struct {
+		subject string
+		want    DataKey
+	}{{callA, withParties}, {callB, without}} {
+		got, err := s.Key(ctx, c.subject, "+15555550111")
+		if err != nil || got.ID() != c.want.ID() {
+			t.Errorf("Key(%s) after reopen = %016x, %v; want %016x", c.subject, got.ID(), err, c.want.ID())
+		}
 	}
 }

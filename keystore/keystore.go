@@ -24,9 +24,16 @@ import (
 type Store interface {
 	// Key returns the data key that seals subject's data, creating it on
 	// first use, and indexes the parties that data names. Both are durable
-	// before Key returns. ErrDestroyed when subject was erased: its late
-	// data must then be stored without personal fields.
+	// once Sync has returned after Key: nothing sealed under the key may be
+	// made durable before, or a crash could leave data whose key was lost.
+	// ErrDestroyed when subject was erased: its late data must then be
+	// stored without personal fields.
 	Key(ctx context.Context, subject string, parties ...string) (DataKey, error)
+	// Sync makes every key and index entry that Key has returned durable.
+	// Deferring it lets the writes of many calls' first events share one
+	// sync, which the event store runs just before its own (its commit
+	// barrier): a key store sync per webhook halved ingest.
+	Sync(ctx context.Context) error
 	// Get returns one key of subject, to open data sealed under it:
 	// ErrDestroyed when subject was erased, ErrNotFound when the store never
 	// had the key (a lost or wrong key store: never to be taken for an

@@ -16,6 +16,9 @@
 #            freshness: BenchmarkAckToVisible (webhook 2xx -> visible).
 # Two binaries built from two commits, run A B A B: on a shared machine only
 # the ratios within one run mean much. Each line notes the load average.
+# VARIANTS="--seal=false" (variants separated by spaces, a variant's flags
+# by commas) adds runs of the working tree's binary with those serve flags,
+# named new[FLAGS]: one build measured with and without a feature in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:?usage: bench-compare.sh ingest|tail|getcall [ref...]}
@@ -59,11 +62,13 @@ wait_ready() { # polls /readyz every 10 ms: the load starts the moment it says r
   echo "server did not get ready" >&2; return 1
 }
 
-start() { # <name>
+start() { # <name>: a binary's directory, or new[FLAGS] (VARIANTS)
+  local bin=${1%%[*} flags=()
+  if [ "$bin" != "$1" ]; then local f=${1#*[}; f=${f%]}; IFS=, read -r -a flags <<<"$f"; fi
   rm -rf "$WORK/data"
   sync # the previous run's writes and deletions must not land on this one's fsyncs
-  TWILIO_AUTH_TOKEN=$TOKEN "$WORK/$1/callledger" serve --data-dir "$WORK/data" --http-addr "127.0.0.1:$PORT" \
-    --grpc-addr 127.0.0.1:0 --api-addr "" --public-url "$URL" --log-level warn &
+  TWILIO_AUTH_TOKEN=$TOKEN "$WORK/$bin/callledger" serve --data-dir "$WORK/data" --http-addr "127.0.0.1:$PORT" \
+    --grpc-addr 127.0.0.1:0 --api-addr "" --public-url "$URL" --log-level warn "${flags[@]}" &
   SERVER=$!
   wait_ready
 }
@@ -93,6 +98,9 @@ for ref in "${REFS[@]}"; do
 done
 echo "# new: the working tree ($(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' with changes'))"
 build new .; NAMES+=(new)
+for v in ${VARIANTS:-}; do
+  NAMES+=("new[$v]"); echo "# new[$v]: the working tree with serve ${v//,/ }"
+done
 
 case "$MODE" in
 ingest)
@@ -124,7 +132,7 @@ tail)
     for name in $(order "$round"); do
       note "round $round: $name, $RATE/s open loop for $TAIL_DURATION from a fresh start (ingestbench rate)"
       start "$name"; t0=$(cpu_ticks "$SERVER")
-      "$WORK/$name/ingestbench" rate -target "$URL" -public-url "$URL" -token "$TOKEN" \
+      "$WORK/${name%%[*}/ingestbench" rate -target "$URL" -public-url "$URL" -token "$TOKEN" \
         -rate "$RATE" -duration "$TAIL_DURATION" -calls "$CALLS"
       echo "SERVER_CPU $(( ($(cpu_ticks "$SERVER") - t0) * 1000 / $(getconf CLK_TCK) )) ms"
       commits; stop

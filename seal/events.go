@@ -22,10 +22,30 @@ import (
 // without sealing) and refuses to open a sealed event.
 type Events struct {
 	keys keystore.Store
+	// deferSync: the event store syncs keys before its own commit
+	// (DeferSync), so Seal does not.
+	deferSync bool
 }
 
+// Option changes how Events seals.
+type Option func(*Events)
+
+// DeferSync is for writers whose event store runs the key store's Sync
+// before every commit of its own (pebblestore.Options.BeforeSync): Seal
+// then returns without waiting for the new key to be durable, and the
+// first events of many calls share one key store sync instead of waiting
+// for one each. Without it, Seal syncs a new key before returning, which
+// is right for any store.
+func DeferSync() Option { return func(e *Events) { e.deferSync = true } }
+
 // NewEvents seals and opens with keys.
-func NewEvents(keys keystore.Store) *Events { return &Events{keys: keys} }
+func NewEvents(keys keystore.Store, opts ...Option) *Events {
+	e := &Events{keys: keys}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
 
 // Seal returns ev as it is to be stored: its personal fields moved into
 // Sealed parts under a data key of its subject (Subject), the parties it
@@ -42,13 +62,40 @@ func (e *Events) Seal(ctx context.Context, ev *callledgerv1.Event) (*callledgerv
 	if facts == nil && request == nil {
 		return ev, nil
 	}
+	return e.sealParts(ctx, ev, Parties(ev), clear, facts, request)
+}
+
+// SealOwned is Seal for a writer that has no further use for ev as it
+// was: ev's personal fields are moved out rather than copied, so ev
+// becomes (and is returned as) the event to store. On an error ev has lost
+// its personal fields.
+func (e *Events) SealOwned(ctx context.Context, ev *callledgerv1.Event) (*callledgerv1.Event, error) {
+	if e == nil {
+		return ev, nil
+	}
+	// The parties are read before the fields they are in move out.
+	parties := Parties(ev)
+	facts, request := eventcodec.SplitOwned(ev)
+	if facts == nil && request == nil {
+		return ev, nil
+	}
+	return e.sealParts(ctx, ev, parties, ev, facts, request)
+}
+
+// sealParts seals facts and request, split from ev, into clear.
+func (e *Events) sealParts(ctx context.Context, ev *callledgerv1.Event, parties []string, clear, facts, request *callledgerv1.Event) (*callledgerv1.Event, error) {
 	subject := Subject(ev)
-	key, err := e.keys.Key(ctx, subject, Parties(ev)...)
+	key, err := e.keys.Key(ctx, subject, parties...)
 	if errors.Is(err, keystore.ErrDestroyed) {
 		return clear, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("seal event %s: data key of %s: %w", ev.GetEventId(), subject, err)
+	}
+	if !e.deferSync {
+		if err := e.keys.Sync(ctx); err != nil {
+			return nil, fmt.Errorf("seal event %s: %w", ev.GetEventId(), err)
+		}
 	}
 	if facts != nil {
 		if clear.Sealed, err = Seal(key, Facts, ev.GetEventId(), &callledgerv1.PersonalData{Event: facts}); err != nil {

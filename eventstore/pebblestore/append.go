@@ -380,6 +380,14 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 		s.reply(reqs, replies)
 		return
 	}
+	if !lb.Empty() && s.opts.BeforeSync != nil {
+		if err := s.opts.BeforeSync(); err != nil {
+			s.limit.Log(s.log, slog.LevelError, "before-sync", "group commit refused: what its events depend on is not durable",
+				"appends", len(reqs), errAttr(err))
+			refuse(fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err))
+			return
+		}
+	}
 	if !lb.Empty() {
 		var began time.Time
 		if s.opts.OnCommit != nil {

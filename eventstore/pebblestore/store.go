@@ -79,6 +79,13 @@ type Options struct {
 	// export) gains nothing from a large one, whose blocks, allocated
 	// outside the Go heap, only add to its peak memory.
 	CacheSize int64
+	// BeforeSync, when set, is called by the committer before each group
+	// is written to the log, and an error refuses the group's appends
+	// (ErrUnavailable) with nothing written. It is the barrier of what the
+	// events depend on, made durable first, once per group: the key store
+	// whose keys sealed the events (keystore.Store.Sync). It runs on the
+	// committer goroutine and must not call the store.
+	BeforeSync func() error
 
 	// Test hooks, set only by this package's tests.
 	beforeGroup  func()                    // called by the committer before it processes a group

@@ -47,6 +47,7 @@ import (
 	"github.com/callledger/callledger/seal"
 	"github.com/callledger/callledger/services/projection"
 	"github.com/callledger/callledger/services/query"
+	"github.com/callledger/callledger/reconcile"
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/tracing"
 	"github.com/callledger/callledger/twilio"
@@ -304,8 +305,15 @@ const (
 	maxMetricsConns = 64
 )
 
-// sealer is what the webhooks seal with; nil when sealing is off.
-func (s *Server) sealer() webhook.Sealer {
+// sealer is what the writers seal with: the webhook, its own events; the
+// reconciler, hang-ups and erasures, events they keep using.
+type sealer interface {
+	webhook.Sealer
+	reconcile.Sealer
+}
+
+// sealer is what the writers seal with; nil when sealing is off.
+func (s *Server) sealer() sealer {
 	if s.personal == nil {
 		return nil
 	}
@@ -418,6 +426,14 @@ func (s *Server) openStore(ctx context.Context) error {
 			return err
 		}
 		opts.OnGroupCommit = onCommit
+	}
+	if s.keys != nil && s.cfg.StoreURL == "" {
+		// The new keys of a group's events are synced once, just before
+		// the group: a webhook does not wait for a key store sync of its
+		// own before it joins a group (docs/BENCHMARKS.md §10).
+		keys := s.keys
+		opts.BeforeSync = func() error { return keys.Sync(context.Background()) }
+		s.personal = seal.NewEvents(keys, seal.DeferSync())
 	}
 	store, err := OpenStore(ctx, s.cfg.StoreURL, s.cfg.DataDir, opts)
 	if err != nil {

@@ -33,6 +33,10 @@ type StoreOptions struct {
 	// CacheBytes is the embedded store's block cache; zero: its default
 	// (pebblestore.Options.CacheSize).
 	CacheBytes int64
+	// BeforeSync is the embedded store's commit barrier
+	// (pebblestore.Options.BeforeSync); KurrentDB has none, so writers to
+	// it make their keys durable themselves.
+	BeforeSync func() error
 }
 
 // OpenStore opens the event log that storeURL names: the embedded Pebble
@@ -51,7 +55,7 @@ func OpenStore(ctx context.Context, storeURL, dataDir string, opts StoreOptions)
 	}
 	if storeURL == "" {
 		dir := filepath.Join(dataDir, "ledger")
-		po := pebblestore.Options{Logger: logger, CacheSize: opts.CacheBytes}
+		po := pebblestore.Options{Logger: logger, CacheSize: opts.CacheBytes, BeforeSync: opts.BeforeSync}
 		if f := opts.OnGroupCommit; f != nil {
 			po.OnCommit = func(ci pebblestore.CommitInfo) { f(ci.Appends, ci.Events, ci.Duration) }
 		}

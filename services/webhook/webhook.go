@@ -144,7 +144,7 @@ type Config struct {
 // sealed; *seal.Events is one. The event IDs are derived before, from
 // the request, so a retry across an upgrade still deduplicates.
 type Sealer interface {
-	Seal(ctx context.Context, ev *callledgerv1.Event) (*callledgerv1.Event, error)
+	SealOwned(ctx context.Context, ev *callledgerv1.Event) (*callledgerv1.Event, error)
 }
 
 // Handler serves the Twilio-facing routes and the health probes.
@@ -414,7 +414,8 @@ func (h *Handler) appendAll(ctx context.Context, kind twilio.Kind, derived []twi
 			ev := d.Event
 			if h.cfg.Sealer != nil {
 				var err error
-				if ev, err = h.cfg.Sealer.Seal(ctx, ev); err != nil {
+				// Derived events are the handler's own: sealed in place.
+				if ev, err = h.cfg.Sealer.SealOwned(ctx, ev); err != nil {
 					return 0, fmt.Errorf("seal %s: %w", d.Stream, err)
 				}
 			}
