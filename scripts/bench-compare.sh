@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Baseline against current code, interleaved in one run (docs/BENCHMARKS.md,
 # "Performance round 2"). Usage: bench-compare.sh ingest|tail|getcall [ref...]
-# Each ref (default main) is built from git and run beside the working tree.
+# Each ref (default main; - for none) is built from git and run beside the working tree.
 #   ingest:  per round, wrk against the no-op ceiling, then `serve --role all`
 #            built from each ref and from the working tree (saturation, every
 #            2xx fsync-durable); prints each one's share of the ceiling.
@@ -24,6 +24,7 @@ cd "$(dirname "$0")/.."
 MODE=${1:?usage: bench-compare.sh ingest|tail|getcall [ref...]}
 shift
 REFS=("${@:-main}")
+[ "${REFS[0]}" = - ] && REFS=() # the working tree (and its VARIANTS) alone
 ROUNDS=${ROUNDS:-2}
 DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}

@@ -62,13 +62,15 @@ func AdditionalData(dst []byte, part Part, eventID, subject string, keyID uint64
 func Seal(key keystore.DataKey, part Part, eventID string, pd *callledgerv1.PersonalData) (*callledgerv1.Sealed, error) {
 	aead := key.AEAD()
 	size := proto.Size(pd)
-	buf := make([]byte, 0, size+aead.Overhead())
-	buf, err := proto.MarshalOptions{}.MarshalAppend(buf, pd)
-	if err != nil {
+	// The nonce, then the plaintext sealed in place: one allocation.
+	buf := make([]byte, NonceSize, NonceSize+size+aead.Overhead())
+	nonce := buf[:NonceSize:NonceSize]
+	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("seal %s of event %s: %w", part, eventID, err)
 	}
-	nonce := make([]byte, NonceSize)
-	if _, err := rand.Read(nonce); err != nil {
+	// Size has just cached the sizes of pd's messages.
+	plain, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(buf[NonceSize:], pd)
+	if err != nil {
 		return nil, fmt.Errorf("seal %s of event %s: %w", part, eventID, err)
 	}
 	var adBuf [128]byte
@@ -77,7 +79,7 @@ func Seal(key keystore.DataKey, part Part, eventID string, pd *callledgerv1.Pers
 		Subject:    key.Subject(),
 		KeyId:      key.ID(),
 		Nonce:      nonce,
-		Ciphertext: aead.Seal(buf[:0], nonce, buf, ad), // in place
+		Ciphertext: aead.Seal(plain[:0], nonce, plain, ad), // in place
 	}, nil
 }
 
