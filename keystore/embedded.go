@@ -75,9 +75,6 @@ type Options struct {
 	// system's. Tests crash it (vfs.NewCrashableMem) to see what is
 	// durable; Destroy's scrub needs the operating system's.
 	FS vfs.FS
-
-	// noSyncLoop (tests): Key's writes are synced by Sync alone.
-	noSyncLoop bool
 }
 
 // blockCacheSize is Pebble's block cache: a million subjects' records are
@@ -109,9 +106,6 @@ type Embedded struct {
 	// Sync has covered (only under syncMu): Sync is free when they match.
 	written, synced atomic.Uint64
 	syncMu          sync.Mutex
-	// kick wakes syncLoop after Key wrote; stop ends it, which closes
-	// stopped.
-	kick, stop, stopped chan struct{}
 }
 
 var _ Store = (*Embedded)(nil)
@@ -192,12 +186,6 @@ func Open(dir string, kek KEK, opts Options) (*Embedded, error) {
 	if err := s.loadMeta(kek); err != nil {
 		s.db.Close()
 		return nil, fmt.Errorf("key store %s: %w", dir, err)
-	}
-	s.kick, s.stop, s.stopped = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
-	if opts.noSyncLoop {
-		close(s.stopped)
-	} else {
-		go s.syncLoop()
 	}
 	return s, nil
 }
@@ -434,10 +422,6 @@ func (s *Embedded) Key(ctx context.Context, subject string, parties ...string) (
 			return DataKey{}, fmt.Errorf("key store: %w", err)
 		}
 		s.written.Add(1)
-		select {
-		case s.kick <- struct{}{}:
-		default: // a sync is due already
-		}
 	}
 	for _, h := range seen {
 		if !next.knows(h) && len(next.seen) < maxParties {
@@ -448,27 +432,12 @@ func (s *Embedded) Key(ctx context.Context, subject string, parties ...string) (
 	return next.keys[0], nil
 }
 
-// syncLoop syncs what Key wrote as soon as it is written, so that the
-// sync of a webhook's new key runs while the webhook is still sealing and
-// the event store commits the group before: when the event store's
-// barrier calls Sync, the keys are mostly durable already, and the two
-// fsyncs overlap instead of adding up. An error is left for Sync's caller
-// to meet again.
-func (s *Embedded) syncLoop() {
-	defer close(s.stopped)
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-s.kick:
-			_ = s.Sync(context.Background())
-		}
-	}
-}
-
 // Sync implements Store. Concurrent callers share one sync of the store's
 // WAL, which covers every commit before it; it costs an atomic load when
-// Key has written nothing since the last, or syncLoop has synced it.
+// Key has written nothing since the last. (Syncing in the background as
+// soon as Key writes was tried: the key store's fsyncs, several per group
+// commit, then slowed the ledger's on the same disk, and 5,000 webhooks/s
+// collapsed: docs/BENCHMARKS.md §10.)
 func (s *Embedded) Sync(ctx context.Context) error {
 	w := s.written.Load()
 	if s.synced.Load() >= w {
@@ -808,8 +777,6 @@ func (s *Embedded) deleteSubjects(subjects []string, ranges *[]pebble.KeyRange) 
 func (s *Embedded) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
-		close(s.stop)
-		<-s.stopped
 		s.cache.Purge()
 		err = s.db.Close()
 	})

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -385,9 +384,7 @@ func TestKeyDurableOnceSynced(t *testing.T) {
 	ctx := context.Background()
 	kek := testKEK(t)
 	fs := vfs.NewCrashableMem()
-	// Without the background sync, which would make the key durable at a
-	// moment of its own.
-	s, err := Open("keys", kek, Options{FS: fs, noSyncLoop: true})
+	s, err := Open("keys", kek, Options{FS: fs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,37 +449,6 @@ func TestKeyFoundAfterReopen(t *testing.T) {
 		got, err := s.Key(ctx, c.subject, "+15555550111")
 		if err != nil || got.ID() != c.want.ID() {
 			t.Errorf("Key(%s) after reopen = %016x, %v; want %016x", c.subject, got.ID(), err, c.want.ID())
-		}
-	}
-}
-
-// TestKeySyncedInBackground: a new key becomes durable without a Sync
-// call (syncLoop), so the event store's barrier mostly finds it synced.
-func TestKeySyncedInBackground(t *testing.T) {
-	ctx := context.Background()
-	kek := testKEK(t)
-	fs := vfs.NewCrashableMem()
-	s, err := Open("keys", kek, Options{FS: fs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	k, err := s.Key(ctx, callA, "+15555550100")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		c, err := Open("keys", kek, Options{FS: fs.CrashClone(vfs.CrashCloneCfg{}), noSyncLoop: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = c.Get(ctx, callA, k.ID())
-		c.Close()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the key is still not durable 10 s after Key: %v", err)
 		}
 	}
 }

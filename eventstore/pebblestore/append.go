@@ -352,6 +352,13 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 		return
 	}
 	g.reset()
+	// The barrier runs while the group's batches are built: it only has
+	// to cover what was written before these appends were queued.
+	var barrier chan error
+	if s.opts.BeforeSync != nil {
+		barrier = make(chan error, 1)
+		go func() { barrier <- s.opts.BeforeSync() }()
+	}
 
 	lb, ib := s.db.NewBatch(), s.index.NewBatch()
 	defer func() {
@@ -380,8 +387,8 @@ func (s *Store) commitGroup(g *group, reqs []*appendReq) {
 		s.reply(reqs, replies)
 		return
 	}
-	if !lb.Empty() && s.opts.BeforeSync != nil {
-		if err := s.opts.BeforeSync(); err != nil {
+	if !lb.Empty() && barrier != nil {
+		if err := <-barrier; err != nil {
 			s.limit.Log(s.log, slog.LevelError, "before-sync", "group commit refused: what its events depend on is not durable",
 				"appends", len(reqs), errAttr(err))
 			refuse(fmt.Errorf("%w: %w", eventstore.ErrUnavailable, err))

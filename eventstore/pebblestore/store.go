@@ -79,12 +79,14 @@ type Options struct {
 	// export) gains nothing from a large one, whose blocks, allocated
 	// outside the Go heap, only add to its peak memory.
 	CacheSize int64
-	// BeforeSync, when set, is called by the committer before each group
-	// is written to the log, and an error refuses the group's appends
-	// (ErrUnavailable) with nothing written. It is the barrier of what the
-	// events depend on, made durable first, once per group: the key store
-	// whose keys sealed the events (keystore.Store.Sync). It runs on the
-	// committer goroutine and must not call the store.
+	// BeforeSync, when set, is called for each group, while the committer
+	// builds its batch, and the group is written to the log only once it
+	// has returned; an error refuses the group's appends (ErrUnavailable)
+	// with nothing written. It is the barrier of what the events depend
+	// on, made durable first, once per group: the key store whose keys
+	// sealed the events (keystore.Store.Sync). It must cover what was
+	// written before the group's appends were queued, and must not call
+	// the store.
 	BeforeSync func() error
 
 	// Test hooks, set only by this package's tests.
