@@ -1,13 +1,11 @@
 package callstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 	"google.golang.org/protobuf/proto"
@@ -237,53 +235,14 @@ func listConferences(ctx context.Context, snap *pebble.Snapshot, f ConferenceFil
 	if f.ActiveOnly {
 		prefix = prefixConferenceActive
 	}
-	lower := []byte{prefix}
-	if f.StartedBefore != 0 {
-		lower = binary.BigEndian.AppendUint64(lower, ^uint64(f.StartedBefore-1))
-	}
-	upper := []byte{prefix + 1}
-	if f.StartedAfter != 0 {
-		upper = binary.BigEndian.AppendUint64([]byte{prefix}, ^uint64(f.StartedAfter)+1)
-	}
-	if after != nil {
-		if len(after) == 0 || after[0] != prefix {
-			return nil, nil, false, ErrBadPageToken
+	return scanTimeIndex(ctx, snap, prefix, f.StartedAfter, f.StartedBefore, limit, after, func(sid string) (*callledgerv1.Conference, bool, bool, error) {
+		rec, err := getConferenceRecord(snap, sid)
+		if rec == nil || err != nil {
+			return nil, false, false, err
 		}
-		if k := append(slices.Clip(after), 0); bytes.Compare(k, lower) > 0 {
-			lower = k
-		}
-	}
-	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return nil, nil, false, err
-	}
-	defer it.Close()
-	var out []*callledgerv1.Conference
-	var last []byte
-	for ok := it.First(); ok; ok = it.Next() {
-		if err := ctx.Err(); err != nil {
-			return nil, nil, false, err
-		}
-		key := it.Key()
-		if len(key) < 9 {
-			continue
-		}
-		if len(out) == limit {
-			return out, last, true, nil
-		}
-		rec, err := getConferenceRecord(snap, string(key[9:]))
-		if err != nil {
-			return nil, nil, false, err
-		}
-		if rec == nil {
-			continue
-		}
-		last = slices.Clone(key)
-		if c := callstate.ConferenceView(rec); f.Match(c) {
-			out = append(out, c)
-		}
-	}
-	return out, last, false, it.Error()
+		c := callstate.ConferenceView(rec)
+		return c, true, f.Match(c), nil
+	})
 }
 
 // ConferenceRecords calls fn with every stored conference record, in

@@ -209,15 +209,28 @@ func listIndex(ctx context.Context, snap *pebble.Snapshot, f Filter, limit int, 
 	if f.ActiveOnly {
 		prefix = prefixActive
 	}
-	// Newest first: the complemented start time turns StartedBefore into
-	// the lower bound and StartedAfter into the upper one.
+	return scanTimeIndex(ctx, snap, prefix, f.StartedAfter, f.StartedBefore, limit, after, func(sid string) (*callledgerv1.Call, bool, bool, error) {
+		c, err := getView(snap, sid)
+		return c, c != nil, c != nil && f.Match(c), err
+	})
+}
+
+// scanTimeIndex pages through a time index, calls' or conferences' (each
+// key: prefix, complemented start time, ID), from the key after, keeping
+// up to limit of the entries that view finds and that match. It returns
+// them, the key of the last entry found (where the next page starts), and
+// whether there are more. An entry whose record is gone is skipped.
+func scanTimeIndex[T any](ctx context.Context, snap *pebble.Snapshot, prefix byte, startedAfter, startedBefore int64, limit int, after []byte,
+	view func(id string) (v T, found, match bool, err error)) ([]T, []byte, bool, error) {
+	// Newest first: the complemented start time turns startedBefore into
+	// the lower bound and startedAfter into the upper one.
 	lower := []byte{prefix}
-	if f.StartedBefore != 0 {
-		lower = binary.BigEndian.AppendUint64(lower, ^uint64(f.StartedBefore-1))
+	if startedBefore != 0 {
+		lower = binary.BigEndian.AppendUint64(lower, ^uint64(startedBefore-1))
 	}
 	upper := []byte{prefix + 1}
-	if f.StartedAfter != 0 {
-		upper = binary.BigEndian.AppendUint64([]byte{prefix}, ^uint64(f.StartedAfter)+1)
+	if startedAfter != 0 {
+		upper = binary.BigEndian.AppendUint64([]byte{prefix}, ^uint64(startedAfter)+1)
 	}
 	if after != nil {
 		if len(after) == 0 || after[0] != prefix {
@@ -232,7 +245,7 @@ func listIndex(ctx context.Context, snap *pebble.Snapshot, f Filter, limit int, 
 		return nil, nil, false, err
 	}
 	defer it.Close()
-	var out []*callledgerv1.Call
+	var out []T
 	var last []byte
 	for ok := it.First(); ok; ok = it.Next() {
 		if err := ctx.Err(); err != nil {
@@ -245,16 +258,16 @@ func listIndex(ctx context.Context, snap *pebble.Snapshot, f Filter, limit int, 
 		if len(out) == limit {
 			return out, last, true, nil
 		}
-		c, err := getView(snap, string(key[9:]))
+		v, found, match, err := view(string(key[9:]))
 		if err != nil {
 			return nil, nil, false, err
 		}
-		if c == nil {
+		if !found {
 			continue
 		}
 		last = slices.Clone(key)
-		if f.Match(c) {
-			out = append(out, c)
+		if match {
+			out = append(out, v)
 		}
 	}
 	return out, last, false, it.Error()
