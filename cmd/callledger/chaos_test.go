@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/grpctest"
@@ -194,10 +195,11 @@ func TestCrashCycles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer keys.Close()
-	decoder := callstore.Decoder{Log: slog.New(slog.DiscardHandler), Personal: seal.NewEvents(keys)}
+	personal := seal.NewEvents(keys)
+	decoder := callstore.Decoder{Log: slog.New(slog.DiscardHandler), Personal: personal}
 	stored := map[string]int{}
 	mem := callstate.NewMemory()
-	var events int
+	var events, sealed int
 	for from := eventstore.Start; ; {
 		batch, err := store.ReadAll(ctx, from, 4096)
 		if err != nil {
@@ -210,6 +212,14 @@ func TestCrashCycles(t *testing.T) {
 			rec := &batch[i]
 			stored[rec.Stream+"/"+rec.ID.String()]++
 			events++
+			// Every sealed event opens: its key was durable before it was,
+			// whenever the process was killed (the commit barrier).
+			if whole, err := eventcodec.Decode(*rec); err == nil && (whole.GetSealed() != nil || whole.GetSealedRequest() != nil) {
+				sealed++
+				if _, err := personal.Open(ctx, whole); err != nil {
+					t.Errorf("event %s of %s at %d does not open after the crashes: %v", rec.ID, rec.Stream, rec.Position, err)
+				}
+			}
 			if ev, ok := decoder.Decode(rec); ok {
 				if err := callstate.Apply(mem, ev, uint64(rec.Position)); err != nil {
 					t.Fatal(err)
@@ -237,5 +247,9 @@ func TestCrashCycles(t *testing.T) {
 			t.Errorf("GetCall %s after %d crashes differs from the fold of the ledger:\n got %v\nwant %v", sid, cycles, got, want)
 		}
 	}
-	t.Logf("%d crash cycles: %d requests acknowledged, %d events in the ledger, %d calls equal to the fold", cycles, len(acked), events, len(served))
+	if sealed == 0 {
+		t.Error("no sealed event in the ledger: the server did not seal, and the barrier went untested")
+	}
+	t.Logf("%d crash cycles: %d requests acknowledged, %d events in the ledger (%d sealed, all opened), %d calls equal to the fold",
+		cycles, len(acked), events, sealed, len(served))
 }
