@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,14 +25,27 @@ import (
 
 type exportConfig struct {
 	storeFlags
+	rowFileFlags
 	kek        kekFlag
-	format     string
-	out        string
-	since      string
-	until      string
 	activeOnly bool
 	fromLedger bool
 	log        logFlags
+}
+
+// rowFileFlags are what both exports take: the file, its format, and the
+// time window of what goes in it.
+type rowFileFlags struct {
+	format, out  string
+	since, until string
+}
+
+// register adds the flags; rows says what the window keeps ("calls that
+// started").
+func (f *rowFileFlags) register(fs *flag.FlagSet, rows string) {
+	fs.StringVar(&f.format, "format", "parquet", "output format: parquet, csv or jsonl")
+	fs.StringVar(&f.out, "out", "", "output file (required; - for standard output, except parquet)")
+	fs.StringVar(&f.since, "since", "", "keep "+rows+" at or after this time (RFC 3339)")
+	fs.StringVar(&f.until, "until", "", "keep "+rows+" before this time (RFC 3339)")
 }
 
 func exportCommand(stdout, stderr io.Writer) *ffcli.Command {
@@ -39,10 +53,7 @@ func exportCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs := newFlagSet("export", stderr)
 	cfg.storeFlags.register(fs)
 	cfg.kek.register(fs)
-	fs.StringVar(&cfg.format, "format", "parquet", "output format: parquet, csv or jsonl")
-	fs.StringVar(&cfg.out, "out", "", "output file (required; - for standard output, except parquet)")
-	fs.StringVar(&cfg.since, "since", "", "keep calls that started at or after this time (RFC 3339)")
-	fs.StringVar(&cfg.until, "until", "", "keep calls that started before this time (RFC 3339)")
+	cfg.rowFileFlags.register(fs, "calls that started")
 	fs.BoolVar(&cfg.activeOnly, "active-only", false, "keep calls under way only")
 	fs.BoolVar(&cfg.fromLedger, "from-ledger", false, "replay the ledger (the embedded store, or --store) into a throw-away projection instead of reading the read model")
 	cfg.log.register(fs)

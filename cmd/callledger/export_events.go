@@ -14,9 +14,7 @@ import (
 
 type exportEventsConfig struct {
 	storeFlags
-	format          string
-	out             string
-	since, until    string
+	rowFileFlags
 	includePersonal bool
 	kek             kekFlag
 	log             logFlags
@@ -27,10 +25,7 @@ func exportEventsCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs := newFlagSet("export events", stderr)
 	cfg.storeFlags.register(fs)
 	cfg.kek.register(fs)
-	fs.StringVar(&cfg.format, "format", "parquet", "output format: parquet, csv or jsonl")
-	fs.StringVar(&cfg.out, "out", "", "output file (required; - for standard output, except parquet)")
-	fs.StringVar(&cfg.since, "since", "", "keep events received at or after this time (RFC 3339)")
-	fs.StringVar(&cfg.until, "until", "", "keep events received before this time (RFC 3339)")
+	cfg.rowFileFlags.register(fs, "events received")
 	fs.BoolVar(&cfg.includePersonal, "include-personal", false, "fill the personal columns ("+strings.Join(eventexport.PersonalColumns, ", ")+"); null otherwise")
 	cfg.log.register(fs)
 	return &ffcli.Command{
