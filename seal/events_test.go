@@ -191,3 +191,59 @@ func TestSubject(t *testing.T) {
 		}
 	}
 }
+
+// TestEventsSealOwned: sealing in place stores what Seal stores — the same
+// clear fields, parts that open to the same event, the same parties
+// indexed — with the deferred sync too, and leaves its argument as the
+// event to store.
+func TestEventsSealOwned(t *testing.T) {
+	ctx := context.Background()
+	for _, deferSync := range []bool{false, true} {
+		// Each way in a key store of its own, so that what SealOwned
+		// indexes is its own doing.
+		keys := keystoretest.Open(t)
+		var opts []Option
+		if deferSync {
+			opts = append(opts, DeferSync())
+		}
+		e := NewEvents(keys, opts...)
+		ev := statusEvent(event1, callA)
+		orig := proto.Clone(ev).(*callledgerv1.Event)
+		want, err := NewEvents(keystoretest.Open(t)).Seal(ctx, proto.Clone(ev).(*callledgerv1.Event))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.SealOwned(ctx, ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != ev {
+			t.Error("SealOwned returned another event than the one it was given")
+		}
+		if got.GetSealed() == nil || got.GetSealedRequest() == nil {
+			t.Fatalf("sealed parts missing: %v", got)
+		}
+		// The ciphertexts differ (random nonces); what they hold does not.
+		clearOf := func(ev *callledgerv1.Event) *callledgerv1.Event {
+			c := proto.Clone(ev).(*callledgerv1.Event)
+			c.Sealed, c.SealedRequest = nil, nil
+			return c
+		}
+		if !proto.Equal(clearOf(got), clearOf(want)) {
+			t.Errorf("clear fields differ:\nSealOwned %v\nSeal      %v", clearOf(got), clearOf(want))
+		}
+		if err := keys.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Open(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(got, orig) {
+			t.Errorf("SealOwned then Open:\n%v\nwant\n%v", got, orig)
+		}
+		subs, err := keys.Subjects(ctx, "+15555550142")
+		if err != nil || !slices.Equal(subs, []string{callA}) {
+			t.Errorf("Subjects(ForwardedFrom) = %v, %v; want [%s]: SealOwned must index the parties it moves out", subs, err, callA)
+		}
+	}
+}
