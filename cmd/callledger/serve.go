@@ -32,6 +32,7 @@ type serveFlags struct {
 	authToken       string
 	authToken2      string
 	maxInFlight     int
+	maxAppendWait   time.Duration
 	dialTwiML       string
 	shutdownTimeout time.Duration
 	cacheMB         int
@@ -61,6 +62,7 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.StringVar(&f.authToken, "auth-token", "", "Twilio auth token (primary); falls back to TWILIO_AUTH_TOKEN")
 	fs.StringVar(&f.authToken2, "auth-token-secondary", "", "Twilio secondary auth token, accepted during rotation; falls back to TWILIO_AUTH_TOKEN_SECONDARY")
 	fs.IntVar(&f.maxInFlight, "max-in-flight", webhook.DefaultMaxInFlight, "webhook appends in flight before new ones get 503")
+	fs.DurationVar(&f.maxAppendWait, "max-append-wait", webhook.DefaultMaxAppendWait, "new webhooks get 503 at once while the oldest append in flight has waited longer than this, so that a slowed store answers what it takes within it, well inside Twilio's 15s (0: off)")
 	fs.StringVar(&f.dialTwiML, "dial-twiml", webhook.DefaultDialTwiML, "TwiML answered to <Dial action> callbacks")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a graceful shutdown waits for requests in flight")
 	fs.IntVar(&f.cacheMB, "read-model-cache-mb", callstore.DefaultCacheSize>>20, "block cache of the call-state read model, in MiB; about 400 per million calls keeps all of it in memory")
@@ -118,7 +120,7 @@ func (f *serveFlags) config(logger *slog.Logger) (server.Config, error) {
 		HTTP: server.HTTP{
 			Addr: f.httpAddr, PublicURL: f.publicURL,
 			AuthToken: f.authToken, SecondaryAuthToken: f.authToken2,
-			MaxInFlight: f.maxInFlight, DialTwiML: f.dialTwiML,
+			MaxInFlight: f.maxInFlight, MaxAppendWait: offWhenZero(f.maxAppendWait), DialTwiML: f.dialTwiML,
 			TLSCert: f.security.httpTLSCert, TLSKey: f.security.httpTLSKey, MaxConns: f.security.httpMaxConns,
 		},
 		GRPC: server.GRPC{
@@ -178,4 +180,13 @@ func (f *serveFlags) minFreeBytes() (int64, error) {
 		return 0, fmt.Errorf("--min-free-space %s: too large", f.minFreeSpace)
 	}
 	return int64(n), nil
+}
+
+// offWhenZero turns a duration flag's 0 ("off") into the negative value
+// that means off to the server, whose zero means its default.
+func offWhenZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -94,6 +94,10 @@ type HTTP struct {
 	// MaxInFlight bounds the webhook appends in flight (--max-in-flight);
 	// default webhook.DefaultMaxInFlight.
 	MaxInFlight int
+	// MaxAppendWait refuses new webhooks while the oldest append in flight
+	// has waited longer (--max-append-wait); zero: the default
+	// (webhook.DefaultMaxAppendWait), negative: off.
+	MaxAppendWait time.Duration
 	// DialTwiML answers <Dial action> callbacks (--dial-twiml); default
 	// webhook.DefaultDialTwiML.
 	DialTwiML string

@@ -232,15 +232,16 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 
 	s.hooks, err = webhook.New(webhook.Config{
-		Verifier:    s.verifier,
-		Store:       s.store,
-		Logger:      s.log,
-		MaxInFlight: cfg.HTTP.MaxInFlight,
-		DialTwiML:   cfg.HTTP.DialTwiML,
-		Observer:    s.tel.webhook,
-		Ready:       storeReady(s.store),
-		Now:         cfg.Seams.WebhookClock,
-		Sealer:      s.sealer(),
+		Verifier:      s.verifier,
+		Store:         s.store,
+		Logger:        s.log,
+		MaxInFlight:   cfg.HTTP.MaxInFlight,
+		MaxAppendWait: cfg.HTTP.MaxAppendWait,
+		DialTwiML:     cfg.HTTP.DialTwiML,
+		Observer:      s.tel.webhook,
+		Ready:         storeReady(s.store),
+		Now:           cfg.Seams.WebhookClock,
+		Sealer:        s.sealer(),
 	})
 	if err != nil {
 		return nil, err

@@ -88,6 +88,7 @@ const RequestIDHeader = "X-Request-Id"
 const (
 	DefaultMaxBodyBytes  = 64 << 10
 	DefaultMaxInFlight   = 4096
+	DefaultMaxAppendWait = 5 * time.Second
 	DefaultAppendTimeout = 10 * time.Second
 	DefaultDialTwiML     = `<?xml version="1.0" encoding="UTF-8"?><Response/>`
 	DefaultRetryAfter    = 1 * time.Second
@@ -120,6 +121,14 @@ type Config struct {
 	// be read and verified at once (each holds its body): beyond that too,
 	// 503 at once, so that a flood cannot hold unbounded memory.
 	MaxInFlight int
+	// MaxAppendWait refuses new webhooks with 503 at once while the oldest
+	// append in flight has waited longer (default DefaultMaxAppendWait;
+	// negative: never). A count of appends in flight alone lets a server
+	// whose store slowed down queue more seconds of work than Twilio waits
+	// (15 s), and then it answers nothing in time; bounded by waiting
+	// time, what it takes it answers within the bound. It is far above a
+	// disk's usual hiccups, which are better waited out than refused.
+	MaxAppendWait time.Duration
 	// AppendTimeout bounds one request's appends. Twilio gives up after
 	// 15 s, so waiting longer only wastes a slot.
 	AppendTimeout time.Duration
@@ -158,6 +167,8 @@ type Handler struct {
 	retry    string
 	// logs holds back repeated refusal lines of one kind.
 	logs *ratelog.Limiter
+	// inFlight knows when the appends in flight began (MaxAppendWait).
+	inFlight *appendWaits
 }
 
 // New validates cfg and builds the handler.
@@ -177,6 +188,9 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.AppendTimeout <= 0 {
 		cfg.AppendTimeout = DefaultAppendTimeout
 	}
+	if cfg.MaxAppendWait == 0 {
+		cfg.MaxAppendWait = DefaultMaxAppendWait
+	}
 	if cfg.DialTwiML == "" {
 		cfg.DialTwiML = DefaultDialTwiML
 	}
@@ -193,12 +207,13 @@ func New(cfg Config) (*Handler, error) {
 		cfg.LogEvery = DefaultLogEvery
 	}
 	h := &Handler{
-		cfg:     cfg,
-		mux:     http.NewServeMux(),
-		slots:   make(chan struct{}, cfg.MaxInFlight),
-		reading: make(chan struct{}, 2*cfg.MaxInFlight),
-		retry:   strconv.Itoa(int((cfg.RetryAfter + time.Second - 1) / time.Second)),
-		logs:    ratelog.NewLimiter(cfg.LogEvery),
+		cfg:      cfg,
+		mux:      http.NewServeMux(),
+		slots:    make(chan struct{}, cfg.MaxInFlight),
+		reading:  make(chan struct{}, 2*cfg.MaxInFlight),
+		inFlight: &appendWaits{},
+		retry:    strconv.Itoa(int((cfg.RetryAfter + time.Second - 1) / time.Second)),
+		logs:     ratelog.NewLimiter(cfg.LogEvery),
 	}
 	for _, kind := range twilio.Kinds() {
 		hf := h.ingest(kind)
@@ -355,6 +370,13 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 			h.unavailable(w, "too many requests in flight")
 			return
 		}
+		if wait := h.inFlight.oldest(h.cfg.Now()); h.cfg.MaxAppendWait > 0 && wait > h.cfg.MaxAppendWait {
+			<-h.slots
+			h.logRequest(w, r, slog.LevelWarn, "refused: appends in flight waiting too long",
+				[]any{"oldest_wait", wait.Round(time.Millisecond), "max_append_wait", h.cfg.MaxAppendWait}, true)
+			h.unavailable(w, "appends are waiting too long")
+			return
+		}
 		derived := twilio.Derive(kind, &twilio.Request{
 			Method:      r.Method,
 			URL:         h.cfg.Verifier.SignedURL(r.RequestURI),
@@ -366,7 +388,9 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 			ReceivedAt:  received,
 		})
 
+		began := h.inFlight.start(h.cfg.Now())
 		pos, err := h.appendAll(r.Context(), kind, derived)
+		h.inFlight.done(began)
 		<-h.slots
 		if err != nil {
 			h.logRequest(w, r, slog.LevelError, "append failed; answering 503 so Twilio retries", []any{"err", err}, true)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -347,13 +348,7 @@ func TestSaturationAnswers503(t *testing.T) {
 	store := openStore(t)
 	g := &gate{next: store, entered: make(chan struct{}, 1), release: make(chan struct{})}
 	srv := newServer(t, g, func(c *webhook.Config) { c.MaxInFlight = 1 })
-	reqs, _, _ := mustCorpus(t)
-	var statuses []corpus.Request
-	for _, r := range reqs {
-		if r.Kind == "status" && r.DupOf == nil {
-			statuses = append(statuses, r)
-		}
-	}
+	statuses := uniqueStatuses(t)
 
 	first := make(chan int)
 	go func() { first <- code(t, srv, statuses[0]) }()
@@ -370,6 +365,61 @@ func TestSaturationAnswers503(t *testing.T) {
 	}
 	if n := len(readAll(t, store)); n != 1 {
 		t.Errorf("store holds %d events, want only the first request's", n)
+	}
+}
+
+// uniqueStatuses are the corpus's status callbacks that are not retries.
+func uniqueStatuses(t *testing.T) []corpus.Request {
+	reqs, _, _ := mustCorpus(t)
+	var statuses []corpus.Request
+	for _, r := range reqs {
+		if r.Kind == "status" && r.DupOf == nil {
+			statuses = append(statuses, r)
+		}
+	}
+	return statuses
+}
+
+// TestAppendWaitAnswers503: while the oldest append in flight has waited
+// longer than MaxAppendWait, a new webhook is refused 503 at once, though
+// far fewer than MaxInFlight are in flight; within the bound it is taken,
+// and once the store has caught up, webhooks are taken again.
+func TestAppendWaitAnswers503(t *testing.T) {
+	t.Parallel()
+	store := openStore(t)
+	g := &gate{next: store, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	var now atomic.Int64
+	now.Store(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC).UnixNano())
+	srv := newServer(t, g, func(c *webhook.Config) {
+		c.MaxAppendWait = time.Second
+		c.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	})
+	statuses := uniqueStatuses(t)
+
+	answers := make(chan int, 2)
+	go func() { answers <- code(t, srv, statuses[0]) }()
+	<-g.entered
+	now.Add(int64(500 * time.Millisecond))
+	go func() { answers <- code(t, srv, statuses[1]) }()
+	<-g.entered // within the bound: taken, and waiting behind the first
+
+	now.Add(int64(time.Second)) // the first has now waited 1.5 s
+	resp := do(t, srv, statuses[2])
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("request while appends wait past the bound: got %d (Retry-After %q), want 503 with Retry-After",
+			resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	close(g.release)
+	for range 2 {
+		if code := <-answers; code != http.StatusNoContent {
+			t.Errorf("request taken before: got %d, want 204", code)
+		}
+	}
+	if code := code(t, srv, statuses[3]); code != http.StatusNoContent {
+		t.Errorf("request once the store caught up: got %d, want 204", code)
+	}
+	if n := len(readAll(t, store)); n != 3 {
+		t.Errorf("store holds %d events, want those of the three requests taken", n)
 	}
 }
 
