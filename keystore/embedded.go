@@ -92,6 +92,8 @@ type Embedded struct {
 	indexKey []byte
 	now      func() time.Time
 	cache    *lru.Cache[string, *entry]
+	// cacheSize is the cache's size outside a preload (Options.CacheSize).
+	cacheSize int
 	seed     maphash.Seed
 	// stripes serialize the changes of one subject (creating its key,
 	// indexing its parties, destroying it); subjects hash to a stripe.
@@ -179,6 +181,7 @@ func Open(dir string, kek KEK, opts Options) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key store %s: %w", dir, err)
 	}
+	s.cacheSize = opts.CacheSize
 	if s.cache, err = lru.New[string, *entry](opts.CacheSize); err != nil {
 		s.db.Close()
 		return nil, fmt.Errorf("key store: %w", err)

@@ -46,8 +46,22 @@ func (s *Embedded) Preload(ctx context.Context) (release func(), err error) {
 		return nil, fmt.Errorf("key store: %w", err)
 	}
 	s.preloaded.Store(&pre)
-	return func() { s.preloaded.CompareAndSwap(&pre, nil) }, nil
+	// A rebuild meets a call leg's key again at its late callbacks
+	// (recordings, the summary half an hour on), far from its first events:
+	// meanwhile the cache holds every subject, up to preloadCacheSize.
+	if n > s.cacheSize {
+		s.cache.Resize(min(n, preloadCacheSize))
+	}
+	return func() {
+		s.preloaded.CompareAndSwap(&pre, nil)
+		s.cache.Resize(s.cacheSize)
+	}, nil
 }
+
+// preloadCacheSize bounds the cache of unwrapped keys during a preload: a
+// key with its AES-GCM state and cache entry is about 1.5 KiB, so about
+// 100 MB at most, within a rebuild's memory budget (docs/BENCHMARKS.md §3).
+const preloadCacheSize = 1 << 16
 
 // preloadedRecord is the record of subject's key id that Preload read, or
 // nil.

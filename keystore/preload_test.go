@@ -3,6 +3,7 @@ package keystore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -56,4 +57,43 @@ func TestPreload(t *testing.T) {
 		t.Fatal(err)
 	}
 	sealOpen(t, want[callC], k)
+}
+
+// TestPreloadGrowsCache: during a preload the cache holds every subject
+// met (up to preloadCacheSize), not Options.CacheSize: a rebuild meets a
+// call leg's key again far from its first events. Release shrinks it back.
+func TestPreloadGrowsCache(t *testing.T) {
+	ctx := context.Background()
+	dir, kek := t.TempDir(), testKEK(t)
+	s, err := Open(dir, kek, Options{CacheSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	keys := map[string]uint64{}
+	for i := range 100 {
+		sub := fmt.Sprintf("CA%032x", i)
+		k, err := s.Key(ctx, sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[sub] = k.ID()
+	}
+	s.cache.Purge()
+	release, err := s.Preload(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for sub, id := range keys {
+		if _, err := s.Get(ctx, sub, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.cache.Len(); n != len(keys) {
+		t.Errorf("during the preload the cache holds %d subjects, want all %d", n, len(keys))
+	}
+	release()
+	if n := s.cache.Len(); n != 16 {
+		t.Errorf("after release the cache holds %d subjects, want Options.CacheSize (16)", n)
+	}
 }
