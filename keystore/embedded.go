@@ -94,7 +94,7 @@ type Embedded struct {
 	cache    *lru.Cache[string, *entry]
 	// cacheSize is the cache's size outside a preload (Options.CacheSize).
 	cacheSize int
-	seed     maphash.Seed
+	seed      maphash.Seed
 	// stripes serialize the changes of one subject (creating its key,
 	// indexing its parties, destroying it); subjects hash to a stripe.
 	stripes [256]sync.Mutex
