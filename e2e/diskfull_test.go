@@ -126,6 +126,10 @@ func diskFullScenario(t *testing.T, s *stack, fill, free func()) {
 	if got := s.metric(t, "callledger_disk_full"); got != "0" {
 		t.Errorf("callledger_disk_full %s with room, want 0", got)
 	}
+	// Served beside it: nothing in flight, nothing waiting.
+	if got := s.metric(t, "callledger_webhook_oldest_append_wait_seconds"); got != "0" {
+		t.Errorf("callledger_webhook_oldest_append_wait_seconds %s with nothing in flight, want 0", got)
+	}
 
 	fill()
 	s.waitStatus(t, "/readyz", http.StatusServiceUnavailable)

@@ -1,6 +1,10 @@
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // DiskState is a reading of the data directory's filesystem: its free
 // bytes, the watermark below which appends are refused, and whether they
@@ -29,4 +33,14 @@ func NewDisk(reg prometheus.Registerer, state DiskState) error {
 			return 0
 		}),
 	)
+}
+
+// NewAppendWait registers the gauge of how long the oldest webhook append
+// in flight has waited, read from wait at each scrape: past
+// --max-append-wait new webhooks get 503, and an alert on it fires before.
+func NewAppendWait(reg prometheus.Registerer, wait func() time.Duration) error {
+	return register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: Namespace, Subsystem: "webhook", Name: "oldest_append_wait_seconds",
+		Help: "How long the oldest webhook append in flight has waited; 0 when none is. Past --max-append-wait new webhooks get 503.",
+	}, func() float64 { return wait().Seconds() }))
 }

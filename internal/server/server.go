@@ -246,6 +246,9 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := metrics.NewAppendWait(s.tel.reg, s.hooks.OldestAppendWait); err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
 	if metricsLn == nil {
 		s.hooks.Handle("GET /metrics", s.tel.handler(s.log))
 	}

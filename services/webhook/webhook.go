@@ -171,6 +171,11 @@ type Handler struct {
 	inFlight *appendWaits
 }
 
+// OldestAppendWait is how long the oldest webhook append in flight has
+// waited; zero when none is. Past Config.MaxAppendWait new webhooks are
+// refused: a gauge of it warns before they are.
+func (h *Handler) OldestAppendWait() time.Duration { return h.inFlight.oldest(h.cfg.Now()) }
+
 // New validates cfg and builds the handler.
 func New(cfg Config) (*Handler, error) {
 	if cfg.Verifier == nil || cfg.Store == nil {

@@ -390,10 +390,17 @@ func TestAppendWaitAnswers503(t *testing.T) {
 	g := &gate{next: store, entered: make(chan struct{}, 1), release: make(chan struct{})}
 	var now atomic.Int64
 	now.Store(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC).UnixNano())
-	srv := newServer(t, g, func(c *webhook.Config) {
-		c.MaxAppendWait = time.Second
-		c.Now = func() time.Time { return time.Unix(0, now.Load()) }
-	})
+	v, err := twilio.NewVerifier(corpus.PublicURL, corpus.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := webhook.New(webhook.Config{Verifier: v, Store: g, MaxAppendWait: time.Second,
+		Now: func() time.Time { return time.Unix(0, now.Load()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
 	statuses := uniqueStatuses(t)
 
 	answers := make(chan int, 2)
@@ -403,7 +410,10 @@ func TestAppendWaitAnswers503(t *testing.T) {
 	go func() { answers <- code(t, srv, statuses[1]) }()
 	<-g.entered // within the bound: taken, and waiting behind the first
 
-	now.Add(int64(time.Second)) // the first has now waited 1.5 s
+	now.Add(int64(time.Second))
+	if w := h.OldestAppendWait(); w != 1500*time.Millisecond {
+		t.Errorf("OldestAppendWait %v, want the first append's 1.5s", w)
+	}
 	resp := do(t, srv, statuses[2])
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("request while appends wait past the bound: got %d (Retry-After %q), want 503 with Retry-After",
@@ -414,6 +424,9 @@ func TestAppendWaitAnswers503(t *testing.T) {
 		if code := <-answers; code != http.StatusNoContent {
 			t.Errorf("request taken before: got %d, want 204", code)
 		}
+	}
+	if w := h.OldestAppendWait(); w != 0 {
+		t.Errorf("OldestAppendWait %v with nothing in flight, want 0", w)
 	}
 	if code := code(t, srv, statuses[3]); code != http.StatusNoContent {
 		t.Errorf("request once the store caught up: got %d, want 204", code)
