@@ -20,7 +20,6 @@ import (
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/callversions"
 	"github.com/callledger/callledger/projections/rebuild"
-	"github.com/callledger/callledger/seal"
 )
 
 type exportConfig struct {
@@ -209,14 +208,11 @@ func exportFromLedger(ctx context.Context, sf storeFlags, kek kekFlag, exp *call
 	}
 	defer store.Close()
 	opts := rebuild.Options{Logger: logger}
-	keys, err := kek.openIfPresent(sf.dataDir, logger)
+	closeKeys, err := kek.openForFold(&opts, sf.dataDir, logger)
 	if err != nil {
 		return err
 	}
-	if keys != nil {
-		defer keys.Close()
-		opts.Personal = seal.NewEvents(keys)
-	}
+	defer closeKeys()
 	progress := newProgress(stderr, logger)
 	opts.Progress = progress.update
 	res, err := rebuild.Fold(ctx, store, opts)

@@ -13,6 +13,7 @@ import (
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/keystore"
+	"github.com/callledger/callledger/projections/rebuild"
 	"github.com/callledger/callledger/seal"
 )
 
@@ -89,14 +90,21 @@ func (l *lazyOpener) Close() error {
 	return l.keys.Close()
 }
 
-// openIfPresent opens the key store of a stopped server's dataDir when it
+// openForFold opens the key store of a stopped server's dataDir when it
 // has one, for the commands that fold the whole ledger (rebuild, export
-// --from-ledger): a ledger written with sealing must be folded with its
-// numbers, so a key store that does not open is an error. nil when the
-// directory has none (a ledger stored in the clear).
-func (k *kekFlag) openIfPresent(dataDir string, log *slog.Logger) (*keystore.Embedded, error) {
+// --from-ledger), and has opts open sealed events with it: a ledger written
+// with sealing must be folded with its numbers, so a key store that does
+// not open is an error. A directory without one (a ledger stored in the
+// clear) leaves opts as they are. The caller closes the store with the
+// function returned.
+func (k *kekFlag) openForFold(opts *rebuild.Options, dataDir string, log *slog.Logger) (closeKeys func(), err error) {
 	if _, err := os.Stat(server.KeyStorePath(dataDir)); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return func() {}, nil
 	}
-	return k.openOffline(dataDir, log)
+	keys, err := k.openOffline(dataDir, log)
+	if err != nil {
+		return nil, err
+	}
+	opts.Personal = seal.NewEvents(keys)
+	return func() { keys.Close() }, nil
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/projections/callversions"
 	"github.com/callledger/callledger/projections/rebuild"
-	"github.com/callledger/callledger/seal"
 )
 
 func rebuildCommand(stdout, stderr io.Writer) *ffcli.Command {
@@ -60,14 +59,11 @@ func rebuildOffline(ctx context.Context, sf storeFlags, kek kekFlag, batch int, 
 	}
 	defer store.Close()
 	opts := rebuild.Options{BatchSize: batch, Logger: logger}
-	keys, err := kek.openIfPresent(sf.dataDir, logger)
+	closeKeys, err := kek.openForFold(&opts, sf.dataDir, logger)
 	if err != nil {
 		return err
 	}
-	if keys != nil {
-		defer keys.Close()
-		opts.Personal = seal.NewEvents(keys)
-	}
+	defer closeKeys()
 	cat := callversions.Catalog{Root: server.ProjectionRoot(sf.dataDir)}
 	if err := cat.RemoveTemporary(); err != nil {
 		return err

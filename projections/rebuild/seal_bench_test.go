@@ -2,8 +2,6 @@ package rebuild_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,6 +13,7 @@ import (
 	"github.com/callledger/callledger/eventstore/pebblestore"
 	"github.com/callledger/callledger/internal/ledgerload"
 	"github.com/callledger/callledger/keystore"
+	"github.com/callledger/callledger/keystore/keystoretest"
 	"github.com/callledger/callledger/projections/rebuild"
 	"github.com/callledger/callledger/seal"
 )
@@ -36,14 +35,7 @@ func BenchmarkRebuildSealed(b *testing.B) {
 		events = n
 	}
 	ctx := context.Background()
-	raw := make([]byte, keystore.KEKSize)
-	if _, err := rand.Read(raw); err != nil {
-		b.Fatal(err)
-	}
-	kek, err := keystore.ParseKEK([]byte(base64.StdEncoding.EncodeToString(raw)))
-	if err != nil {
-		b.Fatal(err)
-	}
+	kek := keystoretest.KEK(b)
 	dir := b.TempDir()
 	keysDir := filepath.Join(dir, "keys")
 	load := func(name string, sealed bool) *pebblestore.Store {

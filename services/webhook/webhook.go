@@ -375,12 +375,15 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 			h.unavailable(w, "too many requests in flight")
 			return
 		}
-		if wait := h.inFlight.oldest(h.cfg.Now()); h.cfg.MaxAppendWait > 0 && wait > h.cfg.MaxAppendWait {
-			<-h.slots
-			h.logRequest(w, r, slog.LevelWarn, "refused: appends in flight waiting too long",
-				[]any{"oldest_wait", wait.Round(time.Millisecond), "max_append_wait", h.cfg.MaxAppendWait}, true)
-			h.unavailable(w, "appends are waiting too long")
-			return
+		now := h.cfg.Now()
+		if h.cfg.MaxAppendWait > 0 {
+			if wait := h.inFlight.oldest(now); wait > h.cfg.MaxAppendWait {
+				<-h.slots
+				h.logRequest(w, r, slog.LevelWarn, "refused: appends in flight waiting too long",
+					[]any{"oldest_wait", wait.Round(time.Millisecond), "max_append_wait", h.cfg.MaxAppendWait}, true)
+				h.unavailable(w, "appends are waiting too long")
+				return
+			}
 		}
 		derived := twilio.Derive(kind, &twilio.Request{
 			Method:      r.Method,
@@ -393,7 +396,7 @@ func (h *Handler) ingest(kind twilio.Kind) http.Handler {
 			ReceivedAt:  received,
 		})
 
-		began := h.inFlight.start(h.cfg.Now())
+		began := h.inFlight.start(now)
 		pos, err := h.appendAll(r.Context(), kind, derived)
 		h.inFlight.done(began)
 		<-h.slots
