@@ -153,8 +153,9 @@ func fixedRate(args []string) error {
 	calls := fs.Int("calls", 100000, "call trees to generate (requests cycle when exhausted)")
 	token := fs.String("token", "bench-token", "auth token")
 	public := fs.String("public-url", "http://127.0.0.1:18080", "public URL to sign for")
+	seed := fs.Uint64("seed", 2, "seed of the generated calls: runs against one server with other seeds send other calls")
 	_ = fs.Parse(args)
-	reqs := traffic.Generate(traffic.Config{Calls: *calls, Seed: 2, PublicURL: *public, Token: *token, RetryRate: -1})
+	reqs := traffic.Generate(traffic.Config{Calls: *calls, Seed: *seed, PublicURL: *public, Token: *token, RetryRate: -1})
 	if len(reqs) == 0 {
 		return fmt.Errorf("no requests generated")
 	}
