@@ -25,7 +25,7 @@ GO ?= go
 # The ingest benchmark's knobs (see docs/BENCHMARKS.md).
 BENCH_DURATION ?= 20s
 BENCH_RATE     ?= 5000
-# What bench-compare, bench-tail and bench-getcall run the working tree against.
+# What bench-compare, bench-tail and bench-getcall(-pinned) run the working tree against.
 BENCH_BASE ?= main
 # The rebuild benchmark's ledger sizes (events).
 BENCH_REBUILD_EVENTS ?= 1000000 3000000 10000000
@@ -168,6 +168,10 @@ bench-tail: ## 5,000 webhooks/s for 60 s from a fresh start, and the vegeta comm
 .PHONY: bench-getcall
 bench-getcall: ## GetCall on 1M calls at 10,000/s open loop: $(BENCH_BASE) and the working tree interleaved
 	./scripts/bench-compare.sh getcall $(BENCH_BASE)
+
+.PHONY: bench-getcall-pinned
+bench-getcall-pinned: ## GetCall on 1M calls at 10,000/s open loop, serve on CPU 0 and its client on CPU 1: $(BENCH_BASE) and the working tree interleaved
+	./scripts/bench-compare.sh getcall-pinned $(BENCH_BASE)
 
 .PHONY: bench-rebuild
 bench-rebuild: ## Rebuild benchmark: 1M, 3M and 10M-event ledgers from zero (events/s, peak RSS)

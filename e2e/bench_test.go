@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,15 +16,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-	"google.golang.org/protobuf/types/known/timestamppb"
-
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
-	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/internal/corpus"
+	"github.com/callledger/callledger/internal/cputime"
+	"github.com/callledger/callledger/internal/readmodelload"
 	"github.com/callledger/callledger/internal/server"
-	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/traffic"
 )
@@ -107,62 +103,17 @@ func report(b *testing.B, what string, lat []time.Duration) {
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), what+"-p99-µs")
 }
 
-// readModel writes into dataDir the read model of n calls, built straight
-// through the fold (one completed call with one answered child for every
-// two calls), as the runner would build it, where a server on dataDir
-// finds it; it returns the calls' SIDs.
+// readModel writes into dataDir the read model of n calls (one completed
+// call with one answered child for every two calls), where a server on
+// dataDir finds it; it returns the calls' SIDs.
 func readModel(b *testing.B, dataDir string, n int) []string {
-	sids := make([]string, n)
-	for i := range sids {
-		sids[i] = fmt.Sprintf("CA%032x", i+1)
-	}
-	s, err := callstore.Open(filepath.Join(server.ProjectionRoot(dataDir), fmt.Sprintf("v%d", callstore.Version)), callstore.Options{})
-	if err != nil {
+	if err := readmodelload.Load(context.Background(), dataDir, n); err != nil {
 		b.Fatal(err)
 	}
-	defer func() {
-		if err := s.Close(); err != nil {
-			b.Fatal(err)
-		}
-	}()
-	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	var pos uint64
-	batch := make([]eventstore.RecordedEvent, 0, 4096)
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		if err := s.Apply(context.Background(), eventstore.Batch{Events: batch, Checkpoint: batch[len(batch)-1].Position}); err != nil {
-			b.Fatal(err)
-		}
-		batch = batch[:0]
+	sids := make([]string, n)
+	for i := range sids {
+		sids[i] = readmodelload.SID(i)
 	}
-	for i, sid := range sids {
-		parent := ""
-		if i%2 == 1 {
-			parent = sids[i-1]
-		}
-		d := int64(30 + i%600)
-		ev := &callledgerv1.Event{
-			EventId: uuid.NewString(), CallSid: sid, Source: callledgerv1.Source_SOURCE_STATUS_CALLBACK,
-			ReceivedAt: timestamppb.New(base.Add(time.Duration(i) * time.Second)), ReportedAt: timestamppb.New(base.Add(time.Duration(i) * time.Second)),
-			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
-				Status: callledgerv1.CallStatus_CALL_STATUS_COMPLETED, StatusRaw: "completed", ParentCallSid: parent,
-				AccountSid: "AC00000000000000000000000000000001", Direction: "outbound-api", From: "+14155550100", To: "+14155550101",
-				CallDurationSeconds: &d,
-			}},
-		}
-		rec, err := eventcodec.Encode(ev)
-		if err != nil {
-			b.Fatal(err)
-		}
-		pos++
-		batch = append(batch, eventstore.RecordedEvent{ID: rec.ID, Type: rec.Type, Stream: eventcodec.CallStream(sid), Position: eventstore.Position(pos), Data: rec.Data})
-		if len(batch) == cap(batch) {
-			flush()
-		}
-	}
-	flush()
 	return sids
 }
 
@@ -181,7 +132,7 @@ func BenchmarkGetCall(b *testing.B) {
 			var seed atomic.Uint64
 			b.SetParallelism(16)
 			b.ResetTimer()
-			cpu0, cpuOK := processCPU()
+			cpu0, cpuOK := cputime.Process()
 			b.RunParallel(func(pb *testing.PB) {
 				n := seed.Add(1)
 				rng := rand.New(rand.NewPCG(n, 7))
@@ -202,7 +153,7 @@ func BenchmarkGetCall(b *testing.B) {
 			})
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
-			if cpu1, ok := processCPU(); ok && cpuOK {
+			if cpu1, ok := cputime.Process(); ok && cpuOK {
 				// Client and server share the process: this is both
 				// sides' CPU, background work of the read model included.
 				b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-µs/call")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Baseline against current code, interleaved in one run (docs/BENCHMARKS.md,
-# "Performance round 2"). Usage: bench-compare.sh ingest|tail|getcall [ref...]
+# "Performance round 2"). Usage: bench-compare.sh ingest|tail|getcall|getcall-pinned [ref...]
 # Each ref (default main; - for none) is built from git and run beside the working tree.
 #   ingest:  per round, wrk against the no-op ceiling, then `serve --role all`
 #            built from each ref and from the working tree (saturation, every
@@ -14,6 +14,19 @@
 #   getcall: BenchmarkGetCallAtRate on GETCALL_SIZE calls at GETCALL_RATE/s,
 #            open loop, with serve's collector setting (GOGC=400); then the
 #            freshness: BenchmarkAckToVisible (webhook 2xx -> visible).
+#   getcall-pinned: GetCall at GETCALL_RATE/s open loop for GETCALL_DURATION
+#            against `serve` in a process of its own, pinned to SERVER_CPUS
+#            (taskset; default CPU 0), from `ingestbench getcall` pinned to
+#            CLIENT_CPUS (default CPU 1), GETCALL_CALLERS callers: the
+#            latencies are the server's, not those of a client fighting it
+#            for the cores. The read model of GETCALL_SIZE two-leg calls is
+#            written once per format (ingestbench readmodel, the code of
+#            BenchmarkGetCallAtRate's) and copied into each run's fresh data
+#            directory; serve keeps its own collector setting (GOGC=400
+#            unless GOGC is set). Prints the client's RESULT line (sent/s,
+#            p50 p90 p99 p99.9 max, errors, late p99, client CPU per call)
+#            and the server's CPU per call (user+sys from /proc/PID/stat).
+#            The client is the working tree's ingestbench for every binary.
 # Two binaries built from two commits, run A B A B: on a shared machine only
 # the ratios within one run mean much. Each line notes the load average.
 # VARIANTS="--seal=false" (variants separated by spaces, a variant's flags
@@ -21,7 +34,7 @@
 # named new[FLAGS]: one build measured with and without a feature in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODE=${1:?usage: bench-compare.sh ingest|tail|getcall [ref...]}
+MODE=${1:?usage: bench-compare.sh ingest|tail|getcall|getcall-pinned [ref...]}
 shift
 REFS=("${@:-main}")
 [ "${REFS[0]}" = - ] && REFS=() # the working tree (and its VARIANTS) alone
@@ -36,10 +49,17 @@ VEGETA_DURATION=${VEGETA_DURATION:-30s}
 GETCALL_SIZE=${GETCALL_SIZE:-1000000}
 GETCALL_RATE=${GETCALL_RATE:-10000}
 GETCALL_N=${GETCALL_N:-300000}
+GETCALL_DURATION=${GETCALL_DURATION:-30s}
+GETCALL_CALLERS=${GETCALL_CALLERS:-256}
+SERVER_CPUS=${SERVER_CPUS:-0}
+CLIENT_CPUS=${CLIENT_CPUS:-1}
 WORK=${WORK:-$(mktemp -d)}
 TOKEN=bench-token
 PORT=18080
 URL="http://127.0.0.1:$PORT"
+GRPC_ADDR=127.0.0.1:0 # getcall-pinned: a port the client can find
+SERVER_PIN=()         # getcall-pinned: taskset -c SERVER_CPUS
+SEED=                 # getcall-pinned: the data directory each run starts from (a copy)
 
 note() { echo "# $(date -u +%H:%M:%S) load $(cut -d' ' -f1-3 /proc/loadavg): $*"; }
 
@@ -67,9 +87,10 @@ start() { # <name>: a binary's directory, or new[FLAGS] (VARIANTS)
   local bin=${1%%[*} flags=()
   if [ "$bin" != "$1" ]; then local f=${1#*[}; f=${f%]}; IFS=, read -r -a flags <<<"$f"; fi
   rm -rf "$WORK/data"
+  if [ -n "$SEED" ]; then cp -a "$SEED" "$WORK/data"; fi
   sync # the previous run's writes and deletions must not land on this one's fsyncs
-  TWILIO_AUTH_TOKEN=$TOKEN "$WORK/$bin/callledger" serve --data-dir "$WORK/data" --http-addr "127.0.0.1:$PORT" \
-    --grpc-addr 127.0.0.1:0 --api-addr "" --public-url "$URL" --log-level warn "${flags[@]}" &
+  TWILIO_AUTH_TOKEN=$TOKEN "${SERVER_PIN[@]}" "$WORK/$bin/callledger" serve --data-dir "$WORK/data" --http-addr "127.0.0.1:$PORT" \
+    --grpc-addr "$GRPC_ADDR" --api-addr "" --public-url "$URL" --log-level warn "${flags[@]}" &
   SERVER=$!
   wait_ready
 }
@@ -159,9 +180,42 @@ getcall)
     done
   done
   ;;
+getcall-pinned)
+  [ "$(nproc)" -gt 1 ] || { echo "getcall-pinned needs two cores: one for the server, one for the client" >&2; exit 1; }
+  GRPC_ADDR=127.0.0.1:$((PORT + 1010)); SERVER_PIN=(taskset -c "$SERVER_CPUS")
+  declare -A SEEDS # read model format -> its data directory, written once
+  for name in "${NAMES[@]}"; do
+    bin=${name%%[*} prep="$WORK/${name%%[*}/ingestbench"
+    if ! fmt=$("$prep" readmodel -version 2>/dev/null); then
+      # A commit from before `ingestbench readmodel`: the working tree's
+      # format is assumed, and getcall's first call says if it is not.
+      prep="$WORK/new/ingestbench"; fmt=$("$prep" readmodel -version)
+      echo "# $name: no ingestbench readmodel; its server gets the read model $fmt"
+    fi
+    SEEDS[$bin]="$WORK/getcall-$fmt"
+    if [ ! -d "$WORK/getcall-$fmt" ]; then
+      note "read model $fmt of $GETCALL_SIZE calls"
+      "$prep" readmodel -data-dir "$WORK/getcall-$fmt" -calls "$GETCALL_SIZE" -sids-out "$WORK/getcall.sids"
+    fi
+  done
+  for round in $(seq "$ROUNDS"); do
+    for name in $(order "$round"); do
+      note "round $round: $name, GetCall on $GETCALL_SIZE calls at $GETCALL_RATE/s open loop for $GETCALL_DURATION, server on CPU $SERVER_CPUS, client on CPU $CLIENT_CPUS"
+      SEED=${SEEDS[${name%%[*}]}; start "$name"; t0=$(cpu_ticks "$SERVER")
+      r=$(taskset -c "$CLIENT_CPUS" "$WORK/new/ingestbench" getcall -addr "$GRPC_ADDR" -data-dir "$WORK/data" \
+        -sids "$WORK/getcall.sids" -legs 2 -rate "$GETCALL_RATE" -duration "$GETCALL_DURATION" -callers "$GETCALL_CALLERS") ||
+        { stop; exit 1; }
+      t1=$(cpu_ticks "$SERVER"); stop; SEED=
+      awk -v n="$name" '{print n, $0}' <<<"$r"
+      echo "$name $(awk -v a="$(grep '^RESULT' <<<"$r")" -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" 'BEGIN{
+        match(a,/calls=[0-9]+/); n=substr(a,RSTART+6,RLENGTH-6)
+        printf "server_cpu_us_per_call=%.1f (server CPU %d ms)", 1e6*ticks/hz/n, 1000*ticks/hz}')"
+    done
+  done
+  ;;
 *) echo "unknown mode $MODE" >&2; exit 2 ;;
 esac
-rm -rf "$WORK/data" "$WORK/reqs" "$WORK/targets.json" "$WORK/src"
+rm -rf "$WORK/data" "$WORK/reqs" "$WORK/targets.json" "$WORK/src" "$WORK"/getcall-* "$WORK/getcall.sids"
 }
 
 main "$@"; exit # the whole script is read before it runs: editing it during a run is safe

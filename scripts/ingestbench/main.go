@@ -2,7 +2,10 @@
 // (scripts/bench-ingest.sh): it writes pre-signed requests for wrk, serves a
 // no-op HTTP server as the ceiling, sends signed requests at a fixed rate
 // (open loop, through vegeta), writes pre-signed targets for the vegeta
-// command and counts what a run stored.
+// command and counts what a run stored. For the GetCall benchmark of a
+// server in a process of its own (scripts/bench-compare.sh getcall-pinned)
+// it writes a large read model (readmodel) and sends GetCall at a fixed
+// rate, open loop (getcall).
 package main
 
 import (
@@ -25,7 +28,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: ingestbench gen|targets|noop|rate|count [flags]")
+		fmt.Fprintln(os.Stderr, "usage: ingestbench gen|targets|noop|rate|count|readmodel|getcall [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -40,6 +43,10 @@ func main() {
 		err = fixedRate(os.Args[2:])
 	case "count":
 		err = count(os.Args[2:])
+	case "readmodel":
+		err = readModel(os.Args[2:])
+	case "getcall":
+		err = getCall(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}
