@@ -487,6 +487,18 @@ func (s *Store) diskFS() {
 // tables carry no Bloom filters.
 func (s *Store) logOptions(cache *pebble.Cache, lock *pebble.Lock) *pebble.Options {
 	dbLog := s.log.With("component", "pebble", "db", "log")
+	po := baseLogOptions()
+	if s.opts.Pebble != nil {
+		s.opts.Pebble("log", po)
+	}
+	po.FS, po.Cache, po.Lock = s.fs, cache, lock
+	po.Logger, po.EventListener = pebblelog.New(dbLog, s.opts.logEvery), s.listener(s.health[logDB], dbLog)
+	return po
+}
+
+// baseLogOptions are the log database's own settings, which every writer
+// of the log (the store, Rewrite) opens it with.
+func baseLogOptions() *pebble.Options {
 	po := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       32 << 20,
@@ -506,11 +518,6 @@ func (s *Store) logOptions(cache *pebble.Cache, lock *pebble.Lock) *pebble.Optio
 	for i := range po.Levels {
 		po.Levels[i].BlockSize = 32 << 10
 	}
-	if s.opts.Pebble != nil {
-		s.opts.Pebble("log", po)
-	}
-	po.FS, po.Cache, po.Lock = s.fs, cache, lock
-	po.Logger, po.EventListener = pebblelog.New(dbLog, s.opts.logEvery), s.listener(s.health[logDB], dbLog)
 	return po
 }
 
