@@ -120,6 +120,7 @@ func subcommands(stdout, stderr io.Writer) []*ffcli.Command {
 		statsCommand(stdout, stderr),
 		backupCommand(stdout, stderr),
 		eraseCommand(stdout, stderr),
+		sealCommand(stdout, stderr),
 	}
 }
 

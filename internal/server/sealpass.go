@@ -1,0 +1,127 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"google.golang.org/protobuf/proto"
+
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/eventcodec"
+	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/seal"
+)
+
+// SealReport says what SealLedger did to the events of the ledger.
+type SealReport struct {
+	// Read is every event of the ledger.
+	Read uint64
+	// Sealed were stored in the clear and are sealed now.
+	Sealed uint64
+	// Redacted were stored in the clear and belong to calls erased
+	// since: their personal fields are gone, as a sealed event's would be.
+	Redacted uint64
+	// AlreadySealed were sealed when stored (or by an earlier pass);
+	// Clear carry no personal data; Undecodable are events the pass could
+	// not read, left as they are (the fold skips them too).
+	AlreadySealed, Clear, Undecodable uint64
+}
+
+// SealLedger seals, in place, the personal data of the events a server
+// stored in the clear (before sealing existed, or with --seal=false) in
+// the embedded ledger of dataDir, which no server may hold: each such
+// event keeps its position, stream, revision, ID and type, and opening it
+// gives back the event as it was stored (checked for every event before
+// it is written). Its keys go into the key store of dataDir, made with
+// kekFile (or the development KEK) when the server never sealed; an event
+// of a call erased since loses its personal fields instead. The log is
+// then scrubbed, so that no file of it holds the clear events any more.
+// Interrupted, it is safe to run again. docs/PRIVACY.md §7.
+func SealLedger(ctx context.Context, dataDir, kekFile string, log *slog.Logger) (SealReport, error) {
+	var rep SealReport
+	dir := filepath.Join(dataDir, "ledger")
+	if _, err := os.Stat(dir); err != nil {
+		return rep, fmt.Errorf("seal: no embedded ledger in %s: %w", dataDir, err)
+	}
+	keys, err := OpenKeys(dataDir, kekFile, log)
+	if err != nil {
+		return rep, fmt.Errorf("seal: %w (a running server holds its key store: stop it first)", err)
+	}
+	defer keys.Close()
+	p := sealPass{events: seal.NewEvents(keys, seal.DeferSync()), rep: &rep, log: log}
+	_, err = pebblestore.Rewrite(ctx, dir, pebblestore.RewriteOptions{
+		Logger:       log,
+		BeforeCommit: func() error { return keys.Sync(ctx) },
+		Progress: func(r pebblestore.RewriteReport) {
+			log.Info("sealing the ledger", "events_read", r.Read, "events_rewritten", r.Rewritten)
+		},
+	}, func(rec *eventstore.RecordedEvent) ([]byte, error) { return p.seal(ctx, rec) })
+	if errors.Is(err, pebblestore.ErrLocked) {
+		return rep, fmt.Errorf("seal: %w: a server (or another command) holds %s; stop it first", err, dataDir)
+	}
+	if err != nil {
+		return rep, fmt.Errorf("seal: %w", err)
+	}
+	return rep, nil
+}
+
+type sealPass struct {
+	events *seal.Events
+	rep    *SealReport
+	log    *slog.Logger
+}
+
+// seal returns the data rec is to be stored with from now on, or nil to
+// leave it as it is.
+func (p sealPass) seal(ctx context.Context, rec *eventstore.RecordedEvent) ([]byte, error) {
+	p.rep.Read++
+	ev, err := eventcodec.Decode(*rec)
+	if err != nil {
+		// Its bytes are not shown: they may hold personal data.
+		p.log.Warn("seal: an event that does not decode is left as it is", "stream", rec.Stream, "position", rec.Position)
+		p.rep.Undecodable++
+		return nil, nil
+	}
+	if ev.GetSealed() != nil || ev.GetSealedRequest() != nil {
+		p.rep.AlreadySealed++
+		return nil, nil
+	}
+	stored := proto.Clone(ev).(*callledgerv1.Event)
+	out, err := p.events.SealOwned(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	if proto.Equal(out, stored) {
+		p.rep.Clear++
+		return nil, nil
+	}
+	data, err := eventcodec.Encode(out)
+	if err != nil {
+		return nil, fmt.Errorf("encode the sealed event: %w", err)
+	}
+	if data.ID != rec.ID || data.Type != rec.Type {
+		return nil, fmt.Errorf("the sealed event encodes as %s %s, not as the stored %s %s", data.Type, data.ID, rec.Type, rec.ID)
+	}
+	if out.GetSealed() == nil && out.GetSealedRequest() == nil {
+		p.rep.Redacted++ // its subject was erased: nothing to open
+		return data.Data, nil
+	}
+	// The ledger is forever: what is written must open to what was there.
+	check, err := eventcodec.Decode(eventstore.RecordedEvent{Data: data.Data, Stream: rec.Stream, Revision: rec.Revision, Type: rec.Type})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := p.events.Open(ctx, check); err != nil {
+		return nil, fmt.Errorf("open the sealed event: %w", err)
+	}
+	if !proto.Equal(check, stored) {
+		return nil, fmt.Errorf("event %s at position %d: the sealed event does not open to the stored one", rec.ID, rec.Position)
+	}
+	p.rep.Sealed++
+	return data.Data, nil
+}

@@ -1,0 +1,95 @@
+package server_test
+
+import (
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/internal/residue"
+	"github.com/callledger/callledger/internal/server"
+)
+
+// TestSealLedgerThenErase: a ledger stored in the clear (--seal=false)
+// is sealed offline by SealLedger; the server, started with sealing on,
+// shows the calls as before; callledger erase --number then finds the
+// calls of the number through the party index the pass filled, reports no
+// event left in the clear, and afterwards no file under the data
+// directory holds the number, the caller's name, the recording URL or the
+// raw requests (docs/PRIVACY.md §7 and §9). A second pass changes
+// nothing. The control: another call's number is still found.
+func TestSealLedgerThenErase(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	kek := writeKEK(t, 0o600)
+	const (
+		sid, kept        = "CA5eb1ed0000000000000000000000a5a5", "CA5eb1ed0000000000000000000000b0b0"
+		from, to, caller = "+15555550142", "+15555550143", "Quentin Zarathustra"
+		other            = "+15555550144"
+	)
+	srv, stop := start(t, server.Config{DataDir: dir, Privacy: server.Privacy{Unsealed: true, KEKFile: kek}})
+	var bodies []string
+	for _, st := range []string{"ringing", "in-progress", "completed"} {
+		bodies = append(bodies, statusForm(t, srv, sid, st, from, to, caller))
+	}
+	statusForm(t, srv, kept, "completed", other, "+15555550145", "Other Person")
+	applied(t, srv)
+	before := getCall(t, dialLocal(t, srv), sid, 0).GetCall()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if hits, err := residue.Find(filepath.Join(dir, "ledger"), residue.PhoneNumber(from)...); err != nil || len(hits) == 0 {
+		t.Fatalf("the clear ledger does not hold the number (%v): the test proves nothing", err)
+	}
+
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rep, err := server.SealLedger(t.Context(), dir, kek, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Sealed != 4 || rep.Read != 4 || rep.AlreadySealed != 0 || rep.Redacted != 0 || rep.Undecodable != 0 {
+		t.Fatalf("first pass: %+v, want the 4 webhooks sealed", rep)
+	}
+	// The ledger alone (the read model shows numbers in the clear by
+	// design) no longer holds them.
+	if hits, err := residue.Find(filepath.Join(dir, "ledger"), residue.PhoneNumber(from)...); err != nil || len(hits) > 0 {
+		t.Fatalf("the sealed ledger still holds the number: %v %v", hits, err)
+	}
+	if again, err := server.SealLedger(t.Context(), dir, kek, log); err != nil || again.Sealed != 0 || again.AlreadySealed != 4 {
+		t.Fatalf("second pass: %+v, %v; want nothing to do", again, err)
+	}
+
+	srv, stop = start(t, server.Config{DataDir: dir, Privacy: server.Privacy{KEKFile: kek}})
+	conn := dialLocal(t, srv)
+	if c := getCall(t, conn, sid, 0).GetCall(); c.GetFrom() != from || c.GetCallerName() != caller || c.GetStatus() != before.GetStatus() {
+		t.Fatalf("after the pass: %v, want as before: %v", c, before)
+	}
+	resp, err := callledgerv1.NewAdminServiceClient(conn).Erase(t.Context(), &callledgerv1.EraseRequest{Number: from})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetCalls() != 1 || resp.GetCallSids()[0] != sid || resp.GetPlaintextEvents() != 0 {
+		t.Fatalf("Erase = %v", resp)
+	}
+	checkRedacted(t, getCall(t, conn, sid, resp.GetPosition()).GetCall(), before)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	needles := append(residue.PhoneNumber(from), residue.PhoneNumber(to)...)
+	needles = append(needles, residue.Bytes("caller name", []byte(caller)),
+		residue.Bytes("recording URL", []byte("Recordings/RE"+sid[2:])))
+	for i, b := range bodies {
+		needles = append(needles, residue.Bytes("request body "+string(rune('1'+i)), []byte(b)))
+	}
+	hits, err := residue.Find(dir, needles...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hits {
+		t.Errorf("after the pass and the erasure: %v", h)
+	}
+	if hits, err := residue.Find(dir, residue.PhoneNumber(other)...); err != nil || len(hits) == 0 {
+		t.Errorf("the number of the call not erased is not found (%v): the search proves nothing", err)
+	}
+}
