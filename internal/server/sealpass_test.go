@@ -16,7 +16,9 @@ import (
 // calls of the number through the party index the pass filled, reports no
 // event left in the clear, and afterwards no file under the data
 // directory holds the number, the caller's name, the recording URL or the
-// raw requests (docs/PRIVACY.md §7 and §9). A second pass changes
+// raw requests (docs/PRIVACY.md §7 and §9). A call erased before the
+// pass (its events then still in the clear in the log) loses its personal
+// fields in the pass and is in no file either. A second pass changes
 // nothing. The control: another call's number is still found.
 func TestSealLedgerThenErase(t *testing.T) {
 	t.Parallel()
@@ -26,6 +28,7 @@ func TestSealLedgerThenErase(t *testing.T) {
 		sid, kept        = "CA5eb1ed0000000000000000000000a5a5", "CA5eb1ed0000000000000000000000b0b0"
 		from, to, caller = "+15555550142", "+15555550143", "Quentin Zarathustra"
 		other            = "+15555550144"
+		early, earlyNum  = "CA5eb1ed0000000000000000000000c1c1", "+15555550146"
 	)
 	srv, stop := start(t, server.Config{DataDir: dir, Privacy: server.Privacy{Unsealed: true, KEKFile: kek}})
 	var bodies []string
@@ -33,8 +36,14 @@ func TestSealLedgerThenErase(t *testing.T) {
 		bodies = append(bodies, statusForm(t, srv, sid, st, from, to, caller))
 	}
 	statusForm(t, srv, kept, "completed", other, "+15555550145", "Other Person")
+	earlyBody := statusForm(t, srv, early, "completed", earlyNum, "+15555550147", "Early Erased")
 	applied(t, srv)
-	before := getCall(t, dialLocal(t, srv), sid, 0).GetCall()
+	conn := dialLocal(t, srv)
+	before := getCall(t, conn, sid, 0).GetCall()
+	resp, err := callledgerv1.NewAdminServiceClient(conn).Erase(t.Context(), &callledgerv1.EraseRequest{CallSid: early})
+	if err != nil || resp.GetPlaintextEvents() != 1 {
+		t.Fatalf("erasure before the pass: %v, %v; want its one event counted as still in the clear", resp, err)
+	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -47,24 +56,25 @@ func TestSealLedgerThenErase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Sealed != 4 || rep.Read != 4 || rep.AlreadySealed != 0 || rep.Redacted != 0 || rep.Undecodable != 0 {
-		t.Fatalf("first pass: %+v, want the 4 webhooks sealed", rep)
+	// Read: 5 webhooks and the erasure's event, which has no personal data.
+	if rep.Read != 6 || rep.Sealed != 4 || rep.Redacted != 1 || rep.Clear != 1 || rep.AlreadySealed != 0 || rep.Undecodable != 0 {
+		t.Fatalf("first pass: %+v, want 4 webhooks sealed, the erased call's redacted", rep)
 	}
 	// The ledger alone (the read model shows numbers in the clear by
 	// design) no longer holds them.
 	if hits, err := residue.Find(filepath.Join(dir, "ledger"), residue.PhoneNumber(from)...); err != nil || len(hits) > 0 {
 		t.Fatalf("the sealed ledger still holds the number: %v %v", hits, err)
 	}
-	if again, err := server.SealLedger(t.Context(), dir, kek, log); err != nil || again.Sealed != 0 || again.AlreadySealed != 4 {
+	if again, err := server.SealLedger(t.Context(), dir, kek, log); err != nil || again.Sealed != 0 || again.Redacted != 0 || again.AlreadySealed != 4 {
 		t.Fatalf("second pass: %+v, %v; want nothing to do", again, err)
 	}
 
 	srv, stop = start(t, server.Config{DataDir: dir, Privacy: server.Privacy{KEKFile: kek}})
-	conn := dialLocal(t, srv)
+	conn = dialLocal(t, srv)
 	if c := getCall(t, conn, sid, 0).GetCall(); c.GetFrom() != from || c.GetCallerName() != caller || c.GetStatus() != before.GetStatus() {
 		t.Fatalf("after the pass: %v, want as before: %v", c, before)
 	}
-	resp, err := callledgerv1.NewAdminServiceClient(conn).Erase(t.Context(), &callledgerv1.EraseRequest{Number: from})
+	resp, err = callledgerv1.NewAdminServiceClient(conn).Erase(t.Context(), &callledgerv1.EraseRequest{Number: from})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +87,8 @@ func TestSealLedgerThenErase(t *testing.T) {
 	}
 
 	needles := append(residue.PhoneNumber(from), residue.PhoneNumber(to)...)
+	needles = append(needles, residue.PhoneNumber(earlyNum)...)
+	needles = append(needles, residue.Bytes("early request", []byte(earlyBody)), residue.Bytes("early caller name", []byte("Early Erased")))
 	needles = append(needles, residue.Bytes("caller name", []byte(caller)),
 		residue.Bytes("recording URL", []byte("Recordings/RE"+sid[2:])))
 	for i, b := range bodies {
