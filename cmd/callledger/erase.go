@@ -33,8 +33,8 @@ func eraseCommand(stdout, stderr io.Writer) *ffcli.Command {
 			"stay. The erasure is written first to the server's erasure journal, which\n" +
 			"serve replays at start so that a restored backup forgets again; --replay FILE\n" +
 			"replays another copy of a journal. Irreversible. Events written before\n" +
-			"sealing keep their data in the log until the sealing pass: the answer counts\n" +
-			"them (docs/PRIVACY.md).",
+			"sealing keep their data in the log until callledger seal has run on the\n" +
+			"stopped server: the answer counts them (docs/PRIVACY.md §7).",
 		FlagSet: fs,
 		Options: ffOptions(),
 		Exec: func(ctx context.Context, args []string) error {
@@ -82,7 +82,7 @@ func eraseCommand(stdout, stderr io.Writer) *ffcli.Command {
 				fmt.Fprintf(stdout, "erasure %s: %d subjects, %d calls erased (%s)\n", resp.GetErasureId(), resp.GetSubjects(),
 					resp.GetCalls(), strings.Join(resp.GetCallSids(), " "))
 				if n := resp.GetPlaintextEvents(); n > 0 {
-					fmt.Fprintf(stdout, "warning: %d events of these calls were written before sealing and still hold their personal data in the log, until the sealing pass (docs/PRIVACY.md §7)\n", n)
+					fmt.Fprintf(stdout, "warning: %d events of these calls were written before sealing and still hold their personal data in the log until callledger seal has run on the stopped server (docs/PRIVACY.md §7)\n", n)
 				}
 			}
 			return nil
