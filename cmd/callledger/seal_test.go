@@ -13,13 +13,17 @@ import (
 
 // TestSealCommand seals a ledger that load wrote in the clear: every
 // event with personal data is sealed, the ledger still checks, a rebuild
-// with the KEK folds it, a second run has nothing to do, and a run with
-// another KEK is refused.
+// with the KEK folds it, and a second run has nothing to do; a run with
+// another KEK is refused, as is one without a KEK where the server left
+// no development key.
 func TestSealCommand(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	if out, err := cli(t, "load", "--data-dir", dir, "--events", "2000", "--seed", "3"); err != nil {
 		t.Fatalf("load: %v\n%s", err, out)
+	}
+	if out, err := cli(t, "seal", "--data-dir", dir); err == nil || !strings.Contains(err.Error(), "give --kek-file") {
+		t.Fatalf("a run without a KEK on a data directory without a development key: %v\n%s", err, out)
 	}
 	kek := testKEKFile(t)
 	out, err := cli(t, "seal", "--data-dir", dir, "--kek-file", kek)

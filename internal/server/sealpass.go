@@ -38,7 +38,8 @@ type SealReport struct {
 // event keeps its position, stream, revision, ID and type, and opening it
 // gives back the event as it was stored (checked for every event before
 // it is written). Its keys go into the key store of dataDir, made with
-// kekFile (or the development KEK) when the server never sealed; an event
+// kekFile when the server never sealed (without kekFile, the development
+// KEK a development server left in dataDir, never a new one); an event
 // of a call erased since loses its personal fields instead. The log is
 // then scrubbed, so that no file of it holds the clear events any more.
 // Interrupted, it is safe to run again. docs/PRIVACY.md §7.
@@ -47,6 +48,15 @@ func SealLedger(ctx context.Context, dataDir, kekFile string, log *slog.Logger) 
 	dir := filepath.Join(dataDir, "ledger")
 	if _, err := os.Stat(dir); err != nil {
 		return rep, fmt.Errorf("seal: no embedded ledger in %s: %w", dataDir, err)
+	}
+	if kekFile == "" {
+		// A development key is made by a development server only: a pass
+		// that made one would seal a production ledger under a key the
+		// server, started with its --kek-file, then refuses.
+		if _, err := os.Stat(DevKEKPath(dataDir)); err != nil {
+			return rep, errors.New("seal: give --kek-file, the key-encryption key the server runs with " +
+				"(the data directory has no development key to use instead)")
+		}
 	}
 	keys, err := OpenKeys(dataDir, kekFile, log)
 	if err != nil {
