@@ -100,23 +100,37 @@ func TestEraseLeavesNoResidue(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	needles := residue.PhoneNumber(from)
-	needles = append(needles, residue.PhoneNumber(to)...)
+	assertNoResidue(t, dir, "after the erasure", other, erasedCall(sid, from, to, caller, bodies)...)
+}
+
+// erasedCall is what must be in no file once call sid, from from to to
+// with caller's name, is erased: the numbers in every encoding, the name,
+// the recording's URL and the raw request bodies.
+func erasedCall(sid, from, to, caller string, bodies []string) []residue.Needle {
+	needles := append(residue.PhoneNumber(from), residue.PhoneNumber(to)...)
 	needles = append(needles, residue.Bytes("caller name", []byte(caller)),
 		residue.Bytes("recording URL", []byte("Recordings/RE"+sid[2:])))
 	for i, b := range bodies {
 		needles = append(needles, residue.Bytes("request body "+string(rune('1'+i)), []byte(b)))
 	}
+	return needles
+}
+
+// assertNoResidue fails the test for each needle found under dir, and
+// when control, a number not erased, is not found: a search that finds
+// nothing proves nothing.
+func assertNoResidue(t *testing.T, dir, when, control string, needles ...residue.Needle) {
+	t.Helper()
 	hits, err := residue.Find(dir, needles...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, h := range hits {
-		t.Errorf("after the erasure: %v", h)
+		t.Errorf("%s: %v", when, h)
 	}
 	// The control, after the scrubs: what was not erased is found (in
 	// the read model, which shows numbers in the clear).
-	if hits, err := residue.Find(dir, residue.PhoneNumber(other)...); err != nil || len(hits) == 0 {
+	if hits, err := residue.Find(dir, residue.PhoneNumber(control)...); err != nil || len(hits) == 0 {
 		t.Errorf("the number of the call not erased is not found (%v): the search proves nothing", err)
 	}
 }
