@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/keystore"
 	"github.com/callledger/callledger/seal"
 )
 
@@ -44,26 +46,16 @@ type SealReport struct {
 // then scrubbed, so that no file of it holds the clear events any more.
 // Interrupted, it is safe to run again. docs/PRIVACY.md §7.
 func SealLedger(ctx context.Context, dataDir, kekFile string, log *slog.Logger) (SealReport, error) {
-	var rep SealReport
 	dir := filepath.Join(dataDir, "ledger")
 	if _, err := os.Stat(dir); err != nil {
-		return rep, fmt.Errorf("seal: no embedded ledger in %s: %w", dataDir, err)
+		return SealReport{}, fmt.Errorf("seal: no embedded ledger in %s: %w", dataDir, err)
 	}
-	if kekFile == "" {
-		// A development key is made by a development server only: a pass
-		// that made one would seal a production ledger under a key the
-		// server, started with its --kek-file, then refuses.
-		if _, err := os.Stat(DevKEKPath(dataDir)); err != nil {
-			return rep, errors.New("seal: give --kek-file, the key-encryption key the server runs with " +
-				"(the data directory has no development key to use instead)")
-		}
-	}
-	keys, err := OpenKeys(dataDir, kekFile, log)
+	keys, err := openKeysToSeal(dataDir, kekFile, log)
 	if err != nil {
-		return rep, fmt.Errorf("seal: %w (a running server holds its key store: stop it first)", err)
+		return SealReport{}, fmt.Errorf("seal: %w", err)
 	}
 	defer keys.Close()
-	p := sealPass{events: seal.NewEvents(keys, seal.DeferSync()), rep: &rep, log: log}
+	p := &sealPass{events: seal.NewEvents(keys, seal.DeferSync()), log: log}
 	_, err = pebblestore.Rewrite(ctx, dir, pebblestore.RewriteOptions{
 		Logger:       log,
 		BeforeCommit: func() error { return keys.Sync(ctx) },
@@ -72,33 +64,62 @@ func SealLedger(ctx context.Context, dataDir, kekFile string, log *slog.Logger) 
 		},
 	}, func(rec *eventstore.RecordedEvent) ([]byte, error) { return p.seal(ctx, rec) })
 	if errors.Is(err, pebblestore.ErrLocked) {
-		return rep, fmt.Errorf("seal: %w: a server (or another command) holds %s; stop it first", err, dataDir)
+		return p.report(), fmt.Errorf("seal: %w: a server (or another command) holds %s; stop it first", err, dataDir)
 	}
 	if err != nil {
-		return rep, fmt.Errorf("seal: %w", err)
+		return p.report(), fmt.Errorf("seal: %w", err)
 	}
-	return rep, nil
+	return p.report(), nil
 }
 
+// openKeysToSeal opens the key store of a stopped server's dataDir for
+// sealing what it stored in the clear: with kekFile, making the store if
+// the server never sealed, or else with the development KEK a development
+// server left in dataDir — never a new one, which would seal a production
+// ledger under a key the server, started with its --kek-file, refuses.
+func openKeysToSeal(dataDir, kekFile string, log *slog.Logger) (*keystore.Embedded, error) {
+	if kekFile == "" {
+		if _, err := os.Stat(DevKEKPath(dataDir)); err != nil {
+			return nil, errors.New("give --kek-file, the key-encryption key the server runs with " +
+				"(the data directory has no development key to use instead)")
+		}
+	}
+	keys, err := OpenKeys(dataDir, kekFile, log)
+	if err != nil {
+		return nil, fmt.Errorf("%w (a running server holds its key store: stop it first)", err)
+	}
+	return keys, nil
+}
+
+// sealPass seals events stored in the clear, one at a time; safe for
+// concurrent use.
 type sealPass struct {
 	events *seal.Events
-	rep    *SealReport
 	log    *slog.Logger
+	// The counts of SealReport.
+	read, sealed, redacted, alreadySealed, clear, undecodable atomic.Uint64
+}
+
+func (p *sealPass) report() SealReport {
+	return SealReport{
+		Read: p.read.Load(), Sealed: p.sealed.Load(), Redacted: p.redacted.Load(),
+		AlreadySealed: p.alreadySealed.Load(), Clear: p.clear.Load(), Undecodable: p.undecodable.Load(),
+	}
 }
 
 // seal returns the data rec is to be stored with from now on, or nil to
 // leave it as it is.
-func (p sealPass) seal(ctx context.Context, rec *eventstore.RecordedEvent) ([]byte, error) {
-	p.rep.Read++
+func (p *sealPass) seal(ctx context.Context, rec *eventstore.RecordedEvent) ([]byte, error) {
+	p.read.Add(1)
 	ev, err := eventcodec.Decode(*rec)
 	if err != nil {
 		// Its bytes are not shown: they may hold personal data.
 		p.log.Warn("seal: an event that does not decode is left as it is", "stream", rec.Stream, "position", rec.Position)
-		p.rep.Undecodable++
+		p.undecodable.Add(1)
 		return nil, nil
 	}
 	if ev.GetSealed() != nil || ev.GetSealedRequest() != nil {
-		p.rep.AlreadySealed++
+		p.alreadySealed.Add(1)
 		return nil, nil
 	}
 	stored := proto.Clone(ev).(*callledgerv1.Event)
@@ -107,7 +128,7 @@ func (p sealPass) seal(ctx context.Context, rec *eventstore.RecordedEvent) ([]by
 		return nil, err
 	}
 	if proto.Equal(out, stored) {
-		p.rep.Clear++
+		p.clear.Add(1)
 		return nil, nil
 	}
 	data, err := eventcodec.Encode(out)
@@ -118,7 +139,7 @@ func (p sealPass) seal(ctx context.Context, rec *eventstore.RecordedEvent) ([]by
 		return nil, fmt.Errorf("the sealed event encodes as %s %s, not as the stored %s %s", data.Type, data.ID, rec.Type, rec.ID)
 	}
 	if out.GetSealed() == nil && out.GetSealedRequest() == nil {
-		p.rep.Redacted++ // its subject was erased: nothing to open
+		p.redacted.Add(1) // its subject was erased: nothing to open
 		return data.Data, nil
 	}
 	// The ledger is forever: what is written must open to what was there.
@@ -132,6 +153,6 @@ func (p sealPass) seal(ctx context.Context, rec *eventstore.RecordedEvent) ([]by
 	if !proto.Equal(check, stored) {
 		return nil, fmt.Errorf("event %s at position %d: the sealed event does not open to the stored one", rec.ID, rec.Position)
 	}
-	p.rep.Sealed++
+	p.sealed.Add(1)
 	return data.Data, nil
 }
