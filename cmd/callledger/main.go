@@ -121,6 +121,7 @@ func subcommands(stdout, stderr io.Writer) []*ffcli.Command {
 		backupCommand(stdout, stderr),
 		eraseCommand(stdout, stderr),
 		sealCommand(stdout, stderr),
+		copyCommand(stdout, stderr),
 	}
 }
 

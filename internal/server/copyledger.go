@@ -1,0 +1,111 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/callledger/callledger/eventstore"
+	"github.com/callledger/callledger/eventstore/storecopy"
+	"github.com/callledger/callledger/keystore"
+	"github.com/callledger/callledger/seal"
+)
+
+// CopyReport says what CopyLedger did.
+type CopyReport struct {
+	storecopy.Report
+	// Seal counts what sealing did to the events copied (zero without it).
+	Seal SealReport
+	// ReadModel is where the read model of the data directory was moved
+	// (it folded the source's positions); empty when it had none.
+	ReadModel string
+}
+
+// CopyLedger copies the ledger src (the embedded store of a stopped
+// server's dataDir, or KurrentDB) into the KurrentDB database toURL names,
+// for a server that then runs with --data-dir dataDir --store toURL: every
+// stream revision for revision (eventstore/storecopy), and with sealClear
+// the events stored in the clear sealed on the way with keys in dataDir's
+// key store, as callledger seal would (each checked to open to what was
+// stored). Events sealed already are copied as they are: their keys are in
+// that same key store. The read model of dataDir, whose checkpoint counts
+// the source's positions, is moved aside so that the server builds a new
+// one from the destination. An interrupted copy is finished by running it
+// again. docs/deploy-kurrentdb.md, docs/PRIVACY.md §7.
+func CopyLedger(ctx context.Context, src eventstore.Store, dataDir, toURL, kekFile string, sealClear bool, log *slog.Logger) (CopyReport, error) {
+	var rep CopyReport
+	if toURL == "" {
+		return rep, errors.New("copy: --to names the KurrentDB database to copy into (esdb://…); " +
+			"to move an embedded ledger to another machine, use callledger backup")
+	}
+	var (
+		p    *sealPass
+		keys *keystore.Embedded
+	)
+	if sealClear {
+		var err error
+		if keys, err = openKeysToSeal(dataDir, kekFile, log); err != nil {
+			return rep, fmt.Errorf("copy: %w", err)
+		}
+		defer keys.Close()
+		p = &sealPass{events: seal.NewEvents(keys, seal.DeferSync()), log: log}
+	}
+	dst, err := OpenStore(ctx, toURL, dataDir, StoreOptions{Logger: log})
+	if err != nil {
+		return rep, fmt.Errorf("copy: --to: %w", err)
+	}
+	defer dst.Close()
+	opts := storecopy.Options{
+		Progress: func(r storecopy.Report) {
+			log.Info("copying the ledger", "events_read", r.Read, "events_written", r.Written, "events_present", r.Present)
+		},
+	}
+	if p != nil {
+		opts.Transform = func(ctx context.Context, rec *eventstore.RecordedEvent) (eventstore.EventData, error) {
+			data, err := p.seal(ctx, rec)
+			if err != nil {
+				return eventstore.EventData{}, err
+			}
+			if data == nil {
+				data = rec.Data
+			}
+			// KurrentDB has no commit barrier: the keys of what is about
+			// to be appended are made durable first.
+			if err := keys.Sync(ctx); err != nil {
+				return eventstore.EventData{}, err
+			}
+			return eventstore.EventData{ID: rec.ID, Type: rec.Type, Data: data, Metadata: rec.Metadata}, nil
+		}
+	}
+	rep.Report, err = storecopy.Copy(ctx, src, dst, opts)
+	if p != nil {
+		rep.Seal = p.report()
+	}
+	if err != nil {
+		return rep, err
+	}
+	if rep.ReadModel, err = moveReadModelAside(dataDir); err != nil {
+		return rep, fmt.Errorf("copy: the ledger is copied, but: %w", err)
+	}
+	return rep, nil
+}
+
+// moveReadModelAside renames the projections of dataDir, whose checkpoints
+// count another store's positions, out of the server's way, and returns
+// their new path; "" when there are none.
+func moveReadModelAside(dataDir string) (string, error) {
+	dir := filepath.Join(dataDir, "projections")
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	to := filepath.Join(dataDir, "projections.before-copy-"+time.Now().UTC().Format("20060102T150405Z"))
+	if err := os.Rename(dir, to); err != nil {
+		return "", fmt.Errorf("move the read model of the ledger copied from out of the way: %w", err)
+	}
+	return to, nil
+}
