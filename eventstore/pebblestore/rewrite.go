@@ -12,6 +12,7 @@ import (
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/internal/pebblelog"
 	"github.com/callledger/callledger/internal/pebblescrub"
+	"github.com/callledger/callledger/internal/privatefs"
 )
 
 // RewriteFunc returns the new data of ev, or nil to leave ev as it is.
@@ -22,7 +23,9 @@ type RewriteFunc func(ev *eventstore.RecordedEvent) ([]byte, error)
 
 // RewriteOptions tunes Rewrite; the zero value is ready to use.
 type RewriteOptions struct {
-	// FS is the filesystem of the store. Default: the operating system's.
+	// FS is the filesystem of the store. Default: the operating system's,
+	// with the files it creates readable by their owner only, as the
+	// store's own (Options.FS).
 	FS vfs.FS
 	// Logger receives Pebble's messages. Default: discarded.
 	Logger *slog.Logger
@@ -64,7 +67,7 @@ const rewriteScan = 64 << 10
 // tables or WAL, any more.
 func Rewrite(ctx context.Context, dir string, opts RewriteOptions, fn RewriteFunc) (rep RewriteReport, err error) {
 	if opts.FS == nil {
-		opts.FS = vfs.Default
+		opts.FS = privatefs.Pebble(vfs.Default)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -83,6 +85,25 @@ func TestRewrite(t *testing.T) {
 	}
 	if !kept {
 		t.Error("the data left as it was is not found: the search proves nothing")
+	}
+
+	// What the rewrite created (WAL, tables, manifest) is as private as
+	// the store's own files.
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s: mode %v, want no access for group and others", path, info.Mode().Perm())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	s := openClosed(t, dir, pebblestore.Options{})
