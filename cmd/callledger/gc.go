@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"os"
 	"runtime/debug"
 )
@@ -40,5 +41,16 @@ func tuneGC(maxLimit int64) {
 		if limit > 0 {
 			debug.SetMemoryLimit(limit)
 		}
+	}
+}
+
+// warnWithoutCgo says, on a build without cgo (CGO_ENABLED=0, or no C
+// compiler when it was built), what it costs: every block the embedded
+// store reads is then allocated and collected on the Go heap, and a
+// rebuild of 1M events took 3.5 times as long (docs/BENCHMARKS.md §12).
+func warnWithoutCgo(logger *slog.Logger) {
+	if !builtWithCgo {
+		logger.Warn("built without cgo (CGO_ENABLED=0, or no C compiler at build time): the embedded store's reads " +
+			"are far slower (a rebuild 3.5x, docs/BENCHMARKS.md §12); build with a C compiler present")
 	}
 }

@@ -53,6 +53,7 @@ func rebuildCommand(stdout, stderr io.Writer) *ffcli.Command {
 }
 
 func rebuildOffline(ctx context.Context, sf storeFlags, kek kekFlag, batch int, stdout, stderr io.Writer, logger *slog.Logger) error {
+	warnWithoutCgo(logger)
 	store, err := sf.openOffline(ctx, logger, ", or rebuild online with ProjectionService.RebuildProjection")
 	if err != nil {
 		return err

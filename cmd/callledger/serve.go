@@ -89,6 +89,7 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 			if err != nil {
 				return err
 			}
+			warnWithoutCgo(logger)
 			cfg, err := f.config(logger)
 			if err != nil {
 				return err
