@@ -65,6 +65,9 @@ func rebuildOffline(ctx context.Context, sf storeFlags, kek kekFlag, batch int, 
 		return err
 	}
 	defer closeKeys()
+	if _, err := server.ClaimReadModel(sf.dataDir, sf.store, logger); err != nil {
+		return err
+	}
 	cat := callversions.Catalog{Root: server.ProjectionRoot(sf.dataDir)}
 	if err := cat.RemoveTemporary(); err != nil {
 		return err

@@ -4,11 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"time"
 
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/storecopy"
@@ -89,23 +85,15 @@ func CopyLedger(ctx context.Context, src eventstore.Store, dataDir, toURL, kekFi
 	if err != nil {
 		return rep, err
 	}
-	if rep.ReadModel, err = moveReadModelAside(dataDir); err != nil {
+	// The read model is the destination's from now on: one that is not
+	// already (it counts the source's positions) moves aside.
+	if readModelStore(dataDir) != StoreIdentity(toURL) {
+		if rep.ReadModel, err = moveReadModelAside(dataDir, "before-copy"); err != nil {
+			return rep, fmt.Errorf("copy: the ledger is copied, but: %w", err)
+		}
+	}
+	if _, err := ClaimReadModel(dataDir, toURL, log); err != nil {
 		return rep, fmt.Errorf("copy: the ledger is copied, but: %w", err)
 	}
 	return rep, nil
-}
-
-// moveReadModelAside renames the projections of dataDir, whose checkpoints
-// count another store's positions, out of the server's way, and returns
-// their new path; "" when there are none.
-func moveReadModelAside(dataDir string) (string, error) {
-	dir := filepath.Join(dataDir, "projections")
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		return "", nil
-	}
-	to := filepath.Join(dataDir, "projections.before-copy-"+time.Now().UTC().Format("20060102T150405Z"))
-	if err := os.Rename(dir, to); err != nil {
-		return "", fmt.Errorf("move the read model of the ledger copied from out of the way: %w", err)
-	}
-	return to, nil
 }

@@ -462,6 +462,9 @@ func (s *Server) querySide(ctx context.Context, restToken string, accounts []res
 	if wrap := s.cfg.Seams.ProjectionSubscription; wrap != nil {
 		log = instrument.Subscriptions(s.store, wrap)
 	}
+	if _, err := ClaimReadModel(s.cfg.DataDir, s.cfg.StoreURL, s.log); err != nil {
+		return nil, err
+	}
 	calls, err := callversions.Open(ctx, callversions.Config{
 		Root: ProjectionRoot(s.cfg.DataDir), Log: log, Logger: s.log,
 		Store:   callstore.Options{Observe: s.tel.delays.Observe, CacheSize: s.cfg.Projection.CacheBytes, Personal: s.opener()},
