@@ -13,18 +13,9 @@ import (
 	"github.com/callledger/callledger/eventstore/kurrentdb"
 	"github.com/callledger/callledger/eventstore/kurrentdb/kurrentdbtest"
 	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/eventstore/pebblestore/pebblestoretest"
 	"github.com/callledger/callledger/eventstore/storecopy"
 )
-
-func openPebble(t *testing.T) *pebblestore.Store {
-	t.Helper()
-	s, err := pebblestore.Open(t.TempDir(), pebblestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
 
 func openKurrentDB(t *testing.T) *kurrentdb.Store {
 	t.Helper()
@@ -45,7 +36,7 @@ func openKurrentDB(t *testing.T) *kurrentdb.Store {
 // callbacks are.
 func source(t *testing.T, n int) *pebblestore.Store {
 	t.Helper()
-	s := openPebble(t)
+	s := pebblestoretest.Open(t)
 	for i := range n {
 		ev := eventstore.EventData{ID: uuid.New(), Type: fmt.Sprintf("Type%d", i%3), Data: []byte(fmt.Sprintf("data %d", i)),
 			Metadata: []byte(fmt.Sprintf(`{"n":%d}`, i))}
@@ -106,7 +97,7 @@ func TestCopy(t *testing.T) {
 	for _, dst := range []struct {
 		name  string
 		store eventstore.Store
-	}{{"embedded", openPebble(t)}, {"kurrentdb", openKurrentDB(t)}} {
+	}{{"embedded", pebblestoretest.Open(t)}, {"kurrentdb", openKurrentDB(t)}} {
 		t.Run(dst.name, func(t *testing.T) {
 			var progress int
 			rep, err := storecopy.Copy(context.Background(), src, dst.store, storecopy.Options{
@@ -126,7 +117,7 @@ func TestCopy(t *testing.T) {
 		})
 	}
 
-	dst := openPebble(t)
+	dst := pebblestoretest.Open(t)
 	upper := func(e eventstore.RecordedEvent) []byte { return bytes.ToUpper(e.Data) }
 	_, err := storecopy.Copy(context.Background(), src, dst, storecopy.Options{
 		Transform: func(_ context.Context, rec *eventstore.RecordedEvent) (eventstore.EventData, error) {
@@ -145,7 +136,7 @@ func TestCopy(t *testing.T) {
 func TestCopyRefusals(t *testing.T) {
 	t.Parallel()
 	src := source(t, 40)
-	dst := openPebble(t)
+	dst := pebblestoretest.Open(t)
 	if _, err := dst.Append(context.Background(), "call-03", eventstore.NoStream(), eventstore.EventData{ID: uuid.New(), Type: "Other"}); err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +148,7 @@ func TestCopyRefusals(t *testing.T) {
 		t.Fatalf("the diverging stream got %d events, %v", len(evs), err)
 	}
 
-	_, err = storecopy.Copy(context.Background(), src, openPebble(t), storecopy.Options{
+	_, err = storecopy.Copy(context.Background(), src, pebblestoretest.Open(t), storecopy.Options{
 		Transform: func(_ context.Context, rec *eventstore.RecordedEvent) (eventstore.EventData, error) {
 			return eventstore.EventData{ID: uuid.New(), Type: rec.Type, Data: rec.Data}, nil
 		},
@@ -166,7 +157,7 @@ func TestCopyRefusals(t *testing.T) {
 		t.Fatal("a transform that changed the ID was taken")
 	}
 	errSeal := errors.New("no key")
-	_, err = storecopy.Copy(context.Background(), src, openPebble(t), storecopy.Options{
+	_, err = storecopy.Copy(context.Background(), src, pebblestoretest.Open(t), storecopy.Options{
 		Transform: func(context.Context, *eventstore.RecordedEvent) (eventstore.EventData, error) {
 			return eventstore.EventData{}, errSeal
 		},

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/callledger/callledger/eventcodec"
+	"github.com/callledger/callledger/eventstore/pebblestore/pebblestoretest"
 	"github.com/callledger/callledger/internal/corpus"
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/twilio"
@@ -35,7 +36,7 @@ func TestRepeatedParameterForgery(t *testing.T) {
 	if orig == other {
 		other = "busy"
 	}
-	store := openStore(t)
+	store := pebblestoretest.Open(t)
 	srv := newServer(t, store, nil)
 	stream := eventcodec.CallStream(form.Get("CallSid"))
 
@@ -70,7 +71,7 @@ func TestGETFragmentIgnored(t *testing.T) {
 	query := "AccountSid=AC0123456789abcdef0123456789abcdef&CallSid=" + sid + "&CallStatus=ringing&SequenceNumber=0"
 	uri := "/twilio/voice/status?" + query
 	sig := twilio.Sign(corpus.Token, corpus.PublicURL+uri, nil)
-	store := openStore(t)
+	store := pebblestoretest.Open(t)
 	srv := newServer(t, store, nil)
 
 	// http.Client never sends a fragment: write the request line by hand.
@@ -123,7 +124,7 @@ func TestRefusalLogsNoBody(t *testing.T) {
 	t.Parallel()
 	var logs bytes.Buffer
 	var mu sync.Mutex
-	store := openStore(t)
+	store := pebblestoretest.Open(t)
 	srv := newServer(t, store, func(c *webhook.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, nil))
 	})

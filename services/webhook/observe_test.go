@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/eventstore/pebblestore/pebblestoretest"
 	"github.com/callledger/callledger/internal/corpus"
 	"github.com/callledger/callledger/internal/logsink"
 	"github.com/callledger/callledger/services/webhook"
@@ -74,7 +75,7 @@ func TestObserverAndRefusalLogs(t *testing.T) {
 	now := time.Date(2026, 3, 1, 4, 7, 53, 0, time.UTC)
 	rec := &recorder{delays: map[string][]time.Duration{}}
 	var logs logsink.Buffer
-	srv := newServer(t, openStore(t), func(c *webhook.Config) {
+	srv := newServer(t, pebblestoretest.Open(t), func(c *webhook.Config) {
 		c.Observer = rec
 		c.Now = func() time.Time { return now }
 		c.Logger = slog.New(slog.NewJSONHandler(&logs, nil))

@@ -20,22 +20,13 @@ import (
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
+	"github.com/callledger/callledger/eventstore/pebblestore/pebblestoretest"
 	"github.com/callledger/callledger/internal/corpus"
 	"github.com/callledger/callledger/keystore/keystoretest"
 	"github.com/callledger/callledger/seal"
 	"github.com/callledger/callledger/services/webhook"
 	"github.com/callledger/callledger/twilio"
 )
-
-func openStore(t testing.TB) *pebblestore.Store {
-	t.Helper()
-	s, err := pebblestore.Open(t.TempDir(), pebblestore.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
 
 func newServer(t *testing.T, store webhook.Appender, mod func(*webhook.Config)) *httptest.Server {
 	t.Helper()
@@ -171,7 +162,7 @@ func checkLedger(t *testing.T, store eventstore.Store, reqs []corpus.Request, ex
 func TestCorpusAnswersAndStoresEachFactOnce(t *testing.T) {
 	t.Parallel()
 	reqs, exp, abs := mustCorpus(t)
-	store := openStore(t)
+	store := pebblestoretest.Open(t)
 	srv := newServer(t, store, nil)
 
 	lastPos := map[int]string{}
@@ -217,7 +208,7 @@ func TestCorpusAnswersAndStoresEachFactOnce(t *testing.T) {
 func TestCorpusShuffledConcurrentWithDuplicates(t *testing.T) {
 	t.Parallel()
 	reqs, exp, abs := mustCorpus(t)
-	store := openStore(t)
+	store := pebblestoretest.Open(t)
 	srv := newServer(t, store, nil)
 
 	rng := rand.New(rand.NewPCG(7, 11))
@@ -296,7 +287,7 @@ func TestRefusals(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			store := openStore(t)
+			store := pebblestoretest.Open(t)
 			srv := newServer(t, store, nil)
 			if resp := do(t, srv, tc.req); resp.StatusCode != tc.want {
 				t.Fatalf("got %d, want %d", resp.StatusCode, tc.want)
@@ -345,7 +336,7 @@ func (g *gate) Append(ctx context.Context, stream string, exp eventstore.StreamS
 
 func TestSaturationAnswers503(t *testing.T) {
 	t.Parallel()
-	store := openStore(t)
+	store := pebblestoretest.Open(t)
 	g := &gate{next: store, entered: make(chan struct{}, 1), release: make(chan struct{})}
 	srv := newServer(t, g, func(c *webhook.Config) { c.MaxInFlight = 1 })
 	statuses := uniqueStatuses(t)
@@ -386,7 +377,7 @@ func uniqueStatuses(t *testing.T) []corpus.Request {
 // and once the store has caught up, webhooks are taken again.
 func TestAppendWaitAnswers503(t *testing.T) {
 	t.Parallel()
-	store := openStore(t)
+	store := pebblestoretest.Open(t)
 	g := &gate{next: store, entered: make(chan struct{}, 1), release: make(chan struct{})}
 	var now atomic.Int64
 	now.Store(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC).UnixNano())
@@ -438,7 +429,7 @@ func TestAppendWaitAnswers503(t *testing.T) {
 
 func TestShutdownFinishesAppendsInFlight(t *testing.T) {
 	t.Parallel()
-	store := openStore(t)
+	store := pebblestoretest.Open(t)
 	g := &gate{next: store, entered: make(chan struct{}, 1), release: make(chan struct{})}
 	v, err := twilio.NewVerifier(corpus.PublicURL, corpus.Token)
 	if err != nil {
@@ -484,7 +475,7 @@ func TestShutdownFinishesAppendsInFlight(t *testing.T) {
 
 func TestProbes(t *testing.T) {
 	t.Parallel()
-	store := openStore(t)
+	store := pebblestoretest.Open(t)
 	ready := errors.New("store down")
 	var mu sync.Mutex
 	h, srv := func() (*webhook.Handler, *httptest.Server) {
@@ -536,7 +527,7 @@ func TestCorpusSealed(t *testing.T) {
 	keys := keystoretest.Open(t)
 	at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return at }
-	sealedStore, plainStore := openStore(t), openStore(t)
+	sealedStore, plainStore := pebblestoretest.Open(t), pebblestoretest.Open(t)
 	sealed := newServer(t, sealedStore, func(c *webhook.Config) { c.Sealer = seal.NewEvents(keys); c.Now = clock })
 	plain := newServer(t, plainStore, func(c *webhook.Config) { c.Now = clock })
 	for _, r := range reqs {
