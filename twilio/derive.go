@@ -818,23 +818,33 @@ func (p *fields) callSid(id field) string {
 
 // optInt64 returns the decimal value of id; unset when absent or not a
 // number (the raw request keeps it).
+// The opt parsers skip an absent parameter before parsing: strconv's
+// error for "" is an allocation, and most optional parameters are absent
+// from most callbacks.
+
 func (p *fields) optInt64(id field) *int64 {
-	if n, err := strconv.ParseInt(p.vals[id], 10, 64); err == nil {
-		return proto.Int64(n)
+	if v := p.vals[id]; v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return proto.Int64(n)
+		}
 	}
 	return nil
 }
 
 func (p *fields) optInt32(id field) *int32 {
-	if n, err := strconv.ParseInt(p.vals[id], 10, 32); err == nil {
-		return proto.Int32(int32(n))
+	if v := p.vals[id]; v != "" {
+		if n, err := strconv.ParseInt(v, 10, 32); err == nil {
+			return proto.Int32(int32(n))
+		}
 	}
 	return nil
 }
 
 func (p *fields) optBool(id field) *bool {
-	if b, err := strconv.ParseBool(p.vals[id]); err == nil {
-		return proto.Bool(b)
+	if v := p.vals[id]; v != "" {
+		if b, err := strconv.ParseBool(v); err == nil {
+			return proto.Bool(b)
+		}
 	}
 	return nil
 }
