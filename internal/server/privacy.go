@@ -78,7 +78,7 @@ func OpenKeys(dataDir, kekFile string, log *slog.Logger) (*keystore.Embedded, er
 func (s *Server) openKeys() error {
 	c := s.cfg.Privacy
 	if c.Unsealed {
-		s.log.Warn("personal data is stored in the clear (--seal=false): erasing a caller's data will not reach what is stored now")
+		s.log.Warn("personal data is stored in the clear (--seal=false): erasing a caller's data will not reach what is stored now, until callledger seal has sealed it")
 		return nil
 	}
 	if s.cfg.Role == RoleWebhooks && s.cfg.StoreURL != "" {
