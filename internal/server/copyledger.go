@@ -8,7 +8,6 @@ import (
 
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/storecopy"
-	"github.com/callledger/callledger/keystore"
 	"github.com/callledger/callledger/seal"
 )
 
@@ -39,17 +38,16 @@ func CopyLedger(ctx context.Context, src eventstore.Store, dataDir, toURL, kekFi
 		return rep, errors.New("copy: --to names the KurrentDB database to copy into (esdb://…); " +
 			"to move an embedded ledger to another machine, use callledger backup")
 	}
-	var (
-		p    *sealPass
-		keys *keystore.Embedded
-	)
+	var p *sealPass
 	if sealClear {
-		var err error
-		if keys, err = openKeysToSeal(dataDir, kekFile, log); err != nil {
+		keys, err := openKeysToSeal(dataDir, kekFile, log)
+		if err != nil {
 			return rep, fmt.Errorf("copy: %w", err)
 		}
 		defer keys.Close()
-		p = &sealPass{events: seal.NewEvents(keys, seal.DeferSync()), log: log}
+		// Not DeferSync: KurrentDB has no commit barrier, so Seal makes a
+		// new key durable before the event sealed under it is appended.
+		p = &sealPass{events: seal.NewEvents(keys), log: log}
 	}
 	dst, err := OpenStore(ctx, toURL, dataDir, StoreOptions{Logger: log})
 	if err != nil {
@@ -69,11 +67,6 @@ func CopyLedger(ctx context.Context, src eventstore.Store, dataDir, toURL, kekFi
 			}
 			if data == nil {
 				data = rec.Data
-			}
-			// KurrentDB has no commit barrier: the keys of what is about
-			// to be appended are made durable first.
-			if err := keys.Sync(ctx); err != nil {
-				return eventstore.EventData{}, err
 			}
 			return eventstore.EventData{ID: rec.ID, Type: rec.Type, Data: data, Metadata: rec.Metadata}, nil
 		}

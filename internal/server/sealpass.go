@@ -11,7 +11,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventcodec"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/pebblestore"
@@ -122,12 +121,13 @@ func (p *sealPass) seal(ctx context.Context, rec *eventstore.RecordedEvent) ([]b
 		p.alreadySealed.Add(1)
 		return nil, nil
 	}
-	stored := proto.Clone(ev).(*callledgerv1.Event)
-	out, err := p.events.SealOwned(ctx, ev)
+	// Seal leaves ev as it was stored, and returns it when it names no
+	// personal data.
+	out, err := p.events.Seal(ctx, ev)
 	if err != nil {
 		return nil, err
 	}
-	if proto.Equal(out, stored) {
+	if out == ev {
 		p.clear.Add(1)
 		return nil, nil
 	}
@@ -150,7 +150,7 @@ func (p *sealPass) seal(ctx context.Context, rec *eventstore.RecordedEvent) ([]b
 	if _, err := p.events.Open(ctx, check); err != nil {
 		return nil, fmt.Errorf("open the sealed event: %w", err)
 	}
-	if !proto.Equal(check, stored) {
+	if !proto.Equal(check, ev) {
 		return nil, fmt.Errorf("event %s at position %d: the sealed event does not open to the stored one", rec.ID, rec.Position)
 	}
 	p.sealed.Add(1)
