@@ -228,11 +228,7 @@ func (s *Store) visit(ctx context.Context, it *pebble.Iterator, from, to uint64,
 		if err := decodeRecord(v, &r); err != nil {
 			return fmt.Errorf("visit from %d: event at position %d: %w", from, pos, err)
 		}
-		ev = eventstore.RecordedEvent{
-			ID: r.id, Type: dec.typ(r.typ), Stream: dec.stream(r.stream), Revision: r.revision,
-			Position: eventstore.Position(pos), Created: time.Unix(0, r.created).UTC(),
-			Data: r.data, Metadata: r.metadata,
-		}
+		ev = dec.aliased(&r, pos)
 		if err := fn(&ev); err != nil {
 			return err
 		}
@@ -351,6 +347,16 @@ func (d *decodeState) fill(e *eventstore.RecordedEvent, r *record, pos uint64, s
 	e.Created = time.Unix(0, r.created).UTC()
 	e.Data = d.bytes(r.data)
 	e.Metadata = d.bytes(r.metadata)
+}
+
+// aliased is the event of r at pos, its data and metadata aliasing r's
+// bytes: valid only as long as the value r was decoded from.
+func (d *decodeState) aliased(r *record, pos uint64) eventstore.RecordedEvent {
+	return eventstore.RecordedEvent{
+		ID: r.id, Type: d.typ(r.typ), Stream: d.stream(r.stream), Revision: r.revision,
+		Position: eventstore.Position(pos), Created: time.Unix(0, r.created).UTC(),
+		Data: r.data, Metadata: r.metadata,
+	}
 }
 
 // bytes copies b into the arena. Each result is capped at its length, so

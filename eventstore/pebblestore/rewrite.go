@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -170,11 +169,7 @@ func (w *rewriter) scan(ctx context.Context, from uint64) (next uint64, done boo
 		if err := decodeRecord(v, &r); err != nil {
 			return next, false, fmt.Errorf("event at position %d: %w", pos, err)
 		}
-		ev := eventstore.RecordedEvent{
-			ID: r.id, Type: w.dec.typ(r.typ), Stream: w.dec.stream(r.stream), Revision: r.revision,
-			Position: eventstore.Position(pos), Created: time.Unix(0, r.created).UTC(),
-			Data: r.data, Metadata: r.metadata,
-		}
+		ev := w.dec.aliased(&r, pos)
 		data, err := w.fn(&ev)
 		if err != nil {
 			return next, false, fmt.Errorf("event at position %d: %w", pos, err)

@@ -80,7 +80,7 @@ func CopyLedger(ctx context.Context, src eventstore.Store, dataDir, toURL, kekFi
 	}
 	// The read model is the destination's from now on: one that is not
 	// already (it counts the source's positions) moves aside.
-	if readModelStore(dataDir) != StoreIdentity(toURL) {
+	if got, err := readModelStore(dataDir); err != nil || got != StoreIdentity(toURL) {
 		if rep.ReadModel, err = moveReadModelAside(dataDir, "before-copy"); err != nil {
 			return rep, fmt.Errorf("copy: the ledger is copied, but: %w", err)
 		}

@@ -48,19 +48,18 @@ func ClaimReadModel(dataDir, storeURL string, log *slog.Logger) (movedTo string,
 	root := filepath.Join(dataDir, "projections")
 	path := filepath.Join(root, readModelSourceFile)
 	want := StoreIdentity(storeURL)
-	got, err := os.ReadFile(path)
+	got, err := readModelStore(dataDir)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return "", fmt.Errorf("read model: %w", err)
-	case strings.TrimSpace(string(got)) == want:
+		return "", err
+	case got == want:
 		return "", nil
-	default:
+	case got != "":
 		if movedTo, err = moveReadModelAside(dataDir, "other-store"); err != nil {
 			return "", err
 		}
 		log.Warn("the read model folded another event store; it is moved aside and a new one is built from this store",
-			"read_model_store", strings.TrimSpace(string(got)), "store", want, "moved_to", movedTo)
+			"read_model_store", got, "store", want, "moved_to", movedTo)
 	}
 	if err := os.MkdirAll(root, privatefs.DirMode); err != nil {
 		return movedTo, fmt.Errorf("read model: %w", err)
@@ -77,12 +76,15 @@ func ClaimReadModel(dataDir, storeURL string, log *slog.Logger) (movedTo string,
 
 // readModelStore is the store the read model of dataDir says it folds;
 // "" when it says none.
-func readModelStore(dataDir string) string {
+func readModelStore(dataDir string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(dataDir, "projections", readModelSourceFile))
-	if err != nil {
-		return ""
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
 	}
-	return strings.TrimSpace(string(b))
+	if err != nil {
+		return "", fmt.Errorf("read model: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // moveReadModelAside renames the projections of dataDir, whose checkpoints

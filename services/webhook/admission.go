@@ -33,8 +33,8 @@ func (a *appendWaits) done(e *list.Element) {
 // when none is in flight.
 func (a *appendWaits) oldest(now time.Time) time.Duration {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	f := a.began.Front()
-	a.mu.Unlock()
 	if f == nil {
 		return 0
 	}
