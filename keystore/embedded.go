@@ -143,7 +143,8 @@ func (e *entry) indexed(mac []byte) bool {
 
 // Open opens (creating it when absent) the embedded key store in dir,
 // whose keys are wrapped by kek. A store created with another KEK is
-// refused with ErrWrongKEK.
+// refused with ErrWrongKEK; one whose KEK rotation was interrupted, with
+// ErrRotating.
 func Open(dir string, kek KEK, opts Options) (*Embedded, error) {
 	if opts.CacheSize <= 0 {
 		opts.CacheSize = DefaultCacheSize
@@ -151,35 +152,13 @@ func Open(dir string, kek KEK, opts Options) (*Embedded, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	// Files 0600 whatever the umask, as every Pebble of the data directory.
-	fs := privatefs.Pebble(vfs.Default)
-	if opts.FS != nil {
-		fs = opts.FS
-	}
-	if err := fs.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("key store: %w", err)
-	}
 	kekAEAD, err := newAEAD(kek.key[:])
 	if err != nil {
 		return nil, err
 	}
-	po := &pebble.Options{Logger: pebblelog.New(log.With("db", "keys"), 0), CacheSize: blockCacheSize, FS: fs}
-	for i := range po.Levels {
-		// Opening an event of a call not cached is a point read.
-		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-	}
 	s := &Embedded{kek: kekAEAD, now: opts.Now, seed: maphash.MakeSeed()}
-	s.scrub = pebblescrub.New(dir, po)
-	err = pebblelog.Catch(func() (err error) {
-		s.db, err = pebble.Open(dir, po)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("key store %s: %w", dir, err)
+	if s.db, s.scrub, err = openDB(dir, opts); err != nil {
+		return nil, err
 	}
 	s.cacheSize = opts.CacheSize
 	if s.cache, err = lru.New[string, *entry](opts.CacheSize); err != nil {
@@ -191,6 +170,38 @@ func Open(dir string, kek KEK, opts Options) (*Embedded, error) {
 		return nil, fmt.Errorf("key store %s: %w", dir, err)
 	}
 	return s, nil
+}
+
+// openDB opens the store's Pebble database in dir, creating it when
+// absent, with the scrubber that makes its deletions physical.
+func openDB(dir string, opts Options) (*pebble.DB, *pebblescrub.Scrubber, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// Files 0600 whatever the umask, as every Pebble of the data directory.
+	fs := privatefs.Pebble(vfs.Default)
+	if opts.FS != nil {
+		fs = opts.FS
+	}
+	if err := fs.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("key store: %w", err)
+	}
+	po := &pebble.Options{Logger: pebblelog.New(log.With("db", "keys"), 0), CacheSize: blockCacheSize, FS: fs}
+	for i := range po.Levels {
+		// Opening an event of a call not cached is a point read.
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	scrub := pebblescrub.New(dir, po)
+	var db *pebble.DB
+	err := pebblelog.Catch(func() (err error) {
+		db, err = pebble.Open(dir, po)
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("key store %s: %w", dir, err)
+	}
+	return db, scrub, nil
 }
 
 // loadMeta checks the KEK against the store's Meta and unwraps the index
@@ -209,8 +220,11 @@ func (s *Embedded) loadMeta(kek KEK) error {
 	if err != nil {
 		return fmt.Errorf("meta record: %w", err)
 	}
+	if from := m.GetRotatingFrom(); len(from) > 0 {
+		return fmt.Errorf("%w: from key %s to key %s; run callledger rekey again with both to finish it", ErrRotating, hex.EncodeToString(from), hex.EncodeToString(m.GetKekId()))
+	}
 	if !bytes.Equal(m.GetKekId(), kek.id()) {
-		return fmt.Errorf("%w: the store was created with key %s, --kek-file holds key %s", ErrWrongKEK, hex.EncodeToString(m.GetKekId()), kek.ID())
+		return fmt.Errorf("%w: the store's key is %s, --kek-file holds key %s", ErrWrongKEK, hex.EncodeToString(m.GetKekId()), kek.ID())
 	}
 	if _, err := s.unwrap(m.GetCheck(), []byte(adCheck)); err != nil {
 		return fmt.Errorf("%w: its check value does not open", ErrWrongKEK)
@@ -256,18 +270,28 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 }
 
 func (s *Embedded) wrap(secret, ad []byte) (*keystorev1.Wrapped, error) {
-	nonce := make([]byte, s.kek.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, fmt.Errorf("key store: %w", err)
-	}
-	return &keystorev1.Wrapped{Nonce: nonce, Ciphertext: s.kek.Seal(nil, nonce, secret, ad)}, nil
+	return wrapWith(s.kek, secret, ad)
 }
 
 func (s *Embedded) unwrap(w *keystorev1.Wrapped, ad []byte) ([]byte, error) {
-	if len(w.GetNonce()) != s.kek.NonceSize() {
+	return unwrapWith(s.kek, w, ad)
+}
+
+// wrapWith encrypts secret under the key-encryption key kek.
+func wrapWith(kek cipher.AEAD, secret, ad []byte) (*keystorev1.Wrapped, error) {
+	nonce := make([]byte, kek.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("key store: %w", err)
+	}
+	return &keystorev1.Wrapped{Nonce: nonce, Ciphertext: kek.Seal(nil, nonce, secret, ad)}, nil
+}
+
+// unwrapWith decrypts w, a secret wrapped under kek.
+func unwrapWith(kek cipher.AEAD, w *keystorev1.Wrapped, ad []byte) ([]byte, error) {
+	if len(w.GetNonce()) != kek.NonceSize() {
 		return nil, errors.New("key store: malformed wrapped key")
 	}
-	b, err := s.kek.Open(nil, w.GetNonce(), w.GetCiphertext(), ad)
+	b, err := kek.Open(nil, w.GetNonce(), w.GetCiphertext(), ad)
 	if err != nil {
 		return nil, errors.New("key store: a wrapped key does not open under the key-encryption key")
 	}

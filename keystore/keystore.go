@@ -83,6 +83,9 @@ var (
 	// ErrWrongKEK: the key-encryption key is not the one the store was
 	// created with.
 	ErrWrongKEK = errors.New("keystore: wrong key-encryption key")
+	// ErrRotating: a rotation of the key-encryption key (Rekey) was
+	// interrupted; the store opens again once it has been run to its end.
+	ErrRotating = errors.New("keystore: a rotation of the key-encryption key was interrupted")
 	// ErrInvalidKEK: a key-encryption key file that does not hold one.
 	ErrInvalidKEK = errors.New("keystore: invalid key-encryption key")
 	// ErrInsecureFile: a key-encryption key file others may read or write.

@@ -122,6 +122,7 @@ func subcommands(stdout, stderr io.Writer) []*ffcli.Command {
 		eraseCommand(stdout, stderr),
 		sealCommand(stdout, stderr),
 		copyCommand(stdout, stderr),
+		rekeyCommand(stdout, stderr),
 	}
 }
 

@@ -64,8 +64,8 @@ func OpenKeys(dataDir, kekFile string, log *slog.Logger) (*keystore.Embedded, er
 	}
 	keys, err := keystore.Open(KeyStorePath(dataDir), kek, keystore.Options{})
 	if errors.Is(err, keystore.ErrWrongKEK) {
-		return nil, fmt.Errorf("key store %s: it was created with another key-encryption key than --kek-file's "+
-			"(or the development one): start with the KEK it was made with: %w", KeyStorePath(dataDir), err)
+		return nil, fmt.Errorf("key store %s: its keys are wrapped by another key-encryption key than --kek-file's "+
+			"(or the development one): start with the KEK it was made with, or the one callledger rekey rotated it to: %w", KeyStorePath(dataDir), err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open key store: %w", err)

@@ -77,7 +77,8 @@ func (x *Wrapped) GetCiphertext() []byte {
 	return nil
 }
 
-// Meta is the key store's own record, written once when it is created.
+// Meta is the key store's own record, written when it is created and when
+// its key-encryption key is rotated (callledger rekey).
 type Meta struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The identifier of the key-encryption key the store was created with
@@ -87,8 +88,14 @@ type Meta struct {
 	// right one.
 	Check *Wrapped `protobuf:"bytes,2,opt,name=check,proto3" json:"check,omitempty"`
 	// The HMAC key of the party index, wrapped.
-	IndexKey      *Wrapped               `protobuf:"bytes,3,opt,name=index_key,json=indexKey,proto3" json:"index_key,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	IndexKey  *Wrapped               `protobuf:"bytes,3,opt,name=index_key,json=indexKey,proto3" json:"index_key,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Set while a rotation to kek_id is under way: the identifier of the
+	// key-encryption key it replaces. Data keys may then be wrapped under
+	// either, so the store refuses to open until the rotation has finished.
+	RotatingFrom []byte `protobuf:"bytes,5,opt,name=rotating_from,json=rotatingFrom,proto3" json:"rotating_from,omitempty"`
+	// When the key-encryption key was last rotated; unset if never.
+	RotatedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=rotated_at,json=rotatedAt,proto3" json:"rotated_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -147,6 +154,20 @@ func (x *Meta) GetIndexKey() *Wrapped {
 func (x *Meta) GetCreatedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Meta) GetRotatingFrom() []byte {
+	if x != nil {
+		return x.RotatingFrom
+	}
+	return nil
+}
+
+func (x *Meta) GetRotatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RotatedAt
 	}
 	return nil
 }
@@ -315,13 +336,16 @@ const file_callledger_keystore_v1_keystore_proto_rawDesc = "" +
 	"\x05nonce\x18\x01 \x01(\fR\x05nonce\x12\x1e\n" +
 	"\n" +
 	"ciphertext\x18\x02 \x01(\fR\n" +
-	"ciphertext\"\xcd\x01\n" +
+	"ciphertext\"\xad\x02\n" +
 	"\x04Meta\x12\x15\n" +
 	"\x06kek_id\x18\x01 \x01(\fR\x05kekId\x125\n" +
 	"\x05check\x18\x02 \x01(\v2\x1f.callledger.keystore.v1.WrappedR\x05check\x12<\n" +
 	"\tindex_key\x18\x03 \x01(\v2\x1f.callledger.keystore.v1.WrappedR\bindexKey\x129\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\x8e\x01\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12#\n" +
+	"\rrotating_from\x18\x05 \x01(\fR\frotatingFrom\x129\n" +
+	"\n" +
+	"rotated_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\trotatedAt\"\x8e\x01\n" +
 	"\aDataKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\x06R\x05keyId\x121\n" +
 	"\x03key\x18\x02 \x01(\v2\x1f.callledger.keystore.v1.WrappedR\x03key\x129\n" +
@@ -357,14 +381,15 @@ var file_callledger_keystore_v1_keystore_proto_depIdxs = []int32{
 	0, // 0: callledger.keystore.v1.Meta.check:type_name -> callledger.keystore.v1.Wrapped
 	0, // 1: callledger.keystore.v1.Meta.index_key:type_name -> callledger.keystore.v1.Wrapped
 	5, // 2: callledger.keystore.v1.Meta.created_at:type_name -> google.protobuf.Timestamp
-	0, // 3: callledger.keystore.v1.DataKey.key:type_name -> callledger.keystore.v1.Wrapped
-	5, // 4: callledger.keystore.v1.DataKey.created_at:type_name -> google.protobuf.Timestamp
-	5, // 5: callledger.keystore.v1.Destroyed.destroyed_at:type_name -> google.protobuf.Timestamp
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	5, // 3: callledger.keystore.v1.Meta.rotated_at:type_name -> google.protobuf.Timestamp
+	0, // 4: callledger.keystore.v1.DataKey.key:type_name -> callledger.keystore.v1.Wrapped
+	5, // 5: callledger.keystore.v1.DataKey.created_at:type_name -> google.protobuf.Timestamp
+	5, // 6: callledger.keystore.v1.Destroyed.destroyed_at:type_name -> google.protobuf.Timestamp
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_callledger_keystore_v1_keystore_proto_init() }
