@@ -509,7 +509,7 @@ func (s *Embedded) newDataKey(subject string) (DataKey, []byte, error) {
 	if err != nil {
 		return DataKey{}, nil, err
 	}
-	return DataKey{subject: subject, id: id, aead: aead}, rec, nil
+	return DataKey{subject: subject, id: id, aead: aead, secret: bytes.Clone(raw[:])}, rec, nil
 }
 
 // loadForKey is load for Key, which meets mostly new calls: a subject has
@@ -656,11 +656,10 @@ func (s *Embedded) unwrapDataKey(subject string, rec *keystorev1.DataKey) (DataK
 		return DataKey{}, fmt.Errorf("%w (subject %s)", err, subject)
 	}
 	aead, err := newAEAD(raw)
-	clear(raw)
 	if err != nil {
 		return DataKey{}, err
 	}
-	return DataKey{subject: subject, id: rec.GetKeyId(), aead: aead}, nil
+	return DataKey{subject: subject, id: rec.GetKeyId(), aead: aead, secret: raw}, nil
 }
 
 // Subjects implements Store.

@@ -12,6 +12,7 @@
 package keystore
 
 import (
+	"bytes"
 	"context"
 	"crypto/cipher"
 	"errors"
@@ -53,7 +54,29 @@ type DataKey struct {
 	subject string
 	id      uint64
 	aead    cipher.AEAD
+	secret  []byte
 }
+
+// NewDataKey is a data key received from elsewhere (the key service of
+// another node): secret is its 32 bytes.
+func NewDataKey(subject string, id uint64, secret []byte) (DataKey, error) {
+	if err := checkSubject(subject); err != nil {
+		return DataKey{}, err
+	}
+	if len(secret) != 32 {
+		return DataKey{}, fmt.Errorf("key store: a data key of %d bytes, want 32", len(secret))
+	}
+	aead, err := newAEAD(secret)
+	if err != nil {
+		return DataKey{}, err
+	}
+	return DataKey{subject: subject, id: id, aead: aead, secret: bytes.Clone(secret)}, nil
+}
+
+// Secret returns a copy of the key's 32 bytes, which the key service hands
+// to the nodes that seal with it; whoever holds them opens the subject's
+// data. Nil for a zero DataKey.
+func (k DataKey) Secret() []byte { return bytes.Clone(k.secret) }
 
 // Subject is the subject the key belongs to.
 func (k DataKey) Subject() string { return k.subject }

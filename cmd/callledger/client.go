@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -22,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/callledger/callledger/internal/server"
+	"github.com/callledger/callledger/internal/tlsfiles"
 )
 
 // clientFlags are the flags of the commands that talk to a running server
@@ -81,24 +79,9 @@ func (c *clientFlags) dial() (*grpc.ClientConn, error) {
 	}
 	creds := insecure.NewCredentials()
 	if c.usesTLS() {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.tlsServerName}
-		if c.tlsCA != "" {
-			pem, err := os.ReadFile(c.tlsCA)
-			if err != nil {
-				return nil, fmt.Errorf("--tls-ca: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("--tls-ca %s: no PEM certificate in it", c.tlsCA)
-			}
-			cfg.RootCAs = pool
-		}
-		if c.tlsCert != "" {
-			cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
-			if err != nil {
-				return nil, fmt.Errorf("--tls-cert, --tls-key: %w", err)
-			}
-			cfg.Certificates = []tls.Certificate{cert}
+		cfg, err := tlsfiles.ClientConfig(tlsfiles.ClientFiles{CA: c.tlsCA, Cert: c.tlsCert, Key: c.tlsKey, ServerName: c.tlsServerName, Flag: "--tls"})
+		if err != nil {
+			return nil, err
 		}
 		creds = credentials.NewTLS(cfg)
 	}

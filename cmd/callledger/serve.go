@@ -45,6 +45,7 @@ type serveFlags struct {
 	security        securityFlags
 	kek             kekFlag
 	seal            bool
+	keyService      server.KeyService
 }
 
 func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
@@ -71,7 +72,12 @@ func serveCommand(stdout, stderr io.Writer) *ffcli.Command {
 	fs.StringVar(&f.erasureJournal, "erasure-journal", "", "the erasure journal: one line per erasure (CallSids, no numbers), synced before an erasure is acknowledged and replayed at start, so that a restored backup forgets again; keep it off the backup's restore path (default: <data-dir>/erasures.jsonl)")
 	fs.DurationVar(&f.retention, "retention", 0, "erase the personal data of calls that ended longer ago than this (e.g. 2160h for 90 days); a call that never ended counts as ended 24h after it began; 0: off")
 	f.kek.register(fs)
-	fs.BoolVar(&f.seal, "seal", true, "seal personal data (numbers, names, recordings, the verbatim requests) with a key per call leg, so that erasing a caller destroys keys rather than rewriting the log (docs/PRIVACY.md); false stores it in the clear, as webhook replicas on KurrentDB need until a shared key store exists")
+	fs.BoolVar(&f.seal, "seal", true, "seal personal data (numbers, names, recordings, the verbatim requests) with a key per call leg, so that erasing a caller destroys keys rather than rewriting the log (docs/PRIVACY.md); false stores it in the clear, and cannot be erased by destroying keys until callledger seal (or copy) has sealed it")
+	fs.StringVar(&f.keyService.Addr, "key-service-addr", "", "with --role webhooks on KurrentDB: the gRPC address (its --grpc-addr) of the --role all node whose key store every node seals with (docs/PRIVACY.md §4); TLS required beyond loopback")
+	fs.StringVar(&f.keyService.TokenFile, "key-service-token-file", "", "file holding the API token of a principal with scope keys:use on the --key-service-addr node, readable by its owner only (not needed with a client certificate that names one)")
+	fs.StringVar(&f.keyService.TLSCA, "key-service-tls-ca", "", "PEM file of the CA that signed the --key-service-addr node's certificate (its --grpc-tls-cert); turns TLS on")
+	fs.StringVar(&f.keyService.TLSCert, "key-service-tls-cert", "", "PEM client certificate for a --key-service-addr node that requires one (--grpc-client-ca)")
+	fs.StringVar(&f.keyService.TLSKey, "key-service-tls-key", "", "PEM key of --key-service-tls-cert")
 	f.log.register(fs)
 	f.commands.register(fs)
 	f.security.register(fs)
@@ -148,7 +154,7 @@ func (f *serveFlags) config(logger *slog.Logger) (server.Config, error) {
 		},
 		Tracing:         server.Tracing{OTLPEndpoint: f.otlpEndpoint},
 		Erasure:         server.Erasure{Journal: f.erasureJournal, Retention: f.retention},
-		Privacy:         server.Privacy{KEKFile: f.kek.file, Unsealed: !f.seal},
+		Privacy:         server.Privacy{KEKFile: f.kek.file, Unsealed: !f.seal, KeyService: f.keyService},
 		ShutdownTimeout: f.shutdownTimeout,
 		Logger:          logger,
 	}, nil

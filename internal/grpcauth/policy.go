@@ -37,11 +37,15 @@ const (
 	// ledger, so that who may erase is a decision of its own (a data
 	// protection officer's tool, not every operator's).
 	ScopePersonalErase Scope = "personal:erase"
+	// ScopeKeysUse fetches data keys from the key service
+	// (keystore.v1.KeyService): the webhook replicas' scope, which opens
+	// every call's personal data, so it is granted to those nodes alone.
+	ScopeKeysUse Scope = "keys:use"
 )
 
 // Scopes returns every scope, for help texts and validation.
 func Scopes() []Scope {
-	return []Scope{ScopeCallsRead, ScopeCallsHangup, ScopeProjectionsAdmin, ScopePersonalErase}
+	return []Scope{ScopeCallsRead, ScopeCallsHangup, ScopeProjectionsAdmin, ScopePersonalErase, ScopeKeysUse}
 }
 
 func knownScope(s Scope) bool { return slices.Contains(Scopes(), s) }

@@ -5,6 +5,7 @@ import (
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 
+	keystorev1 "github.com/callledger/callledger/api/callledger/keystore/v1"
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/internal/grpcauth"
 )
@@ -19,6 +20,7 @@ func Policy() grpcauth.Policy {
 		hangup = grpcauth.Require(grpcauth.ScopeCallsHangup)
 		admin  = grpcauth.Require(grpcauth.ScopeProjectionsAdmin)
 		erase  = grpcauth.Require(grpcauth.ScopePersonalErase)
+		keys   = grpcauth.Require(grpcauth.ScopeKeysUse)
 	)
 	return grpcauth.Policy{
 		// Health stays open: load balancers and orchestrators probe
@@ -46,5 +48,9 @@ func Policy() grpcauth.Policy {
 
 		callledgerv1.AdminService_Backup_FullMethodName: admin,
 		callledgerv1.AdminService_Erase_FullMethodName:  erase,
+
+		// Served with sealing on KurrentDB only (webhook replicas).
+		keystorev1.KeyService_Key_FullMethodName:    keys,
+		keystorev1.KeyService_GetKey_FullMethodName: keys,
 	}
 }

@@ -5,8 +5,17 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/callledger/callledger/internal/grpcauth"
+	"github.com/callledger/callledger/internal/secretfile"
+	"github.com/callledger/callledger/internal/tlsfiles"
 	"github.com/callledger/callledger/keystore"
+	"github.com/callledger/callledger/keystore/keyservice"
 	"github.com/callledger/callledger/seal"
 )
 
@@ -34,9 +43,69 @@ type Privacy struct {
 	KEKFile string
 	// Unsealed stores personal data in the clear, as before sealing, and
 	// opens nothing (--seal=false): such data cannot be erased by
-	// destroying keys. Webhook replicas on KurrentDB need it until a key
-	// store shared between nodes exists.
+	// destroying keys.
 	Unsealed bool
+	// KeyService is where a webhook replica on KurrentDB gets its keys:
+	// the node that holds the key store (--role all on the same --store)
+	// shares it over its gRPC listener. Other roles ignore it.
+	KeyService KeyService
+}
+
+// KeyService locates the key service of the node that holds the key store
+// (docs/PRIVACY.md §4).
+type KeyService struct {
+	// Addr is that node's gRPC address (--key-service-addr).
+	Addr string
+	// TokenFile holds the API token of a principal with the scope
+	// keys:use (--key-service-token-file), readable by its owner only;
+	// empty with a client certificate that names such a principal.
+	TokenFile string
+	// TLSCA verifies the node's certificate (--key-service-tls-ca; empty:
+	// the system's CAs); TLSCert and TLSKey are a client certificate
+	// (--key-service-tls-cert, --key-service-tls-key). TLS is on with any
+	// of them, and required beyond loopback: the answers are data keys.
+	TLSCA, TLSCert, TLSKey string
+}
+
+// usesTLS reports whether the key service is reached over TLS.
+func (k KeyService) usesTLS() bool { return k.TLSCA != "" || k.TLSCert != "" || k.TLSKey != "" }
+
+// maxTokenFile bounds what is read of a token file.
+const maxTokenFile = 4096
+
+// keyServiceClient is the key store of a webhook replica: the key service
+// at k.Addr, the connection closed with the server.
+func (s *Server) keyServiceClient(k KeyService) (keystore.Store, error) {
+	if !k.usesTLS() && !isLoopback(k.Addr) {
+		return nil, fmt.Errorf("--key-service-addr %s is not a loopback address: reach it over TLS (--key-service-tls-ca, and --key-service-tls-cert/--key-service-tls-key for a client certificate), "+
+			"since its answers are data keys", k.Addr)
+	}
+	creds := insecure.NewCredentials()
+	if k.usesTLS() {
+		cfg, err := tlsfiles.ClientConfig(tlsfiles.ClientFiles{CA: k.TLSCA, Cert: k.TLSCert, Key: k.TLSKey, Flag: "--key-service-tls"})
+		if err != nil {
+			return nil, err
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	if k.TokenFile != "" {
+		raw, err := secretfile.Read("key service token file (--key-service-token-file)", k.TokenFile, maxTokenFile)
+		if err != nil {
+			return nil, err
+		}
+		tok := strings.TrimSpace(string(raw))
+		if tok == "" {
+			return nil, fmt.Errorf("--key-service-token-file %s is empty", k.TokenFile)
+		}
+		opts = append(opts, grpc.WithPerRPCCredentials(grpcauth.Bearer{Token: tok, AllowPlaintext: !k.usesTLS()}))
+	}
+	conn, err := grpc.NewClient(k.Addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("--key-service-addr %s: %w", k.Addr, err)
+	}
+	s.onClose("key service connection", conn.Close)
+	return keyservice.NewClient(conn, keyservice.ClientOptions{})
 }
 
 // OpenKeys opens the key store of dataDir (KeyStorePath) with the KEK of
@@ -82,9 +151,21 @@ func (s *Server) openKeys() error {
 		return nil
 	}
 	if s.cfg.Role == RoleWebhooks && s.cfg.StoreURL != "" {
-		return errors.New("--role webhooks on KurrentDB seals personal data with keys the projection's node must open, " +
-			"which needs a key store shared between the nodes, and none is configured (docs/PRIVACY.md §4): " +
-			"run every node with --seal=false, or one node with --role all")
+		// Keys from the node that holds the key store, which the
+		// projection opens with and erasures destroy.
+		if c.KeyService.Addr == "" {
+			return errors.New("--role webhooks on KurrentDB seals personal data with keys the projection's node must open: " +
+				"set --key-service-addr to the gRPC address of the --role all node, whose key service shares its key store " +
+				"(docs/PRIVACY.md §4), or run every node with --seal=false")
+		}
+		keys, err := s.keyServiceClient(c.KeyService)
+		if err != nil {
+			return err
+		}
+		// No DeferSync: the key service's answers are durable already.
+		s.personal = seal.NewEvents(keys)
+		s.log.Info("sealing personal data with keys of the key service", "addr", c.KeyService.Addr)
+		return nil
 	}
 	if c.KEKFile == "" && !isLoopback(s.cfg.HTTP.Addr) {
 		return fmt.Errorf("--kek-file is required when --http-addr %s is not a loopback address: it protects every call's personal data "+

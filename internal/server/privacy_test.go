@@ -59,8 +59,11 @@ func TestKEKRefusals(t *testing.T) {
 			[]string{"--kek-file", "chmod 600"}, keystore.ErrInsecureFile},
 		{"another KEK than the key store's", server.Config{DataDir: usedDir, Privacy: server.Privacy{KEKFile: writeKEK(t, 0o600)}},
 			[]string{"another key-encryption key"}, keystore.ErrWrongKEK},
-		{"webhook replicas on KurrentDB", server.Config{Role: server.RoleWebhooks, StoreURL: "esdb://127.0.0.1:1?tls=false"},
-			[]string{"--role webhooks on KurrentDB", "--seal=false"}, nil},
+		{"webhook replicas on KurrentDB without a key service", server.Config{Role: server.RoleWebhooks, StoreURL: "esdb://127.0.0.1:1?tls=false"},
+			[]string{"--role webhooks on KurrentDB", "--key-service-addr", "--seal=false"}, nil},
+		{"a key service beyond loopback without TLS", server.Config{Role: server.RoleWebhooks, StoreURL: "esdb://127.0.0.1:1?tls=false",
+			Privacy: server.Privacy{KeyService: server.KeyService{Addr: "10.0.0.7:9090"}}},
+			[]string{"--key-service-addr 10.0.0.7:9090", "TLS"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg

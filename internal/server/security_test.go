@@ -33,11 +33,17 @@ var principals = map[string][]grpcauth.Scope{
 	"hanger":         {grpcauth.ScopeCallsHangup},
 	"admin":          {grpcauth.ScopeProjectionsAdmin},
 	"eraser":         {grpcauth.ScopePersonalErase},
-	"all-but-read":   {grpcauth.ScopeCallsHangup, grpcauth.ScopeProjectionsAdmin, grpcauth.ScopePersonalErase},
-	"all-but-hangup": {grpcauth.ScopeCallsRead, grpcauth.ScopeProjectionsAdmin, grpcauth.ScopePersonalErase},
-	"all-but-admin":  {grpcauth.ScopeCallsRead, grpcauth.ScopeCallsHangup, grpcauth.ScopePersonalErase},
-	"all-but-erase":  {grpcauth.ScopeCallsRead, grpcauth.ScopeCallsHangup, grpcauth.ScopeProjectionsAdmin},
+	"keys":           {grpcauth.ScopeKeysUse},
+	"all-but-read":   allScopesBut(grpcauth.ScopeCallsRead),
+	"all-but-hangup": allScopesBut(grpcauth.ScopeCallsHangup),
+	"all-but-admin":  allScopesBut(grpcauth.ScopeProjectionsAdmin),
+	"all-but-erase":  allScopesBut(grpcauth.ScopePersonalErase),
+	"all-but-keys":   allScopesBut(grpcauth.ScopeKeysUse),
 	"nobody":         {},
+}
+
+func allScopesBut(scope grpcauth.Scope) []grpcauth.Scope {
+	return slices.DeleteFunc(grpcauth.Scopes(), func(s grpcauth.Scope) bool { return s == scope })
 }
 
 func tokenOf(principal string) string { return principal + "-token" }
@@ -46,9 +52,9 @@ func tokenOf(principal string) string { return principal + "-token" }
 // holding every other scope.
 var (
 	exactly = map[grpcauth.Scope]string{grpcauth.ScopeCallsRead: "reader", grpcauth.ScopeCallsHangup: "hanger",
-		grpcauth.ScopeProjectionsAdmin: "admin", grpcauth.ScopePersonalErase: "eraser"}
+		grpcauth.ScopeProjectionsAdmin: "admin", grpcauth.ScopePersonalErase: "eraser", grpcauth.ScopeKeysUse: "keys"}
 	allBut = map[grpcauth.Scope]string{grpcauth.ScopeCallsRead: "all-but-read", grpcauth.ScopeCallsHangup: "all-but-hangup",
-		grpcauth.ScopeProjectionsAdmin: "all-but-admin", grpcauth.ScopePersonalErase: "all-but-erase"}
+		grpcauth.ScopeProjectionsAdmin: "all-but-admin", grpcauth.ScopePersonalErase: "all-but-erase", grpcauth.ScopeKeysUse: "all-but-keys"}
 )
 
 // writeTokens writes an API tokens file of entries into dir.
@@ -205,7 +211,6 @@ func TestEveryMethodByCredential(t *testing.T) {
 	for p := range principals {
 		conns[p] = s.dial(t, p, nil)
 	}
-	policy := server.Policy()
 	var methods []string
 	infos := map[string]grpc.MethodInfo{}
 	for svc, info := range s.srv.GRPCServices() {
@@ -217,46 +222,51 @@ func TestEveryMethodByCredential(t *testing.T) {
 	}
 	slices.Sort(methods)
 	for _, m := range methods {
-		rule := policy[m]
-		t.Run(strings.TrimPrefix(m, "/"), func(t *testing.T) {
-			info := infos[m]
-			none := call(t, anonymous, m, info)
-			switch rule {
-			case grpcauth.Open():
-				if refused(none) {
-					t.Errorf("open method refused without a credential: %v", none)
-				}
-				return
-			default:
-				if none != codes.Unauthenticated {
-					t.Errorf("no credential: %v, want UNAUTHENTICATED", none)
-				}
-			}
-			if rule == grpcauth.Authenticated() {
-				if got := call(t, conns["nobody"], m, info); refused(got) {
-					t.Errorf("a principal without scopes: %v, want through", got)
-				}
-				return
-			}
-			var scope grpcauth.Scope
-			for _, sc := range grpcauth.Scopes() {
-				if rule == grpcauth.Require(sc) {
-					scope = sc
-				}
-			}
-			if scope == "" {
-				t.Fatalf("rule %v is none of the known ones", rule)
-			}
-			if got := call(t, conns[allBut[scope]], m, info); got != codes.PermissionDenied {
-				t.Errorf("every scope but %s: %v, want PERMISSION_DENIED", scope, got)
-			}
-			if got := call(t, conns["nobody"], m, info); got != codes.PermissionDenied {
-				t.Errorf("no scope: %v, want PERMISSION_DENIED", got)
-			}
-			if got := call(t, conns[exactly[scope]], m, info); refused(got) {
-				t.Errorf("scope %s: %v, want through", scope, got)
-			}
-		})
+		t.Run(strings.TrimPrefix(m, "/"), func(t *testing.T) { checkByCredential(t, anonymous, conns, m, infos[m]) })
+	}
+}
+
+// checkByCredential calls method with no credential, with a principal
+// lacking the scope its rule asks for and with one holding exactly that
+// scope (conns by principal).
+func checkByCredential(t *testing.T, anonymous *grpc.ClientConn, conns map[string]*grpc.ClientConn, m string, info grpc.MethodInfo) {
+	t.Helper()
+	rule := server.Policy()[m]
+	none := call(t, anonymous, m, info)
+	switch rule {
+	case grpcauth.Open():
+		if refused(none) {
+			t.Errorf("open method refused without a credential: %v", none)
+		}
+		return
+	default:
+		if none != codes.Unauthenticated {
+			t.Errorf("no credential: %v, want UNAUTHENTICATED", none)
+		}
+	}
+	if rule == grpcauth.Authenticated() {
+		if got := call(t, conns["nobody"], m, info); refused(got) {
+			t.Errorf("a principal without scopes: %v, want through", got)
+		}
+		return
+	}
+	var scope grpcauth.Scope
+	for _, sc := range grpcauth.Scopes() {
+		if rule == grpcauth.Require(sc) {
+			scope = sc
+		}
+	}
+	if scope == "" {
+		t.Fatalf("rule %v is none of the known ones", rule)
+	}
+	if got := call(t, conns[allBut[scope]], m, info); got != codes.PermissionDenied {
+		t.Errorf("every scope but %s: %v, want PERMISSION_DENIED", scope, got)
+	}
+	if got := call(t, conns["nobody"], m, info); got != codes.PermissionDenied {
+		t.Errorf("no scope: %v, want PERMISSION_DENIED", got)
+	}
+	if got := call(t, conns[exactly[scope]], m, info); refused(got) {
+		t.Errorf("scope %s: %v, want through", scope, got)
 	}
 }
 

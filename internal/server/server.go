@@ -39,6 +39,7 @@ import (
 	"github.com/callledger/callledger/internal/privatefs"
 	"github.com/callledger/callledger/internal/tlsfiles"
 	"github.com/callledger/callledger/keystore"
+	"github.com/callledger/callledger/keystore/keyservice"
 	"github.com/callledger/callledger/metrics"
 	"github.com/callledger/callledger/projections"
 	"github.com/callledger/callledger/projections/callstore"
@@ -515,6 +516,10 @@ func (s *Server) querySide(ctx context.Context, restToken string, accounts []res
 		return nil, err
 	}
 	s.admin(calls, erasures).Register(g)
+	if s.personal != nil && s.keys != nil && s.cfg.StoreURL != "" {
+		// Webhook replicas on the same KurrentDB seal with this node's keys.
+		keyservice.NewServer(s.keys, s.log).Register(g)
+	}
 	if rec != nil {
 		s.background = append(s.background, func(ctx context.Context) {
 			if err := rec.Run(ctx); err != nil {

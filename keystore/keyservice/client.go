@@ -1,0 +1,181 @@
+package keyservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
+	keystorev1 "github.com/callledger/callledger/api/callledger/keystore/v1"
+	"github.com/callledger/callledger/keystore"
+)
+
+// ErrNotHere: erasures run on the node that holds the key store, not
+// through a client.
+var ErrNotHere = errors.New("keyservice: erasures run on the node that holds the key store")
+
+// ClientOptions configure a Client.
+type ClientOptions struct {
+	// CacheSize bounds how many subjects' keys are kept (default
+	// keystore.DefaultCacheSize).
+	CacheSize int
+	// TTL bounds how long a key is used without asking the key store again
+	// (default DefaultTTL): a call erased meanwhile is sealed under its
+	// destroyed key until then, which no node can open any more.
+	TTL time.Duration
+	// Now is the clock of the TTL (default time.Now).
+	Now func() time.Time
+}
+
+// DefaultTTL is ClientOptions.TTL's default.
+const DefaultTTL = time.Minute
+
+// Client is a keystore.Store whose keys come from a key service: Key and
+// Get ask it, and keep the answers for a while, so that a call's later
+// events cost no call.
+type Client struct {
+	svc   keystorev1.KeyServiceClient
+	cache *lru.Cache[string, *cached]
+	ttl   time.Duration
+	now   func() time.Time
+	seed  maphash.Seed
+}
+
+var _ keystore.Store = (*Client)(nil)
+
+// cached is what the client knows of a subject; never changed once cached.
+type cached struct {
+	at   time.Time
+	keys []keystore.DataKey
+	// seen are hashes of the parties Key indexed for the subject; sealed
+	// is whether Key answered (Get alone caches a key to open with).
+	seen  []uint64
+	keyed bool
+}
+
+// NewClient is a key store served over conn.
+func NewClient(conn grpc.ClientConnInterface, opts ClientOptions) (*Client, error) {
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = keystore.DefaultCacheSize
+	}
+	if opts.TTL <= 0 {
+		opts.TTL = DefaultTTL
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	cache, err := lru.New[string, *cached](opts.CacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("keyservice: %w", err)
+	}
+	return &Client{svc: keystorev1.NewKeyServiceClient(conn), cache: cache, ttl: opts.TTL, now: opts.Now, seed: maphash.MakeSeed()}, nil
+}
+
+// fresh returns what is cached of subject while it is young enough.
+func (c *Client) fresh(subject string) (*cached, bool) {
+	e, ok := c.cache.Get(subject)
+	if !ok || c.now().Sub(e.at) >= c.ttl {
+		return nil, false
+	}
+	return e, true
+}
+
+// Key implements keystore.Store: the key service has made the key and its
+// index entries durable when it answers.
+func (c *Client) Key(ctx context.Context, subject string, parties ...string) (keystore.DataKey, error) {
+	hashes := make([]uint64, 0, len(parties))
+	for _, p := range parties {
+		hashes = append(hashes, maphash.String(c.seed, p))
+	}
+	if e, ok := c.fresh(subject); ok && e.keyed && !slices.ContainsFunc(hashes, func(h uint64) bool { return !slices.Contains(e.seen, h) }) {
+		return e.keys[0], nil
+	}
+	res, err := c.svc.Key(ctx, &keystorev1.KeyRequest{Subject: subject, Parties: parties})
+	if err != nil {
+		return keystore.DataKey{}, fromStatus(err)
+	}
+	k, err := c.dataKey(subject, res)
+	if err != nil {
+		return keystore.DataKey{}, err
+	}
+	seen := hashes
+	if e, ok := c.fresh(subject); ok && e.keyed && e.keys[0].ID() == k.ID() {
+		seen = append(slices.Clip(e.seen), hashes...)
+	}
+	c.cache.Add(subject, &cached{at: c.now(), keys: []keystore.DataKey{k}, seen: seen, keyed: true})
+	return k, nil
+}
+
+// Sync implements keystore.Store: nothing to do, Key's answers are
+// durable.
+func (c *Client) Sync(context.Context) error { return nil }
+
+// Get implements keystore.Store.
+func (c *Client) Get(ctx context.Context, subject string, id uint64) (keystore.DataKey, error) {
+	if e, ok := c.fresh(subject); ok {
+		for _, k := range e.keys {
+			if k.ID() == id {
+				return k, nil
+			}
+		}
+	}
+	res, err := c.svc.GetKey(ctx, &keystorev1.GetKeyRequest{Subject: subject, KeyId: id})
+	if err != nil {
+		return keystore.DataKey{}, fromStatus(err)
+	}
+	k, err := c.dataKey(subject, res)
+	if err != nil {
+		return keystore.DataKey{}, err
+	}
+	if k.ID() != id {
+		return keystore.DataKey{}, fmt.Errorf("keyservice: asked for key %016x of %s, got key %016x", id, subject, k.ID())
+	}
+	c.cache.ContainsOrAdd(subject, &cached{at: c.now(), keys: []keystore.DataKey{k}})
+	return k, nil
+}
+
+// Subjects implements keystore.Store: ErrNotHere.
+func (c *Client) Subjects(context.Context, string) ([]string, error) { return nil, ErrNotHere }
+
+// Destroy implements keystore.Store: ErrNotHere.
+func (c *Client) Destroy(context.Context, ...string) (keystore.DestroyResult, error) {
+	return keystore.DestroyResult{}, ErrNotHere
+}
+
+// Close forgets the cached keys; the connection is its owner's.
+func (c *Client) Close() error {
+	c.cache.Purge()
+	return nil
+}
+
+func (c *Client) dataKey(subject string, res *keystorev1.KeyResponse) (keystore.DataKey, error) {
+	if res.GetSubject() != subject {
+		return keystore.DataKey{}, fmt.Errorf("keyservice: asked for a key of %s, got one of %s", subject, res.GetSubject())
+	}
+	k, err := keystore.NewDataKey(subject, res.GetKeyId(), res.GetKey())
+	if err != nil {
+		return keystore.DataKey{}, fmt.Errorf("keyservice: %w", err)
+	}
+	return k, nil
+}
+
+// fromStatus maps the service's refusals back to the key store's errors.
+func fromStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("keyservice: %w", err)
+	}
+	switch reasonOf(st) {
+	case reasonErased:
+		return keystore.ErrDestroyed
+	case reasonNotFound:
+		return fmt.Errorf("%w: %s", keystore.ErrNotFound, st.Message())
+	}
+	return fmt.Errorf("keyservice: %w", err)
+}
