@@ -100,7 +100,7 @@ func (c *Client) Key(ctx context.Context, subject string, parties ...string) (ke
 	if err != nil {
 		return keystore.DataKey{}, fromStatus(err)
 	}
-	k, err := c.dataKey(subject, res)
+	k, err := c.dataKey(subject, res.GetSubject(), res.GetKeyId(), res.GetKey())
 	if err != nil {
 		return keystore.DataKey{}, err
 	}
@@ -129,7 +129,7 @@ func (c *Client) Get(ctx context.Context, subject string, id uint64) (keystore.D
 	if err != nil {
 		return keystore.DataKey{}, fromStatus(err)
 	}
-	k, err := c.dataKey(subject, res)
+	k, err := c.dataKey(subject, res.GetSubject(), res.GetKeyId(), res.GetKey())
 	if err != nil {
 		return keystore.DataKey{}, err
 	}
@@ -154,11 +154,12 @@ func (c *Client) Close() error {
 	return nil
 }
 
-func (c *Client) dataKey(subject string, res *keystorev1.KeyResponse) (keystore.DataKey, error) {
-	if res.GetSubject() != subject {
-		return keystore.DataKey{}, fmt.Errorf("keyservice: asked for a key of %s, got one of %s", subject, res.GetSubject())
+// dataKey is the key the service answered for subject.
+func (c *Client) dataKey(subject, got string, id uint64, secret []byte) (keystore.DataKey, error) {
+	if got != subject {
+		return keystore.DataKey{}, fmt.Errorf("keyservice: asked for a key of %s, got one of %s", subject, got)
 	}
-	k, err := keystore.NewDataKey(subject, res.GetKeyId(), res.GetKey())
+	k, err := keystore.NewDataKey(subject, id, secret)
 	if err != nil {
 		return keystore.DataKey{}, fmt.Errorf("keyservice: %w", err)
 	}

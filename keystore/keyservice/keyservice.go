@@ -60,7 +60,7 @@ func (s *Server) Key(ctx context.Context, req *keystorev1.KeyRequest) (*keystore
 }
 
 // GetKey implements keystorev1.KeyServiceServer.
-func (s *Server) GetKey(ctx context.Context, req *keystorev1.GetKeyRequest) (*keystorev1.KeyResponse, error) {
+func (s *Server) GetKey(ctx context.Context, req *keystorev1.GetKeyRequest) (*keystorev1.GetKeyResponse, error) {
 	if err := secureTransport(ctx); err != nil {
 		return nil, err
 	}
@@ -68,7 +68,7 @@ func (s *Server) GetKey(ctx context.Context, req *keystorev1.GetKeyRequest) (*ke
 	if err != nil {
 		return nil, s.fail(ctx, "GetKey", req.GetSubject(), err)
 	}
-	return response(k), nil
+	return &keystorev1.GetKeyResponse{Subject: k.Subject(), KeyId: k.ID(), Key: k.Secret()}, nil
 }
 
 func response(k keystore.DataKey) *keystorev1.KeyResponse {

@@ -190,6 +190,67 @@ func (x *KeyResponse) GetKey() []byte {
 	return nil
 }
 
+type GetKeyResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Subject string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	KeyId   uint64                 `protobuf:"fixed64,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The 32-byte AES-256 data key.
+	Key           []byte `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetKeyResponse) Reset() {
+	*x = GetKeyResponse{}
+	mi := &file_callledger_keystore_v1_keyservice_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetKeyResponse) ProtoMessage() {}
+
+func (x *GetKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_keystore_v1_keyservice_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetKeyResponse.ProtoReflect.Descriptor instead.
+func (*GetKeyResponse) Descriptor() ([]byte, []int) {
+	return file_callledger_keystore_v1_keyservice_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetKeyResponse) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *GetKeyResponse) GetKeyId() uint64 {
+	if x != nil {
+		return x.KeyId
+	}
+	return 0
+}
+
+func (x *GetKeyResponse) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 var File_callledger_keystore_v1_keyservice_proto protoreflect.FileDescriptor
 
 const file_callledger_keystore_v1_keyservice_proto_rawDesc = "" +
@@ -205,11 +266,15 @@ const file_callledger_keystore_v1_keyservice_proto_rawDesc = "" +
 	"\vKeyResponse\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\x06R\x05keyId\x12\x10\n" +
-	"\x03key\x18\x03 \x01(\fR\x03key2\xb2\x01\n" +
+	"\x03key\x18\x03 \x01(\fR\x03key\"S\n" +
+	"\x0eGetKeyResponse\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\x06R\x05keyId\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\fR\x03key2\xb5\x01\n" +
 	"\n" +
 	"KeyService\x12N\n" +
-	"\x03Key\x12\".callledger.keystore.v1.KeyRequest\x1a#.callledger.keystore.v1.KeyResponse\x12T\n" +
-	"\x06GetKey\x12%.callledger.keystore.v1.GetKeyRequest\x1a#.callledger.keystore.v1.KeyResponseBHZFgithub.com/callledger/callledger/api/callledger/keystore/v1;keystorev1b\x06proto3"
+	"\x03Key\x12\".callledger.keystore.v1.KeyRequest\x1a#.callledger.keystore.v1.KeyResponse\x12W\n" +
+	"\x06GetKey\x12%.callledger.keystore.v1.GetKeyRequest\x1a&.callledger.keystore.v1.GetKeyResponseBHZFgithub.com/callledger/callledger/api/callledger/keystore/v1;keystorev1b\x06proto3"
 
 var (
 	file_callledger_keystore_v1_keyservice_proto_rawDescOnce sync.Once
@@ -223,17 +288,18 @@ func file_callledger_keystore_v1_keyservice_proto_rawDescGZIP() []byte {
 	return file_callledger_keystore_v1_keyservice_proto_rawDescData
 }
 
-var file_callledger_keystore_v1_keyservice_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_callledger_keystore_v1_keyservice_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_callledger_keystore_v1_keyservice_proto_goTypes = []any{
-	(*KeyRequest)(nil),    // 0: callledger.keystore.v1.KeyRequest
-	(*GetKeyRequest)(nil), // 1: callledger.keystore.v1.GetKeyRequest
-	(*KeyResponse)(nil),   // 2: callledger.keystore.v1.KeyResponse
+	(*KeyRequest)(nil),     // 0: callledger.keystore.v1.KeyRequest
+	(*GetKeyRequest)(nil),  // 1: callledger.keystore.v1.GetKeyRequest
+	(*KeyResponse)(nil),    // 2: callledger.keystore.v1.KeyResponse
+	(*GetKeyResponse)(nil), // 3: callledger.keystore.v1.GetKeyResponse
 }
 var file_callledger_keystore_v1_keyservice_proto_depIdxs = []int32{
 	0, // 0: callledger.keystore.v1.KeyService.Key:input_type -> callledger.keystore.v1.KeyRequest
 	1, // 1: callledger.keystore.v1.KeyService.GetKey:input_type -> callledger.keystore.v1.GetKeyRequest
 	2, // 2: callledger.keystore.v1.KeyService.Key:output_type -> callledger.keystore.v1.KeyResponse
-	2, // 3: callledger.keystore.v1.KeyService.GetKey:output_type -> callledger.keystore.v1.KeyResponse
+	3, // 3: callledger.keystore.v1.KeyService.GetKey:output_type -> callledger.keystore.v1.GetKeyResponse
 	2, // [2:4] is the sub-list for method output_type
 	0, // [0:2] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
@@ -252,7 +318,7 @@ func file_callledger_keystore_v1_keyservice_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_callledger_keystore_v1_keyservice_proto_rawDesc), len(file_callledger_keystore_v1_keyservice_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

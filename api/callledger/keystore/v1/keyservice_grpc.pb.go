@@ -41,7 +41,7 @@ type KeyServiceClient interface {
 	// GetKey returns one key of a subject, to open data sealed under it:
 	// FAILED_PRECONDITION when the subject was erased, NOT_FOUND when the
 	// store never had the key.
-	GetKey(ctx context.Context, in *GetKeyRequest, opts ...grpc.CallOption) (*KeyResponse, error)
+	GetKey(ctx context.Context, in *GetKeyRequest, opts ...grpc.CallOption) (*GetKeyResponse, error)
 }
 
 type keyServiceClient struct {
@@ -62,9 +62,9 @@ func (c *keyServiceClient) Key(ctx context.Context, in *KeyRequest, opts ...grpc
 	return out, nil
 }
 
-func (c *keyServiceClient) GetKey(ctx context.Context, in *GetKeyRequest, opts ...grpc.CallOption) (*KeyResponse, error) {
+func (c *keyServiceClient) GetKey(ctx context.Context, in *GetKeyRequest, opts ...grpc.CallOption) (*GetKeyResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(KeyResponse)
+	out := new(GetKeyResponse)
 	err := c.cc.Invoke(ctx, KeyService_GetKey_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -90,7 +90,7 @@ type KeyServiceServer interface {
 	// GetKey returns one key of a subject, to open data sealed under it:
 	// FAILED_PRECONDITION when the subject was erased, NOT_FOUND when the
 	// store never had the key.
-	GetKey(context.Context, *GetKeyRequest) (*KeyResponse, error)
+	GetKey(context.Context, *GetKeyRequest) (*GetKeyResponse, error)
 	mustEmbedUnimplementedKeyServiceServer()
 }
 
@@ -104,7 +104,7 @@ type UnimplementedKeyServiceServer struct{}
 func (UnimplementedKeyServiceServer) Key(context.Context, *KeyRequest) (*KeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Key not implemented")
 }
-func (UnimplementedKeyServiceServer) GetKey(context.Context, *GetKeyRequest) (*KeyResponse, error) {
+func (UnimplementedKeyServiceServer) GetKey(context.Context, *GetKeyRequest) (*GetKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetKey not implemented")
 }
 func (UnimplementedKeyServiceServer) mustEmbedUnimplementedKeyServiceServer() {}
