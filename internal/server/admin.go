@@ -17,7 +17,13 @@ import (
 // read model calls answers from, and erasures. On KurrentDB Backup answers
 // FAILED_PRECONDITION (KurrentDB has its own backups).
 func (s *Server) admin(calls *callversions.Manager, erasures *erasure.Service) *admin.Server {
-	cfg := admin.Config{Logger: s.log, Principal: principal, Erasure: countedEraser{svc: erasures, metrics: s.tel.erasure}}
+	cfg := admin.Config{Logger: s.log, Principal: principal}
+	if erasures != nil {
+		cfg.Erasure = countedEraser{svc: erasures, metrics: s.tel.erasure}
+	} else {
+		cfg.ErasureElsewhere = "this node reads its keys from the key service of " + s.cfg.Privacy.KeyService.Addr +
+			": erase on that node, which holds the key store; this node's read model follows the erasure"
+	}
 	if ledger, ok := instrument.Unwrap(s.store).(backup.Ledger); ok && s.cfg.StoreURL == "" {
 		cfg.Backup = func(ctx context.Context, dir string) (backup.Result, error) {
 			var keys backup.KeyStore

@@ -274,6 +274,9 @@ type Seams struct {
 	// tests that compare folded state with a committed file fix it. Nil:
 	// time.Now.
 	WebhookClock func() time.Time
+	// ScrubInterval is how often the read model is scrubbed of what the
+	// erasures it applied redacted; 0: DefaultScrubInterval.
+	ScrubInterval time.Duration
 	// RetentionClock is the clock retention ages calls by: tests age
 	// calls without waiting. Nil: time.Now.
 	RetentionClock func() time.Time

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"time"
 
@@ -133,4 +135,40 @@ func (c countedEraser) Erase(ctx context.Context, req erasure.Request) (erasure.
 		c.metrics.Erased(metrics.ErasureOperator, len(res.CallSids))
 	}
 	return res, err
+}
+
+// DefaultScrubInterval is Seams.ScrubInterval's default: what an erasure
+// redacted leaves the read model's files seconds after the read model
+// applied it.
+const DefaultScrubInterval = 5 * time.Second
+
+// scrubber scrubs the read model of the calls that the erasures it
+// applied redacted (callstore.Store.ScrubPending), on every node: a query
+// replica follows erasures made on the key store's node, and there the
+// erasure service has scrubbed already, so the pass finds little to do.
+type scrubber struct {
+	calls interface {
+		ScrubPending(context.Context) (int, error)
+	}
+	every time.Duration
+	log   *slog.Logger
+}
+
+func (s scrubber) run(ctx context.Context) {
+	t := time.NewTicker(cmp.Or(s.every, DefaultScrubInterval))
+	defer t.Stop()
+	for {
+		n, err := s.calls.ScrubPending(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Warn("read model: the scrub of erased calls failed; it is tried again", "err", err)
+		case n > 0:
+			s.log.Info("read model scrubbed of erased calls", "calls", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -7,12 +7,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/eventstore/kurrentdb/kurrentdbtest"
 	"github.com/callledger/callledger/internal/grpcauth"
+	"github.com/callledger/callledger/internal/residue"
 	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/internal/testpki"
 	"github.com/callledger/callledger/twilio"
@@ -27,22 +31,10 @@ import (
 // service's methods refuse every principal but one with keys:use.
 func TestWebhookReplicaSealsWithKeyService(t *testing.T) {
 	t.Parallel()
-	kdb, err := kurrentdbtest.Start(kurrentdbtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(kdb.Close)
-	s := startSecured(t, func(cfg *server.Config, _ *testpki.CA, _ string) {
-		cfg.StoreURL = kdb.ConnString()
-		cfg.Privacy.KEKFile = writeKEK(t, 0o600)
-	})
-	caFile := filepath.Join(s.dir, "ca.pem")
-	testpki.WriteFile(t, caFile, s.ca.PEM)
+	kdb, s, caFile := keyNode(t)
 	replicaOf := func(principal string) *server.Server {
-		tokenFile := filepath.Join(t.TempDir(), "token")
-		testpki.WriteFile(t, tokenFile, []byte(tokenOf(principal)+"\n"))
 		replica, _ := start(t, server.Config{Role: server.RoleWebhooks, StoreURL: kdb.ConnString(), Privacy: server.Privacy{
-			KeyService: server.KeyService{Addr: s.srv.Addrs().GRPC, TokenFile: tokenFile, TLSCA: caFile},
+			KeyService: server.KeyService{Addr: s.srv.Addrs().GRPC, TokenFile: keysToken(t, principal), TLSCA: caFile},
 		}})
 		return replica
 	}
@@ -135,5 +127,116 @@ func TestWebhookReplicaSealsWithKeyService(t *testing.T) {
 	for _, m := range info.Methods {
 		name := grpcauth.Method("callledger.keystore.v1.KeyService", m.Name)
 		t.Run(strings.TrimPrefix(name, "/"), func(t *testing.T) { checkByCredential(t, s.dial(t, "", nil), conns, name, m) })
+	}
+}
+
+// keyNode starts the node that holds the key store on a KurrentDB test
+// server, with gRPC over TLS and the test principals; it returns the
+// database, the node and its CA's file.
+func keyNode(t *testing.T) (*kurrentdbtest.Server, *secured, string) {
+	t.Helper()
+	kdb, err := kurrentdbtest.Start(kurrentdbtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kdb.Close)
+	s := startSecured(t, func(cfg *server.Config, _ *testpki.CA, _ string) {
+		cfg.StoreURL = kdb.ConnString()
+		cfg.Privacy.KEKFile = writeKEK(t, 0o600)
+	})
+	caFile := filepath.Join(s.dir, "ca.pem")
+	testpki.WriteFile(t, caFile, s.ca.PEM)
+	return kdb, s, caFile
+}
+
+// keysToken writes the token of principal into a file of its own.
+func keysToken(t *testing.T, principal string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "token")
+	testpki.WriteFile(t, path, []byte(tokenOf(principal)+"\n"))
+	return path
+}
+
+// TestQueryReplicaWithKeyService: a second --role all node on the same
+// KurrentDB reads its keys from the key store's node: it seals the
+// webhooks it takes and opens every call, whichever node sealed it; it
+// refuses erasures (they are made on the key store's node), and once it
+// has applied one made there, its calls are redacted and its read model's
+// files no longer hold the number.
+func TestQueryReplicaWithKeyService(t *testing.T) {
+	t.Parallel()
+	kdb, s, caFile := keyNode(t)
+	dir := t.TempDir()
+	cfg := server.Config{DataDir: dir, StoreURL: kdb.ConnString(),
+		Privacy: server.Privacy{KeyService: server.KeyService{Addr: s.srv.Addrs().GRPC, TokenFile: keysToken(t, "keys"), TLSCA: caFile}},
+		Seams:   server.Seams{ScrubInterval: 20 * time.Millisecond}}
+	replica, stop := start(t, cfg)
+	const (
+		erased = "CA5eb1ed00000000000000000000000e1a"
+		kept   = "CA5eb1ed00000000000000000000000e1b"
+		from   = "+15555550163"
+		other  = "+15555550164"
+	)
+	statusForm(t, replica, erased, "completed", from, "+15555550100", "Ottoline Brackenbury")
+	_, pos := postStatus(t, s.srv, url.Values{
+		"CallSid": {kept}, "AccountSid": {"AC0123456789abcdef0123456789abcdef"}, "CallStatus": {"completed"},
+		"Direction": {"inbound"}, "From": {other}, "To": {"+15555550100"}, "CallDuration": {"3"}, "ApiVersion": {"2010-04-01"},
+	})
+	local := dialLocal(t, replica)
+	if c := getCall(t, local, kept, pos).GetCall(); c.GetFrom() != other {
+		t.Fatalf("the replica does not open what the key store's node sealed: %v", c)
+	}
+	if c := getCall(t, s.dial(t, "reader", nil), erased, pos).GetCall(); c.GetFrom() != from {
+		t.Fatalf("the key store's node does not open what the replica sealed: %v", c)
+	}
+	if c := getCall(t, local, erased, 0).GetCall(); c.GetFrom() != from {
+		t.Fatalf("the replica does not open what it sealed: %v", c)
+	}
+
+	// The control: stopped, the replica's files hold the number (its read
+	// model's WAL), so that their not holding it later is the scrub's doing.
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitResidue(t, dir, from, true)
+	replica, _ = start(t, cfg)
+	local = dialLocal(t, replica)
+
+	if _, err := callledgerv1.NewAdminServiceClient(local).Erase(t.Context(), &callledgerv1.EraseRequest{Number: from}); status.Code(err) != codes.FailedPrecondition ||
+		!strings.Contains(err.Error(), "erase on that node") {
+		t.Errorf("an erasure asked of the replica: %v, want FAILED_PRECONDITION naming the key store's node", err)
+	}
+	resp, err := callledgerv1.NewAdminServiceClient(s.dial(t, "eraser", nil)).Erase(t.Context(), &callledgerv1.EraseRequest{Number: from})
+	if err != nil || resp.GetCalls() != 1 {
+		t.Fatalf("Erase: %v, %v", resp, err)
+	}
+	checkRedacted(t, getCall(t, local, erased, resp.GetPosition()).GetCall(), nil)
+	if c := getCall(t, local, kept, 0).GetCall(); c.GetFrom() != other {
+		t.Errorf("the call not erased: %v", c)
+	}
+	// The replica scrubs its read model of the redacted call.
+	waitResidue(t, dir, from, false)
+	if hits, err := residue.Find(dir, residue.PhoneNumber(other)...); err != nil || len(hits) == 0 {
+		t.Errorf("the number not erased is in no file of the replica (%v): the search proves nothing", err)
+	}
+}
+
+// waitResidue waits until the files under dir hold number (in any
+// encoding), or no longer hold it.
+func waitResidue(t *testing.T, dir, number string, held bool) {
+	t.Helper()
+	deadline := time.Now().Add(failBound)
+	for {
+		hits, err := residue.Find(dir, residue.PhoneNumber(number)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (len(hits) > 0) == held {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s the files under %s hold %s: %v, want %v", failBound, dir, number, hits, held)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -67,6 +67,12 @@ type KeyService struct {
 	TLSCA, TLSCert, TLSKey string
 }
 
+// keysElsewhere reports whether the node's keys are another node's (a
+// key service): it has no key store of its own to erase with.
+func (s *Server) keysElsewhere() bool {
+	return !s.cfg.Privacy.Unsealed && s.cfg.Privacy.KeyService.Addr != ""
+}
+
 // usesTLS reports whether the key service is reached over TLS.
 func (k KeyService) usesTLS() bool { return k.TLSCA != "" || k.TLSCert != "" || k.TLSKey != "" }
 
@@ -150,13 +156,14 @@ func (s *Server) openKeys() error {
 		s.log.Warn("personal data is stored in the clear (--seal=false): erasing a caller's data will not reach what is stored now, until callledger seal has sealed it")
 		return nil
 	}
-	if s.cfg.Role == RoleWebhooks && s.cfg.StoreURL != "" {
-		// Keys from the node that holds the key store, which the
-		// projection opens with and erasures destroy.
-		if c.KeyService.Addr == "" {
-			return errors.New("--role webhooks on KurrentDB seals personal data with keys the projection's node must open: " +
-				"set --key-service-addr to the gRPC address of the --role all node, whose key service shares its key store " +
-				"(docs/PRIVACY.md §4), or run every node with --seal=false")
+	if c.KeyService.Addr != "" {
+		// Keys from the node that holds the key store, which erasures
+		// destroy; the projection of a query replica opens with them too.
+		if s.cfg.StoreURL == "" {
+			return errors.New("--key-service-addr is for nodes that share a KurrentDB (--store): with the embedded store, the node's own key store is the one")
+		}
+		if s.cfg.Erasure.Retention > 0 {
+			return errors.New("--retention erases with the key store: set it on the node that holds it, not on one with --key-service-addr")
 		}
 		keys, err := s.keyServiceClient(c.KeyService)
 		if err != nil {
@@ -164,8 +171,13 @@ func (s *Server) openKeys() error {
 		}
 		// No DeferSync: the key service's answers are durable already.
 		s.personal = seal.NewEvents(keys)
-		s.log.Info("sealing personal data with keys of the key service", "addr", c.KeyService.Addr)
+		s.log.Info("sealing and opening personal data with keys of the key service", "addr", c.KeyService.Addr)
 		return nil
+	}
+	if s.cfg.Role == RoleWebhooks && s.cfg.StoreURL != "" {
+		return errors.New("--role webhooks on KurrentDB seals personal data with keys the projection's node must open: " +
+			"set --key-service-addr to the gRPC address of the --role all node, whose key service shares its key store " +
+			"(docs/PRIVACY.md §4), or run every node with --seal=false")
 	}
 	if c.KEKFile == "" && !isLoopback(s.cfg.HTTP.Addr) {
 		return fmt.Errorf("--kek-file is required when --http-addr %s is not a loopback address: it protects every call's personal data "+

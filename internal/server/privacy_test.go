@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
 	"github.com/callledger/callledger/internal/residue"
@@ -64,6 +65,11 @@ func TestKEKRefusals(t *testing.T) {
 		{"a key service beyond loopback without TLS", server.Config{Role: server.RoleWebhooks, StoreURL: "esdb://127.0.0.1:1?tls=false",
 			Privacy: server.Privacy{KeyService: server.KeyService{Addr: "10.0.0.7:9090"}}},
 			[]string{"--key-service-addr 10.0.0.7:9090", "TLS"}, nil},
+		{"a key service with the embedded store", server.Config{Privacy: server.Privacy{KeyService: server.KeyService{Addr: "127.0.0.1:9"}}},
+			[]string{"--key-service-addr is for nodes that share a KurrentDB"}, nil},
+		{"retention on a node whose keys are another's", server.Config{StoreURL: "esdb://127.0.0.1:1?tls=false",
+			Erasure: server.Erasure{Retention: time.Hour}, Privacy: server.Privacy{KeyService: server.KeyService{Addr: "127.0.0.1:9"}}},
+			[]string{"--retention", "the node that holds it"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg

@@ -33,6 +33,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	callledgerv1 "github.com/callledger/callledger/api/callledger/v1"
+	"github.com/callledger/callledger/erasure"
 	"github.com/callledger/callledger/eventstore"
 	"github.com/callledger/callledger/eventstore/instrument"
 	"github.com/callledger/callledger/internal/grpcauth"
@@ -511,10 +512,15 @@ func (s *Server) querySide(ctx context.Context, restToken string, accounts []res
 		return nil, err
 	}
 	cmds.Register(g)
-	erasures, err := s.erasures(ctx, calls)
-	if err != nil {
-		return nil, err
+	var erasures *erasure.Service
+	if !s.keysElsewhere() {
+		if erasures, err = s.erasures(ctx, calls); err != nil {
+			return nil, err
+		}
 	}
+	// Every node scrubs its read model of what erasures redact, wherever
+	// they were made.
+	s.background = append(s.background, scrubber{calls: calls, every: s.cfg.Seams.ScrubInterval, log: s.log}.run)
 	s.admin(calls, erasures).Register(g)
 	if s.personal != nil && s.keys != nil && s.cfg.StoreURL != "" {
 		// Webhook replicas on the same KurrentDB seal with this node's keys.

@@ -10,6 +10,7 @@
 //	t<^start_time><CallSid>       → ""  every call, newest start first
 //	a<^start_time><CallSid>       → ""  active calls (status known, not terminal)
 //	r<due_time><CallSid>          → ""  calls not redacted, by when retention may erase them (dueKey)
+//	s<position>                   → CallSids, one per line: an erasure applied, its scrub pending (ScrubPending)
 //	mcheckpoint                   → position of the last applied event (8 bytes BE)
 //	mversion                      → the projection version that built the directory
 //

@@ -1,10 +1,12 @@
 package callstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -107,6 +109,57 @@ func (s *Store) Scrub(ctx context.Context, sids []string) (err error) {
 		return fmt.Errorf("scrub read model: %w", err)
 	}
 	return nil
+}
+
+// scrubKey is the key of the pending scrub of the erasure applied at pos.
+func scrubKey(pos uint64) []byte { return binary.BigEndian.AppendUint64([]byte{prefixScrub}, pos) }
+
+// ScrubPending scrubs (Scrub) the calls of every erasure the read model has
+// applied and not yet scrubbed, and returns how many calls that was. Apply
+// records each ErasureRecorded it folds, in the batch that redacts its
+// calls, so that every node scrubs its own read model of what an erasure
+// redacted, wherever the erasure was made, and a crash in between loses no
+// scrub. Safe to call at any time, Apply running or not.
+func (s *Store) ScrubPending(ctx context.Context) (calls int, err error) {
+	defer s.check(&err)
+	keys, sids, err := s.pendingScrubs()
+	if err != nil || len(keys) == 0 {
+		return 0, err
+	}
+	if err := s.Scrub(ctx, sids); err != nil {
+		return 0, err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, k := range keys {
+		if err := b.Delete(k, nil); err != nil {
+			return 0, err
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return 0, fmt.Errorf("read model: pending scrubs done: %w", err)
+	}
+	return len(sids), nil
+}
+
+// pendingScrubs reads the pending scrubs: their keys, and their calls.
+func (s *Store) pendingScrubs() (keys [][]byte, sids []string, err error) {
+	done, err := s.reading()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer done()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixScrub}, UpperBound: []byte{prefixScrub + 1}})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		keys = append(keys, bytes.Clone(it.Key()))
+		sids = append(sids, strings.Split(string(it.Value()), "\n")...)
+	}
+	slices.Sort(sids)
+	return keys, slices.Compact(sids), it.Error()
 }
 
 // wholeRangeOver is how many key ranges Scrub compacts one by one; beyond

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -59,6 +60,9 @@ const (
 	prefixTime   = 't'
 	prefixActive = 'a'
 	prefixDue    = 'r' // retention: see dueKey
+	// prefixScrub: erasures applied, whose redacted records still have
+	// older versions in the files (ScrubPending).
+	prefixScrub = 's'
 	// Conferences.
 	prefixConference       = 'f'
 	prefixConferenceTime   = 'g'
@@ -319,6 +323,12 @@ func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) (err error) {
 		}
 		if err := callstate.Apply(tx, ev, uint64(rec.Position)); err != nil {
 			return fmt.Errorf("apply %s@%d: %w", rec.Stream, rec.Revision, err)
+		}
+		if e := ev.GetErasureRecorded(); e != nil && len(e.GetCallSids()) > 0 {
+			// In the batch that redacts them: a crash loses both or neither.
+			if err := tx.b.Set(scrubKey(uint64(rec.Position)), []byte(strings.Join(e.GetCallSids(), "\n")), nil); err != nil {
+				return err
+			}
 		}
 		if s.opts.Observe != nil {
 			tx.applied = append(tx.applied, ev)

@@ -82,6 +82,11 @@ func (m *Manager) Scrub(ctx context.Context, sids []string) error {
 	return err
 }
 
+// ScrubPending is callstore.Store.ScrubPending on the current read model.
+func (m *Manager) ScrubPending(ctx context.Context) (int, error) {
+	return retry(m, func(s *callstore.Store) (int, error) { return s.ScrubPending(ctx) })
+}
+
 // Find is callstore.Store.Find on the current read model.
 func (m *Manager) Find(ctx context.Context, match func(*callledgerv1.Call) bool) ([]string, error) {
 	return retry(m, func(s *callstore.Store) ([]string, error) { return s.Find(ctx, match) })

@@ -53,6 +53,9 @@ type Config struct {
 	Backup BackupFunc
 	// Erasure erases personal data; nil when the server has none.
 	Erasure Eraser
+	// ErasureElsewhere, with Erasure nil, tells callers where erasures
+	// are made instead (a node whose keys are another node's).
+	ErasureElsewhere string
 	// Principal names the authenticated caller (false: none), recorded
 	// as the erasure's requester.
 	Principal func(ctx context.Context) (string, bool)
@@ -118,6 +121,9 @@ func (s *Server) Backup(ctx context.Context, req *callledgerv1.BackupRequest) (*
 // Erase erases the personal data of a call's tree or of a number's calls.
 func (s *Server) Erase(ctx context.Context, req *callledgerv1.EraseRequest) (*callledgerv1.EraseResponse, error) {
 	if s.cfg.Erasure == nil {
+		if s.cfg.ErasureElsewhere != "" {
+			return nil, status.Error(codes.FailedPrecondition, s.cfg.ErasureElsewhere)
+		}
 		return nil, status.Error(codes.FailedPrecondition, "erasure is not configured on this server")
 	}
 	given := 0
