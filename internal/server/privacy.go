@@ -45,9 +45,10 @@ type Privacy struct {
 	// opens nothing (--seal=false): such data cannot be erased by
 	// destroying keys.
 	Unsealed bool
-	// KeyService is where a webhook replica on KurrentDB gets its keys:
-	// the node that holds the key store (--role all on the same --store)
-	// shares it over its gRPC listener. Other roles ignore it.
+	// KeyService is where a node on KurrentDB that holds no key store
+	// (webhook and query replicas) gets its keys: the node that holds it
+	// (--role all on the same --store) shares it over its gRPC listener.
+	// Empty: the node's own key store, in DataDir.
 	KeyService KeyService
 }
 
@@ -79,8 +80,8 @@ func (k KeyService) usesTLS() bool { return k.TLSCA != "" || k.TLSCert != "" || 
 // maxTokenFile bounds what is read of a token file.
 const maxTokenFile = 4096
 
-// keyServiceClient is the key store of a webhook replica: the key service
-// at k.Addr, the connection closed with the server.
+// keyServiceClient is the key store of a node whose keys are another's:
+// the key service at k.Addr, the connection closed with the server.
 func (s *Server) keyServiceClient(k KeyService) (keystore.Store, error) {
 	if !k.usesTLS() && !isLoopback(k.Addr) {
 		return nil, fmt.Errorf("--key-service-addr %s is not a loopback address: reach it over TLS (--key-service-tls-ca, and --key-service-tls-cert/--key-service-tls-key for a client certificate), "+
