@@ -208,17 +208,17 @@ func exportFromLedger(ctx context.Context, sf storeFlags, kek kekFlag, exp *call
 	}
 	defer store.Close()
 	opts := rebuild.Options{Logger: logger}
-	closeKeys, err := kek.openForFold(&opts, sf.dataDir, logger)
+	fctx, closeKeys, err := kek.openForFold(ctx, &opts, sf.dataDir, logger)
 	if err != nil {
 		return err
 	}
 	defer closeKeys()
 	progress := newProgress(stderr, logger)
 	opts.Progress = progress.update
-	res, err := rebuild.Fold(ctx, store, opts)
+	res, err := rebuild.Fold(fctx, store, opts)
 	progress.finish()
 	if err != nil {
-		return err
+		return foldFailure(fctx, err)
 	}
 	return res.Calls(exp.Add)
 }

@@ -95,16 +95,53 @@ func (l *lazyOpener) Close() error {
 // --from-ledger), and has opts open sealed events with it: a ledger written
 // with sealing must be folded with its numbers, so a key store that does
 // not open is an error. A directory without one (a ledger stored in the
-// clear) leaves opts as they are. The caller closes the store with the
-// function returned.
-func (k *kekFlag) openForFold(opts *rebuild.Options, dataDir string, log *slog.Logger) (closeKeys func(), err error) {
+// clear, or a node whose keys are another node's) folds until the first
+// sealed event, where the context returned ends with errSealedWithoutKeys:
+// a read model without its personal fields is no rebuild. The caller folds
+// with that context, reports failures through foldFailure, and closes the
+// store with the function returned.
+func (k *kekFlag) openForFold(ctx context.Context, opts *rebuild.Options, dataDir string, log *slog.Logger) (context.Context, func(), error) {
 	if _, err := os.Stat(server.KeyStorePath(dataDir)); errors.Is(err, fs.ErrNotExist) {
-		return func() {}, nil
+		fctx, cancel := context.WithCancelCause(ctx)
+		opts.Personal = keyless{dataDir: dataDir, stop: cancel}
+		return fctx, func() { cancel(nil) }, nil
 	}
 	keys, err := k.openOffline(dataDir, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	opts.Personal = seal.NewEvents(keys)
-	return func() { keys.Close() }, nil
+	return ctx, func() { keys.Close() }, nil
+}
+
+// errSealedWithoutKeys ends a fold that met a sealed event with no key
+// store to open it.
+var errSealedWithoutKeys = errors.New("the ledger's events are sealed, and the data directory holds no key store to open them")
+
+// keyless is the opener of a data directory without a key store: it stops
+// the fold at the first sealed event.
+type keyless struct {
+	dataDir string
+	stop    context.CancelCauseFunc
+}
+
+func (k keyless) Open(_ context.Context, ev *callledgerv1.Event, _ ...seal.Part) (seal.Opened, error) {
+	if ev.GetSealed() == nil && ev.GetSealedRequest() == nil {
+		return seal.Opened{}, nil
+	}
+	k.stop(fmt.Errorf("%w (%s): run this on the node that holds the key store (the one with --kek-file), "+
+		"or let serve rebuild the read model of a node whose keys come from a key service when it starts; nothing was changed",
+		errSealedWithoutKeys, k.dataDir))
+	// The fold stops at the cancellation: no error to log per event until
+	// then.
+	return seal.Opened{}, nil
+}
+
+// foldFailure is err of a fold run with openForFold's context, or the
+// reason that context ended.
+func foldFailure(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); errors.Is(cause, errSealedWithoutKeys) {
+		return cause
+	}
+	return err
 }

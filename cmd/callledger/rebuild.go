@@ -60,7 +60,7 @@ func rebuildOffline(ctx context.Context, sf storeFlags, kek kekFlag, batch int, 
 	}
 	defer store.Close()
 	opts := rebuild.Options{BatchSize: batch, Logger: logger}
-	closeKeys, err := kek.openForFold(&opts, sf.dataDir, logger)
+	fctx, closeKeys, err := kek.openForFold(ctx, &opts, sf.dataDir, logger)
 	if err != nil {
 		return err
 	}
@@ -74,10 +74,10 @@ func rebuildOffline(ctx context.Context, sf storeFlags, kek kekFlag, batch int, 
 	}
 	progress := newProgress(stderr, logger)
 	opts.Progress = progress.update
-	name, st, err := cat.Build(ctx, store, callstore.Version, opts)
+	name, st, err := cat.Build(fctx, store, callstore.Version, opts)
 	progress.finish()
 	if err != nil {
-		return err
+		return foldFailure(fctx, err)
 	}
 	if err := cat.RemoveOlder(name); err != nil {
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -46,6 +47,20 @@ func TestSealCommand(t *testing.T) {
 	}
 	if out, err := cli(t, "seal", "--data-dir", dir, "--kek-file", testKEKFile(t)); err == nil || !strings.Contains(err.Error(), "another key-encryption key") {
 		t.Fatalf("a run with another KEK: %v\n%s", err, out)
+	}
+
+	// Without its key store (a node whose keys are another's), a sealed
+	// ledger is not folded into a read model without its numbers.
+	if err := os.Rename(filepath.Join(dir, "keys"), filepath.Join(dir, "keys.away")); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"rebuild", "--data-dir", dir},
+		{"export", "--data-dir", dir, "--format", "csv", "--out", filepath.Join(t.TempDir(), "calls.csv"), "--from-ledger"},
+	} {
+		if out, err := cli(t, args...); !errors.Is(err, errSealedWithoutKeys) || !strings.Contains(err.Error(), "nothing was changed") {
+			t.Errorf("%s of a sealed ledger without its key store: %v\n%s", args[0], err, out)
+		}
 	}
 }
 
