@@ -103,6 +103,10 @@ var (
 	ErrDestroyed = errors.New("keystore: subject erased")
 	// ErrNotFound: no such key, and the subject was not erased.
 	ErrNotFound = errors.New("keystore: no such key")
+	// ErrUnavailable: the key store could not answer now (a key service
+	// out of reach); the same request may succeed later. Readers retry
+	// rather than take the data for unopenable.
+	ErrUnavailable = errors.New("keystore: unavailable")
 	// ErrWrongKEK: the key-encryption key is not the one the store was
 	// created with.
 	ErrWrongKEK = errors.New("keystore: wrong key-encryption key")

@@ -10,6 +10,7 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	keystorev1 "github.com/callledger/callledger/api/callledger/keystore/v1"
@@ -177,6 +178,11 @@ func fromStatus(err error) error {
 		return keystore.ErrDestroyed
 	case reasonNotFound:
 		return fmt.Errorf("%w: %s", keystore.ErrNotFound, st.Message())
+	}
+	switch st.Code() {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
+		// Down, slow or busy: a retry may be answered.
+		return fmt.Errorf("keyservice: %w: %s", keystore.ErrUnavailable, st.Message())
 	}
 	return fmt.Errorf("keyservice: %w", err)
 }

@@ -200,3 +200,31 @@ func TestPlaintextOnlyOverLoopback(t *testing.T) {
 		})
 	}
 }
+
+// TestUnavailable: a key service out of reach is keystore.ErrUnavailable,
+// which readers retry, never an erasure or a missing key.
+func TestUnavailable(t *testing.T) {
+	g := grpc.NewServer()
+	NewServer(keystoretest.Open(t), slog.New(slog.DiscardHandler)).Register(g)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = g.Serve(lis) }()
+	c, err := NewClient(grpctest.Dial(t, lis.Addr().String()), ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	k, err := c.Key(ctx, callA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Stop()
+	if _, err := c.Get(ctx, callB, k.ID()); !errors.Is(err, keystore.ErrUnavailable) {
+		t.Errorf("Get with the service down: %v, want ErrUnavailable", err)
+	}
+	if _, err := c.Key(ctx, callB); !errors.Is(err, keystore.ErrUnavailable) {
+		t.Errorf("Key with the service down: %v, want ErrUnavailable", err)
+	}
+}

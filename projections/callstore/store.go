@@ -25,6 +25,7 @@ import (
 	"github.com/callledger/callledger/internal/pebblescrub"
 	"github.com/callledger/callledger/internal/pebblevfs"
 	"github.com/callledger/callledger/internal/privatefs"
+	"github.com/callledger/callledger/keystore"
 	"github.com/callledger/callledger/projections/callstate"
 	"github.com/callledger/callledger/seal"
 	"github.com/callledger/callledger/twilio"
@@ -317,7 +318,11 @@ func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) (err error) {
 		if uint64(rec.Position) <= s.applied.Load() {
 			continue // already applied (a resubscription overlapping the checkpoint)
 		}
-		ev, ok := Decoder{Log: s.log, Personal: s.opts.Personal}.Decode(&rec)
+		ev, ok, err := Decoder{Log: s.log, Personal: s.opts.Personal}.Fold(&rec)
+		if err != nil {
+			// Nothing of the batch is written: it is applied again.
+			return err
+		}
 		if !ok {
 			continue
 		}
@@ -398,45 +403,62 @@ type Decoder struct {
 // event folds with its personal fields empty. A key the store does not
 // have and a ciphertext that does not open are logged as errors, and the
 // event folds with its personal fields empty: its facts in the clear are
-// still true, and skipping it would change more of the call.
+// still true, and skipping it would change more of the call. A key store
+// that cannot answer now is Fold's concern (Fold).
 func (d Decoder) Decode(rec *eventstore.RecordedEvent) (*callledgerv1.Event, bool) {
+	ev, ok, _ := d.Fold(rec)
+	return ev, ok
+}
+
+// Fold is Decode, except that a key store that cannot answer now
+// (keystore.ErrUnavailable: a key service out of reach) is an error, not
+// an event folded without its personal fields for good: the projection
+// applies the batch again later, and a rebuild fails.
+func (d Decoder) Fold(rec *eventstore.RecordedEvent) (*callledgerv1.Event, bool, error) {
 	_, call := eventcodec.CallSidOf(rec.Stream)
 	_, conf := eventcodec.ConferenceSidOf(rec.Stream)
 	if !call && !conf && rec.Stream != eventcodec.ErasureStream {
-		return nil, false
+		return nil, false, nil
 	}
 	ev, err := eventcodec.DecodeFacts(*rec)
 	if err != nil {
 		d.Log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
-		return nil, false
+		return nil, false, nil
 	}
 	if twilio.NeedsUpcast(ev) {
 		whole, err := eventcodec.Decode(*rec)
 		if err != nil {
 			d.Log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
-			return nil, false
+			return nil, false, nil
 		}
 		// The request is needed to derive the event again.
-		d.open(rec, whole, seal.Facts, seal.Request)
+		if err := d.open(rec, whole, seal.Facts, seal.Request); err != nil {
+			return nil, false, err
+		}
 		ev = twilio.Upcast(whole)
 		ev.Request, ev.CloudEvent = nil, nil // the fold never reads them; a rebuild holds many events
-		return ev, true
+		return ev, true, nil
 	}
-	d.open(rec, ev, seal.Facts)
-	return ev, true
+	if err := d.open(rec, ev, seal.Facts); err != nil {
+		return nil, false, err
+	}
+	return ev, true, nil
 }
 
-func (d Decoder) open(rec *eventstore.RecordedEvent, ev *callledgerv1.Event, parts ...seal.Part) {
+func (d Decoder) open(rec *eventstore.RecordedEvent, ev *callledgerv1.Event, parts ...seal.Part) error {
 	if ev.GetSealed() == nil && ev.GetSealedRequest() == nil {
-		return
+		return nil
 	}
 	if d.Personal == nil {
 		d.Log.Error("folding a sealed event without its personal fields: no key store is configured",
 			"stream", rec.Stream, "position", rec.Position)
-	} else if _, err := d.Personal.Open(context.Background(), ev, parts...); err != nil {
+	} else if _, err := d.Personal.Open(context.Background(), ev, parts...); errors.Is(err, keystore.ErrUnavailable) {
+		return fmt.Errorf("open %s@%d: %w", rec.Stream, rec.Revision, err)
+	} else if err != nil {
 		d.Log.Error("folding an event without its personal fields: they do not open", "stream", rec.Stream, "position", rec.Position, "err", err)
 	}
 	ev.Sealed, ev.SealedRequest = nil, nil
+	return nil
 }
 
 func (s *Store) wake() {

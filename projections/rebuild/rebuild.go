@@ -370,8 +370,12 @@ func readChunk(ctx context.Context, log Log, lo, hi eventstore.Position, size in
 		full := len(evs) == size
 		end := sort.Search(len(evs), func(i int) bool { return evs[i].Position > hi })
 		if end > 0 {
+			d, err := decode(evs[:end], dec)
+			if err != nil {
+				return fmt.Errorf("rebuild: %w", err)
+			}
 			select {
-			case out <- decode(evs[:end], dec):
+			case out <- d:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -391,8 +395,7 @@ func visitChunk(ctx context.Context, vis visitor, lo, hi eventstore.Position, de
 	d := decoded{events: make([]*callledgerv1.Event, 0, n), pos: make([]uint64, 0, n), last: hi}
 	err := vis.VisitAll(ctx, lo, hi, func(rec *eventstore.RecordedEvent) error {
 		d.n++
-		d.add(rec, dec)
-		return nil
+		return d.add(rec, dec)
 	})
 	if err != nil {
 		return fmt.Errorf("rebuild: read after %d: %w", lo, err)
@@ -410,7 +413,7 @@ func visitChunk(ctx context.Context, vis visitor, lo, hi eventstore.Position, de
 
 // decode decodes the call events of batch, skipping (and logging) what
 // the fold cannot read, as the live projection does.
-func decode(batch []eventstore.RecordedEvent, dec callstore.Decoder) decoded {
+func decode(batch []eventstore.RecordedEvent, dec callstore.Decoder) (decoded, error) {
 	d := decoded{
 		events: make([]*callledgerv1.Event, 0, len(batch)),
 		pos:    make([]uint64, 0, len(batch)),
@@ -418,18 +421,23 @@ func decode(batch []eventstore.RecordedEvent, dec callstore.Decoder) decoded {
 		n:      len(batch),
 	}
 	for i := range batch {
-		d.add(&batch[i], dec)
+		if err := d.add(&batch[i], dec); err != nil {
+			return decoded{}, err
+		}
 	}
-	return d
+	return d, nil
 }
 
 // add decodes rec if it is a call event, skipping (and logging) what the
-// fold cannot read, as the live projection does. It keeps nothing of rec.
-func (d *decoded) add(rec *eventstore.RecordedEvent, dec callstore.Decoder) {
-	ev, ok := dec.Decode(rec)
-	if !ok {
-		return
+// fold cannot read, as the live projection does; a key store that cannot
+// answer now fails the rebuild (callstore.Decoder.Fold). It keeps nothing
+// of rec.
+func (d *decoded) add(rec *eventstore.RecordedEvent, dec callstore.Decoder) error {
+	ev, ok, err := dec.Fold(rec)
+	if err != nil || !ok {
+		return err
 	}
 	d.events = append(d.events, ev)
 	d.pos = append(d.pos, uint64(rec.Position))
+	return nil
 }
