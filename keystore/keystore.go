@@ -49,6 +49,12 @@ type Store interface {
 	Close() error
 }
 
+// KeyRef names one key of a subject, as sealed data records it.
+type KeyRef struct {
+	Subject string
+	ID      uint64
+}
+
 // DataKey is one AES-256 data key, ready to seal and open.
 type DataKey struct {
 	subject string

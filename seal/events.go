@@ -255,3 +255,30 @@ func (e *Events) Preload(ctx context.Context) (release func(), err error) {
 	}
 	return p.Preload(ctx)
 }
+
+// Prefetch asks the key store, when it can (keyservice.Client.Prefetch),
+// to get the keys that the facts of evs were sealed under in one go, before
+// they are opened one by one: a reader of a batch of events over the
+// network then waits for one round trip, not one per call leg. Without such
+// a store it does nothing.
+func (e *Events) Prefetch(ctx context.Context, evs []*callledgerv1.Event) error {
+	if e == nil {
+		return nil
+	}
+	p, ok := e.keys.(interface {
+		Prefetch(ctx context.Context, refs []keystore.KeyRef) error
+	})
+	if !ok {
+		return nil
+	}
+	var refs []keystore.KeyRef
+	for _, ev := range evs {
+		if s := ev.GetSealed(); s != nil {
+			refs = append(refs, keystore.KeyRef{Subject: s.GetSubject(), ID: s.GetKeyId()})
+		}
+	}
+	if len(refs) == 0 {
+		return nil
+	}
+	return p.Prefetch(ctx, refs)
+}

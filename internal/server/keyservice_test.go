@@ -121,7 +121,7 @@ func TestWebhookReplicaSealsWithKeyService(t *testing.T) {
 		conns[p] = s.dial(t, p, nil)
 	}
 	info := s.srv.GRPCServices()["callledger.keystore.v1.KeyService"]
-	if len(info.Methods) != 2 {
+	if len(info.Methods) != 3 {
 		t.Fatalf("the key service is not served: %v", info)
 	}
 	for _, m := range info.Methods {

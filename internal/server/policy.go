@@ -50,7 +50,8 @@ func Policy() grpcauth.Policy {
 		callledgerv1.AdminService_Erase_FullMethodName:  erase,
 
 		// Served with sealing on KurrentDB only (webhook replicas).
-		keystorev1.KeyService_Key_FullMethodName:    keys,
-		keystorev1.KeyService_GetKey_FullMethodName: keys,
+		keystorev1.KeyService_Key_FullMethodName:     keys,
+		keystorev1.KeyService_GetKey_FullMethodName:  keys,
+		keystorev1.KeyService_GetKeys_FullMethodName: keys,
 	}
 }

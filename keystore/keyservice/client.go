@@ -52,8 +52,10 @@ var _ keystore.Store = (*Client)(nil)
 
 // cached is what the client knows of a subject; never changed once cached.
 type cached struct {
-	at   time.Time
-	keys []keystore.DataKey
+	at time.Time
+	// erased: the service said the subject was erased.
+	erased bool
+	keys   []keystore.DataKey
 	// seen are hashes of the parties Key indexed for the subject; sealed
 	// is whether Key answered (Get alone caches a key to open with).
 	seen  []uint64
@@ -120,6 +122,9 @@ func (c *Client) Sync(context.Context) error { return nil }
 // Get implements keystore.Store.
 func (c *Client) Get(ctx context.Context, subject string, id uint64) (keystore.DataKey, error) {
 	if e, ok := c.fresh(subject); ok {
+		if e.erased {
+			return keystore.DataKey{}, keystore.ErrDestroyed
+		}
 		for _, k := range e.keys {
 			if k.ID() == id {
 				return k, nil
@@ -139,6 +144,52 @@ func (c *Client) Get(ctx context.Context, subject string, id uint64) (keystore.D
 	}
 	c.cache.ContainsOrAdd(subject, &cached{at: c.now(), keys: []keystore.DataKey{k}})
 	return k, nil
+}
+
+// Prefetch gets the keys of refs that are not cached, in as few calls as
+// GetKeys allows, so that opening a batch of events costs a round trip, not
+// one per call leg. A key the service does not have is left for Get to
+// report.
+func (c *Client) Prefetch(ctx context.Context, refs []keystore.KeyRef) error {
+	var want []*keystorev1.KeyRef
+	seen := map[keystore.KeyRef]bool{}
+	for _, r := range refs {
+		if seen[r] {
+			continue
+		}
+		seen[r] = true
+		if e, ok := c.fresh(r.Subject); ok && (e.erased || slices.ContainsFunc(e.keys, func(k keystore.DataKey) bool { return k.ID() == r.ID })) {
+			continue
+		}
+		want = append(want, &keystorev1.KeyRef{Subject: r.Subject, KeyId: r.ID})
+	}
+	for len(want) > 0 {
+		n := min(len(want), MaxGetKeys)
+		res, err := c.svc.GetKeys(ctx, &keystorev1.GetKeysRequest{Keys: want[:n]})
+		if err != nil {
+			return fromStatus(err)
+		}
+		want = want[n:]
+		now := c.now()
+		for _, sub := range res.GetErased() {
+			c.cache.Add(sub, &cached{at: now, erased: true})
+		}
+		for _, ik := range res.GetKeys() {
+			k, err := keystore.NewDataKey(ik.GetSubject(), ik.GetKeyId(), ik.GetKey())
+			if err != nil {
+				return fmt.Errorf("keyservice: %w", err)
+			}
+			e := &cached{at: now, keys: []keystore.DataKey{k}}
+			if old, ok := c.fresh(k.Subject()); ok && !old.erased {
+				// Keep what Key knew of the subject, and its other keys.
+				// (Key's key first, as Key answers it.)
+				e.keyed, e.seen = old.keyed, old.seen
+				e.keys = append(slices.Clip(old.keys), k)
+			}
+			c.cache.Add(k.Subject(), e)
+		}
+	}
+	return nil
 }
 
 // Subjects implements keystore.Store: ErrNotHere.

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -69,6 +70,37 @@ func (s *Server) GetKey(ctx context.Context, req *keystorev1.GetKeyRequest) (*ke
 		return nil, s.fail(ctx, "GetKey", req.GetSubject(), err)
 	}
 	return &keystorev1.GetKeyResponse{Subject: k.Subject(), KeyId: k.ID(), Key: k.Secret()}, nil
+}
+
+// MaxGetKeys bounds the keys of one GetKeys call.
+const MaxGetKeys = 4096
+
+// GetKeys implements keystorev1.KeyServiceServer.
+func (s *Server) GetKeys(ctx context.Context, req *keystorev1.GetKeysRequest) (*keystorev1.GetKeysResponse, error) {
+	if err := secureTransport(ctx); err != nil {
+		return nil, err
+	}
+	if n := len(req.GetKeys()); n > MaxGetKeys {
+		return nil, status.Errorf(codes.InvalidArgument, "%d keys asked for at once, at most %d", n, MaxGetKeys)
+	}
+	res := &keystorev1.GetKeysResponse{}
+	for _, ref := range req.GetKeys() {
+		k, err := s.keys.Get(ctx, ref.GetSubject(), ref.GetKeyId())
+		switch {
+		case errors.Is(err, keystore.ErrDestroyed):
+			if !slices.Contains(res.Erased, ref.GetSubject()) {
+				res.Erased = append(res.Erased, ref.GetSubject())
+			}
+		case errors.Is(err, keystore.ErrNotFound), errors.Is(err, keystore.ErrInvalidSubject):
+			// Left out: GetKey tells the reader which.
+		case err != nil:
+			return nil, s.fail(ctx, "GetKeys", ref.GetSubject(), err)
+		default:
+			res.Keys = append(res.Keys, &keystorev1.IssuedKey{Subject: k.Subject(), KeyId: k.ID(), Key: k.Secret()})
+		}
+	}
+	slices.Sort(res.Erased)
+	return res, nil
 }
 
 func response(k keystore.DataKey) *keystorev1.KeyResponse {

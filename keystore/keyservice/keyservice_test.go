@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -226,5 +227,51 @@ func TestUnavailable(t *testing.T) {
 	}
 	if _, err := c.Key(ctx, callB); !errors.Is(err, keystore.ErrUnavailable) {
 		t.Errorf("Key with the service down: %v, want ErrUnavailable", err)
+	}
+}
+
+// TestPrefetch: the keys of a batch of events come in one call per
+// MaxGetKeys; then opening them costs no call; an erased subject is known
+// from the same call, and a key the store never had is left for Get to
+// report.
+func TestPrefetch(t *testing.T) {
+	ctx := context.Background()
+	keys := keystoretest.Open(t)
+	c, _, calls := served(t, keys)
+	var refs []keystore.KeyRef
+	for i := range MaxGetKeys + 10 {
+		sub := fmt.Sprintf("CA%032x", i+100)
+		k, err := keys.Key(ctx, sub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, keystore.KeyRef{Subject: sub, ID: k.ID()}, keystore.KeyRef{Subject: sub, ID: k.ID()})
+	}
+	if _, err := keys.Destroy(ctx, refs[0].Subject); err != nil {
+		t.Fatal(err)
+	}
+	refs = append(refs, keystore.KeyRef{Subject: callB, ID: 7})
+	if err := c.Prefetch(ctx, refs); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("%d distinct keys prefetched in %d calls, want 2", MaxGetKeys+11, n)
+	}
+	for _, r := range refs[2 : len(refs)-1] {
+		if _, err := c.Get(ctx, r.Subject, r.ID); err != nil {
+			t.Fatalf("%s: %v", r.Subject, err)
+		}
+	}
+	if _, err := c.Get(ctx, refs[0].Subject, refs[0].ID); !errors.Is(err, keystore.ErrDestroyed) {
+		t.Errorf("an erased subject: %v, want ErrDestroyed", err)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("opening prefetched keys made %d more calls", n-2)
+	}
+	if _, err := c.Get(ctx, callB, 7); !errors.Is(err, keystore.ErrNotFound) {
+		t.Errorf("a key the store never had: %v, want ErrNotFound", err)
+	}
+	if err := c.Prefetch(ctx, refs[2:4]); err != nil || calls.Load() != 3 {
+		t.Errorf("prefetching cached keys: %v, %d calls", err, calls.Load())
 	}
 }

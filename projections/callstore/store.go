@@ -314,24 +314,21 @@ func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) (err error) {
 	}
 	tx := &batchTx{s: s, b: s.db.NewBatch(), recs: map[string]*entry{}, confs: map[string]*confEntry{}}
 	defer tx.b.Close()
-	for _, rec := range batch.Events {
-		if uint64(rec.Position) <= s.applied.Load() {
-			continue // already applied (a resubscription overlapping the checkpoint)
-		}
-		ev, ok, err := Decoder{Log: s.log, Personal: s.opts.Personal}.Fold(&rec)
-		if err != nil {
-			// Nothing of the batch is written: it is applied again.
-			return err
-		}
-		if !ok {
-			continue
-		}
-		if err := callstate.Apply(tx, ev, uint64(rec.Position)); err != nil {
-			return fmt.Errorf("apply %s@%d: %w", rec.Stream, rec.Revision, err)
+	// Events at or before the checkpoint were applied already (a
+	// resubscription overlapping it).
+	folded, err := Decoder{Log: s.log, Personal: s.opts.Personal}.FoldBatch(ctx, batch.Events, s.applied.Load(), nil)
+	if err != nil {
+		// Nothing of the batch is written: it is applied again.
+		return err
+	}
+	for _, f := range folded {
+		ev := f.Event
+		if err := callstate.Apply(tx, ev, f.Position); err != nil {
+			return fmt.Errorf("apply event %s at %d: %w", ev.GetEventId(), f.Position, err)
 		}
 		if e := ev.GetErasureRecorded(); e != nil && len(e.GetCallSids()) > 0 {
 			// In the batch that redacts them: a crash loses both or neither.
-			if err := tx.b.Set(scrubKey(uint64(rec.Position)), []byte(strings.Join(e.GetCallSids(), "\n")), nil); err != nil {
+			if err := tx.b.Set(scrubKey(f.Position), []byte(strings.Join(e.GetCallSids(), "\n")), nil); err != nil {
 				return err
 			}
 		}
@@ -415,34 +412,101 @@ func (d Decoder) Decode(rec *eventstore.RecordedEvent) (*callledgerv1.Event, boo
 // an event folded without its personal fields for good: the projection
 // applies the batch again later, and a rebuild fails.
 func (d Decoder) Fold(rec *eventstore.RecordedEvent) (*callledgerv1.Event, bool, error) {
-	_, call := eventcodec.CallSidOf(rec.Stream)
-	_, conf := eventcodec.ConferenceSidOf(rec.Stream)
-	if !call && !conf && rec.Stream != eventcodec.ErasureStream {
-		return nil, false, nil
-	}
-	ev, err := eventcodec.DecodeFacts(*rec)
-	if err != nil {
-		d.Log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
-		return nil, false, nil
-	}
-	if twilio.NeedsUpcast(ev) {
-		whole, err := eventcodec.Decode(*rec)
-		if err != nil {
-			d.Log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
-			return nil, false, nil
-		}
-		// The request is needed to derive the event again.
-		if err := d.open(rec, whole, seal.Facts, seal.Request); err != nil {
-			return nil, false, err
-		}
-		ev = twilio.Upcast(whole)
-		ev.Request, ev.CloudEvent = nil, nil // the fold never reads them; a rebuild holds many events
-		return ev, true, nil
+	ev, ok, opened, err := d.decode(rec)
+	if err != nil || !ok || opened {
+		return ev, ok, err
 	}
 	if err := d.open(rec, ev, seal.Facts); err != nil {
 		return nil, false, err
 	}
 	return ev, true, nil
+}
+
+// Folded is an event decoded and opened for the fold, with its position.
+type Folded struct {
+	Event    *callledgerv1.Event
+	Position uint64
+}
+
+// prefetcher gets the keys of many events at once (seal.Events over a
+// key service).
+type prefetcher interface {
+	Prefetch(ctx context.Context, evs []*callledgerv1.Event) error
+}
+
+// FoldBatch is Fold for the records of recs after position after,
+// appended to out: it decodes them all, then has the opener get the keys
+// of their sealed facts in one go when it can (a key service: one round
+// trip for the batch, not one per call leg), then opens them.
+func (d Decoder) FoldBatch(ctx context.Context, recs []eventstore.RecordedEvent, after uint64, out []Folded) ([]Folded, error) {
+	start := len(out)
+	var sealed, from []int // indexes in out of the events to open, and of their records
+	for i := range recs {
+		rec := &recs[i]
+		if uint64(rec.Position) <= after {
+			continue
+		}
+		ev, ok, opened, err := d.decode(rec)
+		if err != nil {
+			return out[:start], err
+		}
+		if !ok {
+			continue
+		}
+		out = append(out, Folded{Event: ev, Position: uint64(rec.Position)})
+		if !opened {
+			sealed, from = append(sealed, len(out)-1), append(from, i)
+		}
+	}
+	if p, ok := d.Personal.(prefetcher); ok && len(sealed) > 1 {
+		evs := make([]*callledgerv1.Event, len(sealed))
+		for i, j := range sealed {
+			evs[i] = out[j].Event
+		}
+		if err := p.Prefetch(ctx, evs); errors.Is(err, keystore.ErrUnavailable) {
+			return out[:start], fmt.Errorf("get the keys of %d events: %w", len(evs), err)
+		} else if err != nil {
+			// Each event's own opening reports what is wrong.
+			d.Log.Warn("getting the keys of a batch of events failed; they are got one by one", "err", err)
+		}
+	}
+	for i, j := range sealed {
+		if err := d.open(&recs[from[i]], out[j].Event, seal.Facts); err != nil {
+			return out[:start], err
+		}
+	}
+	return out, nil
+}
+
+// decode decodes what the fold reads of rec, as DecodeCallEvent does;
+// opened says whether nothing is left to open (no sealed part, or an event
+// of an older derivation, opened whole to be derived again).
+func (d Decoder) decode(rec *eventstore.RecordedEvent) (ev *callledgerv1.Event, ok, opened bool, err error) {
+	_, call := eventcodec.CallSidOf(rec.Stream)
+	_, conf := eventcodec.ConferenceSidOf(rec.Stream)
+	if !call && !conf && rec.Stream != eventcodec.ErasureStream {
+		return nil, false, false, nil
+	}
+	ev, err = eventcodec.DecodeFacts(*rec)
+	if err != nil {
+		d.Log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
+		return nil, false, false, nil
+	}
+	if twilio.NeedsUpcast(ev) {
+		whole, err := eventcodec.Decode(*rec)
+		if err != nil {
+			d.Log.Error("skipping undecodable event", "stream", rec.Stream, "position", rec.Position, "err", err)
+			return nil, false, false, nil
+		}
+		// The request is needed to derive the event again.
+		if err := d.open(rec, whole, seal.Facts, seal.Request); err != nil {
+			return nil, false, false, err
+		}
+		ev = twilio.Upcast(whole)
+		ev.Request, ev.CloudEvent = nil, nil // the fold never reads them; a rebuild holds many events
+		return ev, true, true, nil
+	}
+	return ev, true, ev.GetSealed() == nil && ev.GetSealedRequest() == nil, nil
 }
 
 func (d Decoder) open(rec *eventstore.RecordedEvent, ev *callledgerv1.Event, parts ...seal.Part) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/callledger/callledger/keystore"
 	"github.com/callledger/callledger/projections/callstore"
 	"github.com/callledger/callledger/seal"
+	"github.com/callledger/callledger/twilio"
 )
 
 // flakyKeys opens sealed events by setting From, after failing the first
@@ -36,7 +37,7 @@ func TestUnavailableKeysAreRetried(t *testing.T) {
 	keys := &flakyKeys{fail: 1}
 	s := open(t, t.TempDir(), callstore.Options{Personal: keys})
 	ev := &callledgerv1.Event{EventId: uuid.NewString(), CallSid: sid(1), Source: callledgerv1.Source_SOURCE_STATUS_CALLBACK,
-		ReceivedAt: timestamppb.New(t0), ReportedAt: timestamppb.New(t0),
+		ReceivedAt: timestamppb.New(t0), ReportedAt: timestamppb.New(t0), Derivation: twilio.Derivation,
 		Sealed: &callledgerv1.Sealed{Subject: sid(1), KeyId: 1, Nonce: make([]byte, 12), Ciphertext: []byte("sealed")},
 		Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
 			Status: completed, AccountSid: "AC1", Direction: "inbound"}}}
@@ -61,5 +62,60 @@ func TestUnavailableKeysAreRetried(t *testing.T) {
 	}
 	if tree.Call.GetFrom() != "+15555550155" {
 		t.Errorf("the call applied again: from %q, want its number", tree.Call.GetFrom())
+	}
+}
+
+// prefetching opens like flakyKeys and counts its prefetches; it fails
+// them while down.
+type prefetching struct {
+	flakyKeys
+	down       bool
+	prefetches [][]*callledgerv1.Event
+}
+
+func (p *prefetching) Prefetch(_ context.Context, evs []*callledgerv1.Event) error {
+	if p.down {
+		return keystore.ErrUnavailable
+	}
+	p.prefetches = append(p.prefetches, evs)
+	return nil
+}
+
+// TestBatchKeysPrefetched: the keys of a batch's sealed events are asked
+// for once, before they are opened; a prefetch that cannot be answered now
+// leaves the batch to be applied again.
+func TestBatchKeysPrefetched(t *testing.T) {
+	keys := &prefetching{down: true}
+	s := open(t, t.TempDir(), callstore.Options{Personal: keys})
+	var batch eventstore.Batch
+	for i := range 3 {
+		ev := &callledgerv1.Event{EventId: uuid.NewString(), CallSid: sid(i + 1), Source: callledgerv1.Source_SOURCE_STATUS_CALLBACK,
+			ReceivedAt: timestamppb.New(t0), ReportedAt: timestamppb.New(t0), Derivation: twilio.Derivation,
+			Sealed: &callledgerv1.Sealed{Subject: sid(i + 1), KeyId: 1, Nonce: make([]byte, 12), Ciphertext: []byte("sealed")},
+			Body: &callledgerv1.Event_CallStatusReported{CallStatusReported: &callledgerv1.CallStatusReported{
+				Status: completed, AccountSid: "AC1", Direction: "inbound"}}}
+		rec, err := eventcodec.Encode(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch.Events = append(batch.Events, eventstore.RecordedEvent{ID: rec.ID, Type: rec.Type, Stream: eventcodec.CallStream(sid(i + 1)),
+			Position: eventstore.Position(i + 1), Data: rec.Data})
+	}
+	batch.Checkpoint = 3
+	if err := s.Apply(context.Background(), batch); !errors.Is(err, keystore.ErrUnavailable) {
+		t.Fatalf("Apply with the prefetch out of reach: %v, want ErrUnavailable", err)
+	}
+	keys.down = false
+	if err := s.Apply(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys.prefetches) != 1 || len(keys.prefetches[0]) != 3 {
+		t.Fatalf("prefetches %v, want one of the 3 events", keys.prefetches)
+	}
+	for i := range 3 {
+		tree, err := s.Tree(context.Background(), sid(i+1))
+		if err != nil || tree.Call.GetFrom() != "+15555550155" {
+			t.Errorf("call %d: %v, %v", i+1, tree.Call, err)
+		}
 	}
 }

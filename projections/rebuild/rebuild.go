@@ -370,7 +370,7 @@ func readChunk(ctx context.Context, log Log, lo, hi eventstore.Position, size in
 		full := len(evs) == size
 		end := sort.Search(len(evs), func(i int) bool { return evs[i].Position > hi })
 		if end > 0 {
-			d, err := decode(evs[:end], dec)
+			d, err := decode(ctx, evs[:end], dec)
 			if err != nil {
 				return fmt.Errorf("rebuild: %w", err)
 			}
@@ -412,18 +412,22 @@ func visitChunk(ctx context.Context, vis visitor, lo, hi eventstore.Position, de
 }
 
 // decode decodes the call events of batch, skipping (and logging) what
-// the fold cannot read, as the live projection does.
-func decode(batch []eventstore.RecordedEvent, dec callstore.Decoder) (decoded, error) {
+// the fold cannot read, as the live projection does, and opens their
+// sealed facts with one prefetch of their keys (callstore.Decoder.FoldBatch).
+func decode(ctx context.Context, batch []eventstore.RecordedEvent, dec callstore.Decoder) (decoded, error) {
+	folded, err := dec.FoldBatch(ctx, batch, 0, make([]callstore.Folded, 0, len(batch)))
+	if err != nil {
+		return decoded{}, err
+	}
 	d := decoded{
-		events: make([]*callledgerv1.Event, 0, len(batch)),
-		pos:    make([]uint64, 0, len(batch)),
+		events: make([]*callledgerv1.Event, 0, len(folded)),
+		pos:    make([]uint64, 0, len(folded)),
 		last:   batch[len(batch)-1].Position,
 		n:      len(batch),
 	}
-	for i := range batch {
-		if err := d.add(&batch[i], dec); err != nil {
-			return decoded{}, err
-		}
+	for _, f := range folded {
+		d.events = append(d.events, f.Event)
+		d.pos = append(d.pos, f.Position)
 	}
 	return d, nil
 }

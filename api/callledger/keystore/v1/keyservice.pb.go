@@ -251,6 +251,218 @@ func (x *GetKeyResponse) GetKey() []byte {
 	return nil
 }
 
+type GetKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []*KeyRef              `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetKeysRequest) Reset() {
+	*x = GetKeysRequest{}
+	mi := &file_callledger_keystore_v1_keyservice_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetKeysRequest) ProtoMessage() {}
+
+func (x *GetKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_keystore_v1_keyservice_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetKeysRequest.ProtoReflect.Descriptor instead.
+func (*GetKeysRequest) Descriptor() ([]byte, []int) {
+	return file_callledger_keystore_v1_keyservice_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetKeysRequest) GetKeys() []*KeyRef {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// KeyRef names one key of a subject.
+type KeyRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subject       string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	KeyId         uint64                 `protobuf:"fixed64,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyRef) Reset() {
+	*x = KeyRef{}
+	mi := &file_callledger_keystore_v1_keyservice_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyRef) ProtoMessage() {}
+
+func (x *KeyRef) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_keystore_v1_keyservice_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyRef.ProtoReflect.Descriptor instead.
+func (*KeyRef) Descriptor() ([]byte, []int) {
+	return file_callledger_keystore_v1_keyservice_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *KeyRef) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *KeyRef) GetKeyId() uint64 {
+	if x != nil {
+		return x.KeyId
+	}
+	return 0
+}
+
+type GetKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Keys  []*IssuedKey           `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	// Subjects asked for that were erased, sorted.
+	Erased        []string `protobuf:"bytes,2,rep,name=erased,proto3" json:"erased,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetKeysResponse) Reset() {
+	*x = GetKeysResponse{}
+	mi := &file_callledger_keystore_v1_keyservice_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetKeysResponse) ProtoMessage() {}
+
+func (x *GetKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_keystore_v1_keyservice_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetKeysResponse.ProtoReflect.Descriptor instead.
+func (*GetKeysResponse) Descriptor() ([]byte, []int) {
+	return file_callledger_keystore_v1_keyservice_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetKeysResponse) GetKeys() []*IssuedKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *GetKeysResponse) GetErased() []string {
+	if x != nil {
+		return x.Erased
+	}
+	return nil
+}
+
+// IssuedKey is one data key, in the clear.
+type IssuedKey struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Subject string                 `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	KeyId   uint64                 `protobuf:"fixed64,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The 32-byte AES-256 data key.
+	Key           []byte `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssuedKey) Reset() {
+	*x = IssuedKey{}
+	mi := &file_callledger_keystore_v1_keyservice_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssuedKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssuedKey) ProtoMessage() {}
+
+func (x *IssuedKey) ProtoReflect() protoreflect.Message {
+	mi := &file_callledger_keystore_v1_keyservice_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssuedKey.ProtoReflect.Descriptor instead.
+func (*IssuedKey) Descriptor() ([]byte, []int) {
+	return file_callledger_keystore_v1_keyservice_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *IssuedKey) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *IssuedKey) GetKeyId() uint64 {
+	if x != nil {
+		return x.KeyId
+	}
+	return 0
+}
+
+func (x *IssuedKey) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 var File_callledger_keystore_v1_keyservice_proto protoreflect.FileDescriptor
 
 const file_callledger_keystore_v1_keyservice_proto_rawDesc = "" +
@@ -270,11 +482,24 @@ const file_callledger_keystore_v1_keyservice_proto_rawDesc = "" +
 	"\x0eGetKeyResponse\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\x06R\x05keyId\x12\x10\n" +
-	"\x03key\x18\x03 \x01(\fR\x03key2\xb5\x01\n" +
+	"\x03key\x18\x03 \x01(\fR\x03key\"D\n" +
+	"\x0eGetKeysRequest\x122\n" +
+	"\x04keys\x18\x01 \x03(\v2\x1e.callledger.keystore.v1.KeyRefR\x04keys\"9\n" +
+	"\x06KeyRef\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\x06R\x05keyId\"`\n" +
+	"\x0fGetKeysResponse\x125\n" +
+	"\x04keys\x18\x01 \x03(\v2!.callledger.keystore.v1.IssuedKeyR\x04keys\x12\x16\n" +
+	"\x06erased\x18\x02 \x03(\tR\x06erased\"N\n" +
+	"\tIssuedKey\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\x06R\x05keyId\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\fR\x03key2\x91\x02\n" +
 	"\n" +
 	"KeyService\x12N\n" +
 	"\x03Key\x12\".callledger.keystore.v1.KeyRequest\x1a#.callledger.keystore.v1.KeyResponse\x12W\n" +
-	"\x06GetKey\x12%.callledger.keystore.v1.GetKeyRequest\x1a&.callledger.keystore.v1.GetKeyResponseBHZFgithub.com/callledger/callledger/api/callledger/keystore/v1;keystorev1b\x06proto3"
+	"\x06GetKey\x12%.callledger.keystore.v1.GetKeyRequest\x1a&.callledger.keystore.v1.GetKeyResponse\x12Z\n" +
+	"\aGetKeys\x12&.callledger.keystore.v1.GetKeysRequest\x1a'.callledger.keystore.v1.GetKeysResponseBHZFgithub.com/callledger/callledger/api/callledger/keystore/v1;keystorev1b\x06proto3"
 
 var (
 	file_callledger_keystore_v1_keyservice_proto_rawDescOnce sync.Once
@@ -288,23 +513,31 @@ func file_callledger_keystore_v1_keyservice_proto_rawDescGZIP() []byte {
 	return file_callledger_keystore_v1_keyservice_proto_rawDescData
 }
 
-var file_callledger_keystore_v1_keyservice_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_callledger_keystore_v1_keyservice_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_callledger_keystore_v1_keyservice_proto_goTypes = []any{
-	(*KeyRequest)(nil),     // 0: callledger.keystore.v1.KeyRequest
-	(*GetKeyRequest)(nil),  // 1: callledger.keystore.v1.GetKeyRequest
-	(*KeyResponse)(nil),    // 2: callledger.keystore.v1.KeyResponse
-	(*GetKeyResponse)(nil), // 3: callledger.keystore.v1.GetKeyResponse
+	(*KeyRequest)(nil),      // 0: callledger.keystore.v1.KeyRequest
+	(*GetKeyRequest)(nil),   // 1: callledger.keystore.v1.GetKeyRequest
+	(*KeyResponse)(nil),     // 2: callledger.keystore.v1.KeyResponse
+	(*GetKeyResponse)(nil),  // 3: callledger.keystore.v1.GetKeyResponse
+	(*GetKeysRequest)(nil),  // 4: callledger.keystore.v1.GetKeysRequest
+	(*KeyRef)(nil),          // 5: callledger.keystore.v1.KeyRef
+	(*GetKeysResponse)(nil), // 6: callledger.keystore.v1.GetKeysResponse
+	(*IssuedKey)(nil),       // 7: callledger.keystore.v1.IssuedKey
 }
 var file_callledger_keystore_v1_keyservice_proto_depIdxs = []int32{
-	0, // 0: callledger.keystore.v1.KeyService.Key:input_type -> callledger.keystore.v1.KeyRequest
-	1, // 1: callledger.keystore.v1.KeyService.GetKey:input_type -> callledger.keystore.v1.GetKeyRequest
-	2, // 2: callledger.keystore.v1.KeyService.Key:output_type -> callledger.keystore.v1.KeyResponse
-	3, // 3: callledger.keystore.v1.KeyService.GetKey:output_type -> callledger.keystore.v1.GetKeyResponse
-	2, // [2:4] is the sub-list for method output_type
-	0, // [0:2] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	5, // 0: callledger.keystore.v1.GetKeysRequest.keys:type_name -> callledger.keystore.v1.KeyRef
+	7, // 1: callledger.keystore.v1.GetKeysResponse.keys:type_name -> callledger.keystore.v1.IssuedKey
+	0, // 2: callledger.keystore.v1.KeyService.Key:input_type -> callledger.keystore.v1.KeyRequest
+	1, // 3: callledger.keystore.v1.KeyService.GetKey:input_type -> callledger.keystore.v1.GetKeyRequest
+	4, // 4: callledger.keystore.v1.KeyService.GetKeys:input_type -> callledger.keystore.v1.GetKeysRequest
+	2, // 5: callledger.keystore.v1.KeyService.Key:output_type -> callledger.keystore.v1.KeyResponse
+	3, // 6: callledger.keystore.v1.KeyService.GetKey:output_type -> callledger.keystore.v1.GetKeyResponse
+	6, // 7: callledger.keystore.v1.KeyService.GetKeys:output_type -> callledger.keystore.v1.GetKeysResponse
+	5, // [5:8] is the sub-list for method output_type
+	2, // [2:5] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_callledger_keystore_v1_keyservice_proto_init() }
@@ -318,7 +551,7 @@ func file_callledger_keystore_v1_keyservice_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_callledger_keystore_v1_keyservice_proto_rawDesc), len(file_callledger_keystore_v1_keyservice_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

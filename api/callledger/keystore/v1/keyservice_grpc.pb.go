@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	KeyService_Key_FullMethodName    = "/callledger.keystore.v1.KeyService/Key"
-	KeyService_GetKey_FullMethodName = "/callledger.keystore.v1.KeyService/GetKey"
+	KeyService_Key_FullMethodName     = "/callledger.keystore.v1.KeyService/Key"
+	KeyService_GetKey_FullMethodName  = "/callledger.keystore.v1.KeyService/GetKey"
+	KeyService_GetKeys_FullMethodName = "/callledger.keystore.v1.KeyService/GetKeys"
 )
 
 // KeyServiceClient is the client API for KeyService service.
@@ -42,6 +43,12 @@ type KeyServiceClient interface {
 	// FAILED_PRECONDITION when the subject was erased, NOT_FOUND when the
 	// store never had the key.
 	GetKey(ctx context.Context, in *GetKeyRequest, opts ...grpc.CallOption) (*GetKeyResponse, error)
+	// GetKeys returns many keys at once, for a reader about to open the
+	// events of a batch (a projection, a rebuild): the keys the store has,
+	// and the subjects among those asked for that were erased. A key the
+	// store never had is left out (GetKey says NOT_FOUND for it). At most
+	// 4,096 keys a call.
+	GetKeys(ctx context.Context, in *GetKeysRequest, opts ...grpc.CallOption) (*GetKeysResponse, error)
 }
 
 type keyServiceClient struct {
@@ -72,6 +79,16 @@ func (c *keyServiceClient) GetKey(ctx context.Context, in *GetKeyRequest, opts .
 	return out, nil
 }
 
+func (c *keyServiceClient) GetKeys(ctx context.Context, in *GetKeysRequest, opts ...grpc.CallOption) (*GetKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetKeysResponse)
+	err := c.cc.Invoke(ctx, KeyService_GetKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KeyServiceServer is the server API for KeyService service.
 // All implementations must embed UnimplementedKeyServiceServer
 // for forward compatibility.
@@ -91,6 +108,12 @@ type KeyServiceServer interface {
 	// FAILED_PRECONDITION when the subject was erased, NOT_FOUND when the
 	// store never had the key.
 	GetKey(context.Context, *GetKeyRequest) (*GetKeyResponse, error)
+	// GetKeys returns many keys at once, for a reader about to open the
+	// events of a batch (a projection, a rebuild): the keys the store has,
+	// and the subjects among those asked for that were erased. A key the
+	// store never had is left out (GetKey says NOT_FOUND for it). At most
+	// 4,096 keys a call.
+	GetKeys(context.Context, *GetKeysRequest) (*GetKeysResponse, error)
 	mustEmbedUnimplementedKeyServiceServer()
 }
 
@@ -106,6 +129,9 @@ func (UnimplementedKeyServiceServer) Key(context.Context, *KeyRequest) (*KeyResp
 }
 func (UnimplementedKeyServiceServer) GetKey(context.Context, *GetKeyRequest) (*GetKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetKey not implemented")
+}
+func (UnimplementedKeyServiceServer) GetKeys(context.Context, *GetKeysRequest) (*GetKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetKeys not implemented")
 }
 func (UnimplementedKeyServiceServer) mustEmbedUnimplementedKeyServiceServer() {}
 func (UnimplementedKeyServiceServer) testEmbeddedByValue()                    {}
@@ -164,6 +190,24 @@ func _KeyService_GetKey_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KeyService_GetKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeyServiceServer).GetKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KeyService_GetKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeyServiceServer).GetKeys(ctx, req.(*GetKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KeyService_ServiceDesc is the grpc.ServiceDesc for KeyService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -178,6 +222,10 @@ var KeyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetKey",
 			Handler:    _KeyService_GetKey_Handler,
+		},
+		{
+			MethodName: "GetKeys",
+			Handler:    _KeyService_GetKeys_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
