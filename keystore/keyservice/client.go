@@ -56,7 +56,7 @@ type cached struct {
 	// erased: the service said the subject was erased.
 	erased bool
 	keys   []keystore.DataKey
-	// seen are hashes of the parties Key indexed for the subject; sealed
+	// seen are hashes of the parties Key indexed for the subject; keyed
 	// is whether Key answered (Get alone caches a key to open with).
 	seen  []uint64
 	keyed bool
@@ -142,7 +142,7 @@ func (c *Client) Get(ctx context.Context, subject string, id uint64) (keystore.D
 	if k.ID() != id {
 		return keystore.DataKey{}, fmt.Errorf("keyservice: asked for key %016x of %s, got key %016x", id, subject, k.ID())
 	}
-	c.cache.ContainsOrAdd(subject, &cached{at: c.now(), keys: []keystore.DataKey{k}})
+	c.remember(k)
 	return k, nil
 }
 
@@ -170,26 +170,33 @@ func (c *Client) Prefetch(ctx context.Context, refs []keystore.KeyRef) error {
 			return fromStatus(err)
 		}
 		want = want[n:]
-		now := c.now()
 		for _, sub := range res.GetErased() {
-			c.cache.Add(sub, &cached{at: now, erased: true})
+			c.cache.Add(sub, &cached{at: c.now(), erased: true})
 		}
 		for _, ik := range res.GetKeys() {
 			k, err := keystore.NewDataKey(ik.GetSubject(), ik.GetKeyId(), ik.GetKey())
 			if err != nil {
 				return fmt.Errorf("keyservice: %w", err)
 			}
-			e := &cached{at: now, keys: []keystore.DataKey{k}}
-			if old, ok := c.fresh(k.Subject()); ok && !old.erased {
-				// Keep what Key knew of the subject, and its other keys.
-				// (Key's key first, as Key answers it.)
-				e.keyed, e.seen = old.keyed, old.seen
-				e.keys = append(slices.Clip(old.keys), k)
-			}
-			c.cache.Add(k.Subject(), e)
+			c.remember(k)
 		}
 	}
 	return nil
+}
+
+// remember caches k, a key Get or Prefetch received, beside what is
+// cached of its subject and still fresh (Key's key stays first, as Key
+// answers it); a stale entry is replaced.
+func (c *Client) remember(k keystore.DataKey) {
+	e := &cached{at: c.now(), keys: []keystore.DataKey{k}}
+	if old, ok := c.fresh(k.Subject()); ok && !old.erased {
+		if slices.ContainsFunc(old.keys, func(o keystore.DataKey) bool { return o.ID() == k.ID() }) {
+			return
+		}
+		e.at, e.keyed, e.seen = old.at, old.keyed, old.seen
+		e.keys = append(slices.Clip(old.keys), k)
+	}
+	c.cache.Add(k.Subject(), e)
 }
 
 // Subjects implements keystore.Store: ErrNotHere.

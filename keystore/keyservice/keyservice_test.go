@@ -275,3 +275,29 @@ func TestPrefetch(t *testing.T) {
 		t.Errorf("prefetching cached keys: %v, %d calls", err, calls.Load())
 	}
 }
+
+// TestStaleKeysAreAskedAgain: a key older than the TTL is asked for again,
+// once, and then served from the cache again.
+func TestStaleKeysAreAskedAgain(t *testing.T) {
+	ctx := context.Background()
+	keys := keystoretest.Open(t)
+	c, now, calls := served(t, keys)
+	k, err := keys.Key(ctx, callB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func() {
+		t.Helper()
+		if _, err := c.Get(ctx, callB, k.ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get()
+	get()
+	*now = now.Add(DefaultTTL)
+	get()
+	get()
+	if n := calls.Load(); n != 2 {
+		t.Errorf("%d calls for a key got twice, then twice after its TTL; want 2", n)
+	}
+}
