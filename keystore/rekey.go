@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -63,7 +62,7 @@ func Rekey(ctx context.Context, dir string, old, next KEK, opts RekeyOptions) (R
 	}
 	// Never a new, empty store: a wrong --data-dir is an error.
 	if _, err := fsys.Stat(dir); err != nil {
-		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, os.ErrNotExist) {
+		if errors.Is(err, fs.ErrNotExist) {
 			return res, fmt.Errorf("key store %s: none there: %w", dir, err)
 		}
 		return res, fmt.Errorf("key store %s: %w", dir, err)
