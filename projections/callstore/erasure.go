@@ -108,7 +108,55 @@ func (s *Store) Scrub(ctx context.Context, sids []string) (err error) {
 	if err := s.scrub.Scrub(ctx, s.db, ranges); err != nil {
 		return fmt.Errorf("scrub read model: %w", err)
 	}
+	// The pending scrubs this one covered are done: the erasure service's
+	// own scrub spares the next ScrubPending a second compaction.
+	return s.forgetPending(sids)
+}
+
+// forgetPending deletes the pending scrubs whose calls are all among sids,
+// which were just scrubbed.
+func (s *Store) forgetPending(sids []string) error {
+	keys, err := s.pendingCoveredBy(sids)
+	if err != nil || len(keys) == 0 {
+		return err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, k := range keys {
+		if err := b.Delete(k, nil); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("read model: pending scrubs done: %w", err)
+	}
 	return nil
+}
+
+// pendingCoveredBy returns the keys of the pending scrubs whose calls are
+// all among sids.
+func (s *Store) pendingCoveredBy(sids []string) ([][]byte, error) {
+	done, err := s.reading()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	scrubbed := make(map[string]bool, len(sids))
+	for _, sid := range sids {
+		scrubbed[sid] = true
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixScrub}, UpperBound: []byte{prefixScrub + 1}})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var keys [][]byte
+	for ok := it.First(); ok; ok = it.Next() {
+		if !slices.ContainsFunc(strings.Split(string(it.Value()), "\n"), func(sid string) bool { return !scrubbed[sid] }) {
+			keys = append(keys, bytes.Clone(it.Key()))
+		}
+	}
+	return keys, it.Error()
 }
 
 // scrubKey is the key of the pending scrub of the erasure applied at pos.
@@ -122,44 +170,35 @@ func scrubKey(pos uint64) []byte { return binary.BigEndian.AppendUint64([]byte{p
 // scrub. Safe to call at any time, Apply running or not.
 func (s *Store) ScrubPending(ctx context.Context) (calls int, err error) {
 	defer s.check(&err)
-	keys, sids, err := s.pendingScrubs()
-	if err != nil || len(keys) == 0 {
+	sids, err := s.pendingScrubs()
+	if err != nil || len(sids) == 0 {
 		return 0, err
 	}
+	// Scrub forgets the pending scrubs it covers.
 	if err := s.Scrub(ctx, sids); err != nil {
 		return 0, err
-	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	for _, k := range keys {
-		if err := b.Delete(k, nil); err != nil {
-			return 0, err
-		}
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return 0, fmt.Errorf("read model: pending scrubs done: %w", err)
 	}
 	return len(sids), nil
 }
 
-// pendingScrubs reads the pending scrubs: their keys, and their calls.
-func (s *Store) pendingScrubs() (keys [][]byte, sids []string, err error) {
+// pendingScrubs returns the calls of the pending scrubs.
+func (s *Store) pendingScrubs() ([]string, error) {
 	done, err := s.reading()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer done()
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixScrub}, UpperBound: []byte{prefixScrub + 1}})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer it.Close()
+	var sids []string
 	for ok := it.First(); ok; ok = it.Next() {
-		keys = append(keys, bytes.Clone(it.Key()))
 		sids = append(sids, strings.Split(string(it.Value()), "\n")...)
 	}
 	slices.Sort(sids)
-	return keys, slices.Compact(sids), it.Error()
+	return slices.Compact(sids), it.Error()
 }
 
 // wholeRangeOver is how many key ranges Scrub compacts one by one; beyond

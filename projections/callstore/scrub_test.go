@@ -71,4 +71,20 @@ func TestScrubPending(t *testing.T) {
 	if n, err := s.ScrubPending(ctx); err != nil || n != 0 {
 		t.Errorf("ScrubPending again: %d, %v; want nothing", n, err)
 	}
+
+	// The erasure service scrubs what it erased itself: that scrub is not
+	// pending any more.
+	second := event(sid(2), func(ev *callledgerv1.Event) {
+		ev.CallSid = ""
+		ev.Body = &callledgerv1.Event_ErasureRecorded{ErasureRecorded: &callledgerv1.ErasureRecorded{
+			ErasureId: "e2", RequestedBy: "test", SubjectCount: 1, CallSids: []string{sid(2)}}}
+	})
+	second.Stream = eventcodec.ErasureStream
+	apply(t, s, second)
+	if err := s.Scrub(ctx, []string{sid(2)}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.ScrubPending(ctx); err != nil || n != 0 {
+		t.Errorf("ScrubPending after the erasure's own scrub: %d, %v; want nothing", n, err)
+	}
 }
