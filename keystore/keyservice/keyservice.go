@@ -1,9 +1,10 @@
 // Package keyservice shares one key store between the nodes of a
 // deployment on KurrentDB: the node that holds the embedded key store
-// (serve --role all) serves it over gRPC (Server), and webhook replicas seal
-// with keys from it through a Client, a keystore.Store. So every node seals
-// with keys the projection opens, and an erasure on the key store's node
-// reaches what every replica sealed (docs/PRIVACY.md §4).
+// (serve --role all) serves it over gRPC (Server), and the other nodes —
+// webhook and query replicas — seal and open with keys from it through a
+// Client, a keystore.Store. So every node seals with keys every projection
+// opens, and an erasure on the key store's node reaches what every replica
+// sealed (docs/PRIVACY.md §4).
 //
 // Data keys travel in the clear inside the RPC: the server answers over
 // TLS, or to a loopback peer, only.
