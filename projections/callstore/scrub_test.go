@@ -41,17 +41,20 @@ func TestScrubPending(t *testing.T) {
 				Status: completed, AccountSid: "AC1", Direction: "inbound", From: from, To: "+15555550100"}}
 		})
 	}
+	erasure := func(id, call string) eventstore.RecordedEvent {
+		rec := event(call, func(ev *callledgerv1.Event) {
+			ev.CallSid = ""
+			ev.Body = &callledgerv1.Event_ErasureRecorded{ErasureRecorded: &callledgerv1.ErasureRecorded{
+				ErasureId: id, RequestedBy: "test", SubjectCount: 1, CallSids: []string{call}}}
+		})
+		rec.Stream = eventcodec.ErasureStream
+		return rec
+	}
 	apply(t, s, status(sid(1), number), status(sid(2), "+15555550188"))
 	if n, err := s.ScrubPending(ctx); err != nil || n != 0 {
 		t.Fatalf("ScrubPending before any erasure: %d, %v", n, err)
 	}
-	erasure := event(sid(1), func(ev *callledgerv1.Event) {
-		ev.CallSid = ""
-		ev.Body = &callledgerv1.Event_ErasureRecorded{ErasureRecorded: &callledgerv1.ErasureRecorded{
-			ErasureId: "e1", RequestedBy: "test", SubjectCount: 1, CallSids: []string{sid(1)}}}
-	})
-	erasure.Stream = eventcodec.ErasureStream
-	apply(t, s, erasure)
+	apply(t, s, erasure("e1", sid(1)))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -74,13 +77,7 @@ func TestScrubPending(t *testing.T) {
 
 	// The erasure service scrubs what it erased itself: that scrub is not
 	// pending any more.
-	second := event(sid(2), func(ev *callledgerv1.Event) {
-		ev.CallSid = ""
-		ev.Body = &callledgerv1.Event_ErasureRecorded{ErasureRecorded: &callledgerv1.ErasureRecorded{
-			ErasureId: "e2", RequestedBy: "test", SubjectCount: 1, CallSids: []string{sid(2)}}}
-	})
-	second.Stream = eventcodec.ErasureStream
-	apply(t, s, second)
+	apply(t, s, erasure("e2", sid(2)))
 	if err := s.Scrub(ctx, []string{sid(2)}); err != nil {
 		t.Fatal(err)
 	}
