@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestEraseCommand: `callledger erase --call` against a running serve
@@ -20,9 +21,16 @@ func TestEraseCommand(t *testing.T) {
 		t.Fatalf("simulate: %v\n%s", err, out)
 	}
 	addr := []string{"--addr", srv.grpcAddr, "--data-dir", dir}
-	out, err := cli(t, append([]string{"calls", "list", "--output", "json"}, addr...)...)
-	if err != nil {
-		t.Fatal(err)
+	// ListCalls has no min_position: wait for the projection to show a call.
+	var out string
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if out, err = cli(t, append([]string{"calls", "list", "--output", "json"}, addr...)...); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out, "callSid") || time.Now().After(deadline) {
+			break
+		}
 	}
 	var first struct {
 		CallSid string `json:"callSid"`
