@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 )
 
 // ErrInsecure reports a secret file that others than its owner may read or
@@ -61,4 +62,21 @@ func Check(what, path string, mode os.FileMode) error {
 			what, path, perm, path, ErrInsecure)
 	}
 	return nil
+}
+
+// maxToken bounds a token file.
+const maxToken = 4096
+
+// Token reads a file holding one bearer token (Read's checks), without the
+// white space around it; an empty file is an error.
+func Token(what, path string) (string, error) {
+	raw, err := Read(what, path, maxToken)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(raw))
+	if tok == "" {
+		return "", fmt.Errorf("%s %s is empty", what, path)
+	}
+	return tok, nil
 }

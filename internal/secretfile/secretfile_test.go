@@ -54,3 +54,28 @@ func TestRead(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// TestToken: a token file is read without its surrounding white space; an
+// empty one, or one others may read, is refused.
+func TestToken(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	if tok, err := secretfile.Token("token file", write("ok", " s3cret-token\n", 0o600)); err != nil || tok != "s3cret-token" {
+		t.Errorf("Token = %q, %v", tok, err)
+	}
+	if _, err := secretfile.Token("token file", write("empty", " \n", 0o600)); err == nil || !strings.Contains(err.Error(), "is empty") {
+		t.Errorf("an empty token file: %v", err)
+	}
+	if _, err := secretfile.Token("token file", write("open", "s3cret-token", 0o644)); !errors.Is(err, secretfile.ErrInsecure) {
+		t.Errorf("a token file others may read: %v, want ErrInsecure", err)
+	}
+}

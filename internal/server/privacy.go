@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -77,9 +76,6 @@ func (s *Server) keysElsewhere() bool {
 // usesTLS reports whether the key service is reached over TLS.
 func (k KeyService) usesTLS() bool { return k.TLSCA != "" || k.TLSCert != "" || k.TLSKey != "" }
 
-// maxTokenFile bounds what is read of a token file.
-const maxTokenFile = 4096
-
 // keyServiceClient is the key store of a node whose keys are another's:
 // the key service at k.Addr, the connection closed with the server.
 func (s *Server) keyServiceClient(k KeyService) (keystore.Store, error) {
@@ -97,13 +93,9 @@ func (s *Server) keyServiceClient(k KeyService) (keystore.Store, error) {
 	}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 	if k.TokenFile != "" {
-		raw, err := secretfile.Read("key service token file (--key-service-token-file)", k.TokenFile, maxTokenFile)
+		tok, err := secretfile.Token("--key-service-token-file", k.TokenFile)
 		if err != nil {
 			return nil, err
-		}
-		tok := strings.TrimSpace(string(raw))
-		if tok == "" {
-			return nil, fmt.Errorf("--key-service-token-file %s is empty", k.TokenFile)
 		}
 		opts = append(opts, grpc.WithPerRPCCredentials(grpcauth.Bearer{Token: tok, AllowPlaintext: !k.usesTLS()}))
 	}

@@ -166,14 +166,7 @@ func apiToken(token, file, dataDir string) (string, error) {
 	case token != "":
 		return token, nil
 	case file != "":
-		b, err := secretfile.Read("--token-file", file, 4096)
-		if err != nil {
-			return "", err
-		}
-		if tok := strings.TrimSpace(string(b)); tok != "" {
-			return tok, nil
-		}
-		return "", fmt.Errorf("--token-file %s is empty", file)
+		return secretfile.Token("--token-file", file)
 	case dataDir != "":
 		return server.ReadLocalAPIToken(dataDir)
 	}
