@@ -207,18 +207,12 @@ func openDB(dir string, opts Options) (*pebble.DB, *pebblescrub.Scrubber, error)
 // loadMeta checks the KEK against the store's Meta and unwraps the index
 // key, making both when the store is new.
 func (s *Embedded) loadMeta(kek KEK) error {
-	v, closer, err := s.db.Get(keyMeta)
-	if errors.Is(err, pebble.ErrNotFound) {
+	m, err := readMeta(s.db)
+	if errors.Is(err, errNoMeta) {
 		return s.createMeta(kek)
 	}
 	if err != nil {
 		return err
-	}
-	var m keystorev1.Meta
-	err = proto.Unmarshal(v, &m)
-	closer.Close()
-	if err != nil {
-		return fmt.Errorf("meta record: %w", err)
 	}
 	if from := m.GetRotatingFrom(); len(from) > 0 {
 		return fmt.Errorf("%w: from key %s to key %s; run callledger rekey again with both to finish it", ErrRotating, hex.EncodeToString(from), hex.EncodeToString(m.GetKekId()))
@@ -240,21 +234,53 @@ func (s *Embedded) createMeta(kek KEK) error {
 	if _, err := rand.Read(s.indexKey); err != nil {
 		return err
 	}
-	check, err := s.wrap([]byte("callledger"), []byte(adCheck))
+	m, err := sealedMeta(s.kek, kek.id(), s.indexKey, timestamppb.New(s.now()))
 	if err != nil {
 		return err
 	}
-	index, err := s.wrap(s.indexKey, []byte(adIndexKey))
+	return writeMeta(s.db, m)
+}
+
+// sealedMeta is the Meta of a store whose KEK is kek (identified by
+// kekID) and whose index key is indexKey: the check value and the index
+// key wrapped under kek.
+func sealedMeta(kek cipher.AEAD, kekID, indexKey []byte, created *timestamppb.Timestamp) (*keystorev1.Meta, error) {
+	check, err := wrapWith(kek, []byte("callledger"), []byte(adCheck))
+	if err != nil {
+		return nil, err
+	}
+	index, err := wrapWith(kek, indexKey, []byte(adIndexKey))
+	if err != nil {
+		return nil, err
+	}
+	return &keystorev1.Meta{KekId: kekID, Check: check, IndexKey: index, CreatedAt: created}, nil
+}
+
+// errNoMeta: the database has no Meta record (a new store, or not one).
+var errNoMeta = errors.New("no meta record")
+
+func readMeta(db *pebble.DB) (*keystorev1.Meta, error) {
+	v, closer, err := db.Get(keyMeta)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, errNoMeta
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	var m keystorev1.Meta
+	if err := proto.Unmarshal(v, &m); err != nil {
+		return nil, fmt.Errorf("meta record: %w", err)
+	}
+	return &m, nil
+}
+
+func writeMeta(db *pebble.DB, m *keystorev1.Meta) error {
+	b, err := proto.Marshal(m)
 	if err != nil {
 		return err
 	}
-	b, err := proto.Marshal(&keystorev1.Meta{
-		KekId: kek.id(), Check: check, IndexKey: index, CreatedAt: timestamppb.New(s.now()),
-	})
-	if err != nil {
-		return err
-	}
-	return s.db.Set(keyMeta, b, pebble.Sync)
+	return db.Set(keyMeta, b, pebble.Sync)
 }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
@@ -337,6 +363,16 @@ func subjectKey(subject string, rec byte) []byte { return append(subjectPrefix(s
 
 func dataKeyKey(subject string, id uint64) []byte {
 	return binary.BigEndian.AppendUint64(subjectKey(subject, recKey), id)
+}
+
+// dataKeySubject is the subject of k when k is the key of a data key
+// record (s <subject> 0x00 k <id:8>), without copying.
+func dataKeySubject(k []byte) ([]byte, bool) {
+	i := bytes.IndexByte(k, 0)
+	if len(k) == 0 || k[0] != prefixSubject || i < 0 || len(k) != i+2+8 || k[i+1] != recKey {
+		return nil, false
+	}
+	return k[1:i], true
 }
 
 func indexKey(mac []byte, subject string, i int) []byte {

@@ -25,10 +25,8 @@ func (s *Embedded) Preload(ctx context.Context) (release func(), err error) {
 	defer it.Close()
 	n := 0
 	for ok := it.First(); ok; ok = it.Next() {
-		// s <subject> 0x00 k <id:8>
 		k := it.Key()
-		i := bytes.IndexByte(k, 0)
-		if i < 0 || len(k) != i+2+8 || k[i+1] != recKey {
+		if _, ok := dataKeySubject(k); !ok {
 			continue
 		}
 		if n++; n%4096 == 0 {

@@ -86,6 +86,9 @@ func Rekey(ctx context.Context, dir string, old, next KEK, opts RekeyOptions) (R
 		}
 	}()
 	meta, err := readMeta(db)
+	if errors.Is(err, errNoMeta) {
+		return res, fmt.Errorf("key store %s: not a key store (%w)", dir, err)
+	}
 	if err != nil {
 		return res, fmt.Errorf("key store %s: %w", dir, err)
 	}
@@ -139,18 +142,11 @@ func beginRekey(db *pebble.DB, meta *keystorev1.Meta, oldA, nextA cipher.AEAD, o
 		return nil, fmt.Errorf("index key: %w", err)
 	}
 	defer clear(index)
-	check, err := wrapWith(nextA, []byte("callledger"), []byte(adCheck))
+	m, err := sealedMeta(nextA, next.id(), index, meta.GetCreatedAt())
 	if err != nil {
 		return nil, err
 	}
-	wrappedIndex, err := wrapWith(nextA, index, []byte(adIndexKey))
-	if err != nil {
-		return nil, err
-	}
-	m := &keystorev1.Meta{
-		KekId: next.id(), Check: check, IndexKey: wrappedIndex, CreatedAt: meta.GetCreatedAt(),
-		RotatingFrom: old.id(), RotatedAt: meta.GetRotatedAt(),
-	}
+	m.RotatingFrom, m.RotatedAt = old.id(), meta.GetRotatedAt()
 	return m, writeMeta(db, m)
 }
 
@@ -180,13 +176,12 @@ func rewrapAll(ctx context.Context, db *pebble.DB, oldA, nextA cipher.AEAD, res 
 		return ctx.Err()
 	}
 	for ok := it.First(); ok; ok = it.Next() {
-		// s <subject> 0x00 k <id:8>
 		k := it.Key()
-		i := bytes.IndexByte(k, 0)
-		if i < 0 || len(k) != i+2+8 || k[i+1] != recKey {
+		sub, ok := dataKeySubject(k)
+		if !ok {
 			continue
 		}
-		subject := string(k[1:i])
+		subject := string(sub)
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return err
@@ -231,28 +226,4 @@ func rewrapAll(ctx context.Context, db *pebble.DB, oldA, nextA cipher.AEAD, res 
 		return err
 	}
 	return commit()
-}
-
-func readMeta(db *pebble.DB) (*keystorev1.Meta, error) {
-	v, closer, err := db.Get(keyMeta)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, errors.New("not a key store (no meta record)")
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer closer.Close()
-	var m keystorev1.Meta
-	if err := proto.Unmarshal(v, &m); err != nil {
-		return nil, fmt.Errorf("meta record: %w", err)
-	}
-	return &m, nil
-}
-
-func writeMeta(db *pebble.DB, m *keystorev1.Meta) error {
-	b, err := proto.Marshal(m)
-	if err != nil {
-		return err
-	}
-	return db.Set(keyMeta, b, pebble.Sync)
 }
