@@ -34,12 +34,11 @@ func (k *kekFlag) openOffline(dataDir string, log *slog.Logger) (*keystore.Embed
 	if _, err := os.Stat(server.KeyStorePath(dataDir)); err != nil {
 		return nil, fmt.Errorf("the events are sealed, and %s holds no key store (--data-dir names the server's data directory): %w", dataDir, err)
 	}
-	if k.file == "" {
-		if _, err := os.Stat(server.DevKEKPath(dataDir)); err != nil {
-			return nil, fmt.Errorf("the events are sealed: give --kek-file, the key-encryption key the server runs with (%s has no development key)", dataDir)
-		}
+	file, err := server.OfflineKEKFile(dataDir, k.file)
+	if err != nil {
+		return nil, fmt.Errorf("the events are sealed: %w", err)
 	}
-	keys, err := server.OpenKeys(dataDir, k.file, log)
+	keys, err := server.OpenKeys(dataDir, file, log)
 	if err != nil {
 		return nil, fmt.Errorf("the events are sealed (a running server holds its key store: stop it first): %w", err)
 	}

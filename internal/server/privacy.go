@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"google.golang.org/grpc"
@@ -32,6 +33,20 @@ func KeyStorePath(dataDir string) string { return filepath.Join(dataDir, keyStor
 // DevKEKPath is where a server without --kek-file keeps its generated
 // key-encryption key.
 func DevKEKPath(dataDir string) string { return filepath.Join(dataDir, devKEKFile) }
+
+// OfflineKEKFile is the key-encryption key file a command run on a stopped
+// server opens dataDir's key store with: kekFile (--kek-file), or else the
+// development KEK a development server left in dataDir — never a new one,
+// which a server started with its --kek-file would refuse.
+func OfflineKEKFile(dataDir, kekFile string) (string, error) {
+	if kekFile != "" {
+		return kekFile, nil
+	}
+	if _, err := os.Stat(DevKEKPath(dataDir)); err != nil {
+		return "", fmt.Errorf("give --kek-file, the key-encryption key the server runs with (%s has no development key to use instead)", dataDir)
+	}
+	return DevKEKPath(dataDir), nil
+}
 
 // Privacy configures the sealing of personal data (docs/PRIVACY.md).
 type Privacy struct {

@@ -25,12 +25,9 @@ func RekeyKeys(ctx context.Context, dataDir, kekFile, newKEKFile string, log *sl
 		}
 		return res, fmt.Errorf("key store: %w", err)
 	}
-	oldFile := kekFile
-	if oldFile == "" {
-		oldFile = DevKEKPath(dataDir)
-		if _, err := os.Stat(oldFile); err != nil {
-			return res, errors.New("give --kek-file, the key-encryption key the server runs with (the data directory has no development key)")
-		}
+	oldFile, err := OfflineKEKFile(dataDir, kekFile)
+	if err != nil {
+		return res, err
 	}
 	old, err := keystore.LoadKEK(oldFile)
 	if err != nil {

@@ -77,11 +77,9 @@ func SealLedger(ctx context.Context, dataDir, kekFile string, log *slog.Logger) 
 // server left in dataDir — never a new one, which would seal a production
 // ledger under a key the server, started with its --kek-file, refuses.
 func openKeysToSeal(dataDir, kekFile string, log *slog.Logger) (*keystore.Embedded, error) {
-	if kekFile == "" {
-		if _, err := os.Stat(DevKEKPath(dataDir)); err != nil {
-			return nil, errors.New("give --kek-file, the key-encryption key the server runs with " +
-				"(the data directory has no development key to use instead)")
-		}
+	kekFile, err := OfflineKEKFile(dataDir, kekFile)
+	if err != nil {
+		return nil, err
 	}
 	keys, err := OpenKeys(dataDir, kekFile, log)
 	if err != nil {
