@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"net/url"
 	"slices"
 	"strings"
@@ -260,8 +261,8 @@ func (e *Events) Preload(ctx context.Context) (release func(), err error) {
 // to get the keys that the facts of evs were sealed under in one go, before
 // they are opened one by one: a reader of a batch of events over the
 // network then waits for one round trip, not one per call leg. Without such
-// a store it does nothing.
-func (e *Events) Prefetch(ctx context.Context, evs []*callledgerv1.Event) error {
+// a store it returns at once, without looking at evs.
+func (e *Events) Prefetch(ctx context.Context, evs iter.Seq[*callledgerv1.Event]) error {
 	if e == nil {
 		return nil
 	}
@@ -272,7 +273,7 @@ func (e *Events) Prefetch(ctx context.Context, evs []*callledgerv1.Event) error 
 		return nil
 	}
 	var refs []keystore.KeyRef
-	for _, ev := range evs {
+	for ev := range evs {
 		if s := ev.GetSealed(); s != nil {
 			refs = append(refs, keystore.KeyRef{Subject: s.GetSubject(), ID: s.GetKeyId()})
 		}

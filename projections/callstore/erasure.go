@@ -136,27 +136,35 @@ func (s *Store) forgetPending(sids []string) error {
 // pendingCoveredBy returns the keys of the pending scrubs whose calls are
 // all among sids.
 func (s *Store) pendingCoveredBy(sids []string) ([][]byte, error) {
-	done, err := s.reading()
-	if err != nil {
-		return nil, err
-	}
-	defer done()
 	scrubbed := make(map[string]bool, len(sids))
 	for _, sid := range sids {
 		scrubbed[sid] = true
 	}
+	var keys [][]byte
+	err := s.eachPending(func(key []byte, calls []string) {
+		if !slices.ContainsFunc(calls, func(sid string) bool { return !scrubbed[sid] }) {
+			keys = append(keys, bytes.Clone(key))
+		}
+	})
+	return keys, err
+}
+
+// eachPending calls fn with the key and the calls of every pending scrub.
+func (s *Store) eachPending(fn func(key []byte, calls []string)) error {
+	done, err := s.reading()
+	if err != nil {
+		return err
+	}
+	defer done()
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixScrub}, UpperBound: []byte{prefixScrub + 1}})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer it.Close()
-	var keys [][]byte
 	for ok := it.First(); ok; ok = it.Next() {
-		if !slices.ContainsFunc(strings.Split(string(it.Value()), "\n"), func(sid string) bool { return !scrubbed[sid] }) {
-			keys = append(keys, bytes.Clone(it.Key()))
-		}
+		fn(it.Key(), strings.Split(string(it.Value()), "\n"))
 	}
-	return keys, it.Error()
+	return it.Error()
 }
 
 // scrubKey is the key of the pending scrub of the erasure applied at pos.
@@ -183,22 +191,10 @@ func (s *Store) ScrubPending(ctx context.Context) (calls int, err error) {
 
 // pendingScrubs returns the calls of the pending scrubs.
 func (s *Store) pendingScrubs() ([]string, error) {
-	done, err := s.reading()
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixScrub}, UpperBound: []byte{prefixScrub + 1}})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
 	var sids []string
-	for ok := it.First(); ok; ok = it.Next() {
-		sids = append(sids, strings.Split(string(it.Value()), "\n")...)
-	}
+	err := s.eachPending(func(_ []byte, calls []string) { sids = append(sids, calls...) })
 	slices.Sort(sids)
-	return slices.Compact(sids), it.Error()
+	return slices.Compact(sids), err
 }
 
 // wholeRangeOver is how many key ranges Scrub compacts one by one; beyond

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"strings"
 	"sync"
@@ -316,7 +317,7 @@ func (s *Store) Apply(ctx context.Context, batch eventstore.Batch) (err error) {
 	defer tx.b.Close()
 	// Events at or before the checkpoint were applied already (a
 	// resubscription overlapping it).
-	folded, err := Decoder{Log: s.log, Personal: s.opts.Personal}.FoldBatch(ctx, batch.Events, s.applied.Load(), nil)
+	folded, err := Decoder{Log: s.log, Personal: s.opts.Personal}.FoldBatch(ctx, batch.Events, s.applied.Load(), make([]Folded, 0, len(batch.Events)))
 	if err != nil {
 		// Nothing of the batch is written: it is applied again.
 		return err
@@ -431,7 +432,7 @@ type Folded struct {
 // prefetcher gets the keys of many events at once (seal.Events over a
 // key service).
 type prefetcher interface {
-	Prefetch(ctx context.Context, evs []*callledgerv1.Event) error
+	Prefetch(ctx context.Context, evs iter.Seq[*callledgerv1.Event]) error
 }
 
 // FoldBatch is Fold for the records of recs after position after,
@@ -459,12 +460,17 @@ func (d Decoder) FoldBatch(ctx context.Context, recs []eventstore.RecordedEvent,
 		}
 	}
 	if p, ok := d.Personal.(prefetcher); ok && len(sealed) > 1 {
-		evs := make([]*callledgerv1.Event, len(sealed))
-		for i, j := range sealed {
-			evs[i] = out[j].Event
+		// An iterator: an opener that cannot prefetch (a local key store)
+		// returns without it, and the batch costs nothing more.
+		evs := func(yield func(*callledgerv1.Event) bool) {
+			for _, j := range sealed {
+				if !yield(out[j].Event) {
+					return
+				}
+			}
 		}
 		if err := p.Prefetch(ctx, evs); errors.Is(err, keystore.ErrUnavailable) {
-			return out[:start], fmt.Errorf("get the keys of %d events: %w", len(evs), err)
+			return out[:start], fmt.Errorf("get the keys of %d events: %w", len(sealed), err)
 		} else if err != nil {
 			// Each event's own opening reports what is wrong.
 			d.Log.Warn("getting the keys of a batch of events failed; they are got one by one", "err", err)

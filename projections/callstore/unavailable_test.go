@@ -3,6 +3,8 @@ package callstore_test
 import (
 	"context"
 	"errors"
+	"iter"
+	"slices"
 	"testing"
 
 	"github.com/google/uuid"
@@ -73,11 +75,11 @@ type prefetching struct {
 	prefetches [][]*callledgerv1.Event
 }
 
-func (p *prefetching) Prefetch(_ context.Context, evs []*callledgerv1.Event) error {
+func (p *prefetching) Prefetch(_ context.Context, evs iter.Seq[*callledgerv1.Event]) error {
 	if p.down {
 		return keystore.ErrUnavailable
 	}
-	p.prefetches = append(p.prefetches, evs)
+	p.prefetches = append(p.prefetches, slices.Collect(evs))
 	return nil
 }
 
