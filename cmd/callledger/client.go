@@ -62,9 +62,6 @@ func (c *clientFlags) check() error {
 	default:
 		return fmt.Errorf("--output %q: want table or json", c.output)
 	}
-	if (c.tlsCert == "") != (c.tlsKey == "") {
-		return errors.New("--tls-cert and --tls-key go together")
-	}
 	if c.token != "" && !c.usesTLS() && !isLoopbackAddr(c.addr) {
 		return fmt.Errorf("refusing to send the token in clear to %s: connect with --tls (or --tls-ca), or over loopback", c.addr)
 	}
