@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bytes"
-	"net/http"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -19,7 +18,6 @@ import (
 	"github.com/callledger/callledger/internal/residue"
 	"github.com/callledger/callledger/internal/server"
 	"github.com/callledger/callledger/internal/testpki"
-	"github.com/callledger/callledger/twilio"
 )
 
 // TestWebhookReplicaSealsWithKeyService: a webhook replica on KurrentDB
@@ -46,11 +44,7 @@ func TestWebhookReplicaSealsWithKeyService(t *testing.T) {
 		to     = "+15555550187"
 		caller = "Quintessa Vandermeer"
 	)
-	form := url.Values{
-		"CallSid": {sid}, "AccountSid": {"AC0123456789abcdef0123456789abcdef"}, "CallStatus": {"ringing"},
-		"Direction": {"inbound"}, "From": {from}, "To": {to}, "Caller": {from}, "Called": {to},
-		"CallerName": {caller}, "ApiVersion": {"2010-04-01"},
-	}
+	form := callerForm(sid, "ringing", from, to, caller)
 	_, pos := postStatus(t, replica, form)
 	reader := s.dial(t, "reader", nil)
 	if c := getCall(t, reader, sid, pos).GetCall(); c.GetFrom() != from || c.GetCallerName() != caller {
@@ -90,19 +84,7 @@ func TestWebhookReplicaSealsWithKeyService(t *testing.T) {
 	// A replica without keys:use stores nothing.
 	unkeyed := replicaOf("reader")
 	form.Set("CallSid", "CA5eb1ed0000000000000000000000f00d")
-	body := form.Encode()
-	path := twilio.KindStatus.Path()
-	req, err := http.NewRequest(http.MethodPost, "http://"+unkeyed.Addrs().HTTP+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("X-Twilio-Signature", twilio.Sign(token, publicURL+path, []byte(body)))
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
+	res := sendStatus(t, unkeyed, form)
 	if res.StatusCode/100 != 5 {
 		t.Errorf("a replica refused its keys answered HTTP %d, want 5xx", res.StatusCode)
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,11 +114,8 @@ func TestPersonalDataSealed(t *testing.T) {
 		to     = "+15555550187"
 		caller = "Zebulon Quuxley"
 	)
-	form := url.Values{
-		"CallSid": {sid}, "AccountSid": {"AC0123456789abcdef0123456789abcdef"}, "CallStatus": {"completed"},
-		"Direction": {"inbound"}, "From": {from}, "To": {to}, "Caller": {from}, "Called": {to},
-		"CallerName": {caller}, "CallDuration": {"42"}, "ApiVersion": {"2010-04-01"},
-	}
+	form := callerForm(sid, "completed", from, to, caller)
+	form.Set("CallDuration", "42")
 	body, pos := postStatus(t, srv, form)
 
 	client := callledgerv1.NewCallQueryServiceClient(dialLocal(t, srv))

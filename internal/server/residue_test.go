@@ -17,6 +17,21 @@ import (
 // returns the body sent and the position of what it stored.
 func postStatus(t *testing.T, srv *server.Server, form url.Values) (string, uint64) {
 	t.Helper()
+	resp := sendStatus(t, srv, form)
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("webhook: HTTP %d", resp.StatusCode)
+	}
+	pos, err := strconv.ParseUint(resp.Header.Get("Callledger-Position"), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return form.Encode(), pos
+}
+
+// sendStatus sends form, signed, to srv's status callback route, and
+// returns the answer (its body closed).
+func sendStatus(t *testing.T, srv *server.Server, form url.Values) *http.Response {
+	t.Helper()
 	body := form.Encode()
 	path := twilio.KindStatus.Path()
 	req, err := http.NewRequest(http.MethodPost, "http://"+srv.Addrs().HTTP+path, strings.NewReader(body))
@@ -30,24 +45,23 @@ func postStatus(t *testing.T, srv *server.Server, form url.Values) (string, uint
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("webhook: HTTP %d", resp.StatusCode)
+	return resp
+}
+
+// callerForm is the form of an inbound call's status callback naming its
+// parties.
+func callerForm(sid, status, from, to, callerName string) url.Values {
+	return url.Values{
+		"CallSid": {sid}, "AccountSid": {"AC0123456789abcdef0123456789abcdef"}, "CallStatus": {status},
+		"Direction": {"inbound"}, "From": {from}, "To": {to}, "Caller": {from}, "Called": {to},
+		"CallerName": {callerName}, "ApiVersion": {"2010-04-01"},
 	}
-	pos, err := strconv.ParseUint(resp.Header.Get("Callledger-Position"), 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return body, pos
 }
 
 // statusForm sends a signed status callback of sid and returns its body.
 func statusForm(t *testing.T, srv *server.Server, sid, status, from, to, callerName string) string {
 	t.Helper()
-	form := url.Values{
-		"CallSid": {sid}, "AccountSid": {"AC0123456789abcdef0123456789abcdef"}, "CallStatus": {status},
-		"Direction": {"inbound"}, "From": {from}, "To": {to}, "Caller": {from}, "Called": {to},
-		"CallerName": {callerName}, "ApiVersion": {"2010-04-01"},
-	}
+	form := callerForm(sid, status, from, to, callerName)
 	if status == "completed" {
 		form.Set("CallDuration", "42")
 		form.Set("RecordingSid", "RE"+sid[2:])
