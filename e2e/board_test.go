@@ -434,6 +434,63 @@ func TestBoardHangUp(t *testing.T) {
 	b.waitCountRight(t)
 }
 
+// TestBoardHangUpRefused: a hang-up the server refuses (here a token
+// without calls:hangup) shows as ending from the click, then puts the call
+// back, says why, and records nothing.
+func TestBoardHangUpRefused(t *testing.T) {
+	const secret = "board-reader-token"
+	b := newBoard(t, boardOptions{apiTokens: apiTokens(t, secret, "calls:read")})
+	b.do(t, chromedp.Navigate(b.api+"/"))
+	b.waitJS(t, `document.getElementById("token-dialog").open`)
+	b.do(t, chromedp.SendKeys(chromedp.CSS("#token-input"), secret), chromedp.Click(chromedp.CSS(`#token-form button[type=submit]`)))
+	b.waitJS(t, `document.getElementById("conn").dataset.state === "live"`)
+	b.do(t, chromedp.Evaluate[chromedp.Void](observer))
+	const sid = "CA4100000000000000000000000000001a"
+	b.status(t, sid, "in-progress", 2, 100*time.Millisecond)
+	b.seen(t, sid, "active")
+
+	b.do(t, chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-sid=%q] button.hangup`, sid))))
+	b.seen(t, sid, "ending")
+	b.waitJS(t, fmt.Sprintf(`document.getElementById("notices").textContent.includes("Hang-up of %s failed")`, sid))
+	row := fmt.Sprintf(`document.querySelector('tr[data-sid=%q]')`, sid)
+	b.waitJS(t, row+`.dataset.state === "active" && !`+row+`.querySelector("button.hangup").disabled`)
+	if got := eval[string](t, b, row+`.querySelector(".status").textContent`); got != "in progress" {
+		t.Errorf("after the refusal the status reads %q, want in progress", got)
+	}
+
+	req, err := http.NewRequest(http.MethodGet, b.api+"/v1/calls/"+sid+"/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+secret)
+	resp, err := b.httpc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), sid) {
+		t.Fatalf("GET the call's events: HTTP %d %s", resp.StatusCode, body)
+	}
+	if strings.Contains(strings.ToLower(string(body)), "hangup") {
+		t.Errorf("a refused hang-up left an event: %s", body)
+	}
+}
+
+// apiTokens writes an --api-tokens file that gives secret the scopes.
+func apiTokens(t *testing.T, secret string, scopes ...string) string {
+	t.Helper()
+	file, err := json.Marshal(map[string]any{"tokens": []map[string]any{{"principal": "ops-board", "sha256": grpcauth.HashToken(secret), "scopes": scopes}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "api-tokens.json")
+	if err := os.WriteFile(path, file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // TestBoardSaysWhenNoEndArrives: without REST credentials the board records
 // the hang-up only; when no terminal report comes within the reconciler's
 // wait, it says so, and the notice goes once the call ends.
@@ -464,12 +521,7 @@ func TestBoardSaysWhenNoEndArrives(t *testing.T) {
 // a wrong one with another prompt, and goes live with the right one.
 func TestBoardTokenPrompt(t *testing.T) {
 	const secret = "board-secret-token"
-	tokens := filepath.Join(t.TempDir(), "api-tokens.json")
-	file := fmt.Sprintf(`{"tokens":[{"principal":"ops-board","sha256":%q,"scopes":["calls:read","calls:hangup"]}]}`, grpcauth.HashToken(secret))
-	if err := os.WriteFile(tokens, []byte(file), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b := newBoard(t, boardOptions{apiTokens: tokens})
+	b := newBoard(t, boardOptions{apiTokens: apiTokens(t, secret, "calls:read", "calls:hangup")})
 	b.do(t, chromedp.Navigate(b.api+"/"))
 	b.waitJS(t, `document.getElementById("token-dialog").open && document.getElementById("conn").dataset.state === "token"`)
 

@@ -239,9 +239,12 @@ function treeOf(c) {
   return c ? c.rootCallSid || c.callSid : "";
 }
 
+// rowState: a call the operator asked to end shows as ending from the
+// click, not from the server's answer, which waits for Twilio's; a refused
+// request puts it back.
 function rowState(c) {
   if (c.terminal) return "terminal";
-  if (c.ending || state.pending.has(c.callSid)) return "ending";
+  if (c.ending || state.pending.has(c.callSid) || state.busy.has(c.callSid)) return "ending";
   return "active";
 }
 
