@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -96,7 +97,10 @@ func (h Hit) String() string {
 	return fmt.Sprintf("%s: %s at %s offset %d", h.File, h.Needle, h.Where, h.Offset)
 }
 
-// Find searches every regular file under dir, recursively.
+// Find searches every regular file under dir, recursively. The directory
+// may belong to a running store: a file removed during the walk is
+// skipped, and a table that does not parse yet (Pebble is still writing
+// it) is read again, whole, for up to tableWait before it is an error.
 func Find(dir string, needles ...Needle) ([]Hit, error) {
 	var hits []Hit
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -113,40 +117,60 @@ func Find(dir string, needles ...Needle) ([]Hit, error) {
 		if err != nil {
 			return err
 		}
-		b, err := os.ReadFile(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		for _, n := range needles {
-			for off := 0; ; {
-				i := bytes.Index(b[off:], n.Bytes)
-				if i < 0 {
-					break
-				}
-				hits = append(hits, Hit{File: rel, Offset: int64(off + i), Needle: n.Name, Where: "raw"})
-				off += i + 1
-			}
-		}
-		if strings.HasSuffix(path, ".sst") {
-			sstHits, err := findInTable(path, needles)
+		deadline := time.Now().Add(tableWait)
+		for {
+			fileHits, err := findInFile(path, needles)
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil
+			}
+			if err != nil && time.Now().Before(deadline) {
+				time.Sleep(tableWait / 20)
+				continue
 			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", rel, err)
 			}
-			for _, h := range sstHits {
+			for _, h := range fileHits {
 				h.File = rel
 				hits = append(hits, h)
 			}
+			return nil
 		}
-		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("residue: %w", err)
+	}
+	return hits, nil
+}
+
+// tableWait bounds how long Find reads a table that does not parse again:
+// far longer than Pebble takes to finish writing one.
+const tableWait = 5 * time.Second
+
+// findInFile searches one file's raw bytes and, for an SST, its keys and
+// values decompressed.
+func findInFile(path string, needles []Needle) ([]Hit, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var hits []Hit
+	for _, n := range needles {
+		for off := 0; ; {
+			i := bytes.Index(b[off:], n.Bytes)
+			if i < 0 {
+				break
+			}
+			hits = append(hits, Hit{Offset: int64(off + i), Needle: n.Name, Where: "raw"})
+			off += i + 1
+		}
+	}
+	if strings.HasSuffix(path, ".sst") {
+		sstHits, err := findInTable(path, needles)
+		if err != nil {
+			return nil, err
+		}
+		hits = append(hits, sstHits...)
 	}
 	return hits, nil
 }

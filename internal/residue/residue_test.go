@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -160,4 +161,61 @@ func TestFindInCompressedTable(t *testing.T) {
 		t.Errorf("decoded hits: %d in keys, %d in values, want 1 and 1 (all hits: %v)", key, value, hits)
 	}
 	t.Logf("raw hits: %d (the key is stored verbatim; the value's number only as copies)", raw)
+}
+
+// TestFindWaitsForATableBeingWritten: a table that does not parse yet (cut
+// short, as one Pebble is still writing) is read again until it does, so
+// that a search of a running store neither fails nor misses it; one that
+// never parses is an error.
+func TestFindWaitsForATableBeingWritten(t *testing.T) {
+	src := t.TempDir()
+	db, err := pebble.Open(src, &pebble.Options{Logger: pebblelog.New(slog.New(slog.DiscardHandler), 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Set([]byte("key"), []byte("From=+15555550100"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tables, _ := filepath.Glob(filepath.Join(src, "*.sst"))
+	if len(tables) != 1 {
+		t.Fatalf("tables: %v", tables)
+	}
+	whole, err := os.ReadFile(tables[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	path := filepath.Join(dir, "000009.sst")
+	if err := os.WriteFile(path, whole[:len(whole)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	written := make(chan error, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		written <- os.WriteFile(path, whole, 0o600)
+	}()
+	hits, err := Find(dir, Needle{"E.164", []byte("+15555550100")})
+	if werr := <-written; werr != nil {
+		t.Fatal(werr)
+	}
+	if err != nil {
+		t.Fatalf("Find on a table finished during the search: %v", err)
+	}
+	if !slices.ContainsFunc(hits, func(h Hit) bool { return h.Where == "sst value" }) {
+		t.Errorf("hits %v: the finished table's value was not searched", hits)
+	}
+
+	if err := os.WriteFile(path, whole[:len(whole)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Find(dir, Needle{"E.164", []byte("+15555550100")}); err == nil || !strings.Contains(err.Error(), "000009.sst") {
+		t.Errorf("Find on a table that never parses: %v, want an error naming it", err)
+	}
 }
