@@ -73,9 +73,16 @@ func (s *Store) Due(ctx context.Context, t time.Time, limit int) (_ []string, er
 // (internal/pebblescrub): their records' earlier versions and those of
 // their conferences, in the WAL, recycled WAL files and older tables. The
 // read model must have applied their ErasureRecorded first. Apply may run
-// meanwhile.
+// meanwhile; scrubs run one at a time.
 func (s *Store) Scrub(ctx context.Context, sids []string) (err error) {
 	defer s.check(&err)
+	s.scrubMu.Lock()
+	defer s.scrubMu.Unlock()
+	return s.scrubLocked(ctx, sids)
+}
+
+// scrubLocked is Scrub, with scrubMu held.
+func (s *Store) scrubLocked(ctx context.Context, sids []string) error {
 	done, err := s.reading()
 	if err != nil {
 		return err
@@ -114,7 +121,7 @@ func (s *Store) Scrub(ctx context.Context, sids []string) (err error) {
 }
 
 // forgetPending deletes the pending scrubs whose calls are all among sids,
-// which were just scrubbed.
+// which were just scrubbed; the caller holds the read lock (reading).
 func (s *Store) forgetPending(sids []string) error {
 	keys, err := s.pendingCoveredBy(sids)
 	if err != nil || len(keys) == 0 {
@@ -134,7 +141,7 @@ func (s *Store) forgetPending(sids []string) error {
 }
 
 // pendingCoveredBy returns the keys of the pending scrubs whose calls are
-// all among sids.
+// all among sids; the caller holds the read lock.
 func (s *Store) pendingCoveredBy(sids []string) ([][]byte, error) {
 	scrubbed := make(map[string]bool, len(sids))
 	for _, sid := range sids {
@@ -150,12 +157,9 @@ func (s *Store) pendingCoveredBy(sids []string) ([][]byte, error) {
 }
 
 // eachPending calls fn with the key and the calls of every pending scrub.
+// The caller holds the read lock: taken twice, it would wait behind a
+// Close that came in between, which waits for the first.
 func (s *Store) eachPending(fn func(key []byte, calls []string)) error {
-	done, err := s.reading()
-	if err != nil {
-		return err
-	}
-	defer done()
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixScrub}, UpperBound: []byte{prefixScrub + 1}})
 	if err != nil {
 		return err
@@ -178,12 +182,16 @@ func scrubKey(pos uint64) []byte { return binary.BigEndian.AppendUint64([]byte{p
 // scrub. Safe to call at any time, Apply running or not.
 func (s *Store) ScrubPending(ctx context.Context) (calls int, err error) {
 	defer s.check(&err)
+	// Under scrubMu, so that a scrub the erasure service is running
+	// finishes, and forgets what it covered, before the markers are read.
+	s.scrubMu.Lock()
+	defer s.scrubMu.Unlock()
 	sids, err := s.pendingScrubs()
 	if err != nil || len(sids) == 0 {
 		return 0, err
 	}
-	// Scrub forgets the pending scrubs it covers.
-	if err := s.Scrub(ctx, sids); err != nil {
+	// The scrub forgets the pending scrubs it covers.
+	if err := s.scrubLocked(ctx, sids); err != nil {
 		return 0, err
 	}
 	return len(sids), nil
@@ -191,8 +199,13 @@ func (s *Store) ScrubPending(ctx context.Context) (calls int, err error) {
 
 // pendingScrubs returns the calls of the pending scrubs.
 func (s *Store) pendingScrubs() ([]string, error) {
+	done, err := s.reading()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	var sids []string
-	err := s.eachPending(func(_ []byte, calls []string) { sids = append(sids, calls...) })
+	err = s.eachPending(func(_ []byte, calls []string) { sids = append(sids, calls...) })
 	slices.Sort(sids)
 	return slices.Compact(sids), err
 }

@@ -128,6 +128,8 @@ type Store struct {
 	opts Options
 	// scrub forces erased data out of the database's files (Scrub).
 	scrub *pebblescrub.Scrubber
+	// scrubMu runs scrubs (Scrub, ScrubPending) one at a time.
+	scrubMu sync.Mutex
 	// damage is set once the read model is found corrupt or unusable.
 	damage *damage
 
