@@ -403,10 +403,14 @@ type Decoder struct {
 // event folds with its personal fields empty. A key the store does not
 // have and a ciphertext that does not open are logged as errors, and the
 // event folds with its personal fields empty: its facts in the clear are
-// still true, and skipping it would change more of the call. A key store
-// that cannot answer now is Fold's concern (Fold).
+// still true, and skipping it would change more of the call. An event
+// whose keys the key store cannot give now is skipped and logged: readers
+// that must not skip it use Fold.
 func (d Decoder) Decode(rec *eventstore.RecordedEvent) (*callledgerv1.Event, bool) {
-	ev, ok, _ := d.Fold(rec)
+	ev, ok, err := d.Fold(rec)
+	if err != nil {
+		d.Log.Error("skipping an event whose keys the key store cannot give now", "stream", rec.Stream, "position", rec.Position, "err", err)
+	}
 	return ev, ok
 }
 
