@@ -37,6 +37,19 @@ type ClientOptions struct {
 // DefaultTTL is ClientOptions.TTL's default.
 const DefaultTTL = time.Minute
 
+// callTimeout bounds a call whose context has no deadline (the
+// projection's): a connection that drops packets silently then ends in
+// ErrUnavailable, which the caller retries, instead of holding it forever.
+const callTimeout = 30 * time.Second
+
+// bounded is ctx with callTimeout when it has no deadline of its own.
+func bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, callTimeout)
+}
+
 // Client is a keystore.Store whose keys come from a key service: Key and
 // Get ask it, and keep the answers for a while, so that a call's later
 // events cost no call.
@@ -99,6 +112,8 @@ func (c *Client) Key(ctx context.Context, subject string, parties ...string) (ke
 	if e, ok := c.fresh(subject); ok && e.keyed && !slices.ContainsFunc(hashes, func(h uint64) bool { return !slices.Contains(e.seen, h) }) {
 		return e.keys[0], nil
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	res, err := c.svc.Key(ctx, &keystorev1.KeyRequest{Subject: subject, Parties: parties})
 	if err != nil {
 		return keystore.DataKey{}, fromStatus(err)
@@ -131,6 +146,8 @@ func (c *Client) Get(ctx context.Context, subject string, id uint64) (keystore.D
 			}
 		}
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	res, err := c.svc.GetKey(ctx, &keystorev1.GetKeyRequest{Subject: subject, KeyId: id})
 	if err != nil {
 		return keystore.DataKey{}, fromStatus(err)
@@ -163,6 +180,8 @@ func (c *Client) Prefetch(ctx context.Context, refs []keystore.KeyRef) error {
 		}
 		want = append(want, &keystorev1.KeyRef{Subject: r.Subject, KeyId: r.ID})
 	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	for len(want) > 0 {
 		n := min(len(want), MaxGetKeys)
 		res, err := c.svc.GetKeys(ctx, &keystorev1.GetKeysRequest{Keys: want[:n]})
@@ -237,10 +256,12 @@ func fromStatus(err error) error {
 	case reasonNotFound:
 		return fmt.Errorf("%w: %s", keystore.ErrNotFound, st.Message())
 	}
-	switch st.Code() {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
-		// Down, slow or busy: a retry may be answered.
-		return fmt.Errorf("keyservice: %w: %s", keystore.ErrUnavailable, st.Message())
+	if st.Code() == codes.InvalidArgument {
+		return fmt.Errorf("keyservice: %w", err) // this request can never be answered
 	}
-	return fmt.Errorf("keyservice: %w", err)
+	// Down, slow, busy, or refusing this node (a token or certificate
+	// to renew): a later try may be answered, and a reader that took the
+	// data for unopenable would fold it without its personal fields for
+	// good.
+	return fmt.Errorf("keyservice: %w: %s: %s", keystore.ErrUnavailable, st.Code(), st.Message())
 }

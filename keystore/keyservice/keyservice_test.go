@@ -301,3 +301,31 @@ func TestStaleKeysAreAskedAgain(t *testing.T) {
 		t.Errorf("%d calls for a key got twice, then twice after its TTL; want 2", n)
 	}
 }
+
+// TestFromStatus: only the service's own answers (erased, no such key) and
+// a malformed request are final; any other failure, a refusal of this
+// node's credentials included, is ErrUnavailable, which readers retry
+// rather than fold an event without its personal fields for good.
+func TestFromStatus(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want error // nil: neither of the errors below
+	}{
+		{keyStatus(codes.FailedPrecondition, reasonErased, "erased"), keystore.ErrDestroyed},
+		{keyStatus(codes.NotFound, reasonNotFound, "no such key"), keystore.ErrNotFound},
+		{status.Error(codes.InvalidArgument, "bad subject"), nil},
+		{status.Error(codes.FailedPrecondition, "an interceptor's"), keystore.ErrUnavailable},
+		{status.Error(codes.Unavailable, "down"), keystore.ErrUnavailable},
+		{status.Error(codes.DeadlineExceeded, "slow"), keystore.ErrUnavailable},
+		{status.Error(codes.PermissionDenied, "no keys:use"), keystore.ErrUnavailable},
+		{status.Error(codes.Unauthenticated, "token"), keystore.ErrUnavailable},
+		{status.Error(codes.Internal, "oops"), keystore.ErrUnavailable},
+	} {
+		got := fromStatus(tc.err)
+		for _, e := range []error{keystore.ErrDestroyed, keystore.ErrNotFound, keystore.ErrUnavailable} {
+			if errors.Is(got, e) != (e == tc.want) {
+				t.Errorf("fromStatus(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		}
+	}
+}
