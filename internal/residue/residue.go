@@ -100,7 +100,8 @@ func (h Hit) String() string {
 // Find searches every regular file under dir, recursively. The directory
 // may belong to a running store: a file removed during the walk is
 // skipped, and a table that does not parse yet (Pebble is still writing
-// it) is read again, whole, for up to tableWait before it is an error.
+// it) is read again, whole, for up to tableWait before it is an error;
+// any other error is one at once.
 func Find(dir string, needles ...Needle) ([]Hit, error) {
 	var hits []Hit
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -123,7 +124,7 @@ func Find(dir string, needles ...Needle) ([]Hit, error) {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil
 			}
-			if err != nil && time.Now().Before(deadline) {
+			if errors.Is(err, errTable) && time.Now().Before(deadline) {
 				time.Sleep(tableWait / 20)
 				continue
 			}
@@ -142,6 +143,9 @@ func Find(dir string, needles ...Needle) ([]Hit, error) {
 	}
 	return hits, nil
 }
+
+// errTable: an SST that does not parse, which Find reads again.
+var errTable = errors.New("table does not parse")
 
 // tableWait bounds how long Find reads a table that does not parse again:
 // far longer than Pebble takes to finish writing one.
@@ -167,8 +171,11 @@ func findInFile(path string, needles []Needle) ([]Hit, error) {
 	}
 	if strings.HasSuffix(path, ".sst") {
 		sstHits, err := findInTable(path, needles)
-		if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
 			return nil, err
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errTable, err)
 		}
 		hits = append(hits, sstHits...)
 	}
