@@ -22,7 +22,7 @@ func ClientConfig(files ClientFiles) (*tls.Config, error) {
 	if (files.Cert == "") != (files.Key == "") {
 		return nil, fmt.Errorf("%s-cert and %s-key go together", files.Flag, files.Flag)
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: files.ServerName}
+	cfg := &tls.Config{MinVersion: MinVersion, ServerName: files.ServerName}
 	if files.CA != "" {
 		pem, err := os.ReadFile(files.CA)
 		if err != nil {
@@ -35,9 +35,9 @@ func ClientConfig(files ClientFiles) (*tls.Config, error) {
 		cfg.RootCAs = pool
 	}
 	if files.Cert != "" {
-		cert, err := tls.LoadX509KeyPair(files.Cert, files.Key)
+		cert, err := keyPair(files.Flag+"-cert", files.Flag+"-key", files.Cert, files.Key)
 		if err != nil {
-			return nil, fmt.Errorf("%s-cert, %s-key: %w", files.Flag, files.Flag, err)
+			return nil, err
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}

@@ -37,4 +37,11 @@ func TestClientConfig(t *testing.T) {
 	if _, err := tlsfiles.ClientConfig(tlsfiles.ClientFiles{CA: notPEM, Flag: "--x-tls"}); err == nil || !strings.Contains(err.Error(), "--x-tls-ca") {
 		t.Errorf("a CA file without a certificate: %v", err)
 	}
+	// The private key is a secret file: refused when others may read it.
+	if err := os.Chmod(keyFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tlsfiles.ClientConfig(tlsfiles.ClientFiles{CA: caFile, Cert: certFile, Key: keyFile, Flag: "--x-tls"}); err == nil || !strings.Contains(err.Error(), "--x-tls-key") {
+		t.Errorf("a client key others may read: %v, want refused naming --x-tls-key", err)
+	}
 }

@@ -199,18 +199,9 @@ func (a stamps) same(b stamps) bool {
 // read reads and checks the files.
 func (s *Server) read() (*state, error) {
 	st := &state{stamps: s.stat()}
-	certPEM, err := os.ReadFile(s.cfg.CertFile)
-	if err != nil {
-		return nil, fmt.Errorf("%s TLS certificate: %w", s.cfg.Name, err)
-	}
-	keyPEM, err := secretfile.Read(s.cfg.Name+" TLS key", s.cfg.KeyFile, maxPEM)
+	cert, err := keyPair(s.cfg.Name+" TLS certificate", s.cfg.Name+" TLS key", s.cfg.CertFile, s.cfg.KeyFile)
 	if err != nil {
 		return nil, err
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		// X509KeyPair's errors quote no key material.
-		return nil, fmt.Errorf("%s TLS certificate %s and key %s: %w", s.cfg.Name, s.cfg.CertFile, s.cfg.KeyFile, err)
 	}
 	st.cert = &cert
 	if s.cfg.ClientCAFile != "" {
@@ -236,4 +227,24 @@ func (s *Server) logLoaded(msg string, st *state) {
 	if left := time.Until(leaf.NotAfter); left < 14*24*time.Hour {
 		s.log.Warn("TLS certificate expires soon", "not_after", leaf.NotAfter, "left", left.Round(time.Minute))
 	}
+}
+
+// keyPair reads a certificate and its private key, the key as a secret
+// file: refused when others may read it. certName and keyName name them in
+// errors.
+func keyPair(certName, keyName, certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("%s: %w", certName, err)
+	}
+	keyPEM, err := secretfile.Read(keyName, keyFile, maxPEM)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		// X509KeyPair's errors quote no key material.
+		return tls.Certificate{}, fmt.Errorf("%s %s and %s %s: %w", certName, certFile, keyName, keyFile, err)
+	}
+	return cert, nil
 }
