@@ -17,6 +17,7 @@ import (
 	"crypto/cipher"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"unicode/utf8"
 )
@@ -83,6 +84,16 @@ func NewDataKey(subject string, id uint64, secret []byte) (DataKey, error) {
 // to the nodes that seal with it; whoever holds them opens the subject's
 // data. Nil for a zero DataKey.
 func (k DataKey) Secret() []byte { return bytes.Clone(k.secret) }
+
+// String names the key without its secret, so that no log line or error
+// that formats a DataKey (%v, %+v, slog) prints the key itself.
+func (k DataKey) String() string { return fmt.Sprintf("data key %016x of %s", k.id, k.subject) }
+
+// GoString is String, for %#v.
+func (k DataKey) GoString() string { return k.String() }
+
+// LogValue is String, for slog.
+func (k DataKey) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 // Subject is the subject the key belongs to.
 func (k DataKey) Subject() string { return k.subject }
