@@ -109,14 +109,19 @@ func (c *Client) Key(ctx context.Context, subject string, parties ...string) (ke
 	for _, p := range parties {
 		hashes = append(hashes, maphash.String(c.seed, p))
 	}
-	if e, ok := c.fresh(subject); ok && e.keyed && !slices.ContainsFunc(hashes, func(h uint64) bool { return !slices.Contains(e.seen, h) }) {
-		return e.keys[0], nil
+	if e, ok := c.fresh(subject); ok {
+		if e.erased {
+			return keystore.DataKey{}, keystore.ErrDestroyed
+		}
+		if e.keyed && !slices.ContainsFunc(hashes, func(h uint64) bool { return !slices.Contains(e.seen, h) }) {
+			return e.keys[0], nil
+		}
 	}
 	ctx, cancel := bounded(ctx)
 	defer cancel()
 	res, err := c.svc.Key(ctx, &keystorev1.KeyRequest{Subject: subject, Parties: parties})
 	if err != nil {
-		return keystore.DataKey{}, fromStatus(err)
+		return keystore.DataKey{}, c.failed(subject, err)
 	}
 	k, err := c.dataKey(subject, res.GetSubject(), res.GetKeyId(), res.GetKey())
 	if err != nil {
@@ -150,7 +155,7 @@ func (c *Client) Get(ctx context.Context, subject string, id uint64) (keystore.D
 	defer cancel()
 	res, err := c.svc.GetKey(ctx, &keystorev1.GetKeyRequest{Subject: subject, KeyId: id})
 	if err != nil {
-		return keystore.DataKey{}, fromStatus(err)
+		return keystore.DataKey{}, c.failed(subject, err)
 	}
 	k, err := c.dataKey(subject, res.GetSubject(), res.GetKeyId(), res.GetKey())
 	if err != nil {
@@ -180,17 +185,15 @@ func (c *Client) Prefetch(ctx context.Context, refs []keystore.KeyRef) error {
 		}
 		want = append(want, &keystorev1.KeyRef{Subject: r.Subject, KeyId: r.ID})
 	}
-	ctx, cancel := bounded(ctx)
-	defer cancel()
 	for len(want) > 0 {
 		n := min(len(want), MaxGetKeys)
-		res, err := c.svc.GetKeys(ctx, &keystorev1.GetKeysRequest{Keys: want[:n]})
+		res, err := c.getKeys(ctx, want[:n])
 		if err != nil {
 			return fromStatus(err)
 		}
 		want = want[n:]
 		for _, sub := range res.GetErased() {
-			c.cache.Add(sub, &cached{at: c.now(), erased: true})
+			c.erased(sub)
 		}
 		for _, ik := range res.GetKeys() {
 			k, err := keystore.NewDataKey(ik.GetSubject(), ik.GetKeyId(), ik.GetKey())
@@ -201,6 +204,13 @@ func (c *Client) Prefetch(ctx context.Context, refs []keystore.KeyRef) error {
 		}
 	}
 	return nil
+}
+
+// getKeys is one GetKeys call, bounded as every call is.
+func (c *Client) getKeys(ctx context.Context, refs []*keystorev1.KeyRef) (*keystorev1.GetKeysResponse, error) {
+	ctx, cancel := bounded(ctx)
+	defer cancel()
+	return c.svc.GetKeys(ctx, &keystorev1.GetKeysRequest{Keys: refs})
 }
 
 // remember caches k, a key Get or Prefetch received, beside what is
@@ -216,6 +226,20 @@ func (c *Client) remember(k keystore.DataKey) {
 		e.keys = append(slices.Clip(old.keys), k)
 	}
 	c.cache.Add(k.Subject(), e)
+}
+
+// erased caches that subject was erased, so that its late events cost no
+// call until the entry is stale.
+func (c *Client) erased(subject string) { c.cache.Add(subject, &cached{at: c.now(), erased: true}) }
+
+// failed is the key store's error for the service's refusal err of a call
+// about subject, remembering an erasure.
+func (c *Client) failed(subject string, err error) error {
+	err = fromStatus(err)
+	if errors.Is(err, keystore.ErrDestroyed) {
+		c.erased(subject)
+	}
+	return err
 }
 
 // Subjects implements keystore.Store: ErrNotHere.

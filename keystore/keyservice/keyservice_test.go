@@ -138,8 +138,14 @@ func TestClient(t *testing.T) {
 	if _, err := c.Key(ctx, callA); !errors.Is(err, keystore.ErrDestroyed) {
 		t.Errorf("Key of an erased subject after the TTL: %v, want ErrDestroyed", err)
 	}
+	// The erasure is remembered: the erased call's later events cost no
+	// call until the TTL.
+	n = calls.Load()
 	if _, err := c.Get(ctx, callA, k.ID()); !errors.Is(err, keystore.ErrDestroyed) {
 		t.Errorf("Get of an erased subject after the TTL: %v, want ErrDestroyed", err)
+	}
+	if _, err := c.Key(ctx, callA); !errors.Is(err, keystore.ErrDestroyed) || calls.Load() != n {
+		t.Errorf("Key of a subject the service said erased: %v, after %d calls, want ErrDestroyed and none", err, calls.Load()-n)
 	}
 	if _, err := c.Get(ctx, callB, 42); !errors.Is(err, keystore.ErrNotFound) {
 		t.Errorf("Get of a key the store never had: %v, want ErrNotFound", err)
