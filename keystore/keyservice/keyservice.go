@@ -89,9 +89,7 @@ func (s *Server) GetKeys(ctx context.Context, req *keystorev1.GetKeysRequest) (*
 		k, err := s.keys.Get(ctx, ref.GetSubject(), ref.GetKeyId())
 		switch {
 		case errors.Is(err, keystore.ErrDestroyed):
-			if !slices.Contains(res.Erased, ref.GetSubject()) {
-				res.Erased = append(res.Erased, ref.GetSubject())
-			}
+			res.Erased = append(res.Erased, ref.GetSubject())
 		case errors.Is(err, keystore.ErrNotFound), errors.Is(err, keystore.ErrInvalidSubject):
 			// Left out: GetKey tells the reader which.
 		case err != nil:
@@ -101,6 +99,7 @@ func (s *Server) GetKeys(ctx context.Context, req *keystorev1.GetKeysRequest) (*
 		}
 	}
 	slices.Sort(res.Erased)
+	res.Erased = slices.Compact(res.Erased)
 	return res, nil
 }
 
